@@ -1,0 +1,1 @@
+//! Benchmarks for pollux (see bench/README.md).

@@ -1,0 +1,1 @@
+//! BFD (RFC 5880/5881/5883): sans-IO sessions driven by the worker loop.

@@ -1,0 +1,2 @@
+//! pollux's data plane. See `worker` for the loop and `api` for what ctrl sees.
+pub mod bfd;
