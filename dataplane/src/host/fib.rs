@@ -1,0 +1,115 @@
+//! The forwarding table: connected subnets of the self IPs and static routes,
+//! longest prefix first. Built by ctrl, read by workers.
+//!
+//! It holds a handful of entries (the subnets of a few ports and the
+//! configured routes), so a linear scan in prefix-length order is the fastest
+//! structure; the virtual servers have their own tables.
+
+use std::net::IpAddr;
+
+/// An IP prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Prefix {
+    pub addr: IpAddr,
+    pub len: u8,
+}
+
+impl Prefix {
+    /// `addr` with the host bits cleared.
+    pub fn new(addr: IpAddr, len: u8) -> Prefix {
+        let addr = match addr {
+            IpAddr::V4(a) => {
+                let m = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len.min(32))) };
+                IpAddr::V4((u32::from(a) & m).into())
+            }
+            IpAddr::V6(a) => {
+                let m = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len.min(128))) };
+                IpAddr::V6((u128::from(a) & m).into())
+            }
+        };
+        Prefix { addr, len }
+    }
+
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_)) => Prefix::new(ip, self.len).addr == self.addr,
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for Prefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+/// Where a route sends a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub prefix: Prefix,
+    /// Index of the egress port.
+    pub port: usize,
+    /// `None` for a connected subnet: the destination is the next hop.
+    pub via: Option<IpAddr>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Fib {
+    routes: Vec<Route>,
+}
+
+impl Fib {
+    /// Sorts the routes longest prefix first.
+    pub fn new(mut routes: Vec<Route>) -> Fib {
+        routes.sort_by(|a, b| b.prefix.len.cmp(&a.prefix.len));
+        Fib { routes }
+    }
+
+    /// (egress port, next hop) for `dst`.
+    pub fn lookup(&self, dst: IpAddr) -> Option<(usize, IpAddr)> {
+        self.routes
+            .iter()
+            .find(|r| r.prefix.contains(dst))
+            .map(|r| (r.port, r.via.unwrap_or(dst)))
+    }
+
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Prefix {
+        let (a, l) = s.split_once('/').unwrap();
+        Prefix::new(a.parse().unwrap(), l.parse().unwrap())
+    }
+
+    #[test]
+    fn longest_prefix_wins() {
+        let fib = Fib::new(vec![
+            Route { prefix: p("0.0.0.0/0"), port: 0, via: Some("10.0.0.1".parse().unwrap()) },
+            Route { prefix: p("10.0.0.0/24"), port: 0, via: None },
+            Route { prefix: p("10.1.0.0/24"), port: 1, via: None },
+            Route { prefix: p("192.168.50.0/24"), port: 1, via: Some("10.1.0.1".parse().unwrap()) },
+            Route { prefix: p("fd00::/64"), port: 0, via: None },
+        ]);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(fib.lookup(ip("10.0.0.7")), Some((0, ip("10.0.0.7"))));
+        assert_eq!(fib.lookup(ip("192.168.50.3")), Some((1, ip("10.1.0.1"))));
+        assert_eq!(fib.lookup(ip("8.8.8.8")), Some((0, ip("10.0.0.1"))));
+        assert_eq!(fib.lookup(ip("fd00::5")), Some((0, ip("fd00::5"))));
+        assert_eq!(fib.lookup(ip("fd01::5")), None);
+    }
+
+    #[test]
+    fn prefix_masks_host_bits() {
+        assert_eq!(p("10.0.0.9/24").to_string(), "10.0.0.0/24");
+        assert_eq!(p("fd00::1:2/112").to_string(), "fd00::1:0/112");
+        assert!(p("0.0.0.0/0").contains("1.2.3.4".parse().unwrap()));
+        assert!(!p("0.0.0.0/0").contains("::1".parse().unwrap()));
+    }
+}

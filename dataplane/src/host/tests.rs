@@ -1,0 +1,273 @@
+//! Packet-in/packet-out cases for the host behaviour of a port. Input frames
+//! are built with etherparse, an independent implementation.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use etherparse::{Icmpv4Type, Icmpv6Type, NetSlice, PacketBuilder, SlicedPacket, TransportSlice};
+
+use super::*;
+
+const OUR_MAC: Mac = Mac([0x02, 0x50, 0, 0, 0, 0x02]);
+const PEER_MAC: Mac = Mac([0x02, 0x50, 0, 0, 0, 0x01]);
+const OUR_V4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+const PEER_V4: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
+
+fn our_v6() -> Ipv6Addr {
+    "fd00::2".parse().unwrap()
+}
+fn peer_v6() -> Ipv6Addr {
+    "fd00::1".parse().unwrap()
+}
+
+fn host(vlan: Option<u16>) -> Host {
+    Host::new(
+        0,
+        OUR_MAC,
+        vlan,
+        1500,
+        vec![SelfIp { addr: IpAddr::V4(OUR_V4), len: 24 }, SelfIp { addr: IpAddr::V6(our_v6()), len: 64 }],
+    )
+}
+
+#[derive(Default)]
+struct Io {
+    mirrored: Vec<Vec<u8>>,
+    resolved: Vec<(IpAddr, Mac)>,
+}
+
+impl HostIo for Io {
+    fn mirror_to_tap(&mut self, macs: &[u8], rest: &[u8]) {
+        self.mirrored.push([macs, rest].concat());
+    }
+    fn resolved(&mut self, ip: IpAddr, mac: Mac) {
+        self.resolved.push((ip, mac));
+    }
+}
+
+fn eth(vlan: Option<u16>) -> etherparse::PacketBuilderStep<etherparse::Ethernet2Header> {
+    let _ = vlan;
+    PacketBuilder::ethernet2(PEER_MAC.0, OUR_MAC.0)
+}
+
+fn echo_v4(vlan: Option<u16>) -> Vec<u8> {
+    let mut out = vec![];
+    let b = eth(vlan);
+    match vlan {
+        Some(v) => b.single_vlan(v.try_into().unwrap()).ipv4(PEER_V4.octets(), OUR_V4.octets(), 64).icmpv4_echo_request(7, 1).write(&mut out, b"ping").unwrap(),
+        None => b.ipv4(PEER_V4.octets(), OUR_V4.octets(), 64).icmpv4_echo_request(7, 1).write(&mut out, b"ping").unwrap(),
+    }
+    out
+}
+
+fn run(h: &mut Host, mut frame: Vec<u8>) -> (FromWire, Vec<u8>, Io) {
+    let len = frame.len();
+    frame.resize(len + 128, 0); // tailroom, as an mbuf has
+    let mut io = Io::default();
+    let v = h.rx_from_wire(1, &mut frame, len, &mut io);
+    let out_len = match v {
+        FromWire::Reply(n) => n,
+        _ => len,
+    };
+    frame.truncate(out_len);
+    (v, frame, io)
+}
+
+#[test]
+fn ipv4_echo_is_answered_in_place() {
+    for vlan in [None, Some(100)] {
+        let mut h = host(vlan);
+        let (v, out, io) = run(&mut h, echo_v4(vlan));
+        assert!(matches!(v, FromWire::Reply(_)), "{v:?}");
+        assert!(io.mirrored.is_empty());
+        let p = SlicedPacket::from_ethernet(&out).unwrap();
+        let Some(NetSlice::Ipv4(ip)) = p.net else { panic!() };
+        assert_eq!(ip.header().source_addr(), OUR_V4);
+        assert_eq!(ip.header().destination_addr(), PEER_V4);
+        assert_eq!(ip.header().to_header().calc_header_checksum(), ip.header().header_checksum());
+        let Some(TransportSlice::Icmpv4(icmp)) = p.transport else { panic!() };
+        assert!(matches!(icmp.icmp_type(), Icmpv4Type::EchoReply(e) if e.id == 7 && e.seq == 1));
+        assert_eq!(icmp.icmp_type().calc_checksum(icmp.payload()), icmp.checksum());
+        assert_eq!(&out[0..6], &PEER_MAC.0);
+        assert_eq!(h.counters.echo_replies, 1);
+    }
+}
+
+#[test]
+fn ipv6_echo_is_answered_in_place() {
+    let mut h = host(None);
+    let mut f = vec![];
+    eth(None).ipv6(peer_v6().octets(), our_v6().octets(), 64).icmpv6_echo_request(3, 9).write(&mut f, b"abc").unwrap();
+    let (v, out, _) = run(&mut h, f);
+    assert!(matches!(v, FromWire::Reply(_)));
+    let p = SlicedPacket::from_ethernet(&out).unwrap();
+    let Some(NetSlice::Ipv6(ip)) = p.net else { panic!() };
+    assert_eq!(ip.header().source_addr(), our_v6());
+    let Some(TransportSlice::Icmpv6(icmp)) = p.transport else { panic!() };
+    assert!(matches!(icmp.icmp_type(), Icmpv6Type::EchoReply(e) if e.id == 3 && e.seq == 9));
+    let want = icmp.icmp_type().calc_checksum(our_v6().octets(), peer_v6().octets(), icmp.payload()).unwrap();
+    assert_eq!(want, icmp.checksum());
+}
+
+fn arp_request(target: Ipv4Addr) -> Vec<u8> {
+    let mut f = vec![0u8; 14 + 28];
+    ethernet::emit(&mut f, Mac::BROADCAST, PEER_MAC, None, ethertype::ARP);
+    arp::emit(&mut f[14..], arp::OP_REQUEST, PEER_MAC, PEER_V4, Mac::ZERO, target);
+    f
+}
+
+#[test]
+fn arp_request_for_self_ip_is_answered_learned_and_mirrored() {
+    let mut h = host(None);
+    let (v, out, io) = run(&mut h, arp_request(OUR_V4));
+    assert_eq!(v, FromWire::Reply(42));
+    let p = arp::Packet::new_checked(&out[14..]).unwrap();
+    assert_eq!((p.operation(), p.sender_mac(), p.sender_ip()), (arp::OP_REPLY, OUR_MAC, OUR_V4));
+    assert_eq!((p.target_mac(), p.target_ip()), (PEER_MAC, PEER_V4));
+    assert_eq!(&out[0..12], &[PEER_MAC.0, OUR_MAC.0].concat()[..]);
+    assert_eq!(io.mirrored, vec![arp_request(OUR_V4)], "the kernel sees the original request");
+    assert_eq!(io.resolved, vec![(IpAddr::V4(PEER_V4), PEER_MAC)]);
+    assert_eq!(h.neighbors.lookup(IpAddr::V4(PEER_V4), 2), Some(PEER_MAC));
+}
+
+#[test]
+fn arp_for_others_is_dropped_and_not_learned() {
+    let mut h = host(None);
+    let (v, _, io) = run(&mut h, arp_request(Ipv4Addr::new(10, 0, 0, 77)));
+    assert_eq!(v, FromWire::Drop(Drop::ArpNotForUs));
+    assert!(io.mirrored.is_empty() && io.resolved.is_empty());
+}
+
+fn ns(src: Ipv6Addr, target: Ipv6Addr, hop_limit: u8) -> Vec<u8> {
+    let group = ipv6::solicited_node(&target);
+    let mut f = vec![0u8; 14 + 40 + 32];
+    ethernet::emit(&mut f, Mac::ipv6_multicast(&group.octets()), PEER_MAC, None, ethertype::IPV6);
+    ipv6::emit(&mut f[14..], 32, 58, hop_limit, &src, &group);
+    icmpv6::emit_nd(&mut f[54..], icmpv6::NEIGHBOR_SOLICIT, 0, &target, PEER_MAC);
+    icmpv6::Packet::new_checked(&mut f[54..]).unwrap().fill_checksum(&src, &group);
+    f
+}
+
+#[test]
+fn neighbor_solicitation_gets_an_advertisement() {
+    let mut h = host(None);
+    let (v, out, io) = run(&mut h, ns(peer_v6(), our_v6(), 255));
+    assert_eq!(v, FromWire::Reply(86));
+    let p = SlicedPacket::from_ethernet(&out).unwrap();
+    let Some(NetSlice::Ipv6(ip)) = p.net else { panic!() };
+    assert_eq!((ip.header().source_addr(), ip.header().destination_addr()), (our_v6(), peer_v6()));
+    assert_eq!(ip.header().hop_limit(), 255);
+    let Some(TransportSlice::Icmpv6(icmp)) = p.transport else { panic!() };
+    let want = icmp.icmp_type().calc_checksum(our_v6().octets(), peer_v6().octets(), icmp.payload()).unwrap();
+    assert_eq!(want, icmp.checksum());
+    let na = icmpv6::Packet::new_checked(&out[54..]).unwrap();
+    assert_eq!(na.msg_type(), icmpv6::NEIGHBOR_ADVERT);
+    assert_eq!(na.nd_target().unwrap(), our_v6());
+    assert_eq!(na.nd_lladdr().unwrap(), Some(OUR_MAC));
+    assert_eq!(io.resolved, vec![(IpAddr::V6(peer_v6()), PEER_MAC)]);
+    assert_eq!(io.mirrored.len(), 1);
+}
+
+#[test]
+fn nd_with_wrong_hop_limit_is_dropped() {
+    let mut h = host(None);
+    let (v, _, io) = run(&mut h, ns(peer_v6(), our_v6(), 64));
+    assert_eq!(v, FromWire::Drop(Drop::NdMalformed));
+    assert!(io.resolved.is_empty());
+}
+
+#[test]
+fn malformed_frames_are_dropped_by_reason() {
+    let mut h = host(None);
+    let good = echo_v4(None);
+    let cases: Vec<(&str, Vec<u8>, Drop)> = vec![
+        ("short ethernet", good[..10].to_vec(), Drop::EthTruncated),
+        ("truncated ipv4", good[..30].to_vec(), Drop::Ipv4Truncated),
+        ("bad ihl", { let mut f = good.clone(); f[14] = 0x43; f }, Drop::Ipv4Malformed),
+        ("bad ip checksum", { let mut f = good.clone(); f[24] ^= 0xff; f }, Drop::Ipv4Checksum),
+        ("bad icmp checksum", { let mut f = good.clone(); f[36] ^= 0xff; f }, Drop::IcmpChecksum),
+        ("tagged on untagged port", echo_v4(Some(5)), Drop::VlanMismatch),
+        ("oversize", { let mut f = good.clone(); f.resize(14 + 1501, 0); f }, Drop::Oversize),
+        ("other mac", { let mut f = good.clone(); f[5] = 0x77; f }, Drop::NotOurMac),
+        ("unknown ethertype", { let mut f = good.clone(); f[12] = 0x88; f[13] = 0xcc; f }, Drop::UnknownEthertype),
+        ("short arp", arp_request(OUR_V4)[..30].to_vec(), Drop::ArpMalformed),
+    ];
+    for (what, frame, want) in cases {
+        let (v, _, _) = run(&mut h, frame);
+        assert_eq!(v, FromWire::Drop(want), "{what}");
+    }
+    // and a well-formed ping is still answered
+    assert!(matches!(run(&mut h, good).0, FromWire::Reply(_)));
+}
+
+#[test]
+fn tcp_to_self_ip_is_punted_to_the_kernel() {
+    let mut h = host(None);
+    let mut f = vec![];
+    eth(None).ipv4(PEER_V4.octets(), OUR_V4.octets(), 64).tcp(40000, 179, 1, 1000).syn().write(&mut f, &[]).unwrap();
+    assert_eq!(run(&mut h, f).0, FromWire::Punt);
+    let mut f = vec![];
+    eth(None).ipv4(PEER_V4.octets(), [10, 0, 0, 99], 64).tcp(40000, 179, 1, 1000).write(&mut f, &[]).unwrap();
+    assert_eq!(run(&mut h, f).0, FromWire::Drop(Drop::NotForUs));
+}
+
+fn fib() -> Fib {
+    Fib::new(vec![
+        Route { prefix: Prefix::new(IpAddr::V4(OUR_V4), 24), port: 0, via: None },
+        Route { prefix: Prefix::new("192.168.9.0".parse().unwrap(), 24), port: 1, via: Some("10.1.0.1".parse().unwrap()) },
+    ])
+}
+
+#[test]
+fn kernel_arp_is_answered_with_our_mac_and_ip_is_routed() {
+    let mut h = host(None);
+    let mut f = vec![0u8; 42];
+    ethernet::emit(&mut f, Mac::BROADCAST, OUR_MAC, None, ethertype::ARP);
+    arp::emit(&mut f[14..], arp::OP_REQUEST, OUR_MAC, OUR_V4, Mac::ZERO, PEER_V4);
+    let len = f.len();
+    assert_eq!(h.rx_from_tap(&mut f, len, &fib()), FromTap::ReplyToTap(42));
+    let p = arp::Packet::new_checked(&f[14..]).unwrap();
+    assert_eq!((p.sender_ip(), p.sender_mac(), p.target_ip()), (PEER_V4, OUR_MAC, OUR_V4));
+
+    let mut f = vec![];
+    PacketBuilder::ethernet2(OUR_MAC.0, OUR_MAC.0).ipv4(OUR_V4.octets(), [192, 168, 9, 5], 64).udp(1, 2).write(&mut f, b"x").unwrap();
+    let len = f.len();
+    assert_eq!(h.rx_from_tap(&mut f, len, &fib()), FromTap::Forward { port: 1, next_hop: "10.1.0.1".parse().unwrap() });
+    let mut f = vec![];
+    PacketBuilder::ethernet2(OUR_MAC.0, OUR_MAC.0).ipv4(OUR_V4.octets(), [172, 16, 0, 1], 64).udp(1, 2).write(&mut f, b"x").unwrap();
+    let len = f.len();
+    assert_eq!(h.rx_from_tap(&mut f, len, &fib()), FromTap::Drop(Drop::NoRoute));
+}
+
+#[test]
+fn kernel_ns_is_answered_and_dad_is_swallowed() {
+    let mut h = host(None);
+    let mut f = ns(our_v6(), peer_v6(), 255);
+    f.resize(f.len() + 16, 0);
+    assert_eq!(h.rx_from_tap(&mut f, 86, &fib()), FromTap::ReplyToTap(86));
+    let na = icmpv6::Packet::new_checked(&f[54..86]).unwrap();
+    assert_eq!((na.msg_type(), na.nd_lladdr().unwrap()), (icmpv6::NEIGHBOR_ADVERT, Some(OUR_MAC)));
+    let mut f = ns(Ipv6Addr::UNSPECIFIED, our_v6(), 255);
+    assert_eq!(h.rx_from_tap(&mut f, 86, &fib()), FromTap::Consumed);
+}
+
+#[test]
+fn solicitations_parse_with_an_independent_decoder() {
+    let h = host(Some(100));
+    let mut buf = [0u8; 128];
+    let n = h.emit_solicit(IpAddr::V4(PEER_V4), &mut buf).unwrap();
+    let p = SlicedPacket::from_ethernet(&buf[..n]).unwrap();
+    let Some(etherparse::LinkSlice::Ethernet2(_)) = p.link else { panic!() };
+    assert!(matches!(p.vlan, Some(etherparse::VlanSlice::SingleVlan(v)) if v.vlan_identifier().value() == 100));
+    let n = h.emit_solicit(IpAddr::V6(peer_v6()), &mut buf).unwrap();
+    let p = SlicedPacket::from_ethernet(&buf[..n]).unwrap();
+    let Some(NetSlice::Ipv6(ip)) = p.net else { panic!() };
+    let Some(TransportSlice::Icmpv6(icmp)) = p.transport else { panic!() };
+    let want = icmp.icmp_type().calc_checksum(ip.header().source_addr().octets(), ip.header().destination_addr().octets(), icmp.payload()).unwrap();
+    assert_eq!(want, icmp.checksum());
+    assert!(matches!(icmp.icmp_type(), Icmpv6Type::Unknown { type_u8: 135, .. }) || format!("{:?}", icmp.icmp_type()).contains("NeighborSolicitation"));
+}
+
+#[test]
+fn link_local_is_eui64() {
+    assert_eq!(link_local(Mac([0x02, 0x50, 0, 0, 0, 2])), "fe80::50:ff:fe00:2".parse::<Ipv6Addr>().unwrap());
+}

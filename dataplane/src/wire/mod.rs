@@ -1,0 +1,104 @@
+//! Zero-copy views over wire formats.
+//!
+//! Each protocol has a `Packet<T: AsRef<[u8]>>` view over a buffer: one
+//! `new_checked` length check up front, infallible getters afterwards, field
+//! offsets as `const` ranges, network byte order at the accessor (the smoltcp
+//! shape). Setters exist where the data plane rewrites in place (`T:
+//! AsMut<[u8]>`). Nothing here allocates, and nothing panics on any input:
+//! every decoder is fuzzed (`fuzz/fuzz_targets/wire_frame.rs`).
+//!
+//! Errors are one small `Copy` enum that the worker turns into drop counters.
+
+pub mod arp;
+pub mod checksum;
+pub mod ethernet;
+pub mod icmpv4;
+pub mod icmpv6;
+pub mod ipv4;
+pub mod ipv6;
+
+/// Why a header could not be read. The worker maps each to a drop reason.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Error {
+    /// The buffer is shorter than the header (or than its length field says).
+    Truncated,
+    /// A field holds a value the protocol forbids (version, IHL, lengths).
+    Malformed,
+    /// The checksum does not verify.
+    Checksum,
+}
+
+pub type Result<T> = core::result::Result<T, Error>;
+
+pub(crate) fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+pub(crate) fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+pub(crate) fn put16(b: &mut [u8], at: usize, v: u16) {
+    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+/// A MAC address.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Mac(pub [u8; 6]);
+
+impl Mac {
+    pub const BROADCAST: Mac = Mac([0xff; 6]);
+    pub const ZERO: Mac = Mac([0; 6]);
+
+    pub fn is_broadcast(&self) -> bool {
+        *self == Self::BROADCAST
+    }
+
+    /// Group bit set: broadcast or multicast.
+    pub fn is_multicast(&self) -> bool {
+        self.0[0] & 1 == 1
+    }
+
+    /// 33:33:xx:xx:xx:xx for an IPv6 multicast group (RFC 2464 §7).
+    pub fn ipv6_multicast(group: &[u8; 16]) -> Mac {
+        Mac([0x33, 0x33, group[12], group[13], group[14], group[15]])
+    }
+
+    pub fn from_slice(b: &[u8]) -> Mac {
+        let mut m = [0; 6];
+        m.copy_from_slice(&b[..6]);
+        Mac(m)
+    }
+}
+
+impl core::fmt::Debug for Mac {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Display::fmt(self, f)
+    }
+}
+
+impl core::fmt::Display for Mac {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let m = self.0;
+        write!(
+            f,
+            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+            m[0], m[1], m[2], m[3], m[4], m[5]
+        )
+    }
+}
+
+impl core::str::FromStr for Mac {
+    type Err = ();
+    fn from_str(s: &str) -> core::result::Result<Mac, ()> {
+        let mut m = [0u8; 6];
+        let mut parts = s.split(':');
+        for b in &mut m {
+            *b = u8::from_str_radix(parts.next().ok_or(())?, 16).map_err(|_| ())?;
+        }
+        if parts.next().is_some() {
+            return Err(());
+        }
+        Ok(Mac(m))
+    }
+}
