@@ -1,0 +1,40 @@
+//! The L4 load balancer's pure cores: Maglev member choice and the
+//! per-worker connection table.
+//!
+//! ```text
+//!   ctrl (tokio)                          worker (pinned, one per core)
+//!   ------------                          -----------------------------
+//!   members + weights                     per burst: now = coarse clock
+//!     -> maglev::Table::build   publish   per packet:
+//!     (per VS, off the packet path) ====>   key   = FlowKey::v4/v6(..)
+//!                                 snapshot  h_ct  = worker_hasher.hash(&key)
+//!                                           conntrack.lookup(&key, h_ct, now)
+//!                                             hit  -> entry.member, NAT
+//!                                             miss -> m = table.lookup(
+//!                                                     FlowHasher::MAGLEV.hash(&key))
+//!                                                     conntrack.insert(..)
+//!                                                     Err -> forward to m
+//!                                                            statelessly (counted)
+//!   per loop: conntrack.sweep(now, budget, &mut expired) -> RSTs on timeout
+//! ```
+//!
+//! - [`hash`]: pollux-hash v1, the fixed hash every instance shares.
+//! - [`flow`]: [`FlowKey`] (5-tuple + family) and [`FlowHasher`].
+//! - [`maglev`]: consistent hashing tables, built in ctrl.
+//! - [`conntrack`]: the fixed-size, cache-line-bucketed connection table.
+//! - `alloc`: the one place with `unsafe`: hugepage-backed arrays for
+//!   worker tables (DESIGN.md §2) and a prefetch hint.
+//!
+//! Everything here is `core`/`std` + `thiserror` + `hugepage-rs` + `libc`;
+//! no locks, and no allocation in any per-packet function.
+
+mod alloc;
+pub mod conntrack;
+pub mod flow;
+pub mod hash;
+pub mod maglev;
+
+pub use alloc::Backing;
+pub use conntrack::{ConnTable, Counters, Entry, Expired, FlowRef, InsertError, TcpState};
+pub use flow::{Family, FlowHasher, FlowKey, PROTO_TCP, PROTO_UDP};
+pub use maglev::{MaglevError, Member, MemberKey, Table};
