@@ -1,0 +1,1220 @@
+//! The per-worker connection table.
+//!
+//! # Model
+//!
+//! Each worker owns one [`ConnTable`]: fixed size, allocated once after the
+//! worker is pinned (hugepages, [`Backing`]), never resized, never locked,
+//! and no per-packet function allocates. It maps a [`FlowKey`] to the flow's
+//! member, NAT port, virtual server, TCP state and timeout.
+//!
+//! Layout (DPDK `rte_hash` style: a cache line of signatures filters the
+//! slots, full keys live apart so no lookup can match a wrong flow):
+//!
+//! ```text
+//! buckets: [Bucket; B]      one 64-byte line per bucket, 8 slots each
+//!   0   sig[8]        u16   16 B   hash bits 48..64 of the slot's key
+//!   16  last_seen[8]  u32   32 B   second of the last packet
+//!   48  timeout[8]    u16   16 B   idle timeout in seconds; 0 = free slot
+//! entries: [Entry; 8B]      48 bytes per slot: the full key and the value
+//! ```
+//!
+//! Bytes per flow: 64 / 8 + 48 = **56 bytes per slot**, keys included, for
+//! IPv4 and IPv6 alike (tested: `bytes_per_flow_is_at_most_64`).
+//!
+//! A flow may live in one of two buckets: its primary (hash bits 0..k) or
+//! its secondary (the primary XOR an offset derived from the signature).
+//! `insert` puts a new flow in the less loaded of the two ("power of two
+//! choices") and, when both are full of live flows, moves one of their
+//! flows to its own other bucket if that has room (one cuckoo step, as in
+//! DPDK's `rte_hash`). Measured (test `two_choice_buckets_fill_past_90_percent`):
+//! the first insert failure comes at ~93 % occupancy and under 1 % of
+//! inserts fail up to 95 %; one bucket alone starts failing near 40 %.
+//! A lookup reads the primary bucket line, the secondary one if the flow is
+//! not in the primary (about half the flows, and every miss), then the
+//! entry. So at 90 % occupancy a tracked flow costs 56 / 0.9 = 62 bytes.
+//!
+//! Time is a `u32` count of seconds from the worker's burst clock (read
+//! once per burst, passed down). A slot is *live* while
+//! `now - last_seen < timeout`. Expiry is lazy: an expired slot is treated
+//! as absent by `lookup`, reused by `insert` (which hands the evicted entry
+//! back, so nothing is lost for RST-on-timeout or gauges), and reaped by
+//! [`ConnTable::sweep`], which visits a bounded number of buckets per call
+//! and copies expired entries into a caller-owned buffer. Per-entry
+//! timeouts let each VS (idleTimeout) and each TCP state (SYN, closing) age
+//! differently ([`Timeouts`]). Timeouts are `u16` seconds (≤ 18 h 12 min);
+//! ctrl must reject larger `idleTimeout`s.
+//!
+//! Degradation, never loss (DESIGN.md §3): `insert` may fail — both buckets
+//! full of live flows ([`InsertError::Full`]) or more new flows this second
+//! than the flood limit ([`InsertError::Flood`], Katran's `is_under_flood`)
+//! — and the caller then forwards the packet statelessly by its Maglev
+//! choice and counts it. An insert never evicts a live entry, so an
+//! established flow is never lost to a flood.
+//!
+//! Hashing: the caller passes the key's hash (one computation per packet,
+//! reusable for prefetching). Use a per-worker random seed
+//! ([`super::flow::FlowHasher::new`]) so that bucket placement cannot be
+//! predicted from outside.
+
+use std::fmt;
+
+use super::alloc::{prefetch, Backing, HugeArray};
+use super::flow::{Family, FlowKey, PROTO_TCP};
+
+/// Slots per bucket (one cache line of signatures and stamps).
+pub const SLOTS_PER_BUCKET: usize = 8;
+/// Smallest table (slots).
+pub const MIN_CAPACITY: usize = 64;
+/// Largest table (slots): 2^24 buckets keep the primary, secondary and
+/// signature hash bits disjoint.
+pub const MAX_CAPACITY: usize = SLOTS_PER_BUCKET << 24;
+
+/// Seconds of the worker's coarse monotonic clock.
+pub type Secs = u32;
+
+/// Entry flag: report this flow when it times out so the worker can send
+/// RSTs to both ends (`resetOnTimeout`). Bits 1..7 are free for the caller
+/// (e.g. NAT marking reverse-direction entries).
+pub const FLAG_RESET_ON_TIMEOUT: u8 = 0x01;
+
+/// TCP state, as far as timeouts need it. Non-TCP flows stay `None`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[repr(u8)]
+pub enum TcpState {
+    /// Not TCP (or not yet classified).
+    #[default]
+    None = 0,
+    /// A SYN was seen, no ACK from the client yet.
+    SynSeen = 1,
+    /// Data flows; idle timeout is the VS's.
+    Established = 2,
+    /// FIN or RST seen: short timeout, then gone.
+    Closing = 3,
+}
+
+impl TcpState {
+    /// The next state given the TCP flags of a packet of this flow (either
+    /// direction). Loose initialisation: a non-SYN packet with no prior
+    /// state establishes the flow. A fresh SYN (no ACK) on a closing flow
+    /// restarts it (port reuse after TIME_WAIT).
+    pub fn on_flags(self, syn: bool, ack: bool, fin: bool, rst: bool) -> TcpState {
+        use TcpState::*;
+        match (self, syn, ack, fin || rst) {
+            (_, _, _, true) => Closing,
+            (None | SynSeen, true, false, false) => SynSeen,
+            (Closing, true, false, false) => SynSeen,
+            (Closing, _, _, false) => Closing,
+            (None | SynSeen, true, true, false) => SynSeen, // SYN-ACK
+            (None | SynSeen | Established, _, _, false) => Established,
+        }
+    }
+}
+
+/// Idle timeouts per state, in seconds; `established` and `udp` come from
+/// the VS's `idleTimeout`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    pub syn: u16,
+    pub established: u16,
+    pub closing: u16,
+    pub other: u16,
+}
+
+impl Timeouts {
+    /// FastL4-like defaults around a VS idle timeout: 10 s to complete a
+    /// handshake, 10 s after FIN/RST, `idle` otherwise (TCP and UDP).
+    pub const fn new(idle: u16) -> Self {
+        let short = if idle < 10 { idle } else { 10 };
+        Timeouts {
+            syn: short,
+            established: idle,
+            closing: short,
+            other: idle,
+        }
+    }
+
+    pub fn for_state(&self, proto: u8, state: TcpState) -> u16 {
+        match (proto, state) {
+            (PROTO_TCP, TcpState::SynSeen) => self.syn,
+            (PROTO_TCP, TcpState::Closing) => self.closing,
+            (PROTO_TCP, _) => self.established,
+            _ => self.other,
+        }
+    }
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts::new(300)
+    }
+}
+
+/// The signature and timestamp line of 8 slots.
+///
+/// ```text
+/// offset 0   sig[8]        u16  16 B
+/// offset 16  last_seen[8]  u32  32 B
+/// offset 48  timeout[8]    u16  16 B    0 = free
+/// size 64, align 64: exactly one cache line (tested)
+/// ```
+#[derive(Clone, Copy)]
+#[repr(C, align(64))]
+struct Bucket {
+    sig: [u16; SLOTS_PER_BUCKET],
+    last_seen: [Secs; SLOTS_PER_BUCKET],
+    timeout: [u16; SLOTS_PER_BUCKET],
+}
+
+const EMPTY_BUCKET: Bucket = Bucket {
+    sig: [0; SLOTS_PER_BUCKET],
+    last_seen: [0; SLOTS_PER_BUCKET],
+    timeout: [0; SLOTS_PER_BUCKET],
+};
+
+impl Bucket {
+    #[inline(always)]
+    fn live(&self, s: usize, now: Secs) -> bool {
+        let t = self.timeout[s];
+        t != 0 && now.saturating_sub(self.last_seen[s]) < u32::from(t)
+    }
+}
+
+/// A flow's key and value: 48 bytes, the slot's half outside the bucket.
+///
+/// ```text
+/// offset 0   src       [u8;16]  IPv4 in the first 4 bytes, zeros after
+/// offset 16  dst       [u8;16]
+/// offset 32  vs        u32      virtual server index
+/// offset 36  src_port  u16
+/// offset 38  dst_port  u16
+/// offset 40  member    u16      Maglev member index
+/// offset 42  nat_port  u16      SNAT source port or translated port
+/// offset 44  proto     u8
+/// offset 45  family    u8       4 or 6
+/// offset 46  state     u8       TcpState
+/// offset 47  flags     u8       FLAG_RESET_ON_TIMEOUT | caller bits
+/// size 48, align 16 (tested)
+/// ```
+///
+/// Key fields are private (a key never changes in place); value fields are
+/// public for the worker to update through [`FlowRef`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(C, align(16))]
+pub struct Entry {
+    src: [u8; 16],
+    dst: [u8; 16],
+    pub vs: u32,
+    src_port: u16,
+    dst_port: u16,
+    pub member: u16,
+    pub nat_port: u16,
+    proto: u8,
+    family: Family,
+    pub state: TcpState,
+    pub flags: u8,
+}
+
+const EMPTY_ENTRY: Entry = Entry {
+    src: [0; 16],
+    dst: [0; 16],
+    vs: 0,
+    src_port: 0,
+    dst_port: 0,
+    member: 0,
+    nat_port: 0,
+    proto: 0,
+    family: Family::V4,
+    state: TcpState::None,
+    flags: 0,
+};
+
+impl Entry {
+    #[inline(always)]
+    fn new(key: &FlowKey, v: &FlowValue) -> Self {
+        let (src, dst, src_port, dst_port, proto, family) = key.parts();
+        Entry {
+            src: *src,
+            dst: *dst,
+            vs: v.vs,
+            src_port,
+            dst_port,
+            member: v.member,
+            nat_port: v.nat_port,
+            proto,
+            family,
+            state: v.state,
+            flags: v.flags,
+        }
+    }
+
+    #[inline(always)]
+    fn matches(&self, key: &FlowKey) -> bool {
+        let (src, dst, src_port, dst_port, proto, family) = key.parts();
+        self.src == *src
+            && self.dst == *dst
+            && self.src_port == src_port
+            && self.dst_port == dst_port
+            && self.proto == proto
+            && self.family == family
+    }
+
+    /// The flow's key.
+    pub fn key(&self) -> FlowKey {
+        FlowKey::from_parts(
+            self.src,
+            self.dst,
+            self.src_port,
+            self.dst_port,
+            self.proto,
+            self.family,
+        )
+    }
+}
+
+impl fmt::Debug for Entry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let k = self.key();
+        f.debug_struct("Entry")
+            .field("src", &(k.src_ip(), k.src_port()))
+            .field("dst", &(k.dst_ip(), k.dst_port()))
+            .field("proto", &self.proto)
+            .field("vs", &self.vs)
+            .field("member", &self.member)
+            .field("nat_port", &self.nat_port)
+            .field("state", &self.state)
+            .field("flags", &self.flags)
+            .finish()
+    }
+}
+
+/// What `insert` stores for a new flow.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowValue {
+    pub vs: u32,
+    pub member: u16,
+    pub nat_port: u16,
+    pub state: TcpState,
+    pub flags: u8,
+    /// Idle timeout in seconds; 0 is stored as 1.
+    pub timeout: u16,
+}
+
+/// An expired flow, as reported by [`ConnTable::sweep`] and
+/// [`FlowRef::evicted`]: the entry as it was.
+pub type Expired = Entry;
+
+/// A live flow in the table, borrowed for the current packet. Derefs to its
+/// [`Entry`] (so `flow.member`, `flow.state = ..` work) and can change its
+/// timeout.
+pub struct FlowRef<'a> {
+    entry: &'a mut Entry,
+    timeout: &'a mut u16,
+    new: bool,
+    evicted: Option<Entry>,
+}
+
+impl FlowRef<'_> {
+    /// True if `insert` created this entry (false: it already existed).
+    pub fn is_new(&self) -> bool {
+        self.new
+    }
+    pub fn timeout(&self) -> u16 {
+        *self.timeout
+    }
+    /// New idle timeout, effective at once (0 is stored as 1).
+    pub fn set_timeout(&mut self, secs: u16) {
+        *self.timeout = secs.max(1);
+    }
+    /// The expired flow whose slot this insert reused, if any: handle it as
+    /// `sweep` output (RST on timeout, gauges).
+    pub fn evicted(&self) -> Option<&Expired> {
+        self.evicted.as_ref()
+    }
+}
+
+impl std::ops::Deref for FlowRef<'_> {
+    type Target = Entry;
+    fn deref(&self) -> &Entry {
+        self.entry
+    }
+}
+
+impl std::ops::DerefMut for FlowRef<'_> {
+    fn deref_mut(&mut self) -> &mut Entry {
+        self.entry
+    }
+}
+
+impl fmt::Debug for FlowRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FlowRef")
+            .field("new", &self.new)
+            .field("timeout", &*self.timeout)
+            .field("entry", &*self.entry)
+            .finish()
+    }
+}
+
+/// Why a new flow was not tracked; the caller forwards it statelessly.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InsertError {
+    /// Both candidate buckets hold only live flows.
+    Full,
+    /// More new flows this second than the flood limit.
+    Flood,
+}
+
+/// Table construction failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConnTableError {
+    #[error("connection table capacity {capacity} exceeds the maximum of {MAX_CAPACITY}")]
+    TooLarge { capacity: usize },
+    #[error("cannot allocate {bytes} bytes for the connection table")]
+    Alloc { bytes: usize },
+}
+
+/// Construction parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Slots; rounded up to a power of two (at least [`MIN_CAPACITY`]).
+    /// Size it for the flows expected at ~80 % occupancy.
+    pub capacity: usize,
+    /// New flows admitted per second; 0 = no limit (Katran uses 125k/s/core).
+    pub new_flows_per_sec: u32,
+    /// Where to put the table: `HugeTlb` tries hugepages, then falls back.
+    pub backing: Backing,
+}
+
+impl Config {
+    pub fn new(capacity: usize) -> Self {
+        Config {
+            capacity,
+            new_flows_per_sec: 0,
+            backing: Backing::HugeTlb,
+        }
+    }
+}
+
+/// Per-table counters, plain fields (the worker's own; ctrl sums snapshots).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub hits: u64,
+    pub misses: u64,
+    pub inserts: u64,
+    pub insert_failed_full: u64,
+    pub insert_refused_flood: u64,
+    /// Expired entries reclaimed (by `sweep` or reused by `insert`).
+    pub expired: u64,
+    pub removed: u64,
+    /// Flows moved to their other bucket to make room (cuckoo steps).
+    pub moved: u64,
+}
+
+/// The per-worker connection table. See the module doc.
+pub struct ConnTable {
+    buckets: HugeArray<Bucket>,
+    entries: HugeArray<Entry>,
+    mask: usize,
+    /// Slots with timeout != 0 (live or not yet reaped).
+    occupied: usize,
+    sweep_cursor: usize,
+    flood_second: Secs,
+    flood_count: u32,
+    flood_limit: u32,
+    counters: Counters,
+}
+
+impl fmt::Debug for ConnTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnTable")
+            .field("capacity", &self.capacity())
+            .field("occupied", &self.occupied)
+            .field("backing", &self.backing())
+            .field("counters", &self.counters)
+            .finish()
+    }
+}
+
+impl ConnTable {
+    /// Allocate and initialise the table (start-up only: this allocates).
+    pub fn new(config: Config) -> Result<Self, ConnTableError> {
+        if config.capacity > MAX_CAPACITY {
+            return Err(ConnTableError::TooLarge {
+                capacity: config.capacity,
+            });
+        }
+        let slots = config.capacity.max(MIN_CAPACITY).next_power_of_two();
+        let nbuckets = slots / SLOTS_PER_BUCKET;
+        let bytes = nbuckets * 64 + slots * std::mem::size_of::<Entry>();
+        let buckets = HugeArray::new(nbuckets, EMPTY_BUCKET, config.backing)
+            .ok_or(ConnTableError::Alloc { bytes })?;
+        let entries = HugeArray::new(slots, EMPTY_ENTRY, config.backing)
+            .ok_or(ConnTableError::Alloc { bytes })?;
+        Ok(ConnTable {
+            buckets,
+            entries,
+            mask: nbuckets - 1,
+            occupied: 0,
+            sweep_cursor: 0,
+            flood_second: 0,
+            flood_count: 0,
+            flood_limit: config.new_flows_per_sec,
+            counters: Counters::default(),
+        })
+    }
+
+    /// Slots (a power of two).
+    pub fn capacity(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Slots holding an entry, live or expired but not yet reaped.
+    pub fn occupied(&self) -> usize {
+        self.occupied
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// What backs the table; `Transparent` when hugepages were wanted but
+    /// not available (log a warning, count it: DESIGN.md §2).
+    pub fn backing(&self) -> Backing {
+        // Both arrays try the same way; report the worse.
+        if self.buckets.backing() == Backing::HugeTlb && self.entries.backing() == Backing::HugeTlb
+        {
+            Backing::HugeTlb
+        } else {
+            Backing::Transparent
+        }
+    }
+
+    /// Bytes of table memory.
+    pub fn bytes(&self) -> usize {
+        self.buckets.bytes() + self.entries.bytes()
+    }
+
+    /// True when this second's new flows reached the flood limit.
+    pub fn under_flood(&self, now: Secs) -> bool {
+        self.flood_limit != 0 && self.flood_second == now && self.flood_count >= self.flood_limit
+    }
+
+    /// Primary bucket (hash bits 0..k), secondary bucket and signature
+    /// (hash bits 48..64). The secondary is the primary XOR an offset
+    /// derived from the signature alone, so an entry's other bucket can be
+    /// computed from where it is and its signature (used to move entries).
+    #[inline(always)]
+    fn locate(&self, hash: u64) -> (usize, usize, u16) {
+        let sig = (hash >> 48) as u16;
+        let b1 = hash as usize & self.mask;
+        (b1, self.alt(b1, sig), sig)
+    }
+
+    #[inline(always)]
+    fn alt(&self, b: usize, sig: u16) -> usize {
+        let off = (u64::from(sig).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40) as usize & self.mask;
+        b ^ off.max(1)
+    }
+
+    /// Prefetch both buckets of `hash` (call for packet i+1 while handling
+    /// packet i, as VPP's lb node does).
+    #[inline(always)]
+    pub fn prefetch(&self, hash: u64) {
+        let (b1, b2, _) = self.locate(hash);
+        prefetch(&self.buckets[b1]);
+        prefetch(&self.buckets[b2]);
+    }
+
+    /// The live slot holding `key` in bucket `b`, if any.
+    #[inline(always)]
+    fn find_in(&self, b: usize, sig: u16, key: &FlowKey, now: Secs) -> Option<usize> {
+        let bucket = &self.buckets[b];
+        let base = b * SLOTS_PER_BUCKET;
+        (0..SLOTS_PER_BUCKET).find(|&s| {
+            bucket.sig[s] == sig && bucket.live(s, now) && self.entries[base + s].matches(key)
+        })
+    }
+
+    #[inline(always)]
+    fn find(&self, key: &FlowKey, hash: u64, now: Secs) -> Option<(usize, usize)> {
+        let (b1, b2, sig) = self.locate(hash);
+        if let Some(s) = self.find_in(b1, sig, key, now) {
+            return Some((b1, s));
+        }
+        self.find_in(b2, sig, key, now).map(|s| (b2, s))
+    }
+
+    #[inline(always)]
+    fn flow_ref(&mut self, b: usize, s: usize, new: bool, evicted: Option<Entry>) -> FlowRef<'_> {
+        let slot = b * SLOTS_PER_BUCKET + s;
+        FlowRef {
+            entry: &mut self.entries[slot],
+            timeout: &mut self.buckets[b].timeout[s],
+            new,
+            evicted,
+        }
+    }
+
+    /// Find the live flow `key` (`hash` = its flow hash) and mark it seen at
+    /// `now`. Expired entries are absent. Counts a hit or a miss.
+    #[inline]
+    pub fn lookup(&mut self, key: &FlowKey, hash: u64, now: Secs) -> Option<FlowRef<'_>> {
+        match self.find(key, hash, now) {
+            Some((b, s)) => {
+                self.counters.hits += 1;
+                let seen = &mut self.buckets[b].last_seen[s];
+                if *seen != now {
+                    *seen = now; // only dirty the line when the second changes
+                }
+                Some(self.flow_ref(b, s, false, None))
+            }
+            None => {
+                self.counters.misses += 1;
+                None
+            }
+        }
+    }
+
+    /// Track a new flow. If `key` is already live it is returned unchanged
+    /// (an established flow keeps its member; `is_new()` is false) and
+    /// marked seen. Otherwise it takes a free slot of its primary, then
+    /// secondary bucket, else an expired one (returned by
+    /// [`FlowRef::evicted`]). Fails, and counts, when the flood limit is
+    /// reached or both buckets are full of live flows.
+    #[inline]
+    pub fn insert(
+        &mut self,
+        key: &FlowKey,
+        hash: u64,
+        value: FlowValue,
+        now: Secs,
+    ) -> Result<FlowRef<'_>, InsertError> {
+        let (b1, b2, sig) = self.locate(hash);
+        // Per candidate bucket: first free slot, first expired slot, and how
+        // many slots are usable (free or expired).
+        let mut cand = [(b1, None, None, 0u32), (b2, None, None, 0u32)];
+        for c in cand.iter_mut() {
+            let b = c.0;
+            let bucket = &self.buckets[b];
+            let base = b * SLOTS_PER_BUCKET;
+            for s in 0..SLOTS_PER_BUCKET {
+                if bucket.timeout[s] == 0 {
+                    c.1 = c.1.or(Some(s));
+                    c.3 += 1;
+                } else if !bucket.live(s, now) {
+                    c.2 = c.2.or(Some(s));
+                    c.3 += 1;
+                } else if bucket.sig[s] == sig && self.entries[base + s].matches(key) {
+                    self.counters.hits += 1;
+                    self.buckets[b].last_seen[s] = now;
+                    return Ok(self.flow_ref(b, s, false, None));
+                }
+            }
+        }
+        if self.flood_limit != 0 {
+            if self.flood_second != now {
+                self.flood_second = now;
+                self.flood_count = 0;
+            }
+            if self.flood_count >= self.flood_limit {
+                self.counters.insert_refused_flood += 1;
+                return Err(InsertError::Flood);
+            }
+            self.flood_count += 1;
+        }
+        // The less loaded bucket (the primary on a tie): "power of two
+        // choices" keeps buckets even, so inserts rarely fail below ~90 %.
+        let c = if cand[1].3 > cand[0].3 {
+            cand[1]
+        } else {
+            cand[0]
+        };
+        let (b, s, evicted) = match c {
+            (b, Some(s), _, _) => {
+                self.occupied += 1;
+                (b, s, None)
+            }
+            (b, None, Some(s), _) => {
+                self.counters.expired += 1;
+                (b, s, Some(self.entries[b * SLOTS_PER_BUCKET + s]))
+            }
+            _ => match self.displace(b1).or_else(|| self.displace(b2)) {
+                Some((b, s)) => {
+                    self.occupied += 1;
+                    (b, s, None)
+                }
+                None => {
+                    self.counters.insert_failed_full += 1;
+                    return Err(InsertError::Full);
+                }
+            },
+        };
+        self.counters.inserts += 1;
+        self.entries[b * SLOTS_PER_BUCKET + s] = Entry::new(key, &value);
+        let bucket = &mut self.buckets[b];
+        bucket.sig[s] = sig;
+        bucket.last_seen[s] = now;
+        bucket.timeout[s] = value.timeout.max(1);
+        Ok(self.flow_ref(b, s, true, evicted))
+    }
+
+    /// Both buckets are full of live flows: move one flow of bucket `b` to
+    /// a free slot of its other bucket (one cuckoo step) and return the
+    /// slot it left. Cold: only reached when the table is nearly full.
+    #[cold]
+    #[inline(never)]
+    fn displace(&mut self, b: usize) -> Option<(usize, usize)> {
+        for s in 0..SLOTS_PER_BUCKET {
+            let sig = self.buckets[b].sig[s];
+            let other = self.alt(b, sig);
+            let Some(t) = (0..SLOTS_PER_BUCKET).find(|&t| self.buckets[other].timeout[t] == 0)
+            else {
+                continue;
+            };
+            let from = self.buckets[b];
+            let to = &mut self.buckets[other];
+            to.sig[t] = sig;
+            to.last_seen[t] = from.last_seen[s];
+            to.timeout[t] = from.timeout[s];
+            self.entries[other * SLOTS_PER_BUCKET + t] = self.entries[b * SLOTS_PER_BUCKET + s];
+            self.buckets[b].timeout[s] = 0;
+            self.counters.moved += 1;
+            return Some((b, s));
+        }
+        None
+    }
+
+    /// Forget the live flow `key`; returns its entry.
+    pub fn remove(&mut self, key: &FlowKey, hash: u64, now: Secs) -> Option<Entry> {
+        let (b, s) = self.find(key, hash, now)?;
+        self.buckets[b].timeout[s] = 0;
+        self.occupied -= 1;
+        self.counters.removed += 1;
+        Some(self.entries[b * SLOTS_PER_BUCKET + s])
+    }
+
+    /// Reap expired entries: visit at most `max_buckets` buckets from where
+    /// the last call stopped, free their expired slots and copy those
+    /// entries into `out` (for RST on timeout and gauges). Returns how many
+    /// were written. Stops early when `out` is full (the rest is found next
+    /// time; nothing is dropped). A full pass takes `capacity / 8 /
+    /// max_buckets` calls.
+    pub fn sweep(&mut self, now: Secs, max_buckets: usize, out: &mut [Expired]) -> usize {
+        let mut n = 0;
+        for _ in 0..max_buckets.min(self.mask + 1) {
+            let b = self.sweep_cursor;
+            for s in 0..SLOTS_PER_BUCKET {
+                let bucket = &self.buckets[b];
+                if bucket.timeout[s] == 0 || bucket.live(s, now) {
+                    continue;
+                }
+                if n == out.len() {
+                    return n; // out is full: resume in this bucket next time
+                }
+                out[n] = self.entries[b * SLOTS_PER_BUCKET + s];
+                n += 1;
+                self.buckets[b].timeout[s] = 0;
+                self.occupied -= 1;
+                self.counters.expired += 1;
+            }
+            self.sweep_cursor = (b + 1) & self.mask;
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::flow::{FlowHasher, PROTO_UDP};
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+    use std::mem::{align_of, size_of};
+
+    const H: FlowHasher = FlowHasher::new(0x5eed);
+
+    fn key(i: u32) -> FlowKey {
+        let b = i.to_be_bytes();
+        FlowKey::v4(
+            [10, b[1], b[2], b[3]],
+            [192, 168, 77, 128],
+            1024 + (i % 50000) as u16,
+            80,
+            PROTO_TCP,
+        )
+    }
+
+    fn val(member: u16, timeout: u16) -> FlowValue {
+        FlowValue {
+            vs: 3,
+            member,
+            nat_port: 0,
+            state: TcpState::SynSeen,
+            flags: 0,
+            timeout,
+        }
+    }
+
+    fn table(capacity: usize) -> ConnTable {
+        ConnTable::new(Config::new(capacity)).unwrap()
+    }
+
+    #[test]
+    fn layout_bucket_is_one_cache_line_entry_is_48_bytes() {
+        assert_eq!(size_of::<Bucket>(), 64);
+        assert_eq!(align_of::<Bucket>(), 64);
+        assert_eq!(size_of::<Entry>(), 48);
+        assert_eq!(align_of::<Entry>(), 16);
+        assert_eq!(size_of::<TcpState>(), 1);
+        assert_eq!(size_of::<Family>(), 1);
+        // Field offsets of the layout comments.
+        let b = EMPTY_BUCKET;
+        let base = &b as *const Bucket as usize;
+        assert_eq!(b.last_seen.as_ptr() as usize - base, 16);
+        assert_eq!(b.timeout.as_ptr() as usize - base, 48);
+        let e = EMPTY_ENTRY;
+        let base = &e as *const Entry as usize;
+        assert_eq!(&e.vs as *const u32 as usize - base, 32);
+        assert_eq!(&e.member as *const u16 as usize - base, 40);
+        assert_eq!(&e.flags as *const u8 as usize - base, 47);
+    }
+
+    #[test]
+    fn bytes_per_flow_is_at_most_64() {
+        let t = table(1 << 16);
+        let per_flow = t.bytes() as f64 / t.capacity() as f64;
+        assert_eq!(per_flow, 56.0);
+        assert!(per_flow <= 64.0);
+        assert_eq!(t.buckets.as_ptr() as usize % 64, 0);
+        assert_eq!(t.entries.as_ptr() as usize % 64, 0);
+    }
+
+    #[test]
+    fn capacity_rounds_up_to_a_power_of_two() {
+        assert_eq!(table(1000).capacity(), 1024);
+        assert_eq!(table(1).capacity(), MIN_CAPACITY);
+        assert_eq!(
+            ConnTable::new(Config::new(MAX_CAPACITY + 1)).unwrap_err(),
+            ConnTableError::TooLarge {
+                capacity: MAX_CAPACITY + 1
+            }
+        );
+    }
+
+    #[test]
+    fn insert_lookup_and_expire_under_a_virtual_clock() {
+        let mut t = table(1024);
+        let k = key(1);
+        let h = H.hash(&k);
+        assert!(t.lookup(&k, h, 100).is_none());
+        let f = t.insert(&k, h, val(7, 30), 100).unwrap();
+        assert!(f.is_new() && f.evicted().is_none());
+        assert_eq!(
+            (f.member, f.vs, f.state, f.timeout()),
+            (7, 3, TcpState::SynSeen, 30)
+        );
+        assert_eq!(f.key(), k);
+        // Seen at 120: lives until 149 inclusive.
+        let mut f = t.lookup(&k, h, 120).unwrap();
+        f.state = TcpState::Established;
+        assert_eq!(t.lookup(&k, h, 149).unwrap().state, TcpState::Established);
+        assert!(t.lookup(&k, h, 149 + 30).is_none(), "idle 30 s: expired");
+        // Other direction is another flow.
+        assert!(t
+            .lookup(&k.reversed(), H.hash(&k.reversed()), 150)
+            .is_none());
+        let c = t.counters();
+        assert_eq!((c.hits, c.misses, c.inserts), (2, 3, 1));
+    }
+
+    #[test]
+    fn timeout_changes_take_effect_at_once() {
+        let mut t = table(64);
+        let k = key(5);
+        let h = H.hash(&k);
+        t.insert(&k, h, val(1, 300), 0).unwrap();
+        let mut f = t.lookup(&k, h, 10).unwrap();
+        f.state = TcpState::Closing;
+        f.set_timeout(Timeouts::default().for_state(PROTO_TCP, TcpState::Closing));
+        assert!(t.lookup(&k, h, 19).is_some());
+        assert!(
+            t.lookup(&k, h, 29).is_none(),
+            "closing timeout 10 s after the last packet"
+        );
+    }
+
+    #[test]
+    fn insert_of_a_live_key_keeps_the_existing_flow() {
+        let mut t = table(64);
+        let k = key(9);
+        let h = H.hash(&k);
+        t.insert(&k, h, val(1, 60), 0).unwrap();
+        let f = t.insert(&k, h, val(2, 60), 5).unwrap();
+        assert!(!f.is_new());
+        assert_eq!(f.member, 1, "an established flow keeps its member");
+        assert_eq!(t.occupied(), 1);
+        assert_eq!(t.counters().inserts, 1);
+    }
+
+    #[test]
+    fn remove_forgets_the_flow() {
+        let mut t = table(64);
+        let k = key(2);
+        let h = H.hash(&k);
+        t.insert(&k, h, val(4, 60), 0).unwrap();
+        assert_eq!(t.remove(&k, h, 1).map(|e| e.member), Some(4));
+        assert!(t.lookup(&k, h, 1).is_none());
+        assert_eq!(t.remove(&k, h, 1), None);
+        assert_eq!((t.occupied(), t.counters().removed), (0, 1));
+    }
+
+    /// Fill with flows that all share the same two buckets (same hash: the
+    /// full key, not the hash, decides a match): 16 fit, the 17th fails,
+    /// every established flow is still found, and a new flow gets in once
+    /// one of them expires (reported as evicted).
+    #[test]
+    fn full_buckets_refuse_new_flows_and_keep_the_old() {
+        let mut t = table(1024);
+        let h = 0x1234_5678_9abc_def0;
+        for i in 0..16 {
+            t.insert(&key(i), h, val(i as u16, if i == 3 { 5 } else { 60 }), 0)
+                .unwrap();
+        }
+        assert_eq!(
+            t.insert(&key(100), h, val(0, 60), 1).unwrap_err(),
+            InsertError::Full
+        );
+        assert_eq!(t.counters().insert_failed_full, 1);
+        for i in 0..16 {
+            assert_eq!(
+                t.lookup(&key(i), h, 2).map(|f| f.member),
+                Some(i as u16),
+                "flow {i}"
+            );
+        }
+        // Flow 3 idles out (timeout 5, last seen at 2); its slot is reused.
+        for i in (0..16).filter(|&i| i != 3) {
+            t.lookup(&key(i), h, 7).unwrap();
+        }
+        let f = t.insert(&key(100), h, val(9, 60), 7).unwrap();
+        assert_eq!(f.evicted().map(|e| e.key()), Some(key(3)));
+        assert_eq!(t.counters().expired, 1);
+        assert_eq!(t.occupied(), 16);
+    }
+
+    /// Random flows into a table: no insert fails until it is over 90 %
+    /// full (two choices + a cuckoo step; measured 93.3 % with this seed),
+    /// and few inserts fail by 95 % (measured 0.01 % of the table).
+    #[test]
+    fn two_choice_buckets_fill_past_90_percent() {
+        let mut t = table(1 << 16);
+        let cap = t.capacity() as u32;
+        let mut first_fail = None;
+        for i in 0..cap * 95 / 100 {
+            let k = key(i);
+            if t.insert(&k, H.hash(&k), val(0, 60), 0).is_err() && first_fail.is_none() {
+                first_fail = Some(i);
+            }
+        }
+        let fill = f64::from(first_fail.unwrap_or(cap)) / f64::from(cap);
+        let failed = t.counters().insert_failed_full as f64 / f64::from(cap);
+        eprintln!(
+            "first failure at {:.1} % full; {:.2} % failed by 95 %",
+            fill * 100.0,
+            failed * 100.0
+        );
+        assert!(fill > 0.90, "first insert failure at {fill}");
+        assert!(failed < 0.02, "failure fraction {failed}");
+    }
+
+    #[test]
+    fn flood_guard_refuses_new_flows_over_the_limit_per_second() {
+        let mut t = ConnTable::new(Config {
+            new_flows_per_sec: 10,
+            ..Config::new(1024)
+        })
+        .unwrap();
+        let ins = |t: &mut ConnTable, i: u32, now| {
+            let k = key(i);
+            t.insert(&k, H.hash(&k), val(0, 60), now).map(|_| ())
+        };
+        for i in 0..10 {
+            ins(&mut t, i, 50).unwrap();
+        }
+        assert!(t.under_flood(50));
+        assert_eq!(ins(&mut t, 10, 50), Err(InsertError::Flood));
+        // Existing flows are still found and re-inserting them is no new flow.
+        assert!(ins(&mut t, 3, 50).is_ok());
+        let k = key(3);
+        assert!(t.lookup(&k, H.hash(&k), 50).is_some());
+        // Next second: admitted again.
+        assert!(!t.under_flood(51));
+        ins(&mut t, 10, 51).unwrap();
+        assert_eq!(t.counters().insert_refused_flood, 1);
+        assert_eq!(t.counters().inserts, 11);
+    }
+
+    #[test]
+    fn sweep_reports_expired_flows_within_its_budget() {
+        let mut t = table(1024); // 128 buckets
+        let mut reset = 0;
+        for i in 0..300u32 {
+            let k = key(i);
+            let mut v = val(1, if i % 3 == 0 { 10 } else { 100 });
+            if i % 2 == 0 {
+                v.flags = FLAG_RESET_ON_TIMEOUT;
+                reset += u32::from(i % 3 == 0);
+            }
+            t.insert(&k, H.hash(&k), v, 0).unwrap();
+        }
+        let mut out = [EMPTY_ENTRY; 64];
+        // Nothing expired yet: a whole pass finds nothing.
+        assert_eq!(t.sweep(5, 128, &mut out), 0);
+        // At t=20 the 100 flows with timeout 10 are expired. 16 buckets per
+        // call: 8 calls make a full pass, and each call sees at most 128 slots.
+        let mut found = Vec::new();
+        for _ in 0..8 {
+            let n = t.sweep(20, 16, &mut out);
+            assert!(n <= 16 * SLOTS_PER_BUCKET);
+            found.extend_from_slice(&out[..n]);
+        }
+        assert_eq!(found.len(), 100);
+        assert!(found.iter().all(|e| e.key().src_port() >= 1024));
+        let to_reset = found
+            .iter()
+            .filter(|e| e.flags & FLAG_RESET_ON_TIMEOUT != 0)
+            .count();
+        assert_eq!(to_reset as u32, reset);
+        assert_eq!(t.occupied(), 200);
+        assert_eq!(t.counters().expired, 100);
+        assert_eq!(t.sweep(20, 128, &mut out), 0, "reaped once only");
+    }
+
+    #[test]
+    fn sweep_with_a_small_buffer_loses_nothing() {
+        let mut t = table(64);
+        for i in 0..40u32 {
+            let k = key(i);
+            t.insert(&k, H.hash(&k), val(0, 1), 0).unwrap();
+        }
+        let mut out = [EMPTY_ENTRY; 3];
+        let mut total = 0;
+        for _ in 0..100 {
+            total += t.sweep(9, 2, &mut out);
+        }
+        assert_eq!(total, 40);
+        assert_eq!(t.occupied(), 0);
+    }
+
+    #[test]
+    fn tcp_state_transitions() {
+        use TcpState::*;
+        assert_eq!(None.on_flags(true, false, false, false), SynSeen);
+        assert_eq!(SynSeen.on_flags(true, true, false, false), SynSeen);
+        assert_eq!(SynSeen.on_flags(false, true, false, false), Established);
+        assert_eq!(
+            None.on_flags(false, true, false, false),
+            Established,
+            "loose init"
+        );
+        assert_eq!(Established.on_flags(false, true, true, false), Closing);
+        assert_eq!(Established.on_flags(false, false, false, true), Closing);
+        assert_eq!(Closing.on_flags(false, true, false, false), Closing);
+        assert_eq!(
+            Closing.on_flags(true, false, false, false),
+            SynSeen,
+            "port reuse"
+        );
+        assert_eq!(Established.on_flags(true, false, false, false), Established);
+        let t = Timeouts::new(300);
+        assert_eq!(t.for_state(PROTO_TCP, SynSeen), 10);
+        assert_eq!(t.for_state(PROTO_TCP, Established), 300);
+        assert_eq!(t.for_state(PROTO_UDP, None), 300);
+        assert_eq!(Timeouts::new(4).for_state(PROTO_TCP, Closing), 4);
+    }
+
+    #[test]
+    fn ipv6_keys_are_full_keys() {
+        let mut t = table(64);
+        let k = FlowKey::v6([0xfd; 16], [0x20; 16], 5555, 443, PROTO_UDP);
+        let h = H.hash(&k);
+        t.insert(&k, h, val(2, 30), 0).unwrap();
+        assert_eq!(t.lookup(&k, h, 10).map(|f| f.key()), Some(k));
+        // Same hash, one bit of the address different: no false match.
+        let mut other = *k.src_bytes();
+        other[15] ^= 1;
+        let k2 = FlowKey::v6(other, [0x20; 16], 5555, 443, PROTO_UDP);
+        assert!(t.lookup(&k2, h, 10).is_none());
+        assert!(t.lookup(&k, h, 40).is_none());
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(u8, u16, u16),
+        Lookup(u8),
+        Remove(u8),
+        Tick(u8),
+        Sweep(u8),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (any::<u8>(), any::<u16>(), 1u16..20).prop_map(|(k, m, t)| Op::Insert(k, m, t)),
+            4 => any::<u8>().prop_map(Op::Lookup),
+            1 => any::<u8>().prop_map(Op::Remove),
+            2 => (0u8..5).prop_map(Op::Tick),
+            1 => (1u8..20).prop_map(Op::Sweep),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// Against a HashMap model: the same observable results, except that
+        /// the table may refuse an insert (Full) — and then the model does
+        /// not get it either. Keys hash into a small table (64 slots) with
+        /// a weak hash so buckets collide a lot.
+        #[test]
+        fn behaves_like_a_hashmap_with_timeouts(ops in prop::collection::vec(op(), 1..300)) {
+            let mut t = table(64);
+            // model: key -> (member, last_seen, timeout)
+            let mut model: HashMap<u8, (u16, Secs, u16)> = HashMap::new();
+            let live = |m: &HashMap<u8, (u16, Secs, u16)>, k: u8, now: Secs| {
+                m.get(&k).filter(|(_, seen, to)| now - seen < u32::from(*to)).copied()
+            };
+            let hash = |k: u8| H.hash(&key(u32::from(k))) & 0xff00_0000_ff00_00ff;
+            let mut now: Secs = 1;
+            let mut out = [EMPTY_ENTRY; 4];
+            for op in ops {
+                match op {
+                    Op::Insert(k, m, to) => {
+                        let fk = key(u32::from(k));
+                        let want = live(&model, k, now);
+                        match t.insert(&fk, hash(k), val(m, to), now) {
+                            Ok(f) => {
+                                prop_assert_eq!(f.is_new(), want.is_none());
+                                let member = f.member;
+                                match want {
+                                    Some((wm, _, wt)) => {
+                                        prop_assert_eq!(member, wm);
+                                        model.insert(k, (wm, now, wt));
+                                    }
+                                    None => {
+                                        prop_assert_eq!(member, m);
+                                        model.insert(k, (m, now, to));
+                                    }
+                                }
+                            }
+                            Err(e) => {
+                                prop_assert_eq!(e, InsertError::Full);
+                                prop_assert!(want.is_none(), "a live key is never refused");
+                            }
+                        }
+                    }
+                    Op::Lookup(k) => {
+                        let got = t.lookup(&key(u32::from(k)), hash(k), now).map(|f| f.member);
+                        let want = live(&model, k, now);
+                        prop_assert_eq!(got, want.map(|w| w.0));
+                        if let Some((m, _, to)) = want {
+                            model.insert(k, (m, now, to));
+                        }
+                    }
+                    Op::Remove(k) => {
+                        let got = t.remove(&key(u32::from(k)), hash(k), now).map(|e| e.member);
+                        let want = live(&model, k, now).map(|w| w.0);
+                        prop_assert_eq!(got, want);
+                        model.remove(&k);
+                    }
+                    Op::Tick(d) => now += Secs::from(d),
+                    Op::Sweep(budget) => {
+                        let n = t.sweep(now, usize::from(budget), &mut out);
+                        for e in &out[..n] {
+                            // An expired instance of a key may be reaped after
+                            // the key came back as a new flow: the new one
+                            // must still be there.
+                            let k = e.key().src_bytes()[3];
+                            if let Some((m, _, to)) = live(&model, k, now) {
+                                let got = t.lookup(&key(u32::from(k)), hash(k), now).map(|f| f.member);
+                                prop_assert_eq!(got, Some(m), "swept a live flow");
+                                model.insert(k, (m, now, to));
+                            }
+                        }
+                    }
+                }
+                // Every live model flow is in the table.
+                let live_count = model.keys().filter(|&&k| live(&model, k, now).is_some()).count();
+                prop_assert!(t.occupied() >= live_count);
+            }
+            for (&k, &(m, _, _)) in model.iter() {
+                if live(&model, k, now).is_some() {
+                    let got = t.lookup(&key(u32::from(k)), hash(k), now).map(|f| f.member);
+                    prop_assert_eq!(got, Some(m));
+                }
+            }
+        }
+    }
+
+    /// `cargo test --release -- --ignored --nocapture bench_`: ns per op.
+    #[test]
+    #[ignore]
+    fn bench_conntrack_lookup_hit_and_insert_new() {
+        use std::hint::black_box;
+        use std::time::Instant;
+        let cap = 1 << 20;
+        let n = cap as u32 * 3 / 4;
+        let keys: Vec<(FlowKey, u64)> = (0..n).map(|i| (key(i), H.hash(&key(i)))).collect();
+        let mut t = table(cap);
+        let start = Instant::now();
+        for (k, h) in &keys {
+            let _ = black_box(t.insert(k, *h, val(1, 300), 0).is_ok());
+        }
+        let ins = start.elapsed().as_nanos() as f64 / f64::from(n);
+        // Lookups in a scrambled order (a real mix of flows, cache-cold).
+        let order: Vec<usize> = (0..n as usize).map(|i| (i * 7919) % n as usize).collect();
+        let start = Instant::now();
+        let mut found = 0u32;
+        for &i in &order {
+            let (k, h) = &keys[i];
+            found += u32::from(t.lookup(k, *h, 1).is_some());
+        }
+        let hit = start.elapsed().as_nanos() as f64 / f64::from(n);
+        // Hash + lookup, the per-packet cost.
+        let start = Instant::now();
+        for &i in &order {
+            let k = &keys[i].0;
+            black_box(t.lookup(k, H.hash(k), 1).is_some());
+        }
+        let hash_hit = start.elapsed().as_nanos() as f64 / f64::from(n);
+        // Bursts of 32 the way a worker does it: hash and prefetch the whole
+        // burst's buckets first, then look up.
+        let start = Instant::now();
+        let mut hs = [0u64; 32];
+        for burst in order.chunks(32) {
+            for (j, &i) in burst.iter().enumerate() {
+                hs[j] = H.hash(&keys[i].0);
+                t.prefetch(hs[j]);
+            }
+            for (j, &i) in burst.iter().enumerate() {
+                black_box(t.lookup(&keys[i].0, hs[j], 1).is_some());
+            }
+        }
+        let burst_hit = start.elapsed().as_nanos() as f64 / f64::from(n);
+        // A small hot set (fits in cache).
+        let start = Instant::now();
+        for r in 0..n as usize {
+            let (k, h) = &keys[r % 4096];
+            black_box(t.lookup(k, *h, 1).is_some());
+        }
+        let hot = start.elapsed().as_nanos() as f64 / f64::from(n);
+        eprintln!(
+            "conntrack {} slots ({} MiB, {:?}), {} flows: insert-new {ins:.1} ns, \
+             lookup-hit cold {hit:.1} ns, hash+lookup cold {hash_hit:.1} ns, \
+             hash+prefetch+lookup cold in bursts of 32 {burst_hit:.1} ns, lookup-hit hot {hot:.1} ns",
+            t.capacity(),
+            t.bytes() >> 20,
+            t.backing(),
+            n
+        );
+        assert_eq!(found, n - t.counters().insert_failed_full as u32);
+    }
+}
