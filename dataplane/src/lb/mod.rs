@@ -35,6 +35,9 @@ pub mod hash;
 pub mod maglev;
 
 pub use alloc::Backing;
-pub use conntrack::{ConnTable, Counters, Entry, Expired, FlowRef, InsertError, TcpState};
+pub use conntrack::{
+    ConnTable, ConnTableError, Counters, Entry, Expired, FlowRef, FlowValue, InsertError, Secs,
+    TcpState, Timeouts, FLAG_RESET_ON_TIMEOUT,
+};
 pub use flow::{Family, FlowHasher, FlowKey, PROTO_TCP, PROTO_UDP};
 pub use maglev::{MaglevError, Member, MemberKey, Table};
