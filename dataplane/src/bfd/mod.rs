@@ -42,6 +42,10 @@
 //! the Echo function, authentication (§6.7; packets with the A bit are
 //! dropped and counted as `auth_mismatch`).
 
+pub mod events;
 pub mod packet;
+pub mod session;
 
+pub use events::{transition, Action, SessionId, StateChange};
 pub use packet::{Auth, AuthType, Diag, EmitError, Packet, Repr, RxCounters, RxError, State};
+pub use session::{ConfigError, Hop, Session, SessionConfig, SessionInfo, SessionStats, Timers};
