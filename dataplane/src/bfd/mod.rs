@@ -45,7 +45,12 @@
 pub mod events;
 pub mod packet;
 pub mod session;
+pub mod table;
+
+#[cfg(test)]
+mod tests;
 
 pub use events::{transition, Action, SessionId, StateChange};
 pub use packet::{Auth, AuthType, Diag, EmitError, Packet, Repr, RxCounters, RxError, State};
 pub use session::{ConfigError, Hop, Session, SessionConfig, SessionInfo, SessionStats, Timers};
+pub use table::{Output, PeerKey, RxMeta, SessionTable, TableError, Transmit};
