@@ -1,1 +1,11 @@
-//! pollux control plane.
+//! pollux's control plane: configuration, the data plane's wiring, the
+//! management API and metrics. `unsafe` is forbidden here.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod config;
+pub mod kernel;
+pub mod metrics;
+pub mod run;
+pub mod show;
+pub mod state;

@@ -77,8 +77,8 @@ drop_reasons! {
 pub struct PortCounters {
     pub rx_packets: u64,
     pub rx_bytes: u64,
+    /// Frames the TX ring accepted (bytes: see the PMD's `obytes`).
     pub tx_packets: u64,
-    pub tx_bytes: u64,
     /// Frames handed to the kernel through the TAP.
     pub to_tap: u64,
     /// Frames the kernel sent out of the TAP.
@@ -101,12 +101,11 @@ impl PortCounters {
         self.drops[why as usize]
     }
 
-    fn fields(&self) -> [u64; 10] {
+    fn fields(&self) -> [u64; 9] {
         [
             self.rx_packets,
             self.rx_bytes,
             self.tx_packets,
-            self.tx_bytes,
             self.to_tap,
             self.from_tap,
             self.arp_replies,
@@ -116,18 +115,17 @@ impl PortCounters {
         ]
     }
 
-    fn from_fields(f: &[u64; 10], drops: [u64; Drop::COUNT]) -> Self {
+    fn from_fields(f: &[u64; 9], drops: [u64; Drop::COUNT]) -> Self {
         PortCounters {
             rx_packets: f[0],
             rx_bytes: f[1],
             tx_packets: f[2],
-            tx_bytes: f[3],
-            to_tap: f[4],
-            from_tap: f[5],
-            arp_replies: f[6],
-            nd_replies: f[7],
-            echo_replies: f[8],
-            solicits: f[9],
+            to_tap: f[3],
+            from_tap: f[4],
+            arp_replies: f[5],
+            nd_replies: f[6],
+            echo_replies: f[7],
+            solicits: f[8],
             drops,
         }
     }
@@ -147,7 +145,7 @@ pub struct WorkerCounters {
 /// The slot a worker publishes a port's counters into.
 #[derive(Debug, Default)]
 pub struct SharedPort {
-    fields: [AtomicU64; 10],
+    fields: [AtomicU64; 9],
     drops: [AtomicU64; Drop::COUNT],
 }
 
@@ -201,7 +199,9 @@ mod tests {
     #[test]
     fn names_are_unique_snake_case() {
         let mut names: Vec<_> = Drop::ALL.iter().map(|d| d.name()).collect();
-        assert!(names.iter().all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit())));
+        assert!(names.iter().all(|n| n
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit())));
         names.sort();
         names.dedup();
         assert_eq!(names.len(), Drop::COUNT);
@@ -209,7 +209,11 @@ mod tests {
 
     #[test]
     fn publish_read_round_trip() {
-        let mut c = PortCounters { rx_packets: 3, solicits: 9, ..Default::default() };
+        let mut c = PortCounters {
+            rx_packets: 3,
+            solicits: 9,
+            ..Default::default()
+        };
         c.drop(Drop::Oversize);
         let s = SharedPort::default();
         s.publish(&c);

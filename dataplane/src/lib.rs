@@ -1,5 +1,16 @@
-//! pollux's data plane. See `worker` for the loop and `api` for what ctrl sees.
+//! pollux's data plane: a library with no async runtime.
+//!
+//! - [`dpdk`]: the safe layer over DPDK (the only `unsafe` in the crate).
+//! - [`wire`]: zero-copy header views.
+//! - [`host`]: what a port does as an IPv4/IPv6 host (ARP, ND, echo, the
+//!   exception path to the kernel, routing for the kernel).
+//! - [`worker`]: the poll loop.
+//! - [`api`]: all that ctrl sees.
+pub mod api;
 pub mod bfd;
 pub mod counters;
+pub mod dpdk;
 pub mod host;
+pub mod lb;
 pub mod wire;
+pub mod worker;

@@ -19,11 +19,19 @@ impl Prefix {
     pub fn new(addr: IpAddr, len: u8) -> Prefix {
         let addr = match addr {
             IpAddr::V4(a) => {
-                let m = if len == 0 { 0 } else { u32::MAX << (32 - u32::from(len.min(32))) };
+                let m = if len == 0 {
+                    0
+                } else {
+                    u32::MAX << (32 - u32::from(len.min(32)))
+                };
                 IpAddr::V4((u32::from(a) & m).into())
             }
             IpAddr::V6(a) => {
-                let m = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len.min(128))) };
+                let m = if len == 0 {
+                    0
+                } else {
+                    u128::MAX << (128 - u32::from(len.min(128)))
+                };
                 IpAddr::V6((u128::from(a) & m).into())
             }
         };
@@ -32,7 +40,9 @@ impl Prefix {
 
     pub fn contains(&self, ip: IpAddr) -> bool {
         match (self.addr, ip) {
-            (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_)) => Prefix::new(ip, self.len).addr == self.addr,
+            (IpAddr::V4(_), IpAddr::V4(_)) | (IpAddr::V6(_), IpAddr::V6(_)) => {
+                Prefix::new(ip, self.len).addr == self.addr
+            }
             _ => false,
         }
     }
@@ -91,11 +101,31 @@ mod tests {
     #[test]
     fn longest_prefix_wins() {
         let fib = Fib::new(vec![
-            Route { prefix: p("0.0.0.0/0"), port: 0, via: Some("10.0.0.1".parse().unwrap()) },
-            Route { prefix: p("10.0.0.0/24"), port: 0, via: None },
-            Route { prefix: p("10.1.0.0/24"), port: 1, via: None },
-            Route { prefix: p("192.168.50.0/24"), port: 1, via: Some("10.1.0.1".parse().unwrap()) },
-            Route { prefix: p("fd00::/64"), port: 0, via: None },
+            Route {
+                prefix: p("0.0.0.0/0"),
+                port: 0,
+                via: Some("10.0.0.1".parse().unwrap()),
+            },
+            Route {
+                prefix: p("10.0.0.0/24"),
+                port: 0,
+                via: None,
+            },
+            Route {
+                prefix: p("10.1.0.0/24"),
+                port: 1,
+                via: None,
+            },
+            Route {
+                prefix: p("192.168.50.0/24"),
+                port: 1,
+                via: Some("10.1.0.1".parse().unwrap()),
+            },
+            Route {
+                prefix: p("fd00::/64"),
+                port: 0,
+                via: None,
+            },
         ]);
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
         assert_eq!(fib.lookup(ip("10.0.0.7")), Some((0, ip("10.0.0.7"))));

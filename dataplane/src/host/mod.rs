@@ -58,7 +58,10 @@ pub enum FromTap {
     /// the TAP.
     ReplyToTap(usize),
     /// Route it out of `port` to `next_hop`'s MAC.
-    Forward { port: usize, next_hop: IpAddr },
+    Forward {
+        port: usize,
+        next_hop: IpAddr,
+    },
     /// Broadcast or multicast: send it as it is out of this port.
     Flood,
     Consumed,
@@ -123,14 +126,27 @@ impl Host {
     fn is_our_solicited_node(&self, ip: &Ipv6Addr) -> bool {
         let ours = |a: &Ipv6Addr| ipv6::solicited_node(a) == *ip;
         ours(&self.link_local)
-            || self.self_ips.iter().any(|s| matches!(s.addr, IpAddr::V6(a) if ours(&a)))
+            || self
+                .self_ips
+                .iter()
+                .any(|s| matches!(s.addr, IpAddr::V6(a) if ours(&a)))
     }
 
     /// Handles a frame from the wire. `buf[..len]` is the frame; `buf` may
     /// be longer (tailroom) so that a reply can grow.
-    pub fn rx_from_wire(&mut self, now: Nanos, buf: &mut [u8], len: usize, io: &mut impl HostIo) -> FromWire {
-        let Some(frame_bytes) = buf.get(..len) else { return FromWire::Drop(Drop::EthTruncated) };
-        let Ok(frame) = Frame::new_checked(frame_bytes) else { return FromWire::Drop(Drop::EthTruncated) };
+    pub fn rx_from_wire(
+        &mut self,
+        now: Nanos,
+        buf: &mut [u8],
+        len: usize,
+        io: &mut impl HostIo,
+    ) -> FromWire {
+        let Some(frame_bytes) = buf.get(..len) else {
+            return FromWire::Drop(Drop::EthTruncated);
+        };
+        let Ok(frame) = Frame::new_checked(frame_bytes) else {
+            return FromWire::Drop(Drop::EthTruncated);
+        };
         if frame.vlan() != self.vlan {
             return FromWire::Drop(Drop::VlanMismatch);
         }
@@ -150,8 +166,17 @@ impl Host {
         }
     }
 
-    fn arp_from_wire(&mut self, now: Nanos, buf: &mut [u8], hdr: usize, len: usize, io: &mut impl HostIo) -> FromWire {
-        let Ok(p) = arp::Packet::new_checked(&buf[hdr..len]) else { return FromWire::Drop(Drop::ArpMalformed) };
+    fn arp_from_wire(
+        &mut self,
+        now: Nanos,
+        buf: &mut [u8],
+        hdr: usize,
+        len: usize,
+        io: &mut impl HostIo,
+    ) -> FromWire {
+        let Ok(p) = arp::Packet::new_checked(&buf[hdr..len]) else {
+            return FromWire::Drop(Drop::ArpMalformed);
+        };
         let (op, smac, sip, tip) = (p.operation(), p.sender_mac(), p.sender_ip(), p.target_ip());
         let for_us = self.is_self(IpAddr::V4(tip));
         // RFC 826: merge what we know about the sender; add it if the
@@ -167,7 +192,9 @@ impl Host {
         if op != arp::OP_REQUEST {
             return FromWire::Consumed;
         }
-        arp::Packet::new_checked(&mut buf[hdr..len]).map(|mut p| p.make_reply(self.mac)).ok();
+        arp::Packet::new_checked(&mut buf[hdr..len])
+            .map(|mut p| p.make_reply(self.mac))
+            .ok();
         self.swap_macs(buf, smac);
         self.counters.arp_replies += 1;
         FromWire::Reply(len)
@@ -189,7 +216,11 @@ impl Host {
         }
         let dst = p.dst();
         if !self.is_self(IpAddr::V4(dst)) {
-            return if self.is_broadcast_v4(dst) { FromWire::Punt } else { FromWire::Drop(Drop::NotForUs) };
+            return if self.is_broadcast_v4(dst) {
+                FromWire::Punt
+            } else {
+                FromWire::Drop(Drop::NotForUs)
+            };
         }
         if p.protocol() != ipv4::protocol::ICMP || p.is_fragment() {
             return FromWire::Punt;
@@ -217,7 +248,14 @@ impl Host {
         FromWire::Reply(len)
     }
 
-    fn ipv6_from_wire(&mut self, now: Nanos, buf: &mut [u8], hdr: usize, len: usize, io: &mut impl HostIo) -> FromWire {
+    fn ipv6_from_wire(
+        &mut self,
+        now: Nanos,
+        buf: &mut [u8],
+        hdr: usize,
+        len: usize,
+        io: &mut impl HostIo,
+    ) -> FromWire {
         let p = match ipv6::Packet::new_checked(&buf[hdr..len]) {
             Ok(p) => p,
             Err(Error::Truncated) => return FromWire::Drop(Drop::Ipv6Truncated),
@@ -227,13 +265,19 @@ impl Host {
         let unicast_for_us = self.is_self(IpAddr::V6(dst));
         let multicast_for_us = dst == ALL_NODES || self.is_our_solicited_node(&dst);
         if p.next_header() != ipv4::protocol::ICMPV6 {
-            return if unicast_for_us { FromWire::Punt } else { FromWire::Drop(Drop::NotForUs) };
+            return if unicast_for_us {
+                FromWire::Punt
+            } else {
+                FromWire::Drop(Drop::NotForUs)
+            };
         }
         if !unicast_for_us && !multicast_for_us {
             return FromWire::Drop(Drop::NotForUs);
         }
         let hop_limit = p.hop_limit();
-        let Ok(icmp) = icmpv6::Packet::new_checked(p.payload()) else { return FromWire::Drop(Drop::IcmpTruncated) };
+        let Ok(icmp) = icmpv6::Packet::new_checked(p.payload()) else {
+            return FromWire::Drop(Drop::IcmpTruncated);
+        };
         if !icmp.verify_checksum(&src, &dst) {
             return FromWire::Drop(Drop::IcmpChecksum);
         }
@@ -247,7 +291,11 @@ impl Host {
                     return FromWire::Drop(Drop::NdMalformed);
                 }
                 let solicit = icmp.msg_type() == icmpv6::NEIGHBOR_SOLICIT;
-                let (learn_ip, for_us) = if solicit { (src, self.is_self(IpAddr::V6(target))) } else { (target, true) };
+                let (learn_ip, for_us) = if solicit {
+                    (src, self.is_self(IpAddr::V6(target)))
+                } else {
+                    (target, true)
+                };
                 if let Some(mac) = lladdr.filter(|_| !learn_ip.is_unspecified()) {
                     if for_us || self.neighbors.knows(IpAddr::V6(learn_ip)) {
                         self.neighbors.update(IpAddr::V6(learn_ip), mac, now);
@@ -272,7 +320,9 @@ impl Host {
                     None => FromWire::Drop(Drop::NdMalformed),
                 }
             }
-            icmpv6::ROUTER_SOLICIT | icmpv6::ROUTER_ADVERT | icmpv6::REDIRECT => FromWire::Drop(Drop::NdIgnored),
+            icmpv6::ROUTER_SOLICIT | icmpv6::ROUTER_ADVERT | icmpv6::REDIRECT => {
+                FromWire::Drop(Drop::NdIgnored)
+            }
             icmpv6::ECHO_REQUEST if unicast_for_us => {
                 let src_mac = Mac::from_slice(&buf[6..12]);
                 if let Ok(mut p) = ipv6::Packet::new_checked(&mut buf[hdr..len]) {
@@ -296,33 +346,59 @@ impl Host {
     /// Advertisement for `target` (answered with our MAC) to `to`, and points
     /// the frame at `to_mac`. Returns the frame length, or `None` without
     /// room.
-    fn emit_advert(&self, buf: &mut [u8], hdr: usize, to: Ipv6Addr, target: Ipv6Addr, to_mac: Mac) -> Option<usize> {
+    fn emit_advert(
+        &self,
+        buf: &mut [u8],
+        hdr: usize,
+        to: Ipv6Addr,
+        target: Ipv6Addr,
+        to_mac: Mac,
+    ) -> Option<usize> {
         let total = hdr + ipv6::HEADER_LEN + icmpv6::ND_LEN + 8;
         if buf.len() < total {
             return None;
         }
         // RFC 4861 §7.2.4: to the solicitation's source, or all-nodes for DAD.
         let (dst, dst_mac, flags) = if to.is_unspecified() {
-            (ALL_NODES, Mac::ipv6_multicast(&ALL_NODES.octets()), icmpv6::NA_OVERRIDE)
+            (
+                ALL_NODES,
+                Mac::ipv6_multicast(&ALL_NODES.octets()),
+                icmpv6::NA_OVERRIDE,
+            )
         } else {
             (to, to_mac, icmpv6::NA_SOLICITED | icmpv6::NA_OVERRIDE)
         };
         self.swap_macs(buf, dst_mac);
-        ipv6::emit(&mut buf[hdr..], (icmpv6::ND_LEN + 8) as u16, ipv4::protocol::ICMPV6, 255, &target, &dst);
+        ipv6::emit(
+            &mut buf[hdr..],
+            (icmpv6::ND_LEN + 8) as u16,
+            ipv4::protocol::ICMPV6,
+            255,
+            &target,
+            &dst,
+        );
         let body = &mut buf[hdr + ipv6::HEADER_LEN..total];
         icmpv6::emit_nd(body, icmpv6::NEIGHBOR_ADVERT, flags, &target, self.mac);
-        icmpv6::Packet::new_checked(body).ok()?.fill_checksum(&target, &dst);
+        icmpv6::Packet::new_checked(body)
+            .ok()?
+            .fill_checksum(&target, &dst);
         Some(total)
     }
 
     /// Handles a frame the kernel sent out of the TAP (always untagged).
     pub fn rx_from_tap(&mut self, buf: &mut [u8], len: usize, fib: &Fib) -> FromTap {
-        let Some(frame_bytes) = buf.get(..len) else { return FromTap::Drop(Drop::EthTruncated) };
-        let Ok(frame) = Frame::new_checked(frame_bytes) else { return FromTap::Drop(Drop::EthTruncated) };
+        let Some(frame_bytes) = buf.get(..len) else {
+            return FromTap::Drop(Drop::EthTruncated);
+        };
+        let Ok(frame) = Frame::new_checked(frame_bytes) else {
+            return FromTap::Drop(Drop::EthTruncated);
+        };
         let hdr = frame.header_len();
         match frame.ethertype() {
             ethertype::ARP => {
-                let Ok(p) = arp::Packet::new_checked(&buf[hdr..len]) else { return FromTap::Drop(Drop::ArpMalformed) };
+                let Ok(p) = arp::Packet::new_checked(&buf[hdr..len]) else {
+                    return FromTap::Drop(Drop::ArpMalformed);
+                };
                 if p.operation() != arp::OP_REQUEST {
                     return FromTap::Consumed; // the data plane already answered
                 }
@@ -330,7 +406,9 @@ impl Host {
                     return FromTap::Flood; // gratuitous: let the segment know
                 }
                 let asker = p.sender_mac();
-                arp::Packet::new_checked(&mut buf[hdr..len]).map(|mut p| p.make_reply(self.mac)).ok();
+                arp::Packet::new_checked(&mut buf[hdr..len])
+                    .map(|mut p| p.make_reply(self.mac))
+                    .ok();
                 self.swap_macs(buf, asker);
                 FromTap::ReplyToTap(len)
             }
@@ -356,7 +434,10 @@ impl Host {
                 if dst.is_multicast() {
                     FromTap::Flood
                 } else if dst.is_unicast_link_local() {
-                    FromTap::Forward { port: self.index, next_hop: IpAddr::V6(dst) }
+                    FromTap::Forward {
+                        port: self.index,
+                        next_hop: IpAddr::V6(dst),
+                    }
                 } else {
                     self.route(fib, IpAddr::V6(dst))
                 }
@@ -372,7 +453,9 @@ impl Host {
             .ok()
             .and_then(|p| {
                 let i = icmpv6::Packet::new_checked(p.payload()).ok()?;
-                (i.msg_type() == icmpv6::NEIGHBOR_SOLICIT).then(|| i.nd_target().ok()).flatten()
+                (i.msg_type() == icmpv6::NEIGHBOR_SOLICIT)
+                    .then(|| i.nd_target().ok())
+                    .flatten()
             });
         match target {
             Some(target) if !src.is_unspecified() => {
@@ -402,7 +485,13 @@ impl Host {
                     IpAddr::V4(a) => Some(a),
                     IpAddr::V6(_) => None,
                 })?;
-                let hdr = ethernet::emit(buf.get_mut(..18)?, Mac::BROADCAST, self.mac, self.vlan, ethertype::ARP);
+                let hdr = ethernet::emit(
+                    buf.get_mut(..18)?,
+                    Mac::BROADCAST,
+                    self.mac,
+                    self.vlan,
+                    ethertype::ARP,
+                );
                 let body = buf.get_mut(hdr..hdr + arp::LEN)?;
                 arp::emit(body, arp::OP_REQUEST, self.mac, src, Mac::ZERO, target);
                 Some((hdr + arp::LEN).max(60))
@@ -415,12 +504,27 @@ impl Host {
                 let group = ipv6::solicited_node(&target);
                 let total = 18 + ipv6::HEADER_LEN + icmpv6::ND_LEN + 8;
                 let buf = buf.get_mut(..total)?;
-                let hdr = ethernet::emit(buf, Mac::ipv6_multicast(&group.octets()), self.mac, self.vlan, ethertype::IPV6);
-                ipv6::emit(&mut buf[hdr..], (icmpv6::ND_LEN + 8) as u16, ipv4::protocol::ICMPV6, 255, &src, &group);
+                let hdr = ethernet::emit(
+                    buf,
+                    Mac::ipv6_multicast(&group.octets()),
+                    self.mac,
+                    self.vlan,
+                    ethertype::IPV6,
+                );
+                ipv6::emit(
+                    &mut buf[hdr..],
+                    (icmpv6::ND_LEN + 8) as u16,
+                    ipv4::protocol::ICMPV6,
+                    255,
+                    &src,
+                    &group,
+                );
                 let end = hdr + ipv6::HEADER_LEN + icmpv6::ND_LEN + 8;
                 let body = &mut buf[hdr + ipv6::HEADER_LEN..end];
                 icmpv6::emit_nd(body, icmpv6::NEIGHBOR_SOLICIT, 0, &target, self.mac);
-                icmpv6::Packet::new_checked(body).ok()?.fill_checksum(&src, &group);
+                icmpv6::Packet::new_checked(body)
+                    .ok()?
+                    .fill_checksum(&src, &group);
                 Some(end)
             }
         }
@@ -449,7 +553,22 @@ impl Host {
 pub fn link_local(mac: Mac) -> Ipv6Addr {
     let m = mac.0;
     Ipv6Addr::from([
-        0xfe, 0x80, 0, 0, 0, 0, 0, 0, m[0] ^ 0x02, m[1], m[2], 0xff, 0xfe, m[3], m[4], m[5],
+        0xfe,
+        0x80,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        m[0] ^ 0x02,
+        m[1],
+        m[2],
+        0xff,
+        0xfe,
+        m[3],
+        m[4],
+        m[5],
     ])
 }
 

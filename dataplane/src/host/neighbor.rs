@@ -48,7 +48,10 @@ impl Cache {
     /// `capacity` is rounded up to a power of two.
     pub fn new(capacity: usize) -> Self {
         let n = capacity.max(8).next_power_of_two();
-        Cache { slots: vec![None; n].into_boxed_slice(), mask: n - 1 }
+        Cache {
+            slots: vec![None; n].into_boxed_slice(),
+            mask: n - 1,
+        }
     }
 
     fn home(&self, k: &[u8; 16]) -> usize {
@@ -86,7 +89,12 @@ impl Cache {
         match self.slot_for(&k) {
             Some(i) => {
                 let solicited = self.slots[i].map_or(0, |e| e.solicited);
-                self.slots[i] = Some(Entry { key: k, mac: Some(mac), confirmed: now, solicited });
+                self.slots[i] = Some(Entry {
+                    key: k,
+                    mac: Some(mac),
+                    confirmed: now,
+                    solicited,
+                });
                 true
             }
             None => false,
@@ -97,15 +105,24 @@ impl Cache {
     /// one per `RESOLVE_INTERVAL`); records it if so.
     pub fn should_solicit(&mut self, ip: IpAddr, now: Nanos) -> bool {
         let k = key(ip);
-        let Some(i) = self.slot_for(&k) else { return false };
+        let Some(i) = self.slot_for(&k) else {
+            return false;
+        };
         match &mut self.slots[i] {
-            Some(e) if e.solicited != 0 && now.saturating_sub(e.solicited) < RESOLVE_INTERVAL => false,
+            Some(e) if e.solicited != 0 && now.saturating_sub(e.solicited) < RESOLVE_INTERVAL => {
+                false
+            }
             Some(e) => {
                 e.solicited = now.max(1);
                 true
             }
             slot @ None => {
-                *slot = Some(Entry { key: k, mac: None, confirmed: 0, solicited: now.max(1) });
+                *slot = Some(Entry {
+                    key: k,
+                    mac: None,
+                    confirmed: 0,
+                    solicited: now.max(1),
+                });
                 true
             }
         }
@@ -148,7 +165,10 @@ pub struct Pending<P> {
 
 impl<P> Pending<P> {
     pub fn new(capacity: usize) -> Self {
-        Pending { slots: (0..capacity).map(|_| None).collect(), len: 0 }
+        Pending {
+            slots: (0..capacity).map(|_| None).collect(),
+            len: 0,
+        }
     }
 
     pub fn len(&self) -> usize {

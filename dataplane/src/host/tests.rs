@@ -25,7 +25,16 @@ fn host(vlan: Option<u16>) -> Host {
         OUR_MAC,
         vlan,
         1500,
-        vec![SelfIp { addr: IpAddr::V4(OUR_V4), len: 24 }, SelfIp { addr: IpAddr::V6(our_v6()), len: 64 }],
+        vec![
+            SelfIp {
+                addr: IpAddr::V4(OUR_V4),
+                len: 24,
+            },
+            SelfIp {
+                addr: IpAddr::V6(our_v6()),
+                len: 64,
+            },
+        ],
     )
 }
 
@@ -53,8 +62,17 @@ fn echo_v4(vlan: Option<u16>) -> Vec<u8> {
     let mut out = vec![];
     let b = eth(vlan);
     match vlan {
-        Some(v) => b.single_vlan(v.try_into().unwrap()).ipv4(PEER_V4.octets(), OUR_V4.octets(), 64).icmpv4_echo_request(7, 1).write(&mut out, b"ping").unwrap(),
-        None => b.ipv4(PEER_V4.octets(), OUR_V4.octets(), 64).icmpv4_echo_request(7, 1).write(&mut out, b"ping").unwrap(),
+        Some(v) => b
+            .single_vlan(v.try_into().unwrap())
+            .ipv4(PEER_V4.octets(), OUR_V4.octets(), 64)
+            .icmpv4_echo_request(7, 1)
+            .write(&mut out, b"ping")
+            .unwrap(),
+        None => b
+            .ipv4(PEER_V4.octets(), OUR_V4.octets(), 64)
+            .icmpv4_echo_request(7, 1)
+            .write(&mut out, b"ping")
+            .unwrap(),
     }
     out
 }
@@ -80,13 +98,23 @@ fn ipv4_echo_is_answered_in_place() {
         assert!(matches!(v, FromWire::Reply(_)), "{v:?}");
         assert!(io.mirrored.is_empty());
         let p = SlicedPacket::from_ethernet(&out).unwrap();
-        let Some(NetSlice::Ipv4(ip)) = p.net else { panic!() };
+        let Some(NetSlice::Ipv4(ip)) = p.net else {
+            panic!()
+        };
         assert_eq!(ip.header().source_addr(), OUR_V4);
         assert_eq!(ip.header().destination_addr(), PEER_V4);
-        assert_eq!(ip.header().to_header().calc_header_checksum(), ip.header().header_checksum());
-        let Some(TransportSlice::Icmpv4(icmp)) = p.transport else { panic!() };
+        assert_eq!(
+            ip.header().to_header().calc_header_checksum(),
+            ip.header().header_checksum()
+        );
+        let Some(TransportSlice::Icmpv4(icmp)) = p.transport else {
+            panic!()
+        };
         assert!(matches!(icmp.icmp_type(), Icmpv4Type::EchoReply(e) if e.id == 7 && e.seq == 1));
-        assert_eq!(icmp.icmp_type().calc_checksum(icmp.payload()), icmp.checksum());
+        assert_eq!(
+            icmp.icmp_type().calc_checksum(icmp.payload()),
+            icmp.checksum()
+        );
         assert_eq!(&out[0..6], &PEER_MAC.0);
         assert_eq!(h.counters.echo_replies, 1);
     }
@@ -96,22 +124,40 @@ fn ipv4_echo_is_answered_in_place() {
 fn ipv6_echo_is_answered_in_place() {
     let mut h = host(None);
     let mut f = vec![];
-    eth(None).ipv6(peer_v6().octets(), our_v6().octets(), 64).icmpv6_echo_request(3, 9).write(&mut f, b"abc").unwrap();
+    eth(None)
+        .ipv6(peer_v6().octets(), our_v6().octets(), 64)
+        .icmpv6_echo_request(3, 9)
+        .write(&mut f, b"abc")
+        .unwrap();
     let (v, out, _) = run(&mut h, f);
     assert!(matches!(v, FromWire::Reply(_)));
     let p = SlicedPacket::from_ethernet(&out).unwrap();
-    let Some(NetSlice::Ipv6(ip)) = p.net else { panic!() };
+    let Some(NetSlice::Ipv6(ip)) = p.net else {
+        panic!()
+    };
     assert_eq!(ip.header().source_addr(), our_v6());
-    let Some(TransportSlice::Icmpv6(icmp)) = p.transport else { panic!() };
+    let Some(TransportSlice::Icmpv6(icmp)) = p.transport else {
+        panic!()
+    };
     assert!(matches!(icmp.icmp_type(), Icmpv6Type::EchoReply(e) if e.id == 3 && e.seq == 9));
-    let want = icmp.icmp_type().calc_checksum(our_v6().octets(), peer_v6().octets(), icmp.payload()).unwrap();
+    let want = icmp
+        .icmp_type()
+        .calc_checksum(our_v6().octets(), peer_v6().octets(), icmp.payload())
+        .unwrap();
     assert_eq!(want, icmp.checksum());
 }
 
 fn arp_request(target: Ipv4Addr) -> Vec<u8> {
     let mut f = vec![0u8; 14 + 28];
     ethernet::emit(&mut f, Mac::BROADCAST, PEER_MAC, None, ethertype::ARP);
-    arp::emit(&mut f[14..], arp::OP_REQUEST, PEER_MAC, PEER_V4, Mac::ZERO, target);
+    arp::emit(
+        &mut f[14..],
+        arp::OP_REQUEST,
+        PEER_MAC,
+        PEER_V4,
+        Mac::ZERO,
+        target,
+    );
     f
 }
 
@@ -121,10 +167,17 @@ fn arp_request_for_self_ip_is_answered_learned_and_mirrored() {
     let (v, out, io) = run(&mut h, arp_request(OUR_V4));
     assert_eq!(v, FromWire::Reply(42));
     let p = arp::Packet::new_checked(&out[14..]).unwrap();
-    assert_eq!((p.operation(), p.sender_mac(), p.sender_ip()), (arp::OP_REPLY, OUR_MAC, OUR_V4));
+    assert_eq!(
+        (p.operation(), p.sender_mac(), p.sender_ip()),
+        (arp::OP_REPLY, OUR_MAC, OUR_V4)
+    );
     assert_eq!((p.target_mac(), p.target_ip()), (PEER_MAC, PEER_V4));
     assert_eq!(&out[0..12], &[PEER_MAC.0, OUR_MAC.0].concat()[..]);
-    assert_eq!(io.mirrored, vec![arp_request(OUR_V4)], "the kernel sees the original request");
+    assert_eq!(
+        io.mirrored,
+        vec![arp_request(OUR_V4)],
+        "the kernel sees the original request"
+    );
     assert_eq!(io.resolved, vec![(IpAddr::V4(PEER_V4), PEER_MAC)]);
     assert_eq!(h.neighbors.lookup(IpAddr::V4(PEER_V4), 2), Some(PEER_MAC));
 }
@@ -140,10 +193,18 @@ fn arp_for_others_is_dropped_and_not_learned() {
 fn ns(src: Ipv6Addr, target: Ipv6Addr, hop_limit: u8) -> Vec<u8> {
     let group = ipv6::solicited_node(&target);
     let mut f = vec![0u8; 14 + 40 + 32];
-    ethernet::emit(&mut f, Mac::ipv6_multicast(&group.octets()), PEER_MAC, None, ethertype::IPV6);
+    ethernet::emit(
+        &mut f,
+        Mac::ipv6_multicast(&group.octets()),
+        PEER_MAC,
+        None,
+        ethertype::IPV6,
+    );
     ipv6::emit(&mut f[14..], 32, 58, hop_limit, &src, &group);
     icmpv6::emit_nd(&mut f[54..], icmpv6::NEIGHBOR_SOLICIT, 0, &target, PEER_MAC);
-    icmpv6::Packet::new_checked(&mut f[54..]).unwrap().fill_checksum(&src, &group);
+    icmpv6::Packet::new_checked(&mut f[54..])
+        .unwrap()
+        .fill_checksum(&src, &group);
     f
 }
 
@@ -153,11 +214,21 @@ fn neighbor_solicitation_gets_an_advertisement() {
     let (v, out, io) = run(&mut h, ns(peer_v6(), our_v6(), 255));
     assert_eq!(v, FromWire::Reply(86));
     let p = SlicedPacket::from_ethernet(&out).unwrap();
-    let Some(NetSlice::Ipv6(ip)) = p.net else { panic!() };
-    assert_eq!((ip.header().source_addr(), ip.header().destination_addr()), (our_v6(), peer_v6()));
+    let Some(NetSlice::Ipv6(ip)) = p.net else {
+        panic!()
+    };
+    assert_eq!(
+        (ip.header().source_addr(), ip.header().destination_addr()),
+        (our_v6(), peer_v6())
+    );
     assert_eq!(ip.header().hop_limit(), 255);
-    let Some(TransportSlice::Icmpv6(icmp)) = p.transport else { panic!() };
-    let want = icmp.icmp_type().calc_checksum(our_v6().octets(), peer_v6().octets(), icmp.payload()).unwrap();
+    let Some(TransportSlice::Icmpv6(icmp)) = p.transport else {
+        panic!()
+    };
+    let want = icmp
+        .icmp_type()
+        .calc_checksum(our_v6().octets(), peer_v6().octets(), icmp.payload())
+        .unwrap();
     assert_eq!(want, icmp.checksum());
     let na = icmpv6::Packet::new_checked(&out[54..]).unwrap();
     assert_eq!(na.msg_type(), icmpv6::NEIGHBOR_ADVERT);
@@ -182,14 +253,71 @@ fn malformed_frames_are_dropped_by_reason() {
     let cases: Vec<(&str, Vec<u8>, Drop)> = vec![
         ("short ethernet", good[..10].to_vec(), Drop::EthTruncated),
         ("truncated ipv4", good[..30].to_vec(), Drop::Ipv4Truncated),
-        ("bad ihl", { let mut f = good.clone(); f[14] = 0x43; f }, Drop::Ipv4Malformed),
-        ("bad ip checksum", { let mut f = good.clone(); f[24] ^= 0xff; f }, Drop::Ipv4Checksum),
-        ("bad icmp checksum", { let mut f = good.clone(); f[36] ^= 0xff; f }, Drop::IcmpChecksum),
-        ("tagged on untagged port", echo_v4(Some(5)), Drop::VlanMismatch),
-        ("oversize", { let mut f = good.clone(); f.resize(14 + 1501, 0); f }, Drop::Oversize),
-        ("other mac", { let mut f = good.clone(); f[5] = 0x77; f }, Drop::NotOurMac),
-        ("unknown ethertype", { let mut f = good.clone(); f[12] = 0x88; f[13] = 0xcc; f }, Drop::UnknownEthertype),
-        ("short arp", arp_request(OUR_V4)[..30].to_vec(), Drop::ArpMalformed),
+        (
+            "bad ihl",
+            {
+                let mut f = good.clone();
+                f[14] = 0x43;
+                f
+            },
+            Drop::Ipv4Malformed,
+        ),
+        (
+            "bad ip checksum",
+            {
+                let mut f = good.clone();
+                f[24] ^= 0xff;
+                f
+            },
+            Drop::Ipv4Checksum,
+        ),
+        (
+            "bad icmp checksum",
+            {
+                let mut f = good.clone();
+                f[36] ^= 0xff;
+                f
+            },
+            Drop::IcmpChecksum,
+        ),
+        (
+            "tagged on untagged port",
+            echo_v4(Some(5)),
+            Drop::VlanMismatch,
+        ),
+        (
+            "oversize",
+            {
+                let mut f = good.clone();
+                f.resize(14 + 1501, 0);
+                f
+            },
+            Drop::Oversize,
+        ),
+        (
+            "other mac",
+            {
+                let mut f = good.clone();
+                f[5] = 0x77;
+                f
+            },
+            Drop::NotOurMac,
+        ),
+        (
+            "unknown ethertype",
+            {
+                let mut f = good.clone();
+                f[12] = 0x88;
+                f[13] = 0xcc;
+                f
+            },
+            Drop::UnknownEthertype,
+        ),
+        (
+            "short arp",
+            arp_request(OUR_V4)[..30].to_vec(),
+            Drop::ArpMalformed,
+        ),
     ];
     for (what, frame, want) in cases {
         let (v, _, _) = run(&mut h, frame);
@@ -203,17 +331,34 @@ fn malformed_frames_are_dropped_by_reason() {
 fn tcp_to_self_ip_is_punted_to_the_kernel() {
     let mut h = host(None);
     let mut f = vec![];
-    eth(None).ipv4(PEER_V4.octets(), OUR_V4.octets(), 64).tcp(40000, 179, 1, 1000).syn().write(&mut f, &[]).unwrap();
+    eth(None)
+        .ipv4(PEER_V4.octets(), OUR_V4.octets(), 64)
+        .tcp(40000, 179, 1, 1000)
+        .syn()
+        .write(&mut f, &[])
+        .unwrap();
     assert_eq!(run(&mut h, f).0, FromWire::Punt);
     let mut f = vec![];
-    eth(None).ipv4(PEER_V4.octets(), [10, 0, 0, 99], 64).tcp(40000, 179, 1, 1000).write(&mut f, &[]).unwrap();
+    eth(None)
+        .ipv4(PEER_V4.octets(), [10, 0, 0, 99], 64)
+        .tcp(40000, 179, 1, 1000)
+        .write(&mut f, &[])
+        .unwrap();
     assert_eq!(run(&mut h, f).0, FromWire::Drop(Drop::NotForUs));
 }
 
 fn fib() -> Fib {
     Fib::new(vec![
-        Route { prefix: Prefix::new(IpAddr::V4(OUR_V4), 24), port: 0, via: None },
-        Route { prefix: Prefix::new("192.168.9.0".parse().unwrap(), 24), port: 1, via: Some("10.1.0.1".parse().unwrap()) },
+        Route {
+            prefix: Prefix::new(IpAddr::V4(OUR_V4), 24),
+            port: 0,
+            via: None,
+        },
+        Route {
+            prefix: Prefix::new("192.168.9.0".parse().unwrap(), 24),
+            port: 1,
+            via: Some("10.1.0.1".parse().unwrap()),
+        },
     ])
 }
 
@@ -222,20 +367,47 @@ fn kernel_arp_is_answered_with_our_mac_and_ip_is_routed() {
     let mut h = host(None);
     let mut f = vec![0u8; 42];
     ethernet::emit(&mut f, Mac::BROADCAST, OUR_MAC, None, ethertype::ARP);
-    arp::emit(&mut f[14..], arp::OP_REQUEST, OUR_MAC, OUR_V4, Mac::ZERO, PEER_V4);
+    arp::emit(
+        &mut f[14..],
+        arp::OP_REQUEST,
+        OUR_MAC,
+        OUR_V4,
+        Mac::ZERO,
+        PEER_V4,
+    );
     let len = f.len();
     assert_eq!(h.rx_from_tap(&mut f, len, &fib()), FromTap::ReplyToTap(42));
     let p = arp::Packet::new_checked(&f[14..]).unwrap();
-    assert_eq!((p.sender_ip(), p.sender_mac(), p.target_ip()), (PEER_V4, OUR_MAC, OUR_V4));
+    assert_eq!(
+        (p.sender_ip(), p.sender_mac(), p.target_ip()),
+        (PEER_V4, OUR_MAC, OUR_V4)
+    );
 
     let mut f = vec![];
-    PacketBuilder::ethernet2(OUR_MAC.0, OUR_MAC.0).ipv4(OUR_V4.octets(), [192, 168, 9, 5], 64).udp(1, 2).write(&mut f, b"x").unwrap();
+    PacketBuilder::ethernet2(OUR_MAC.0, OUR_MAC.0)
+        .ipv4(OUR_V4.octets(), [192, 168, 9, 5], 64)
+        .udp(1, 2)
+        .write(&mut f, b"x")
+        .unwrap();
     let len = f.len();
-    assert_eq!(h.rx_from_tap(&mut f, len, &fib()), FromTap::Forward { port: 1, next_hop: "10.1.0.1".parse().unwrap() });
+    assert_eq!(
+        h.rx_from_tap(&mut f, len, &fib()),
+        FromTap::Forward {
+            port: 1,
+            next_hop: "10.1.0.1".parse().unwrap()
+        }
+    );
     let mut f = vec![];
-    PacketBuilder::ethernet2(OUR_MAC.0, OUR_MAC.0).ipv4(OUR_V4.octets(), [172, 16, 0, 1], 64).udp(1, 2).write(&mut f, b"x").unwrap();
+    PacketBuilder::ethernet2(OUR_MAC.0, OUR_MAC.0)
+        .ipv4(OUR_V4.octets(), [172, 16, 0, 1], 64)
+        .udp(1, 2)
+        .write(&mut f, b"x")
+        .unwrap();
     let len = f.len();
-    assert_eq!(h.rx_from_tap(&mut f, len, &fib()), FromTap::Drop(Drop::NoRoute));
+    assert_eq!(
+        h.rx_from_tap(&mut f, len, &fib()),
+        FromTap::Drop(Drop::NoRoute)
+    );
 }
 
 #[test]
@@ -245,7 +417,10 @@ fn kernel_ns_is_answered_and_dad_is_swallowed() {
     f.resize(f.len() + 16, 0);
     assert_eq!(h.rx_from_tap(&mut f, 86, &fib()), FromTap::ReplyToTap(86));
     let na = icmpv6::Packet::new_checked(&f[54..86]).unwrap();
-    assert_eq!((na.msg_type(), na.nd_lladdr().unwrap()), (icmpv6::NEIGHBOR_ADVERT, Some(OUR_MAC)));
+    assert_eq!(
+        (na.msg_type(), na.nd_lladdr().unwrap()),
+        (icmpv6::NEIGHBOR_ADVERT, Some(OUR_MAC))
+    );
     let mut f = ns(Ipv6Addr::UNSPECIFIED, our_v6(), 255);
     assert_eq!(h.rx_from_tap(&mut f, 86, &fib()), FromTap::Consumed);
 }
@@ -256,18 +431,39 @@ fn solicitations_parse_with_an_independent_decoder() {
     let mut buf = [0u8; 128];
     let n = h.emit_solicit(IpAddr::V4(PEER_V4), &mut buf).unwrap();
     let p = SlicedPacket::from_ethernet(&buf[..n]).unwrap();
-    let Some(etherparse::LinkSlice::Ethernet2(_)) = p.link else { panic!() };
-    assert!(matches!(p.vlan, Some(etherparse::VlanSlice::SingleVlan(v)) if v.vlan_identifier().value() == 100));
+    let Some(etherparse::LinkSlice::Ethernet2(_)) = p.link else {
+        panic!()
+    };
+    assert!(
+        matches!(p.vlan, Some(etherparse::VlanSlice::SingleVlan(v)) if v.vlan_identifier().value() == 100)
+    );
     let n = h.emit_solicit(IpAddr::V6(peer_v6()), &mut buf).unwrap();
     let p = SlicedPacket::from_ethernet(&buf[..n]).unwrap();
-    let Some(NetSlice::Ipv6(ip)) = p.net else { panic!() };
-    let Some(TransportSlice::Icmpv6(icmp)) = p.transport else { panic!() };
-    let want = icmp.icmp_type().calc_checksum(ip.header().source_addr().octets(), ip.header().destination_addr().octets(), icmp.payload()).unwrap();
+    let Some(NetSlice::Ipv6(ip)) = p.net else {
+        panic!()
+    };
+    let Some(TransportSlice::Icmpv6(icmp)) = p.transport else {
+        panic!()
+    };
+    let want = icmp
+        .icmp_type()
+        .calc_checksum(
+            ip.header().source_addr().octets(),
+            ip.header().destination_addr().octets(),
+            icmp.payload(),
+        )
+        .unwrap();
     assert_eq!(want, icmp.checksum());
-    assert!(matches!(icmp.icmp_type(), Icmpv6Type::Unknown { type_u8: 135, .. }) || format!("{:?}", icmp.icmp_type()).contains("NeighborSolicitation"));
+    assert!(
+        matches!(icmp.icmp_type(), Icmpv6Type::Unknown { type_u8: 135, .. })
+            || format!("{:?}", icmp.icmp_type()).contains("NeighborSolicitation")
+    );
 }
 
 #[test]
 fn link_local_is_eui64() {
-    assert_eq!(link_local(Mac([0x02, 0x50, 0, 0, 0, 2])), "fe80::50:ff:fe00:2".parse::<Ipv6Addr>().unwrap());
+    assert_eq!(
+        link_local(Mac([0x02, 0x50, 0, 0, 0, 2])),
+        "fe80::50:ff:fe00:2".parse::<Ipv6Addr>().unwrap()
+    );
 }

@@ -127,6 +127,9 @@ mod tests {
         let mut b = REQUEST;
         b[2] = 0x86;
         assert_eq!(Packet::new_checked(&b[..]).unwrap_err(), Error::Malformed);
-        assert_eq!(Packet::new_checked(&REQUEST[..27]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            Packet::new_checked(&REQUEST[..27]).unwrap_err(),
+            Error::Truncated
+        );
     }
 }

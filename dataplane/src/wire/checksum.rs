@@ -92,7 +92,9 @@ mod tests {
 
     #[test]
     fn incremental_update_matches_full_recompute() {
-        let mut d = [0x45u8, 0, 0, 84, 0, 0, 0x40, 0, 64, 1, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2];
+        let mut d = [
+            0x45u8, 0, 0, 84, 0, 0, 0x40, 0, 64, 1, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
+        ];
         let c = checksum(&d);
         d[10..12].copy_from_slice(&c.to_be_bytes());
         // TTL 64 -> 63 changes the word at offset 8.

@@ -49,7 +49,8 @@ impl<T: AsRef<[u8]>> Frame<T> {
 
     /// The VLAN id of the 802.1Q tag, if any.
     pub fn vlan(&self) -> Option<u16> {
-        self.is_tagged().then(|| be16(self.buffer.as_ref(), 14) & 0x0fff)
+        self.is_tagged()
+            .then(|| be16(self.buffer.as_ref(), 14) & 0x0fff)
     }
 
     /// Length of the Ethernet header, tag included.
@@ -144,7 +145,10 @@ mod tests {
 
     #[test]
     fn truncated() {
-        assert_eq!(Frame::new_checked(&[0u8; 13][..]).unwrap_err(), Error::Truncated);
+        assert_eq!(
+            Frame::new_checked(&[0u8; 13][..]).unwrap_err(),
+            Error::Truncated
+        );
         let mut b = [0u8; 16];
         b[12] = 0x81;
         assert_eq!(Frame::new_checked(&b[..]).unwrap_err(), Error::Truncated);

@@ -54,7 +54,10 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     pub fn verify_checksum(&self, src: &Ipv6Addr, dst: &Ipv6Addr) -> bool {
         let b = self.buffer.as_ref();
-        let acc = checksum::add(checksum::pseudo_v6(src, dst, 58, b.len() as u32), checksum::sum(b));
+        let acc = checksum::add(
+            checksum::pseudo_v6(src, dst, 58, b.len() as u32),
+            checksum::sum(b),
+        );
         checksum::fold(acc) == 0
     }
 
@@ -73,7 +76,11 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// A zero-length option is malformed (RFC 4861 §4.6).
     pub fn nd_lladdr(&self) -> Result<Option<Mac>> {
         let b = self.buffer.as_ref();
-        let want = if self.msg_type() == NEIGHBOR_SOLICIT { OPT_SOURCE_LLADDR } else { OPT_TARGET_LLADDR };
+        let want = if self.msg_type() == NEIGHBOR_SOLICIT {
+            OPT_SOURCE_LLADDR
+        } else {
+            OPT_TARGET_LLADDR
+        };
         let mut at = ND_LEN;
         while at + 2 <= b.len() {
             let len = usize::from(b[at + 1]) * 8;
@@ -94,7 +101,10 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
     pub fn fill_checksum(&mut self, src: &Ipv6Addr, dst: &Ipv6Addr) {
         let b = self.buffer.as_mut();
         put16(b, 2, 0);
-        let acc = checksum::add(checksum::pseudo_v6(src, dst, 58, b.len() as u32), checksum::sum(b));
+        let acc = checksum::add(
+            checksum::pseudo_v6(src, dst, 58, b.len() as u32),
+            checksum::sum(b),
+        );
         put16(b, 2, checksum::fold(acc));
     }
 
@@ -119,7 +129,11 @@ pub fn emit_nd(buf: &mut [u8], msg_type: u8, flags: u32, target: &Ipv6Addr, llad
     put16(buf, 2, 0);
     buf[4..8].copy_from_slice(&flags.to_be_bytes());
     buf[8..24].copy_from_slice(&target.octets());
-    buf[24] = if msg_type == NEIGHBOR_SOLICIT { OPT_SOURCE_LLADDR } else { OPT_TARGET_LLADDR };
+    buf[24] = if msg_type == NEIGHBOR_SOLICIT {
+        OPT_SOURCE_LLADDR
+    } else {
+        OPT_TARGET_LLADDR
+    };
     buf[25] = 1;
     buf[26..32].copy_from_slice(&lladdr.0);
     ND_LEN + 8
@@ -149,6 +163,9 @@ mod tests {
         let mut b = [0u8; 32];
         let n = emit_nd(&mut b, NEIGHBOR_SOLICIT, 0, &Ipv6Addr::LOCALHOST, Mac::ZERO);
         b[25] = 0;
-        assert_eq!(Packet::new_checked(&b[..n]).unwrap().nd_lladdr(), Err(Error::Malformed));
+        assert_eq!(
+            Packet::new_checked(&b[..n]).unwrap().nd_lladdr(),
+            Err(Error::Malformed)
+        );
     }
 }

@@ -99,7 +99,14 @@ pub fn solicited_node(a: &Ipv6Addr) -> Ipv6Addr {
 }
 
 /// Writes a fixed header into `buf` (at least `HEADER_LEN` bytes).
-pub fn emit(buf: &mut [u8], payload_len: u16, next_header: u8, hop_limit: u8, src: &Ipv6Addr, dst: &Ipv6Addr) {
+pub fn emit(
+    buf: &mut [u8],
+    payload_len: u16,
+    next_header: u8,
+    hop_limit: u8,
+    src: &Ipv6Addr,
+    dst: &Ipv6Addr,
+) {
     buf[0..4].copy_from_slice(&[0x60, 0, 0, 0]);
     buf[4..6].copy_from_slice(&payload_len.to_be_bytes());
     buf[6] = next_header;
@@ -120,13 +127,19 @@ mod tests {
         emit(&mut b, 8, 58, 64, &src, &dst);
         let p = Packet::new_checked(&b[..]).unwrap();
         assert_eq!((p.src(), p.dst()), (src, dst));
-        assert_eq!((p.next_header(), p.hop_limit(), p.payload().len()), (58, 64, 8));
+        assert_eq!(
+            (p.next_header(), p.hop_limit(), p.payload().len()),
+            (58, 64, 8)
+        );
         assert_eq!(Packet::new_checked(&b[..47]).unwrap_err(), Error::Truncated);
     }
 
     #[test]
     fn solicited_node_address() {
         let a: Ipv6Addr = "fd00::12:3456".parse().unwrap();
-        assert_eq!(solicited_node(&a), "ff02::1:ff12:3456".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(
+            solicited_node(&a),
+            "ff02::1:ff12:3456".parse::<Ipv6Addr>().unwrap()
+        );
     }
 }

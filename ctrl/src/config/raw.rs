@@ -1,0 +1,288 @@
+//! The configuration file as written: YAML, camelCase keys, unknown keys
+//! rejected. Every field is documented here; [`super::validate`] turns this
+//! into types with ranges checked and defaults applied.
+//!
+//! ```yaml
+//! instance:   { name: pollux-a, nodeName: node-1 }
+//! dataplane:
+//!   workers: [1]
+//!   pollMode: adaptive
+//!   eal: ["--no-huge", "-m", "512", "--no-pci", "--vdev=net_af_xdp0,iface=ext0"]
+//!   ports:
+//!     - { name: external, device: net_af_xdp0, selfIps: ["10.0.0.2/24"], mtu: 1500 }
+//!   routes: [{ prefix: 0.0.0.0/0, via: 10.0.0.1 }]
+//! api: { socket: /run/pollux/pollux-a.sock, metrics: 127.0.0.1:9464 }
+//! ```
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Config {
+    pub instance: Instance,
+    pub dataplane: Dataplane,
+    #[serde(default)]
+    pub virtual_servers: Vec<VirtualServer>,
+    pub bgp: Option<Bgp>,
+    #[serde(default)]
+    pub bfd: Bfd,
+    #[serde(default)]
+    pub api: Api,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Instance {
+    /// Names the instance in logs, metrics and DPDK's runtime files.
+    pub name: String,
+    /// The Kubernetes node; defaults to `$NODE_NAME` (for `nodeLookup`).
+    pub node_name: Option<String>,
+}
+
+/// `workers: [1, 3]` pins one worker to each listed core; `workers: 2`
+/// takes the last two cores the process may run on.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Workers {
+    Cores(Vec<usize>),
+    Count(usize),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Dataplane {
+    pub workers: Workers,
+    /// `busy` (production) or `adaptive` (sleeps when idle).
+    #[serde(default = "default_poll_mode")]
+    pub poll_mode: String,
+    /// EAL arguments: memory, virtual devices, allow-list. The lcore map,
+    /// `--file-prefix` (unless given) and the TAP devices are added.
+    #[serde(default)]
+    pub eal: Vec<String>,
+    pub ports: Vec<Port>,
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    /// Packet buffers in the pool.
+    #[serde(default = "default_mbufs")]
+    pub mbufs: u32,
+}
+
+fn default_poll_mode() -> String {
+    "busy".into()
+}
+
+fn default_mbufs() -> u32 {
+    16383
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Port {
+    /// Also the name of the port's kernel TAP (at most 15 characters).
+    pub name: String,
+    /// A DPDK port name, a PCI address, or `env:PCIDEVICE_<RESOURCE>[#index]`.
+    pub device: String,
+    #[serde(default)]
+    pub self_ips: Vec<String>,
+    /// 802.1Q tag added and removed in software (1–4094).
+    pub vlan: Option<u16>,
+    #[serde(default = "default_mtu")]
+    pub mtu: u16,
+}
+
+fn default_mtu() -> u16 {
+    1500
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Route {
+    pub prefix: String,
+    pub via: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct VirtualServer {
+    pub name: String,
+    pub address: String,
+    /// 0 = all ports.
+    pub port: u16,
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+    /// Seconds a flow may stay idle (FastL4 default 300).
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: u32,
+    /// RST to both ends when a TCP flow times out.
+    #[serde(default = "default_true")]
+    pub reset_on_timeout: bool,
+    /// `none`, `automap`, or a list of addresses.
+    #[serde(default)]
+    pub snat: Option<Snat>,
+    pub health_check: Option<HealthCheck>,
+    #[serde(default)]
+    pub members: Vec<Member>,
+}
+
+fn default_protocol() -> String {
+    "tcp".into()
+}
+
+fn default_idle_timeout() -> u32 {
+    300
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Snat {
+    Mode(String),
+    Pool(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct HealthCheck {
+    /// `tcp` (connect) or `http` (GET, expected status).
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default = "default_interval")]
+    pub interval_ms: u32,
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u32,
+    #[serde(default = "default_rise_fall")]
+    pub rise: u32,
+    #[serde(default = "default_rise_fall")]
+    pub fall: u32,
+    /// For `http`: the path to GET and the status that means healthy.
+    pub path: Option<String>,
+    pub expect_status: Option<u16>,
+}
+
+fn default_interval() -> u32 {
+    1000
+}
+
+fn default_timeout() -> u32 {
+    500
+}
+
+fn default_rise_fall() -> u32 {
+    2
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Member {
+    pub address: String,
+    pub port: u16,
+    /// 0 = drain: no new flows, existing flows stay.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Bgp {
+    pub asn: u32,
+    pub router_id: String,
+    #[serde(default)]
+    pub graceful_restart: GracefulRestart,
+    #[serde(default)]
+    pub neighbors: Vec<Neighbor>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct GracefulRestart {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    #[serde(default = "default_restart_time")]
+    pub restart_time: u16,
+}
+
+impl Default for GracefulRestart {
+    fn default() -> Self {
+        GracefulRestart {
+            enabled: true,
+            restart_time: default_restart_time(),
+        }
+    }
+}
+
+fn default_restart_time() -> u16 {
+    120
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Neighbor {
+    pub address: Option<String>,
+    /// A file mapping node names to peer addresses (instead of `address`).
+    pub node_lookup: Option<String>,
+    pub asn: u32,
+    pub password_file: Option<String>,
+    #[serde(default = "default_multihop")]
+    pub ebgp_multihop: u8,
+    #[serde(default)]
+    pub bfd: bool,
+    #[serde(default = "default_true", rename = "advertiseIPv4")]
+    pub advertise_ipv4: bool,
+    #[serde(default, rename = "advertiseIPv6")]
+    pub advertise_ipv6: bool,
+    #[serde(default = "default_hold_time")]
+    pub hold_time: u16,
+}
+
+fn default_multihop() -> u8 {
+    1
+}
+
+fn default_hold_time() -> u16 {
+    90
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Bfd {
+    #[serde(default = "default_bfd_ms")]
+    pub min_tx_ms: u32,
+    #[serde(default = "default_bfd_ms")]
+    pub min_rx_ms: u32,
+    #[serde(default = "default_multiplier")]
+    pub multiplier: u8,
+}
+
+impl Default for Bfd {
+    fn default() -> Self {
+        Bfd {
+            min_tx_ms: default_bfd_ms(),
+            min_rx_ms: default_bfd_ms(),
+            multiplier: default_multiplier(),
+        }
+    }
+}
+
+fn default_bfd_ms() -> u32 {
+    300
+}
+
+fn default_multiplier() -> u8 {
+    3
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Api {
+    /// The management socket (default `/run/pollux/<instance>.sock`).
+    pub socket: Option<String>,
+    /// `address:port` for Prometheus `/metrics`; off when absent.
+    pub metrics: Option<String>,
+}

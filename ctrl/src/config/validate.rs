@@ -1,0 +1,597 @@
+//! The validated configuration and the checks that produce it.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use dataplane::api::{self, PollMode, PortSpec, StaticRoute, WorkerSpec};
+use dataplane::host::{Prefix, SelfIp};
+
+use super::{raw, Error, HostFacts};
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub name: String,
+    pub node_name: Option<String>,
+    pub dataplane: api::Config,
+    pub virtual_servers: Vec<VirtualServer>,
+    pub bgp: Option<Bgp>,
+    pub bfd: Bfd,
+    pub api: Api,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Snat {
+    None,
+    Automap,
+    Pool(Vec<IpAddr>),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthCheckKind {
+    Tcp,
+    Http,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    pub kind: HealthCheckKind,
+    pub interval_ms: u32,
+    pub timeout_ms: u32,
+    pub rise: u32,
+    pub fall: u32,
+    pub path: String,
+    pub expect_status: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Member {
+    pub address: IpAddr,
+    pub port: u16,
+    pub weight: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VirtualServer {
+    pub name: String,
+    pub address: IpAddr,
+    pub port: u16,
+    pub protocol: Protocol,
+    pub idle_timeout: u32,
+    pub reset_on_timeout: bool,
+    pub snat: Snat,
+    pub health_check: Option<HealthCheck>,
+    pub members: Vec<Member>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerAddress {
+    Fixed(IpAddr),
+    /// Looked up by node name in this file at start.
+    NodeLookup(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Neighbor {
+    pub address: PeerAddress,
+    pub asn: u32,
+    pub password_file: Option<PathBuf>,
+    pub ebgp_multihop: u8,
+    pub bfd: bool,
+    pub advertise_ipv4: bool,
+    pub advertise_ipv6: bool,
+    pub hold_time: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bgp {
+    pub asn: u32,
+    pub router_id: Ipv4Addr,
+    pub graceful_restart: Option<u16>,
+    pub neighbors: Vec<Neighbor>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bfd {
+    pub min_tx_ms: u32,
+    pub min_rx_ms: u32,
+    pub multiplier: u8,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Api {
+    pub socket: PathBuf,
+    pub metrics: Option<SocketAddr>,
+}
+
+type Result<T> = std::result::Result<T, Error>;
+
+fn ip(path: &str, s: &str) -> Result<IpAddr> {
+    s.trim()
+        .parse()
+        .map_err(|_| Error::new(path, format!("{s:?} is not an IPv4 or IPv6 address")))
+}
+
+/// `addr/len` with the length in range for the family.
+fn cidr(path: &str, s: &str) -> Result<(IpAddr, u8)> {
+    let (a, l) = s
+        .split_once('/')
+        .ok_or_else(|| Error::new(path, format!("{s:?} is not address/prefix-length")))?;
+    let addr = ip(path, a)?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    let len: u8 = l
+        .parse()
+        .ok()
+        .filter(|l| *l <= max)
+        .ok_or_else(|| Error::new(path, format!("prefix length {l:?} is not 0–{max}")))?;
+    Ok((addr, len))
+}
+
+/// Validates everything; nothing is touched.
+pub fn validate(raw: &raw::Config, host: &HostFacts) -> Result<Config> {
+    let name = &raw.instance.name;
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        || name.len() > 63
+    {
+        return Err(Error::new(
+            "instance.name",
+            format!("{name:?} must be 1–63 characters of letters, digits, '-', '_', '.'"),
+        ));
+    }
+    let node_name = raw
+        .instance
+        .node_name
+        .clone()
+        .or_else(|| host.node_name.clone());
+    let dataplane = dataplane(&raw.dataplane, name, host)?;
+    let mut names = HashSet::new();
+    let virtual_servers = raw
+        .virtual_servers
+        .iter()
+        .enumerate()
+        .map(|(i, vs)| {
+            let path = format!("virtualServers[{i}]");
+            if !names.insert(vs.name.as_str()) {
+                return Err(Error::new(
+                    format!("{path}.name"),
+                    format!("{:?} is used twice", vs.name),
+                ));
+            }
+            virtual_server(&path, vs)
+        })
+        .collect::<Result<_>>()?;
+    let bgp = raw.bgp.as_ref().map(bgp).transpose()?;
+    let bfd = bfd(&raw.bfd)?;
+    let api = Api {
+        socket: raw.api.socket.clone().map_or_else(
+            || PathBuf::from(format!("/run/pollux/{name}.sock")),
+            PathBuf::from,
+        ),
+        metrics: raw
+            .api
+            .metrics
+            .as_deref()
+            .map(|m| {
+                m.parse()
+                    .map_err(|_| Error::new("api.metrics", format!("{m:?} is not address:port")))
+            })
+            .transpose()?,
+    };
+    Ok(Config {
+        name: name.clone(),
+        node_name,
+        dataplane,
+        virtual_servers,
+        bgp,
+        bfd,
+        api,
+    })
+}
+
+fn dataplane(raw: &raw::Dataplane, instance: &str, host: &HostFacts) -> Result<api::Config> {
+    let allowed = &host.allowed_cpus;
+    let cores: Vec<usize> = match &raw.workers {
+        raw::Workers::Cores(c) if c.is_empty() => {
+            return Err(Error::new("dataplane.workers", "needs at least one core"))
+        }
+        raw::Workers::Cores(c) => {
+            let mut seen = HashSet::new();
+            for (i, core) in c.iter().enumerate() {
+                if !allowed.contains(core) {
+                    return Err(Error::new(
+                        format!("dataplane.workers[{i}]"),
+                        format!(
+                            "core {core} is not available to this process (allowed: {})",
+                            list(allowed)
+                        ),
+                    ));
+                }
+                if !seen.insert(core) {
+                    return Err(Error::new(
+                        format!("dataplane.workers[{i}]"),
+                        format!("core {core} is listed twice"),
+                    ));
+                }
+            }
+            c.clone()
+        }
+        raw::Workers::Count(n) if *n == 0 || *n > allowed.len() => {
+            return Err(Error::new(
+                "dataplane.workers",
+                format!("{n} workers: 1–{} cores are available", allowed.len()),
+            ))
+        }
+        raw::Workers::Count(n) => allowed[allowed.len() - n..].to_vec(),
+    };
+    let control_cpus: Vec<usize> = allowed
+        .iter()
+        .copied()
+        .filter(|c| !cores.contains(c))
+        .collect();
+    let control_cpus = if control_cpus.is_empty() {
+        allowed.clone()
+    } else {
+        control_cpus
+    };
+    let poll_mode = match raw.poll_mode.as_str() {
+        "busy" => PollMode::Busy,
+        "adaptive" => PollMode::Adaptive,
+        other => {
+            return Err(Error::new(
+                "dataplane.pollMode",
+                format!("{other:?} is not busy or adaptive"),
+            ))
+        }
+    };
+    for (i, a) in raw.eal.iter().enumerate() {
+        let flag = a.split('=').next().unwrap_or("");
+        if ["-l", "-c", "--lcores", "--main-lcore", "--master-lcore"].contains(&flag) {
+            return Err(Error::new(
+                format!("dataplane.eal[{i}]"),
+                format!("{a:?}: the lcore map is derived from dataplane.workers"),
+            ));
+        }
+    }
+    if raw.ports.is_empty() {
+        return Err(Error::new("dataplane.ports", "needs at least one port"));
+    }
+    let mut names = HashSet::new();
+    let mut devices = HashSet::new();
+    let ports = raw
+        .ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let path = format!("dataplane.ports[{i}]");
+            if p.name.is_empty()
+                || p.name.len() > 15
+                || !p
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            {
+                return Err(Error::new(
+                    format!("{path}.name"),
+                    format!(
+                        "{:?} must be a valid interface name: 1–15 letters, digits, '-', '_', '.'",
+                        p.name
+                    ),
+                ));
+            }
+            if !names.insert(p.name.as_str()) {
+                return Err(Error::new(
+                    format!("{path}.name"),
+                    format!("{:?} is used twice", p.name),
+                ));
+            }
+            if p.device.trim().is_empty() {
+                return Err(Error::new(format!("{path}.device"), "is empty"));
+            }
+            if !devices.insert(p.device.as_str()) {
+                return Err(Error::new(
+                    format!("{path}.device"),
+                    format!("{:?} is used by two ports", p.device),
+                ));
+            }
+            if let Some(v) = p.vlan {
+                if !(1..=4094).contains(&v) {
+                    return Err(Error::new(
+                        format!("{path}.vlan"),
+                        format!("{v} is not a VLAN id (1–4094)"),
+                    ));
+                }
+            }
+            if !(68..=9600).contains(&p.mtu) {
+                return Err(Error::new(
+                    format!("{path}.mtu"),
+                    format!("{} is not 68–9600", p.mtu),
+                ));
+            }
+            let self_ips = p
+                .self_ips
+                .iter()
+                .enumerate()
+                .map(|(j, s)| {
+                    cidr(&format!("{path}.selfIps[{j}]"), s).map(|(addr, len)| SelfIp { addr, len })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(PortSpec {
+                name: p.name.clone(),
+                device: p.device.clone(),
+                self_ips,
+                vlan: p.vlan,
+                mtu: p.mtu,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let routes = raw
+        .routes
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let path = format!("dataplane.routes[{i}]");
+            let (addr, len) = cidr(&format!("{path}.prefix"), &r.prefix)?;
+            let via = ip(&format!("{path}.via"), &r.via)?;
+            if via.is_ipv4() != addr.is_ipv4() {
+                return Err(Error::new(
+                    format!("{path}.via"),
+                    "is not of the prefix's address family",
+                ));
+            }
+            Ok(StaticRoute {
+                prefix: Prefix::new(addr, len),
+                via,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let cfg = api::Config {
+        instance: instance.to_string(),
+        eal: raw.eal.clone(),
+        workers: cores
+            .iter()
+            .enumerate()
+            .map(|(i, &cpu)| WorkerSpec {
+                lcore: i as u32 + 1,
+                cpu,
+            })
+            .collect(),
+        control_cpus,
+        poll_mode,
+        ports,
+        routes,
+        mbufs: raw.mbufs.clamp(1023, 1 << 22),
+        panic_for_test: std::env::var_os("POLLUX_TEST_WORKER_PANIC").is_some(),
+    };
+    // Each static route's next hop must be on a connected subnet.
+    for (i, r) in cfg.routes.iter().enumerate() {
+        let single = api::Config {
+            routes: vec![*r],
+            ..cfg.clone()
+        };
+        single
+            .fib()
+            .map_err(|m| Error::new(format!("dataplane.routes[{i}].via"), m))?;
+    }
+    Ok(cfg)
+}
+
+fn list(cpus: &[usize]) -> String {
+    cpus.iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn virtual_server(path: &str, vs: &raw::VirtualServer) -> Result<VirtualServer> {
+    let address = ip(&format!("{path}.address"), &vs.address)?;
+    let protocol = match vs.protocol.as_str() {
+        "tcp" => Protocol::Tcp,
+        "udp" => Protocol::Udp,
+        p => {
+            return Err(Error::new(
+                format!("{path}.protocol"),
+                format!("{p:?} is not tcp or udp"),
+            ))
+        }
+    };
+    if vs.idle_timeout == 0 {
+        return Err(Error::new(
+            format!("{path}.idleTimeout"),
+            "must be at least 1 second",
+        ));
+    }
+    let snat = match &vs.snat {
+        None => Snat::None,
+        Some(raw::Snat::Mode(m)) if m == "none" => Snat::None,
+        Some(raw::Snat::Mode(m)) if m == "automap" => Snat::Automap,
+        Some(raw::Snat::Mode(m)) => {
+            return Err(Error::new(
+                format!("{path}.snat"),
+                format!("{m:?} is not none, automap or a list of addresses"),
+            ))
+        }
+        Some(raw::Snat::Pool(p)) if p.is_empty() => {
+            return Err(Error::new(format!("{path}.snat"), "an empty address list"))
+        }
+        Some(raw::Snat::Pool(p)) => Snat::Pool(
+            p.iter()
+                .enumerate()
+                .map(|(i, a)| ip(&format!("{path}.snat[{i}]"), a))
+                .collect::<Result<_>>()?,
+        ),
+    };
+    let health_check = vs
+        .health_check
+        .as_ref()
+        .map(|h| {
+            let hp = format!("{path}.healthCheck");
+            let kind = match h.kind.as_str() {
+                "tcp" => HealthCheckKind::Tcp,
+                "http" => HealthCheckKind::Http,
+                k => {
+                    return Err(Error::new(
+                        format!("{hp}.type"),
+                        format!("{k:?} is not tcp or http"),
+                    ))
+                }
+            };
+            if h.interval_ms < 10 {
+                return Err(Error::new(
+                    format!("{hp}.intervalMs"),
+                    "must be at least 10",
+                ));
+            }
+            if h.timeout_ms == 0 || h.timeout_ms > h.interval_ms {
+                return Err(Error::new(
+                    format!("{hp}.timeoutMs"),
+                    "must be 1..=intervalMs",
+                ));
+            }
+            if h.rise == 0 || h.fall == 0 {
+                return Err(Error::new(
+                    format!("{hp}.rise"),
+                    "rise and fall must be at least 1",
+                ));
+            }
+            Ok(HealthCheck {
+                kind,
+                interval_ms: h.interval_ms,
+                timeout_ms: h.timeout_ms,
+                rise: h.rise,
+                fall: h.fall,
+                path: h.path.clone().unwrap_or_else(|| "/".into()),
+                expect_status: h.expect_status.unwrap_or(200),
+            })
+        })
+        .transpose()?;
+    let vs_family_v4 = address.is_ipv4();
+    let members = vs
+        .members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let mp = format!("{path}.members[{i}]");
+            let address = ip(&format!("{mp}.address"), &m.address)?;
+            if address.is_ipv4() != vs_family_v4 {
+                return Err(Error::new(
+                    format!("{mp}.address"),
+                    "is not of the virtual server's address family (no NAT46/64)",
+                ));
+            }
+            if m.port == 0 && vs.port != 0 {
+                return Err(Error::new(
+                    format!("{mp}.port"),
+                    "0 only for an all-ports virtual server",
+                ));
+            }
+            Ok(Member {
+                address,
+                port: m.port,
+                weight: m.weight,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(VirtualServer {
+        name: vs.name.clone(),
+        address,
+        port: vs.port,
+        protocol,
+        idle_timeout: vs.idle_timeout,
+        reset_on_timeout: vs.reset_on_timeout,
+        snat,
+        health_check,
+        members,
+    })
+}
+
+fn bgp(raw: &raw::Bgp) -> Result<Bgp> {
+    if raw.asn == 0 || raw.asn == 23456 {
+        return Err(Error::new("bgp.asn", format!("{} is reserved", raw.asn)));
+    }
+    let router_id: Ipv4Addr = raw.router_id.parse().map_err(|_| {
+        Error::new(
+            "bgp.routerId",
+            format!("{:?} is not an IPv4 address", raw.router_id),
+        )
+    })?;
+    let neighbors = raw
+        .neighbors
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let path = format!("bgp.neighbors[{i}]");
+            let address = match (&n.address, &n.node_lookup) {
+                (Some(a), None) => PeerAddress::Fixed(ip(&format!("{path}.address"), a)?),
+                (None, Some(f)) => PeerAddress::NodeLookup(PathBuf::from(f)),
+                _ => {
+                    return Err(Error::new(
+                        &path,
+                        "needs exactly one of address and nodeLookup",
+                    ))
+                }
+            };
+            if n.asn == 0 {
+                return Err(Error::new(format!("{path}.asn"), "0 is reserved"));
+            }
+            if n.ebgp_multihop == 0 {
+                return Err(Error::new(format!("{path}.ebgpMultihop"), "must be 1–255"));
+            }
+            if n.hold_time != 0 && n.hold_time < 3 {
+                return Err(Error::new(
+                    format!("{path}.holdTime"),
+                    "must be 0 or at least 3 (RFC 4271 §4.2)",
+                ));
+            }
+            Ok(Neighbor {
+                address,
+                asn: n.asn,
+                password_file: n.password_file.as_ref().map(PathBuf::from),
+                ebgp_multihop: n.ebgp_multihop,
+                bfd: n.bfd,
+                advertise_ipv4: n.advertise_ipv4,
+                advertise_ipv6: n.advertise_ipv6,
+                hold_time: n.hold_time,
+            })
+        })
+        .collect::<Result<_>>()?;
+    let gr = &raw.graceful_restart;
+    if gr.restart_time > 4095 {
+        return Err(Error::new(
+            "bgp.gracefulRestart.restartTime",
+            "must be at most 4095 seconds (RFC 4724)",
+        ));
+    }
+    Ok(Bgp {
+        asn: raw.asn,
+        router_id,
+        graceful_restart: gr.enabled.then_some(gr.restart_time),
+        neighbors,
+    })
+}
+
+fn bfd(raw: &raw::Bfd) -> Result<Bfd> {
+    if raw.min_tx_ms == 0 || raw.min_tx_ms > 60_000 {
+        return Err(Error::new("bfd.minTxMs", "must be 1–60000"));
+    }
+    if raw.min_rx_ms == 0 || raw.min_rx_ms > 60_000 {
+        return Err(Error::new("bfd.minRxMs", "must be 1–60000"));
+    }
+    if raw.multiplier < 2 {
+        return Err(Error::new("bfd.multiplier", "must be 2–255"));
+    }
+    Ok(Bfd {
+        min_tx_ms: raw.min_tx_ms,
+        min_rx_ms: raw.min_rx_ms,
+        multiplier: raw.multiplier,
+    })
+}

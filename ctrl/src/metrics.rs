@@ -1,0 +1,97 @@
+//! Prometheus text exposition (format 0.0.4) on `api.metrics`, `GET /metrics`.
+//! Every name is prefixed `pollux_`; `docs/metrics.md` lists them.
+
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::state::State;
+
+/// Builds the exposition text: `# HELP`/`# TYPE` once per family, then
+/// one line per label set.
+#[derive(Debug, Default)]
+pub struct Encoder {
+    out: String,
+}
+
+impl Encoder {
+    pub fn family(&mut self, name: &str, kind: &str, help: &str) -> &mut Self {
+        let _ = writeln!(
+            self.out,
+            "# HELP pollux_{name} {help}\n# TYPE pollux_{name} {kind}"
+        );
+        self
+    }
+
+    pub fn sample(
+        &mut self,
+        name: &str,
+        labels: &[(&str, &str)],
+        value: impl std::fmt::Display,
+    ) -> &mut Self {
+        let _ = write!(self.out, "pollux_{name}");
+        if !labels.is_empty() {
+            self.out.push('{');
+            for (i, (k, v)) in labels.iter().enumerate() {
+                let v = v
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n");
+                let _ = write!(self.out, "{}{k}=\"{v}\"", if i > 0 { "," } else { "" });
+            }
+            self.out.push('}');
+        }
+        let _ = writeln!(self.out, " {value}");
+        self
+    }
+
+    pub fn finish(self) -> String {
+        self.out
+    }
+}
+
+pub async fn serve(addr: SocketAddr, state: Arc<State>) -> std::io::Result<()> {
+    let listener = TcpListener::bind(addr).await?;
+    tracing::info!(%addr, "metrics listening");
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = listener.accept().await else {
+                continue;
+            };
+            let state = state.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]);
+                let (status, body) = if req.starts_with("GET /metrics") {
+                    ("200 OK", state.metrics())
+                } else {
+                    ("404 Not Found", "try /metrics\n".to_string())
+                };
+                let head = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(head.as_bytes()).await;
+                let _ = s.write_all(body.as_bytes()).await;
+            });
+        }
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Encoder;
+
+    #[test]
+    fn escapes_label_values() {
+        let mut e = Encoder::default();
+        e.family("x_total", "counter", "An x.")
+            .sample("x_total", &[("port", "a\"b")], 3);
+        assert_eq!(e.finish(), "# HELP pollux_x_total An x.\n# TYPE pollux_x_total counter\npollux_x_total{port=\"a\\\"b\"} 3\n");
+    }
+}

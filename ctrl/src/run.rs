@@ -1,0 +1,72 @@
+//! `pollux run`: start the data plane, configure the kernel side, serve the
+//! API and metrics, and stop cleanly on SIGTERM/SIGINT or a worker failure.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use dataplane::api::Dataplane;
+use tokio::signal::unix::{signal, SignalKind};
+
+use crate::config::Config;
+use crate::state::State;
+use crate::{api, kernel, metrics};
+
+/// How `run` ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// SIGTERM/SIGINT: drained and stopped.
+    Stopped,
+    /// A worker died; the message says why.
+    WorkerFailed(String),
+}
+
+pub fn run(config: Config) -> anyhow::Result<Exit> {
+    tracing::info!(instance = %config.name, dpdk = dataplane::dpdk::version(), eal = ?config.dataplane.eal_args(), "starting");
+    let dp = Dataplane::start(&config.dataplane).context("starting the data plane")?;
+    kernel::configure(&config.dataplane)?;
+    let state = Arc::new(State::new(config, dp));
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let exit = rt.block_on(control(state.clone()));
+    // Stop the workers, then release ports, TAPs, mempool and EAL.
+    if let Ok(mut dp) = state.dataplane.lock() {
+        if let Some(mut dp) = dp.take() {
+            dp.stop();
+            drop(dp);
+        }
+    }
+    let _ = std::fs::remove_file(&state.config.api.socket);
+    tracing::info!("stopped");
+    exit
+}
+
+async fn control(state: Arc<State>) -> anyhow::Result<Exit> {
+    let listener = api::bind(&state.config.api.socket)
+        .with_context(|| format!("api.socket {}", state.config.api.socket.display()))?;
+    tokio::spawn(api::serve(listener, state.clone()));
+    if let Some(addr) = state.config.api.metrics {
+        metrics::serve(addr, state.clone())
+            .await
+            .with_context(|| format!("api.metrics {addr}"))?;
+    }
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    tracing::info!(socket = %state.config.api.socket.display(), "running");
+    loop {
+        tokio::select! {
+            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); return Ok(Exit::Stopped) }
+            _ = int.recv() => { tracing::info!("SIGINT: stopping"); return Ok(Exit::Stopped) }
+            _ = tick.tick() => {
+                let failure = state.dataplane.lock().ok().and_then(|d| d.as_ref().and_then(Dataplane::failure));
+                if let Some(msg) = failure {
+                    tracing::error!(%msg, "a worker failed: stopping");
+                    return Ok(Exit::WorkerFailed(msg));
+                }
+            }
+        }
+    }
+}

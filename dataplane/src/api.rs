@@ -1,0 +1,488 @@
+//! All that ctrl sees of the data plane: a validated configuration in,
+//! [`Dataplane::start`], table snapshots published with `publish_*`,
+//! counter snapshots out, and an orderly stop.
+//!
+//! ```text
+//!  ctrl (tokio)                         workers (pinned EAL lcores)
+//!  ───────────                          ───────────────────────────
+//!  Dataplane::start ── EAL, mempool, ports, TAPs ──► launch Worker::run
+//!  publish tables  ── ArcSwap<Tables> ─────────────► load once per iteration
+//!  stats()         ◄── SharedPort/SharedWorker ───── publish every 10 ms
+//!  stop()          ── stop flag ────────────────────► return; lcore joined
+//! ```
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+
+use crate::counters::{PortCounters, SharedPort, SharedWorker, WorkerCounters};
+use crate::dpdk::{self, Eal, Mempool, Port, PortStats};
+use crate::host::{Fib, Host, Prefix, Route, SelfIp};
+use crate::wire::Mac;
+use crate::worker::{Worker, WorkerPort};
+
+pub use crate::counters::Drop;
+
+/// How a worker waits when there is nothing to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollMode {
+    /// Spin like testpmd: lowest latency, one core per worker at 100 %.
+    Busy,
+    /// Sleep briefly after a run of empty polls (shared cores, CI).
+    Adaptive,
+}
+
+/// One port of the validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortSpec {
+    /// Also the name of the port's kernel TAP.
+    pub name: String,
+    /// The DPDK device name (`net_af_xdp0`, a PCI address…).
+    pub device: String,
+    pub self_ips: Vec<SelfIp>,
+    pub vlan: Option<u16>,
+    pub mtu: u16,
+}
+
+/// A static route of the validated configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StaticRoute {
+    pub prefix: Prefix,
+    pub via: IpAddr,
+}
+
+/// A worker: the EAL lcore id it runs as and the CPU it is pinned to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerSpec {
+    pub lcore: u32,
+    pub cpu: usize,
+}
+
+/// The data plane's part of the configuration, validated by ctrl.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Names DPDK's runtime files (`--file-prefix`) unless the EAL args do.
+    pub instance: String,
+    /// Extra EAL arguments from the config (vdevs, memory, allow-list).
+    pub eal: Vec<String>,
+    pub workers: Vec<WorkerSpec>,
+    /// CPUs the main (control) thread may run on.
+    pub control_cpus: Vec<usize>,
+    pub poll_mode: PollMode,
+    pub ports: Vec<PortSpec>,
+    pub routes: Vec<StaticRoute>,
+    /// Mbufs in the pool.
+    pub mbufs: u32,
+    /// Test hook: make a worker panic after it starts.
+    pub panic_for_test: bool,
+}
+
+impl Config {
+    /// Which worker polls port `i` (ports are dealt round-robin).
+    pub fn worker_of(&self, port: usize) -> usize {
+        port % self.workers.len().max(1)
+    }
+
+    /// The full EAL argument vector: lcore map, file prefix, one TAP vdev
+    /// per port, then the configured arguments.
+    pub fn eal_args(&self) -> Vec<String> {
+        let cpus = |v: &[usize]| {
+            v.iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let mut lcores = vec![format!("0@({})", cpus(&self.control_cpus))];
+        lcores.extend(
+            self.workers
+                .iter()
+                .map(|w| format!("{}@{}", w.lcore, w.cpu)),
+        );
+        let mut args = vec![format!("--lcores={}", lcores.join(","))];
+        if !self.eal.iter().any(|a| a.starts_with("--file-prefix")) {
+            args.push(format!("--file-prefix=pollux-{}", self.instance));
+        }
+        for (i, p) in self.ports.iter().enumerate() {
+            args.push(format!("--vdev={}", tap_device(i, &p.name)));
+        }
+        args.extend(self.eal.iter().cloned());
+        args
+    }
+
+    /// Connected subnets of the self IPs, then the static routes, each
+    /// resolved to the port whose subnet holds its next hop.
+    pub fn fib(&self) -> Result<Fib, String> {
+        let mut routes: Vec<Route> = self
+            .ports
+            .iter()
+            .enumerate()
+            .flat_map(|(i, p)| {
+                p.self_ips.iter().map(move |s| Route {
+                    prefix: s.prefix(),
+                    port: i,
+                    via: None,
+                })
+            })
+            .collect();
+        let connected = Fib::new(routes.clone());
+        for r in &self.routes {
+            let (port, _) = connected.lookup(r.via).ok_or_else(|| {
+                format!(
+                    "next hop {} of {} is in no self IP's subnet",
+                    r.via, r.prefix
+                )
+            })?;
+            routes.push(Route {
+                prefix: r.prefix,
+                port,
+                via: Some(r.via),
+            });
+        }
+        Ok(Fib::new(routes))
+    }
+}
+
+fn tap_device(i: usize, name: &str) -> String {
+    format!("net_tap{i},iface={name}")
+}
+
+/// Read-mostly tables built by ctrl and published whole.
+#[derive(Debug, Clone, Default)]
+pub struct Tables {
+    pub fib: Fib,
+}
+
+/// Start-up failures.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("DPDK: {0}")]
+    Dpdk(#[from] dpdk::Error),
+    #[error("port {port:?} (device {device:?}): {source}")]
+    Port {
+        port: String,
+        device: String,
+        source: dpdk::Error,
+    },
+    #[error("routes: {0}")]
+    Routes(String),
+}
+
+/// A running data plane. Dropping it stops the workers and releases ports,
+/// TAPs, the mempool and the EAL, in that order.
+#[derive(Debug)]
+pub struct Dataplane {
+    stop: Arc<AtomicBool>,
+    failure: Arc<Mutex<Option<String>>>,
+    workers: Vec<(WorkerSpec, Arc<SharedWorker>, bool)>,
+    interfaces: Vec<Interface>,
+    tables: Arc<ArcSwap<Tables>>,
+    // Drop order: ports (stop, close) → pool → EAL.
+    ports: Vec<(Port, Port)>,
+    pool: Arc<Mempool>,
+    _eal: Eal,
+}
+
+/// What `show interfaces` tells about a port.
+#[derive(Debug, Clone)]
+pub struct Interface {
+    pub name: String,
+    pub device: String,
+    pub driver: String,
+    pub port_id: u16,
+    pub tap_port_id: u16,
+    pub mac: Mac,
+    pub vlan: Option<u16>,
+    pub mtu: u16,
+    pub self_ips: Vec<SelfIp>,
+    pub worker: WorkerSpec,
+    shared: Arc<SharedPort>,
+}
+
+/// A snapshot of every counter.
+#[derive(Debug, Clone)]
+pub struct Stats {
+    pub ports: Vec<PortSnapshot>,
+    pub workers: Vec<WorkerSnapshot>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PortSnapshot {
+    pub name: String,
+    pub counters: PortCounters,
+    pub pmd: PortStats,
+    pub tap_pmd: PortStats,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerSnapshot {
+    pub lcore: u32,
+    pub cpu: usize,
+    pub running: bool,
+    pub counters: WorkerCounters,
+}
+
+impl Dataplane {
+    /// Initialises DPDK, opens every port and its TAP, and launches the
+    /// workers. Nothing is left behind on error.
+    pub fn start(cfg: &Config) -> Result<Dataplane, Error> {
+        let fib = cfg.fib().map_err(Error::Routes)?;
+        let eal = Eal::init(&cfg.eal_args())?;
+        let pool = Arc::new(Mempool::new("pollux_pool", cfg.mbufs, 256, -1)?);
+        let txq = 1;
+        let mut ports = Vec::new();
+        let mut interfaces = Vec::new();
+        for (i, spec) in cfg.ports.iter().enumerate() {
+            let port_err = |source| Error::Port {
+                port: spec.name.clone(),
+                device: spec.device.clone(),
+                source,
+            };
+            let mut port = Port::by_name(&spec.device).map_err(port_err)?;
+            port.configure(txq, 1024, &pool).map_err(port_err)?;
+            port.start().map_err(port_err)?;
+            let mac = port.mac().map_err(port_err)?;
+            let mut tap = Port::by_name(&format!("net_tap{i}")).map_err(port_err)?;
+            tap.configure(1, 1024, &pool).map_err(port_err)?;
+            tap.set_mac(mac).map_err(port_err)?;
+            tap.set_mtu(spec.mtu).map_err(port_err)?;
+            tap.start().map_err(port_err)?;
+            tracing::info!(port = ?port.id, tap = ?tap.id, name = %spec.name, device = %spec.device, driver = %port.driver, %mac, "port started");
+            interfaces.push(Interface {
+                name: spec.name.clone(),
+                device: spec.device.clone(),
+                driver: port.driver.clone(),
+                port_id: port.id.0,
+                tap_port_id: tap.id.0,
+                mac,
+                vlan: spec.vlan,
+                mtu: spec.mtu,
+                self_ips: spec.self_ips.clone(),
+                worker: cfg.workers[cfg.worker_of(i)],
+                shared: Arc::new(SharedPort::default()),
+            });
+            ports.push((port, tap));
+        }
+        let mut dp = Dataplane {
+            stop: Arc::new(AtomicBool::new(false)),
+            failure: Arc::new(Mutex::new(None)),
+            workers: Vec::new(),
+            interfaces,
+            tables: Arc::new(ArcSwap::from_pointee(Tables { fib })),
+            ports,
+            pool,
+            _eal: eal,
+        };
+        for (w, spec) in cfg.workers.iter().enumerate() {
+            let worker = dp.build_worker(cfg, w);
+            let shared = worker.shared.clone();
+            let failure = dp.failure.clone();
+            let stop = dp.stop.clone();
+            let lcore = spec.lcore;
+            dpdk::launch(lcore, move || {
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.run()));
+                r.map_err(|e| {
+                    let what = e
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| e.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown panic".into());
+                    let msg = format!("worker on lcore {lcore} panicked: {what}");
+                    if let Ok(mut f) = failure.lock() {
+                        f.get_or_insert(msg.clone());
+                    }
+                    stop.store(true, Relaxed);
+                    msg
+                })
+            })?;
+            dp.workers.push((*spec, shared, true));
+            tracing::info!(lcore = spec.lcore, cpu = spec.cpu, "worker launched");
+        }
+        Ok(dp)
+    }
+
+    fn build_worker(&self, cfg: &Config, w: usize) -> Worker {
+        let ports = cfg
+            .ports
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| cfg.worker_of(*i) == w)
+            .map(|(i, spec)| {
+                let (port, tap) = &self.ports[i];
+                let host = Host::new(
+                    i,
+                    self.interfaces[i].mac,
+                    spec.vlan,
+                    spec.mtu,
+                    spec.self_ips.clone(),
+                );
+                WorkerPort::new(
+                    host,
+                    (port.rx(), port.tx(0)),
+                    (tap.rx(), tap.tx(0)),
+                    self.interfaces[i].shared.clone(),
+                )
+            })
+            .collect();
+        Worker {
+            ports,
+            pool: self.pool.clone(),
+            tables: self.tables.clone(),
+            stop: self.stop.clone(),
+            poll_mode: cfg.poll_mode,
+            shared: Arc::new(SharedWorker::default()),
+            panic_for_test: cfg.panic_for_test && w == 0,
+        }
+    }
+
+    pub fn interfaces(&self) -> &[Interface] {
+        &self.interfaces
+    }
+
+    pub fn tables(&self) -> Arc<Tables> {
+        self.tables.load_full()
+    }
+
+    /// Replaces the tables every worker reads (whole, atomically).
+    pub fn publish(&self, tables: Tables) {
+        self.tables.store(Arc::new(tables));
+    }
+
+    pub fn stats(&self) -> Stats {
+        Stats {
+            ports: self
+                .interfaces
+                .iter()
+                .zip(&self.ports)
+                .map(|(i, (p, t))| PortSnapshot {
+                    name: i.name.clone(),
+                    counters: i.shared.read(),
+                    pmd: p.stats(),
+                    tap_pmd: t.stats(),
+                })
+                .collect(),
+            workers: self
+                .workers
+                .iter()
+                .map(|(spec, shared, _)| WorkerSnapshot {
+                    lcore: spec.lcore,
+                    cpu: spec.cpu,
+                    running: shared.running.load(Relaxed),
+                    counters: shared.read(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Every worker entered its loop and none has left it.
+    pub fn all_running(&self) -> bool {
+        self.workers.iter().all(|(_, s, _)| s.running.load(Relaxed))
+    }
+
+    /// Why a worker died, if one did (the data plane is then stopping).
+    pub fn failure(&self) -> Option<String> {
+        self.failure.lock().ok().and_then(|f| f.clone())
+    }
+
+    /// Free mbufs in the pool (a leak shows as a shrinking number at rest).
+    pub fn mbufs_available(&self) -> u32 {
+        self.pool.available()
+    }
+
+    /// Stops the workers and waits for them. Idempotent.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Relaxed);
+        for (spec, _, live) in &mut self.workers {
+            if std::mem::take(live) {
+                let rc = dpdk::wait(spec.lcore);
+                tracing::debug!(lcore = spec.lcore, rc, "worker joined");
+            }
+        }
+    }
+}
+
+impl std::ops::Drop for Dataplane {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> Config {
+        Config {
+            instance: "a".into(),
+            eal: vec!["--no-huge".into(), "--vdev=net_null0".into()],
+            workers: vec![
+                WorkerSpec { lcore: 1, cpu: 1 },
+                WorkerSpec { lcore: 2, cpu: 3 },
+            ],
+            control_cpus: vec![0, 2],
+            poll_mode: PollMode::Busy,
+            ports: vec![
+                PortSpec {
+                    name: "ext".into(),
+                    device: "net_null0".into(),
+                    self_ips: vec![SelfIp {
+                        addr: "10.0.0.2".parse().unwrap(),
+                        len: 24,
+                    }],
+                    vlan: None,
+                    mtu: 1500,
+                },
+                PortSpec {
+                    name: "int".into(),
+                    device: "net_null1".into(),
+                    self_ips: vec![SelfIp {
+                        addr: "10.1.0.2".parse().unwrap(),
+                        len: 24,
+                    }],
+                    vlan: Some(7),
+                    mtu: 1500,
+                },
+            ],
+            routes: vec![StaticRoute {
+                prefix: Prefix::new("192.168.0.0".parse().unwrap(), 16),
+                via: "10.1.0.1".parse().unwrap(),
+            }],
+            mbufs: 4095,
+            panic_for_test: false,
+        }
+    }
+
+    #[test]
+    fn eal_args_map_lcores_and_add_taps() {
+        assert_eq!(
+            cfg().eal_args(),
+            vec![
+                "--lcores=0@(0,2),1@1,2@3",
+                "--file-prefix=pollux-a",
+                "--vdev=net_tap0,iface=ext",
+                "--vdev=net_tap1,iface=int",
+                "--no-huge",
+                "--vdev=net_null0",
+            ]
+        );
+    }
+
+    #[test]
+    fn fib_resolves_static_routes_to_ports() {
+        let fib = cfg().fib().unwrap();
+        assert_eq!(
+            fib.lookup("192.168.3.4".parse().unwrap()),
+            Some((1, "10.1.0.1".parse().unwrap()))
+        );
+        let mut bad = cfg();
+        bad.routes[0].via = "172.16.0.1".parse().unwrap();
+        assert!(bad.fib().unwrap_err().contains("172.16.0.1"));
+    }
+
+    #[test]
+    fn ports_are_dealt_round_robin() {
+        let c = cfg();
+        assert_eq!((c.worker_of(0), c.worker_of(1), c.worker_of(2)), (0, 1, 0));
+    }
+}

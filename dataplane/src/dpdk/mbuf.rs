@@ -1,0 +1,296 @@
+//! Owned packet buffers, RX bursts and TX buffers.
+
+use std::mem::ManuallyDrop;
+use std::ptr::NonNull;
+
+use dpdk_sys::rte_mbuf;
+
+use super::port::Queue;
+
+/// Packets per RX burst (a multiple of 8, as `rte_eth_rx_burst` asks).
+pub const BURST: usize = 32;
+
+/// One packet buffer we own. Single-segment frames only: the data view is
+/// the first segment (`nb_segs` tells whether there are more).
+#[derive(Debug)]
+pub struct Mbuf {
+    raw: NonNull<rte_mbuf>,
+}
+
+// SAFETY: an Mbuf is uniquely owned; moving it to another thread moves the
+// ownership (mempools are thread-safe for the final free).
+unsafe impl Send for Mbuf {}
+
+impl Mbuf {
+    /// # Safety
+    /// `raw` must be a valid mbuf that nobody else owns or will free.
+    pub unsafe fn from_raw(raw: NonNull<rte_mbuf>) -> Mbuf {
+        Mbuf { raw }
+    }
+
+    /// Gives up ownership (to a TX ring); the caller must make sure it is
+    /// transmitted or freed.
+    pub fn into_raw(self) -> *mut rte_mbuf {
+        ManuallyDrop::new(self).raw.as_ptr()
+    }
+
+    fn m(&self) -> &rte_mbuf {
+        // SAFETY: we own a valid mbuf for self's lifetime.
+        unsafe { self.raw.as_ref() }
+    }
+
+    fn m_mut(&mut self) -> &mut rte_mbuf {
+        // SAFETY: we own it uniquely.
+        unsafe { self.raw.as_mut() }
+    }
+
+    #[inline]
+    pub fn len(&self) -> usize {
+        usize::from(self.m().data_len)
+    }
+
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    #[inline]
+    pub fn segments(&self) -> u16 {
+        self.m().nb_segs
+    }
+
+    /// The frame.
+    #[inline]
+    pub fn data(&self) -> &[u8] {
+        let m = self.m();
+        // SAFETY: buf_addr + data_off .. + data_len lies inside the buffer
+        // of an mbuf we own; nothing else writes it while we hold it.
+        unsafe {
+            std::slice::from_raw_parts(
+                m.buf_addr.cast::<u8>().add(usize::from(m.data_off)),
+                usize::from(m.data_len),
+            )
+        }
+    }
+
+    /// The frame followed by the tailroom (for replies that grow).
+    #[inline]
+    pub fn data_and_tailroom(&mut self) -> &mut [u8] {
+        let m = self.m();
+        let room = usize::from(m.buf_len).saturating_sub(usize::from(m.data_off));
+        // SAFETY: data_off .. buf_len is inside the buffer we own uniquely.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                m.buf_addr.cast::<u8>().add(usize::from(m.data_off)),
+                room,
+            )
+        }
+    }
+
+    #[inline]
+    pub fn data_mut(&mut self) -> &mut [u8] {
+        let n = self.len();
+        &mut self.data_and_tailroom()[..n]
+    }
+
+    /// Sets the frame length within the first segment's room. Returns false
+    /// (and changes nothing) if it does not fit or the mbuf is chained.
+    pub fn set_len(&mut self, len: usize) -> bool {
+        let room = self.data_and_tailroom().len();
+        let m = self.m_mut();
+        if len > room || m.nb_segs != 1 {
+            return false;
+        }
+        m.data_len = len as u16;
+        m.pkt_len = len as u32;
+        true
+    }
+
+    /// Grows the frame at the front by `n` bytes of headroom.
+    fn prepend(&mut self, n: u16) -> bool {
+        let m = self.m_mut();
+        if m.data_off < n {
+            return false;
+        }
+        m.data_off -= n;
+        m.data_len += n;
+        m.pkt_len += u32::from(n);
+        true
+    }
+
+    /// Removes `n` bytes from the front.
+    fn adj(&mut self, n: u16) -> bool {
+        let m = self.m_mut();
+        if m.data_len < n {
+            return false;
+        }
+        m.data_off += n;
+        m.data_len -= n;
+        m.pkt_len -= u32::from(n);
+        true
+    }
+
+    /// Removes the 802.1Q tag after the MAC addresses.
+    pub fn strip_vlan(&mut self) -> bool {
+        if self.len() < 18 {
+            return false;
+        }
+        self.data_mut().copy_within(0..12, 4);
+        self.adj(4)
+    }
+
+    /// Inserts an 802.1Q tag with `vid` after the MAC addresses.
+    pub fn insert_vlan(&mut self, vid: u16) -> bool {
+        if self.len() < 12 || !self.prepend(4) {
+            return false;
+        }
+        let d = self.data_mut();
+        d.copy_within(4..16, 0);
+        d[12..14].copy_from_slice(&0x8100u16.to_be_bytes());
+        d[14..16].copy_from_slice(&(vid & 0x0fff).to_be_bytes());
+        true
+    }
+}
+
+impl Drop for Mbuf {
+    fn drop(&mut self) {
+        // SAFETY: we own the mbuf and this is its one release.
+        unsafe { dpdk_sys::pollux_pktmbuf_free(self.raw.as_ptr()) };
+    }
+}
+
+/// The packets of one RX burst; a fixed array reused every loop.
+#[derive(Debug)]
+pub struct Burst {
+    ptrs: [*mut rte_mbuf; BURST],
+    len: usize,
+}
+
+impl Default for Burst {
+    fn default() -> Self {
+        Burst {
+            ptrs: [std::ptr::null_mut(); BURST],
+            len: 0,
+        }
+    }
+}
+
+// SAFETY: holds owned mbufs only (see Mbuf's Send).
+unsafe impl Send for Burst {}
+
+impl Burst {
+    /// Receives up to `BURST` packets from `q` (drops what the burst still
+    /// held first).
+    #[inline]
+    pub fn rx(&mut self, q: Queue) -> usize {
+        self.clear();
+        // SAFETY: ptrs has room for BURST pointers; the PMD fills the first
+        // `n` with mbufs that become ours.
+        let n = unsafe {
+            dpdk_sys::pollux_rx_burst(q.port.0, q.queue, self.ptrs.as_mut_ptr(), BURST as u16)
+        };
+        self.len = usize::from(n);
+        self.len
+    }
+
+    /// Hands out the received packets one by one, leaving the burst empty.
+    #[inline]
+    pub fn drain(&mut self) -> impl Iterator<Item = Mbuf> + '_ {
+        let n = std::mem::take(&mut self.len);
+        self.ptrs[..n].iter().map(|p| {
+            // SAFETY: each of the first n pointers came from rx_burst and is
+            // handed out exactly once (len was reset above).
+            unsafe { Mbuf::from_raw(NonNull::new_unchecked(*p)) }
+        })
+    }
+
+    fn clear(&mut self) {
+        for m in self.drain() {
+            drop(m);
+        }
+    }
+}
+
+impl Drop for Burst {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+/// Packets waiting for one TX burst on one queue. Full → flushed.
+#[derive(Debug)]
+pub struct TxBuffer {
+    q: Queue,
+    ptrs: [*mut rte_mbuf; 2 * BURST],
+    len: usize,
+}
+
+// SAFETY: holds owned mbufs only.
+unsafe impl Send for TxBuffer {}
+
+impl TxBuffer {
+    pub fn new(q: Queue) -> TxBuffer {
+        TxBuffer {
+            q,
+            ptrs: [std::ptr::null_mut(); 2 * BURST],
+            len: 0,
+        }
+    }
+
+    /// Queues `m`; flushes when full. Returns (sent, dropped) by a flush.
+    #[inline]
+    pub fn push(&mut self, m: Mbuf) -> (usize, usize) {
+        self.ptrs[self.len] = m.into_raw();
+        self.len += 1;
+        if self.len == self.ptrs.len() {
+            self.flush()
+        } else {
+            (0, 0)
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Transmits what is queued; frees what the ring refused. Returns
+    /// (sent, dropped).
+    #[inline]
+    pub fn flush(&mut self) -> (usize, usize) {
+        if self.len == 0 {
+            return (0, 0);
+        }
+        let n = self.len;
+        self.len = 0;
+        // SAFETY: the first n pointers are owned mbufs; the PMD takes the
+        // first `sent` of them.
+        let sent = usize::from(unsafe {
+            dpdk_sys::pollux_tx_burst(
+                self.q.port.0,
+                self.q.queue,
+                self.ptrs.as_mut_ptr(),
+                n as u16,
+            )
+        });
+        if sent < n {
+            // SAFETY: the refused mbufs are still ours: free each once.
+            unsafe {
+                dpdk_sys::pollux_pktmbuf_free_bulk(
+                    self.ptrs[sent..n].as_mut_ptr(),
+                    (n - sent) as u32,
+                )
+            };
+        }
+        (sent, n - sent)
+    }
+}
+
+impl Drop for TxBuffer {
+    fn drop(&mut self) {
+        let n = self.len;
+        if n > 0 {
+            // SAFETY: never transmitted, still ours.
+            unsafe { dpdk_sys::pollux_pktmbuf_free_bulk(self.ptrs.as_mut_ptr(), n as u32) };
+        }
+    }
+}

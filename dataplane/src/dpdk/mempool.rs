@@ -1,0 +1,62 @@
+//! Packet buffer pools.
+
+use std::ffi::CString;
+use std::ptr::NonNull;
+
+use dpdk_sys::rte_mempool;
+
+use super::{last_error, Error, Mbuf, Result};
+
+/// A pool of mbufs; `rte_mempool_free` on drop (after every mbuf is back).
+#[derive(Debug)]
+pub struct Mempool {
+    raw: NonNull<rte_mempool>,
+}
+
+// SAFETY: DPDK mempools are multi-producer/multi-consumer safe; each lcore
+// uses its own cache.
+unsafe impl Send for Mempool {}
+// SAFETY: as above: every operation on a mempool is thread-safe.
+unsafe impl Sync for Mempool {}
+
+impl Mempool {
+    /// `n` mbufs of the default data room (2 KiB + headroom) on `socket`.
+    pub fn new(name: &str, n: u32, cache: u32, socket: i32) -> Result<Mempool> {
+        let cname = CString::new(name).map_err(|_| Error::Nul("mempool name"))?;
+        let room = dpdk_sys::RTE_MBUF_DEFAULT_BUF_SIZE as u16;
+        // SAFETY: plain constructor call with a valid NUL-terminated name.
+        let raw =
+            unsafe { dpdk_sys::rte_pktmbuf_pool_create(cname.as_ptr(), n, cache, 0, room, socket) };
+        NonNull::new(raw)
+            .map(|raw| Mempool { raw })
+            .ok_or_else(|| last_error("rte_pktmbuf_pool_create"))
+    }
+
+    pub fn as_ptr(&self) -> *mut rte_mempool {
+        self.raw.as_ptr()
+    }
+
+    /// A fresh mbuf, or `None` when the pool is empty.
+    #[inline]
+    pub fn alloc(&self) -> Option<Mbuf> {
+        // SAFETY: the pool is valid for self's lifetime; a non-null result
+        // is a freshly reset mbuf we now own.
+        let m = unsafe { dpdk_sys::pollux_pktmbuf_alloc(self.raw.as_ptr()) };
+        // SAFETY: as above, ownership passes to the Mbuf.
+        NonNull::new(m).map(|m| unsafe { Mbuf::from_raw(m) })
+    }
+
+    /// Mbufs currently free in the pool (for counters and leak tests).
+    pub fn available(&self) -> u32 {
+        // SAFETY: read-only query on a valid pool.
+        unsafe { dpdk_sys::pollux_mempool_avail(self.raw.as_ptr()) }
+    }
+}
+
+impl Drop for Mempool {
+    fn drop(&mut self) {
+        // SAFETY: the pool was created by us; ports using it are closed
+        // first (see `Dataplane`'s drop order).
+        unsafe { dpdk_sys::rte_mempool_free(self.raw.as_ptr()) };
+    }
+}

@@ -1,0 +1,79 @@
+//! The safe layer over DPDK: the only code in the workspace that calls
+//! `dpdk-sys`, and with `vfio::sys` the only place `unsafe` is allowed.
+//!
+//! Ownership rule that makes the rest safe: after `rx_burst` the software
+//! owns an mbuf (an [`Mbuf`]) until `tx_burst` accepts it or it is freed;
+//! what TX refuses is freed. An `Mbuf` is freed exactly once, by `Drop`,
+//! unless it was handed to the NIC by [`Mbuf::into_raw`] inside a TX call.
+#![allow(unsafe_code)]
+
+mod eal;
+mod mbuf;
+mod mempool;
+mod port;
+
+use std::ffi::CStr;
+
+pub use eal::{launch, tsc, tsc_hz, wait, Clock, Eal};
+pub use mbuf::{Burst, Mbuf, TxBuffer, BURST};
+pub use mempool::Mempool;
+pub use port::{stats, Port, PortId, PortStats, Queue};
+
+/// A failed DPDK call.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{call} failed: {msg} (rte_errno {errno})")]
+    Call {
+        call: &'static str,
+        errno: i32,
+        msg: String,
+    },
+    #[error("no DPDK port named {0:?}: the EAL arguments must create it (--vdev=... for a virtual device, -a <PCI address> for a VF)")]
+    NoSuchPort(String),
+    #[error("invalid argument for {0}: it contains a NUL byte")]
+    Nul(&'static str),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Turns a DPDK return code (negative errno, or -1 with `rte_errno` set)
+/// into a typed error naming the call.
+fn check(call: &'static str, rc: i32) -> Result<i32> {
+    if rc >= 0 {
+        return Ok(rc);
+    }
+    // SAFETY: reads the calling thread's rte_errno through the shim.
+    let errno = if rc == -1 {
+        unsafe { dpdk_sys::pollux_errno() }
+    } else {
+        -rc
+    };
+    Err(Error::Call {
+        call,
+        errno,
+        msg: strerror(errno),
+    })
+}
+
+fn last_error(call: &'static str) -> Error {
+    // SAFETY: reads the calling thread's rte_errno through the shim.
+    let errno = unsafe { dpdk_sys::pollux_errno() };
+    Error::Call {
+        call,
+        errno,
+        msg: strerror(errno),
+    }
+}
+
+fn strerror(errno: i32) -> String {
+    // SAFETY: rte_strerror returns a pointer to a static or thread-local
+    // NUL-terminated string, valid at least until the next call here.
+    unsafe { CStr::from_ptr(dpdk_sys::rte_strerror(errno)) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// The DPDK version this binary was built against.
+pub fn version() -> &'static str {
+    dpdk_sys::DPDK_VERSION
+}

@@ -1,0 +1,379 @@
+//! The worker: one pinned lcore polling the ports it owns.
+//!
+//! ```text
+//!   loop until stop:
+//!     now = TSC (once per iteration)      tables = current snapshot (once)
+//!     for each owned port:
+//!       wire: rx burst → host.rx_from_wire → reply | punt to TAP | drop(reason)
+//!       TAP:  rx burst → host.rx_from_tap  → route + resolve → port TX | answer the kernel
+//!     flush TX buffers
+//!     every 1 ms: neighbor queue timers      every 10 ms: publish counters
+//!     adaptive mode: sleep after a run of empty polls
+//! ```
+//!
+//! The loop shape is DPDK l3fwd's. No allocation and no locks after start:
+//! bursts, TX buffers, the neighbor cache and its queue are sized when the
+//! worker is built; ctrl's tables arrive as an `Arc` snapshot.
+
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+
+use crate::api::{PollMode, Tables};
+use crate::counters::{Drop, SharedPort, SharedWorker, WorkerCounters};
+use crate::dpdk::{Burst, Clock, Mbuf, Mempool, Queue, TxBuffer};
+use crate::host::neighbor::{Nanos, Pending};
+use crate::host::{FromTap, FromWire, Host, HostIo};
+use crate::wire::Mac;
+
+const MS: Nanos = 1_000_000;
+/// Frames that may wait for ARP/ND per port.
+const PENDING: usize = 64;
+
+/// One port as its worker sees it.
+#[derive(Debug)]
+pub struct WorkerPort {
+    pub host: Host,
+    pub port_rx: Queue,
+    pub port_tx: TxBuffer,
+    pub tap_rx: Queue,
+    pub tap_tx: TxBuffer,
+    pub pending: Pending<Mbuf>,
+    pub shared: Arc<SharedPort>,
+}
+
+impl WorkerPort {
+    pub fn new(
+        host: Host,
+        port: (Queue, Queue),
+        tap: (Queue, Queue),
+        shared: Arc<SharedPort>,
+    ) -> WorkerPort {
+        WorkerPort {
+            host,
+            port_rx: port.0,
+            port_tx: TxBuffer::new(port.1),
+            tap_rx: tap.0,
+            tap_tx: TxBuffer::new(tap.1),
+            pending: Pending::new(PENDING),
+            shared,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Worker {
+    pub ports: Vec<WorkerPort>,
+    pub pool: Arc<Mempool>,
+    pub tables: Arc<ArcSwap<Tables>>,
+    pub stop: Arc<AtomicBool>,
+    pub poll_mode: PollMode,
+    pub shared: Arc<SharedWorker>,
+    /// Test hook: panic once the loop has run (proves a worker panic stops
+    /// the process cleanly).
+    pub panic_for_test: bool,
+}
+
+/// What handling a frame from the wire asks of the worker.
+struct WireIo<'a> {
+    pool: &'a Mempool,
+    tap_tx: &'a mut TxBuffer,
+    to_tap: u64,
+    drops: [u64; 2], // TapFull, NoMbuf
+    resolved: [(IpAddr, Mac); 4],
+    n_resolved: usize,
+}
+
+impl HostIo for WireIo<'_> {
+    fn mirror_to_tap(&mut self, macs: &[u8], rest: &[u8]) {
+        let Some(mut m) = self.pool.alloc() else {
+            self.drops[1] += 1;
+            return;
+        };
+        let n = macs.len() + rest.len();
+        if !m.set_len(n) {
+            return;
+        }
+        let d = m.data_mut();
+        d[..macs.len()].copy_from_slice(macs);
+        d[macs.len()..].copy_from_slice(rest);
+        let (sent, dropped) = self.tap_tx.push(m);
+        self.to_tap += 1;
+        let _ = sent;
+        self.drops[0] += dropped as u64;
+    }
+
+    fn resolved(&mut self, ip: IpAddr, mac: Mac) {
+        if self.n_resolved < self.resolved.len() {
+            self.resolved[self.n_resolved] = (ip, mac);
+            self.n_resolved += 1;
+        }
+    }
+}
+
+impl Worker {
+    /// The loop; returns when `stop` is set.
+    pub fn run(mut self) {
+        let clock = Clock::new();
+        let mut burst = Burst::default();
+        let mut counters = WorkerCounters::default();
+        let (mut last_timers, mut last_publish) = (0, 0);
+        let mut idle_streak: u32 = 0;
+        self.shared.running.store(true, Relaxed);
+        while !self.stop.load(Relaxed) {
+            let now = clock.now();
+            let tables = self.tables.load();
+            let mut work = 0;
+            for pi in 0..self.ports.len() {
+                work += self.poll_wire(pi, now, &mut burst);
+                work += self.poll_tap(pi, now, &mut burst, &tables);
+            }
+            for p in &mut self.ports {
+                flush(
+                    &mut p.port_tx,
+                    &mut p.host.counters.tx_packets,
+                    &mut p.host.counters.drops[Drop::TxFull as usize],
+                );
+                flush(
+                    &mut p.tap_tx,
+                    &mut 0,
+                    &mut p.host.counters.drops[Drop::TapFull as usize],
+                );
+            }
+            if now - last_timers >= MS {
+                last_timers = now;
+                self.timers(now);
+            }
+            if now - last_publish >= 10 * MS {
+                last_publish = now;
+                self.publish(&counters);
+                if self.panic_for_test {
+                    panic!("worker panic requested by POLLUX_TEST_WORKER_PANIC");
+                }
+            }
+            if work > 0 {
+                counters.busy_polls += 1;
+                idle_streak = 0;
+            } else {
+                counters.idle_polls += 1;
+                idle_streak = idle_streak.saturating_add(1);
+                if self.poll_mode == PollMode::Adaptive && idle_streak >= 256 {
+                    // VPP-style adaptive polling: short sleeps once idle,
+                    // longer ones after a second of nothing; timers run at
+                    // the latest 1 ms late.
+                    counters.sleeps += 1;
+                    let us = if idle_streak >= 10_000 { 1000 } else { 100 };
+                    std::thread::sleep(Duration::from_micros(us));
+                }
+            }
+        }
+        self.publish(&counters);
+        self.shared.running.store(false, Relaxed);
+    }
+
+    fn publish(&self, counters: &WorkerCounters) {
+        for p in &self.ports {
+            p.shared.publish(&p.host.counters);
+        }
+        self.shared.publish(counters);
+    }
+
+    fn poll_wire(&mut self, pi: usize, now: Nanos, burst: &mut Burst) -> usize {
+        let pool = &*self.pool;
+        let p = &mut self.ports[pi];
+        let n = burst.rx(p.port_rx);
+        for mut m in burst.drain() {
+            let c = &mut p.host.counters;
+            c.rx_packets += 1;
+            c.rx_bytes += m.len() as u64;
+            if m.segments() != 1 {
+                c.drop(Drop::MultiSegment);
+                continue;
+            }
+            let len = m.len();
+            let mut io = WireIo {
+                pool,
+                tap_tx: &mut p.tap_tx,
+                to_tap: 0,
+                drops: [0; 2],
+                resolved: [(IpAddr::from([0u8; 4]), Mac::ZERO); 4],
+                n_resolved: 0,
+            };
+            let verdict = p
+                .host
+                .rx_from_wire(now, m.data_and_tailroom(), len, &mut io);
+            let WireIo {
+                to_tap,
+                drops,
+                resolved,
+                n_resolved,
+                ..
+            } = io;
+            let c = &mut p.host.counters;
+            c.to_tap += to_tap;
+            c.drops[Drop::TapFull as usize] += drops[0];
+            c.drops[Drop::NoMbuf as usize] += drops[1];
+            match verdict {
+                FromWire::Reply(n) => {
+                    if m.set_len(n) {
+                        push(
+                            &mut p.port_tx,
+                            m,
+                            &mut c.tx_packets,
+                            &mut c.drops[Drop::TxFull as usize],
+                        );
+                    }
+                }
+                FromWire::Punt => {
+                    if p.host.vlan.is_some() {
+                        m.strip_vlan();
+                    }
+                    c.to_tap += 1;
+                    push(
+                        &mut p.tap_tx,
+                        m,
+                        &mut 0,
+                        &mut c.drops[Drop::TapFull as usize],
+                    );
+                }
+                FromWire::Consumed => {}
+                FromWire::Drop(why) => c.drop(why),
+            }
+            for &(ip, mac) in &resolved[..n_resolved] {
+                let (host, tx) = (&mut p.host, &mut p.port_tx);
+                p.pending.take_for(ip, |m| send_to(host, tx, m, mac));
+            }
+        }
+        n
+    }
+
+    fn poll_tap(&mut self, pi: usize, now: Nanos, burst: &mut Burst, tables: &Tables) -> usize {
+        let n = burst.rx(self.ports[pi].tap_rx);
+        for mut m in burst.drain() {
+            let p = &mut self.ports[pi];
+            p.host.counters.from_tap += 1;
+            let len = m.len();
+            let verdict = p.host.rx_from_tap(m.data_and_tailroom(), len, &tables.fib);
+            if let FromTap::Forward { port, next_hop } = verdict {
+                match self.ports.iter().position(|q| q.host.index == port) {
+                    Some(ei) => self.forward(ei, m, next_hop, now),
+                    None => self.ports[pi].host.counters.drop(Drop::RouteOtherWorker),
+                }
+                continue;
+            }
+            let p = &mut self.ports[pi];
+            match verdict {
+                FromTap::ReplyToTap(n) => {
+                    if m.set_len(n) {
+                        push(
+                            &mut p.tap_tx,
+                            m,
+                            &mut 0,
+                            &mut p.host.counters.drops[Drop::TapFull as usize],
+                        );
+                    }
+                }
+                FromTap::Flood => {
+                    let c = &mut p.host.counters;
+                    if p.host.vlan.map_or(true, |v| m.insert_vlan(v)) {
+                        push(
+                            &mut p.port_tx,
+                            m,
+                            &mut c.tx_packets,
+                            &mut c.drops[Drop::TxFull as usize],
+                        );
+                    }
+                }
+                FromTap::Forward { .. } | FromTap::Consumed => {}
+                FromTap::Drop(why) => p.host.counters.drop(why),
+            }
+        }
+        n
+    }
+
+    /// Sends `m` out of local port `ei` to `next_hop`, resolving it first.
+    fn forward(&mut self, ei: usize, m: Mbuf, next_hop: IpAddr, now: Nanos) {
+        let p = &mut self.ports[ei];
+        if let Some(mac) = p.host.neighbors.lookup(next_hop, now) {
+            send_to(&mut p.host, &mut p.port_tx, m, mac);
+            return;
+        }
+        if let Err(m) = p.pending.push(next_hop, now, m) {
+            drop(m);
+            p.host.counters.drop(Drop::NeighborQueueFull);
+        }
+        self.solicit(ei, next_hop, now);
+    }
+
+    fn solicit(&mut self, ei: usize, ip: IpAddr, now: Nanos) {
+        let p = &mut self.ports[ei];
+        if !p.host.neighbors.should_solicit(ip, now) {
+            return;
+        }
+        let Some(mut m) = self.pool.alloc() else {
+            p.host.counters.drop(Drop::NoMbuf);
+            return;
+        };
+        if let Some(n) = p.host.emit_solicit(ip, m.data_and_tailroom()) {
+            if m.set_len(n) {
+                let c = &mut p.host.counters;
+                c.solicits += 1;
+                push(
+                    &mut p.port_tx,
+                    m,
+                    &mut c.tx_packets,
+                    &mut c.drops[Drop::TxFull as usize],
+                );
+            }
+        }
+    }
+
+    fn timers(&mut self, now: Nanos) {
+        for ei in 0..self.ports.len() {
+            let p = &mut self.ports[ei];
+            let c = &mut p.host.counters;
+            p.pending.expire(now, |m| {
+                drop(m);
+                c.drop(Drop::NeighborUnresolved);
+            });
+            let mut waiting = [None; 8];
+            for (slot, ip) in waiting.iter_mut().zip(p.pending.waiting()) {
+                *slot = Some(ip);
+            }
+            for ip in waiting.into_iter().flatten() {
+                self.solicit(ei, ip, now);
+            }
+        }
+    }
+}
+
+/// Points `m` at `mac` from `host`'s port, tags it, queues it for TX.
+fn send_to(host: &mut Host, tx: &mut TxBuffer, mut m: Mbuf, mac: Mac) {
+    host.set_macs(m.data_mut(), mac);
+    let c = &mut host.counters;
+    if host.vlan.map_or(true, |v| m.insert_vlan(v)) {
+        push(
+            tx,
+            m,
+            &mut c.tx_packets,
+            &mut c.drops[Drop::TxFull as usize],
+        );
+    }
+}
+
+#[inline]
+fn push(tx: &mut TxBuffer, m: Mbuf, sent: &mut u64, dropped: &mut u64) {
+    let (s, d) = tx.push(m);
+    *sent += s as u64;
+    *dropped += d as u64;
+}
+
+#[inline]
+fn flush(tx: &mut TxBuffer, sent: &mut u64, dropped: &mut u64) {
+    let (s, d) = tx.flush();
+    *sent += s as u64;
+    *dropped += d as u64;
+}
