@@ -1417,3 +1417,309 @@ fn table_set_timers_and_force_down_reschedule() {
     );
     assert_eq!(p.a.peer(SessionId(1)).unwrap().addr, addr(1, 1));
 }
+
+// ---- vectors from independent implementations ------------------------------------------
+//
+// Captured on a veth between FRR 8.4.4 bfdd (10.0.0.1, discriminator
+// 0x2d2de156, UDP source port 49152) and BIRD 2.0.12 (10.0.0.2,
+// 0xff9f9059, source port 36710), both at 50 ms × 3, TTL 255 both ways
+// (tcpdump on udp port 3784, 2026-11-24).
+
+/// BIRD's first packet: Down, Your Discriminator still 0, 1 s slow rate.
+#[rustfmt::skip]
+const BIRD_DOWN_FIRST: [u8; 24] = [
+    0x20,                   // Vers 1 | Diag 0
+    0x40,                   // Sta Down | no flags (BIRD sets no C bit)
+    0x03,                   // Detect Mult 3
+    0x18,                   // Length 24
+    0xff, 0x9f, 0x90, 0x59, // My Discriminator (BIRD)
+    0x00, 0x00, 0x00, 0x00, // Your Discriminator 0
+    0x00, 0x0f, 0x42, 0x40, // Desired Min TX 1 s (not Up)
+    0x00, 0x00, 0xc3, 0x50, // Required Min RX 50 ms
+    0x00, 0x00, 0x00, 0x00, // Required Min Echo RX 0
+];
+
+/// FRR answers BIRD's Down with Init; FRR slows its Required Min RX to 1 s
+/// too while not Up, and advertises Echo RX 50 ms.
+#[rustfmt::skip]
+const FRR_INIT: [u8; 24] = [
+    0x20,                   // Vers 1 | Diag 0
+    0x80,                   // Sta Init | no flags
+    0x03, 0x18,             // Detect Mult 3, Length 24
+    0x2d, 0x2d, 0xe1, 0x56, // My Discriminator (FRR)
+    0xff, 0x9f, 0x90, 0x59, // Your Discriminator (BIRD)
+    0x00, 0x0f, 0x42, 0x40, // Desired Min TX 1 s
+    0x00, 0x0f, 0x42, 0x40, // Required Min RX 1 s
+    0x00, 0x00, 0xc3, 0x50, // Required Min Echo RX 50 ms
+];
+
+/// BIRD, just Up: a Poll announcing the fast timers.
+#[rustfmt::skip]
+const BIRD_UP_POLL: [u8; 24] = [
+    0x20,                   // Vers 1 | Diag 0
+    0xe0,                   // Sta Up | P
+    0x03, 0x18,
+    0xff, 0x9f, 0x90, 0x59, // My Discriminator (BIRD)
+    0x2d, 0x2d, 0xe1, 0x56, // Your Discriminator (FRR)
+    0x00, 0x00, 0xc3, 0x50, // Desired Min TX 50 ms
+    0x00, 0x00, 0xc3, 0x50, // Required Min RX 50 ms
+    0x00, 0x00, 0x00, 0x00,
+];
+
+/// FRR, Up: its own Poll for the fast timers.
+#[rustfmt::skip]
+const FRR_UP_POLL: [u8; 24] = [
+    0x20, 0xe0,             // Vers 1 | Diag 0; Sta Up | P
+    0x03, 0x18,
+    0x2d, 0x2d, 0xe1, 0x56,
+    0xff, 0x9f, 0x90, 0x59,
+    0x00, 0x00, 0xc3, 0x50, // Desired Min TX 50 ms
+    0x00, 0x00, 0xc3, 0x50, // Required Min RX 50 ms
+    0x00, 0x00, 0xc3, 0x50, // Required Min Echo RX 50 ms
+];
+
+/// FRR's Final to BIRD's Poll.
+#[rustfmt::skip]
+const FRR_UP_FINAL: [u8; 24] = [
+    0x20, 0xd0,             // Sta Up | F
+    0x03, 0x18,
+    0x2d, 0x2d, 0xe1, 0x56,
+    0xff, 0x9f, 0x90, 0x59,
+    0x00, 0x00, 0xc3, 0x50,
+    0x00, 0x00, 0xc3, 0x50,
+    0x00, 0x00, 0xc3, 0x50,
+];
+
+/// BIRD's Final to FRR's Poll, then its steady-state packet (no flags).
+#[rustfmt::skip]
+const BIRD_UP_FINAL: [u8; 24] = [
+    0x20, 0xd0,             // Sta Up | F
+    0x03, 0x18,
+    0xff, 0x9f, 0x90, 0x59,
+    0x2d, 0x2d, 0xe1, 0x56,
+    0x00, 0x00, 0xc3, 0x50,
+    0x00, 0x00, 0xc3, 0x50,
+    0x00, 0x00, 0x00, 0x00,
+];
+#[rustfmt::skip]
+const BIRD_UP: [u8; 24] = [
+    0x20, 0xc0,             // Sta Up
+    0x03, 0x18,
+    0xff, 0x9f, 0x90, 0x59,
+    0x2d, 0x2d, 0xe1, 0x56,
+    0x00, 0x00, 0xc3, 0x50,
+    0x00, 0x00, 0xc3, 0x50,
+    0x00, 0x00, 0x00, 0x00,
+];
+
+/// FRR after `receive-interval 100`: a Poll with Required Min RX 100 ms.
+#[rustfmt::skip]
+const FRR_POLL_RX_100: [u8; 24] = [
+    0x20, 0xe0,             // Sta Up | P
+    0x03, 0x18,
+    0x2d, 0x2d, 0xe1, 0x56,
+    0xff, 0x9f, 0x90, 0x59,
+    0x00, 0x00, 0xc3, 0x50, // Desired Min TX 50 ms
+    0x00, 0x01, 0x86, 0xa0, // Required Min RX 100 ms
+    0x00, 0x00, 0xc3, 0x50,
+];
+
+/// FRR after `shutdown`: AdminDown -- with Diag 0, not 7.
+#[rustfmt::skip]
+const FRR_ADMIN_DOWN: [u8; 24] = [
+    0x20,                   // Vers 1 | Diag 0 (FRR 8.4 sends no diag here)
+    0x00,                   // Sta AdminDown
+    0x03, 0x18,
+    0x2d, 0x2d, 0xe1, 0x56,
+    0xff, 0x9f, 0x90, 0x59,
+    0x00, 0x00, 0xc3, 0x50,
+    0x00, 0x01, 0x86, 0xa0,
+    0x00, 0x00, 0xc3, 0x50,
+];
+
+/// BIRD's answer to that: Down, Diag 3 (Neighbor Signaled Session Down),
+/// with a Poll for its 1 s slow rate (BIRD polls outside Up too).
+#[rustfmt::skip]
+const BIRD_DOWN_NSD_POLL: [u8; 24] = [
+    0x23,                   // Vers 1 | Diag 3
+    0x60,                   // Sta Down | P
+    0x03, 0x18,
+    0xff, 0x9f, 0x90, 0x59,
+    0x2d, 0x2d, 0xe1, 0x56,
+    0x00, 0x0f, 0x42, 0x40, // Desired Min TX 1 s
+    0x00, 0x00, 0xc3, 0x50,
+    0x00, 0x00, 0x00, 0x00,
+];
+
+/// FRR after BIRD went silent (`disable`): Down, Diag 1, remote forgotten.
+#[rustfmt::skip]
+const FRR_DOWN_EXPIRED: [u8; 24] = [
+    0x21,                   // Vers 1 | Diag 1 (Control Detection Time Expired)
+    0x40,                   // Sta Down
+    0x03, 0x18,
+    0x2d, 0x2d, 0xe1, 0x56,
+    0x00, 0x00, 0x00, 0x00, // Your Discriminator 0
+    0x00, 0x0f, 0x42, 0x40,
+    0x00, 0x0f, 0x42, 0x40,
+    0x00, 0x00, 0xc3, 0x50,
+];
+
+#[test]
+fn captured_frr_and_bird_packets_parse_and_re_emit_identically() {
+    let all: [(&str, &[u8; 24], State, Diag, bool, bool); 11] = [
+        (
+            "bird down",
+            &BIRD_DOWN_FIRST,
+            State::Down,
+            Diag::None,
+            false,
+            false,
+        ),
+        ("frr init", &FRR_INIT, State::Init, Diag::None, false, false),
+        (
+            "bird up poll",
+            &BIRD_UP_POLL,
+            State::Up,
+            Diag::None,
+            true,
+            false,
+        ),
+        (
+            "frr up poll",
+            &FRR_UP_POLL,
+            State::Up,
+            Diag::None,
+            true,
+            false,
+        ),
+        (
+            "frr up final",
+            &FRR_UP_FINAL,
+            State::Up,
+            Diag::None,
+            false,
+            true,
+        ),
+        (
+            "bird up final",
+            &BIRD_UP_FINAL,
+            State::Up,
+            Diag::None,
+            false,
+            true,
+        ),
+        ("bird up", &BIRD_UP, State::Up, Diag::None, false, false),
+        (
+            "frr poll rx 100",
+            &FRR_POLL_RX_100,
+            State::Up,
+            Diag::None,
+            true,
+            false,
+        ),
+        (
+            "frr admin down",
+            &FRR_ADMIN_DOWN,
+            State::AdminDown,
+            Diag::None,
+            false,
+            false,
+        ),
+        (
+            "bird down nsd",
+            &BIRD_DOWN_NSD_POLL,
+            State::Down,
+            Diag::NeighborSignaledDown,
+            true,
+            false,
+        ),
+        (
+            "frr down expired",
+            &FRR_DOWN_EXPIRED,
+            State::Down,
+            Diag::ControlDetectionTimeExpired,
+            false,
+            false,
+        ),
+    ];
+    for (what, bytes, state, diag, poll, final_) in all {
+        let r = parse(bytes);
+        assert_eq!(
+            (r.state, r.diag, r.poll, r.final_),
+            (state, diag, poll, final_),
+            "{what}"
+        );
+        assert_eq!(r.detect_mult, 3, "{what}");
+        assert!(
+            !r.control_plane_independent && !r.demand && r.auth.is_none(),
+            "{what}"
+        );
+        let mut out = [0u8; HEADER_LEN];
+        r.emit(&mut out).unwrap();
+        assert_eq!(&out, bytes, "{what}: re-emitted bytes differ");
+    }
+    assert_eq!(parse(&FRR_POLL_RX_100).required_min_rx, 100_000);
+    assert_eq!(parse(&FRR_INIT).my_discr, 0x2d2d_e156);
+    assert_eq!(parse(&BIRD_DOWN_FIRST).my_discr, 0xff9f_9059);
+}
+
+/// Our session takes BIRD's place opposite FRR's recorded packets and must
+/// send what BIRD sent, byte for byte, where the RFC leaves no choice.
+#[test]
+fn session_replays_the_bird_side_against_recorded_frr() {
+    let c = SessionConfig {
+        control_plane_independent: false, // BIRD sets no C bit
+        ..SessionConfig::single_hop(0xff9f_9059, Timers::symmetric_us(50_000, 3))
+    };
+    let mut s = Session::new(SessionId(0), c, 0).unwrap();
+    assert_eq!(sent(&mut s, 0).unwrap(), BIRD_DOWN_FIRST);
+
+    // FRR's Init (848 ms later): Down → Up; the fast rate applies at once and
+    // a Poll announces it.
+    let t = 848 * MS;
+    let ev = s.on_packet(t, &parse(&FRR_INIT), 255).unwrap().unwrap();
+    assert_eq!((ev.old, ev.new), (State::Down, State::Up));
+    assert_eq!(sent(&mut s, t).unwrap(), BIRD_UP_POLL);
+
+    // FRR's own Poll: we owe a Final, exactly BIRD's.
+    s.on_packet(t + MS, &parse(&FRR_UP_POLL), 255).unwrap();
+    assert_eq!(sent(&mut s, t + MS).unwrap(), BIRD_UP_FINAL);
+    // FRR's Final ends our Poll; then the steady-state packet.
+    s.on_packet(t + MS, &parse(&FRR_UP_FINAL), 255).unwrap();
+    assert!(!s.poll_active());
+    let next = s.next_tx_deadline();
+    assert_eq!(sent(&mut s, next).unwrap(), BIRD_UP);
+    assert_eq!(s.tx_interval_ns(), 50 * MS);
+    assert_eq!(s.detection_time_ns(), 150 * MS);
+
+    // FRR asks for 100 ms: a Final at once, and we slow down to 100 ms.
+    let t = 5 * S;
+    s.on_packet(t, &parse(&FRR_POLL_RX_100), 255).unwrap();
+    assert_eq!(sent(&mut s, t).unwrap(), BIRD_UP_FINAL);
+    assert_eq!(s.tx_interval_ns(), 100 * MS);
+
+    // FRR's AdminDown: Down with Neighbor Signaled Session Down. BIRD also
+    // set P here (it polls for the slow rate even when not Up); we do not,
+    // so our packet is BIRD's without the P bit.
+    let t = 7 * S;
+    let ev = s
+        .on_packet(t, &parse(&FRR_ADMIN_DOWN), 255)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (ev.old, ev.new, ev.diag),
+        (State::Up, State::Down, Diag::NeighborSignaledDown)
+    );
+    assert_eq!(ev.remote_state, State::AdminDown);
+    let next = s.next_tx_deadline();
+    let mut want = BIRD_DOWN_NSD_POLL;
+    want[1] = 0x40; // Sta Down, no P
+    assert_eq!(sent(&mut s, next).unwrap(), want);
+
+    // A packet BIRD would have sent to the multihop port or with TTL 64 is
+    // dropped; FRR's TTL was 255 throughout the capture.
+    assert_eq!(
+        s.on_packet(t, &parse(&FRR_DOWN_EXPIRED), 64),
+        Err(RxError::BadTtl)
+    );
+}
