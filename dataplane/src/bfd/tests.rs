@@ -1566,7 +1566,9 @@ const FRR_DOWN_EXPIRED: [u8; 24] = [
 
 #[test]
 fn captured_frr_and_bird_packets_parse_and_re_emit_identically() {
-    let all: [(&str, &[u8; 24], State, Diag, bool, bool); 11] = [
+    // (what, bytes, state, diag, P, F)
+    type Row = (&'static str, &'static [u8; 24], State, Diag, bool, bool);
+    let all: [Row; 11] = [
         (
             "bird down",
             &BIRD_DOWN_FIRST,
