@@ -1053,3 +1053,448 @@ pub fn negotiate(config: &Config, open: &Open) -> Negotiated {
         peer_capabilities: open.capabilities.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! One behaviour per test (rustybgp's fsm.rs style): state and outputs
+    //! after one input.
+
+    use super::*;
+
+    fn cfg() -> Config {
+        let mut c = Config::new(65000, 65001, Ipv4Addr::new(192, 0, 2, 1));
+        c.hold_time = 9;
+        c.connect_retry_time = 5;
+        c
+    }
+
+    fn peer_open(hold: u16) -> Vec<u8> {
+        let mut p = Config::new(65001, 65000, Ipv4Addr::new(192, 0, 2, 2));
+        p.hold_time = hold;
+        Message::Open(p.open())
+            .to_bytes(&Context::default())
+            .unwrap()
+    }
+
+    fn keepalive() -> Vec<u8> {
+        keepalive_bytes()
+    }
+
+    fn run(s: &mut Session, now: u64, i: Input<'_>) -> Vec<Output> {
+        let mut out = Vec::new();
+        s.process(now, i, &mut out);
+        out
+    }
+
+    fn sent_types(out: &[Output]) -> Vec<MessageType> {
+        out.iter()
+            .filter_map(|o| match o {
+                Output::Send { kind, .. } => Some(*kind),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn notification(out: &[Output]) -> Option<Notification> {
+        out.iter().find_map(|o| match o {
+            Output::Send {
+                kind: MessageType::Notification,
+                bytes,
+            } => match decode(bytes, &Context::default()) {
+                Ok(Message::Notification(n)) => Some(n),
+                _ => None,
+            },
+            _ => None,
+        })
+    }
+
+    fn in_state(state: State) -> Session {
+        let mut s = Session::new(cfg());
+        if state == State::Idle {
+            return s;
+        }
+        if state == State::Active {
+            run(&mut s, 0, Input::ManualStartPassive);
+            return s;
+        }
+        run(&mut s, 0, Input::ManualStart);
+        if state == State::Connect {
+            return s;
+        }
+        run(&mut s, 0, Input::TcpCrAcked);
+        if state == State::OpenSent {
+            return s;
+        }
+        run(&mut s, 0, Input::Received(&peer_open(90)));
+        if state == State::OpenConfirm {
+            return s;
+        }
+        run(&mut s, 0, Input::Received(&keepalive()));
+        assert_eq!(s.state(), State::Established);
+        s
+    }
+
+    #[test]
+    fn idle_manual_start_connects_and_arms_connect_retry() {
+        let mut s = Session::new(cfg());
+        let out = run(&mut s, 1000, Input::ManualStart);
+        assert_eq!(s.state(), State::Connect);
+        assert!(out.contains(&Output::Connect));
+        assert!(out.contains(&Output::ArmTimer {
+            timer: Timer::ConnectRetry,
+            deadline: 6000
+        }));
+    }
+
+    #[test]
+    fn idle_passive_start_listens_in_active() {
+        let mut s = Session::new(cfg());
+        let out = run(&mut s, 0, Input::ManualStartPassive);
+        assert_eq!(s.state(), State::Active);
+        assert!(!out.contains(&Output::Connect));
+    }
+
+    #[test]
+    fn idle_refuses_incoming_connections() {
+        let mut s = Session::new(cfg());
+        let out = run(&mut s, 0, Input::TcpConnectionConfirmed);
+        assert_eq!(s.state(), State::Idle);
+        assert_eq!(out, vec![Output::CloseTcp]);
+    }
+
+    #[test]
+    fn connect_retry_expiry_in_connect_retries() {
+        let mut s = in_state(State::Connect);
+        let out = run(&mut s, 5000, Input::Timer(Timer::ConnectRetry));
+        assert_eq!(s.state(), State::Connect);
+        assert!(out.contains(&Output::Connect));
+        assert_eq!(s.deadline(Timer::ConnectRetry), Some(10_000));
+    }
+
+    #[test]
+    fn early_timer_is_ignored() {
+        let mut s = in_state(State::Connect);
+        let out = run(&mut s, 4999, Input::Timer(Timer::ConnectRetry));
+        assert!(out.is_empty());
+        assert_eq!(s.state(), State::Connect);
+    }
+
+    #[test]
+    fn connect_refused_goes_active() {
+        let mut s = in_state(State::Connect);
+        run(&mut s, 100, Input::TcpConnectionFails);
+        assert_eq!(s.state(), State::Active);
+        assert_eq!(s.deadline(Timer::ConnectRetry), Some(5100));
+    }
+
+    #[test]
+    fn active_connect_retry_expiry_initiates_connect() {
+        let mut s = in_state(State::Active);
+        let out = run(&mut s, 5000, Input::Timer(Timer::ConnectRetry));
+        assert_eq!(s.state(), State::Connect);
+        assert!(out.contains(&Output::Connect));
+    }
+
+    #[test]
+    fn passive_only_peer_keeps_listening_on_connect_retry() {
+        let mut c = cfg();
+        c.passive = true;
+        let mut s = Session::new(c);
+        run(&mut s, 0, Input::ManualStart);
+        let out = run(&mut s, 5000, Input::Timer(Timer::ConnectRetry));
+        assert_eq!(s.state(), State::Active);
+        assert!(!out.contains(&Output::Connect));
+    }
+
+    #[test]
+    fn tcp_up_sends_open_and_arms_a_4_minute_hold_timer() {
+        let mut s = in_state(State::Connect);
+        let out = run(&mut s, 0, Input::TcpCrAcked);
+        assert_eq!(s.state(), State::OpenSent);
+        assert_eq!(sent_types(&out), vec![MessageType::Open]);
+        assert_eq!(s.deadline(Timer::Hold), Some(240_000));
+        assert_eq!(s.deadline(Timer::ConnectRetry), None);
+        assert_eq!(s.direction(), Some(Direction::Outgoing));
+    }
+
+    #[test]
+    fn open_sent_valid_open_sends_keepalive_and_goes_open_confirm() {
+        let mut s = in_state(State::OpenSent);
+        let out = run(&mut s, 1000, Input::Received(&peer_open(90)));
+        assert_eq!(s.state(), State::OpenConfirm);
+        assert_eq!(sent_types(&out), vec![MessageType::Keepalive]);
+        assert_eq!(s.deadline(Timer::Hold), Some(10_000));
+        assert_eq!(s.deadline(Timer::Keepalive), Some(4000));
+    }
+
+    #[test]
+    fn hold_time_zero_disables_hold_and_keepalive_timers() {
+        let mut s = in_state(State::OpenSent);
+        run(&mut s, 0, Input::Received(&peer_open(0)));
+        assert_eq!(s.negotiated().unwrap().hold_time, 0);
+        assert_eq!(s.deadline(Timer::Hold), None);
+        assert_eq!(s.deadline(Timer::Keepalive), None);
+    }
+
+    #[test]
+    fn open_from_the_wrong_as_gets_bad_peer_as() {
+        let mut s = in_state(State::OpenSent);
+        let mut p = Config::new(65002, 65000, Ipv4Addr::new(192, 0, 2, 2));
+        p.hold_time = 90;
+        let bytes = Message::Open(p.open())
+            .to_bytes(&Context::default())
+            .unwrap();
+        let out = run(&mut s, 0, Input::Received(&bytes));
+        let n = notification(&out).unwrap();
+        assert_eq!((n.code, n.subcode), (2, 2));
+        assert_eq!(s.state(), State::Idle);
+    }
+
+    #[test]
+    fn ibgp_open_with_our_identifier_gets_bad_bgp_identifier() {
+        let mut c = cfg();
+        c.peer_as = 65000;
+        let mut s = Session::new(c.clone());
+        run(&mut s, 0, Input::ManualStart);
+        run(&mut s, 0, Input::TcpCrAcked);
+        let bytes = Message::Open(c.open())
+            .to_bytes(&Context::default())
+            .unwrap();
+        let n = notification(&run(&mut s, 0, Input::Received(&bytes))).unwrap();
+        assert_eq!((n.code, n.subcode), (2, 3));
+    }
+
+    #[test]
+    fn ebgp_open_with_our_identifier_is_accepted() {
+        let mut s = in_state(State::OpenSent);
+        let mut p = Config::new(65001, 65000, Ipv4Addr::new(192, 0, 2, 1));
+        p.hold_time = 90;
+        let bytes = Message::Open(p.open())
+            .to_bytes(&Context::default())
+            .unwrap();
+        run(&mut s, 0, Input::Received(&bytes));
+        assert_eq!(s.state(), State::OpenConfirm);
+    }
+
+    #[test]
+    fn four_octet_peer_as_is_matched_through_the_capability() {
+        let mut c = cfg();
+        c.peer_as = 4_200_000_000;
+        let mut s = Session::new(c);
+        run(&mut s, 0, Input::ManualStart);
+        run(&mut s, 0, Input::TcpCrAcked);
+        let mut p = Config::new(4_200_000_000, 65000, Ipv4Addr::new(192, 0, 2, 2));
+        p.hold_time = 90;
+        let open = p.open();
+        assert_eq!(open.my_as, AS_TRANS);
+        let bytes = Message::Open(open).to_bytes(&Context::default()).unwrap();
+        run(&mut s, 0, Input::Received(&bytes));
+        assert_eq!(s.state(), State::OpenConfirm);
+        assert_eq!(s.negotiated().unwrap().peer_as, 4_200_000_000);
+    }
+
+    #[test]
+    fn peer_without_mp_capability_gets_ipv4_unicast_only() {
+        let mut s = in_state(State::OpenSent);
+        let mut p = Config::new(65001, 65000, Ipv4Addr::new(192, 0, 2, 2));
+        p.families.clear();
+        let bytes = Message::Open(p.open())
+            .to_bytes(&Context::default())
+            .unwrap();
+        run(&mut s, 0, Input::Received(&bytes));
+        assert_eq!(s.negotiated().unwrap().families, vec![Family::IPV4_UNICAST]);
+    }
+
+    #[test]
+    fn keepalive_in_open_sent_is_an_fsm_error() {
+        let mut s = in_state(State::OpenSent);
+        let n = notification(&run(&mut s, 0, Input::Received(&keepalive()))).unwrap();
+        assert_eq!(
+            (n.code, n.subcode),
+            (error_code::FSM, fsm_subcode::UNEXPECTED_IN_OPEN_SENT)
+        );
+        assert_eq!(s.state(), State::Idle);
+    }
+
+    #[test]
+    fn tcp_failure_in_open_sent_goes_back_to_active() {
+        let mut s = in_state(State::OpenSent);
+        run(&mut s, 0, Input::TcpConnectionFails);
+        assert_eq!(s.state(), State::Active);
+        assert!(s.deadline(Timer::ConnectRetry).is_some());
+    }
+
+    #[test]
+    fn open_confirm_keepalive_goes_established_with_session_up() {
+        let mut s = in_state(State::OpenConfirm);
+        let out = run(&mut s, 0, Input::Received(&keepalive()));
+        assert_eq!(s.state(), State::Established);
+        assert!(out
+            .iter()
+            .any(|o| matches!(o, Output::SessionUp(n) if n.peer_as == 65001)));
+    }
+
+    #[test]
+    fn update_in_open_confirm_is_an_fsm_error() {
+        let mut s = in_state(State::OpenConfirm);
+        let eor = Message::Update(Update::default())
+            .to_bytes(&Context::default())
+            .unwrap();
+        let n = notification(&run(&mut s, 0, Input::Received(&eor))).unwrap();
+        assert_eq!(
+            (n.code, n.subcode),
+            (error_code::FSM, fsm_subcode::UNEXPECTED_IN_OPEN_CONFIRM)
+        );
+    }
+
+    #[test]
+    fn open_confirm_keepalive_timer_sends_keepalive() {
+        let mut s = in_state(State::OpenConfirm);
+        let out = run(&mut s, 3000, Input::Timer(Timer::Keepalive));
+        assert_eq!(sent_types(&out), vec![MessageType::Keepalive]);
+        assert_eq!(s.deadline(Timer::Keepalive), Some(6000));
+    }
+
+    #[test]
+    fn hold_timer_expiry_sends_hold_timer_expired() {
+        let mut s = in_state(State::Established);
+        let out = run(&mut s, 9000, Input::Timer(Timer::Hold));
+        let n = notification(&out).unwrap();
+        assert_eq!((n.code, n.subcode), (error_code::HOLD_TIMER_EXPIRED, 0));
+        assert_eq!(s.state(), State::Idle);
+        assert!(out.iter().any(|o| matches!(
+            o,
+            Output::SessionDown {
+                reason: DownReason::HoldTimerExpired,
+                was_established: true
+            }
+        )));
+    }
+
+    #[test]
+    fn session_that_failed_restarts_after_idle_hold() {
+        let mut s = in_state(State::Established);
+        run(&mut s, 9000, Input::Timer(Timer::Hold));
+        assert_eq!(s.deadline(Timer::IdleHold), Some(14_000));
+        let out = run(&mut s, 14_000, Input::Timer(Timer::IdleHold));
+        assert_eq!(s.state(), State::Connect);
+        assert!(out.contains(&Output::Connect));
+    }
+
+    #[test]
+    fn established_update_restarts_hold_timer_and_is_delivered() {
+        let mut s = in_state(State::Established);
+        let eor = Message::Update(Update::default())
+            .to_bytes(&Context::default())
+            .unwrap();
+        let out = run(&mut s, 5000, Input::Received(&eor));
+        assert_eq!(s.deadline(Timer::Hold), Some(14_000));
+        assert!(out.contains(&Output::UpdateReceived(Update::default())));
+    }
+
+    #[test]
+    fn established_notification_goes_idle_without_answering() {
+        let mut s = in_state(State::Established);
+        let n = Notification::administrative_shutdown("bye");
+        let bytes = Message::Notification(n.clone())
+            .to_bytes(&Context::default())
+            .unwrap();
+        let out = run(&mut s, 0, Input::Received(&bytes));
+        assert!(sent_types(&out).is_empty());
+        assert!(out.contains(&Output::SessionDown {
+            reason: DownReason::NotificationReceived(n),
+            was_established: true,
+        }));
+    }
+
+    #[test]
+    fn route_refresh_for_a_negotiated_family_is_passed_on() {
+        let mut s = in_state(State::Established);
+        let rr = Message::RouteRefresh(RouteRefresh {
+            family: Family::IPV6_UNICAST,
+            subtype: 0,
+        });
+        let out = run(
+            &mut s,
+            0,
+            Input::Received(&rr.to_bytes(&Context::default()).unwrap()),
+        );
+        assert!(out.contains(&Output::RouteRefreshRequested(Family::IPV6_UNICAST)));
+    }
+
+    #[test]
+    fn route_refresh_for_another_family_is_ignored() {
+        let mut s = in_state(State::Established);
+        let rr = Message::RouteRefresh(RouteRefresh {
+            family: Family {
+                afi: Afi(25),
+                safi: Safi(70),
+            },
+            subtype: 0,
+        });
+        let out = run(
+            &mut s,
+            0,
+            Input::Received(&rr.to_bytes(&Context::default()).unwrap()),
+        );
+        assert!(!out
+            .iter()
+            .any(|o| matches!(o, Output::RouteRefreshRequested(_))));
+        assert_eq!(s.state(), State::Established);
+    }
+
+    #[test]
+    fn sending_an_update_restarts_the_keepalive_timer() {
+        let mut s = in_state(State::Established);
+        let mut out = Vec::new();
+        s.send(2000, &Message::Update(Update::default()), &mut out)
+            .unwrap();
+        assert_eq!(s.deadline(Timer::Keepalive), Some(5000));
+    }
+
+    #[test]
+    fn sending_before_established_is_refused() {
+        let mut s = in_state(State::OpenConfirm);
+        let mut out = Vec::new();
+        let e = s
+            .send(0, &Message::Update(Update::default()), &mut out)
+            .unwrap_err();
+        assert_eq!(e, SendError::NotEstablished(State::OpenConfirm));
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn manual_stop_in_connect_closes_without_notification() {
+        let mut s = in_state(State::Connect);
+        let out = run(&mut s, 0, Input::ManualStop(""));
+        assert!(sent_types(&out).is_empty());
+        assert!(out.contains(&Output::CloseTcp));
+        assert_eq!(s.state(), State::Idle);
+    }
+
+    #[test]
+    fn automatic_stop_sends_cease_other_configuration_change() {
+        let mut s = in_state(State::Established);
+        let n = notification(&run(&mut s, 0, Input::AutomaticStop)).unwrap();
+        assert_eq!(
+            (n.code, n.subcode),
+            (6, cease_subcode::OTHER_CONFIGURATION_CHANGE)
+        );
+    }
+
+    #[test]
+    fn message_counters_count_by_type() {
+        let s = in_state(State::Established);
+        assert_eq!(s.counters().sent, [1, 0, 0, 1, 0]);
+        assert_eq!(s.counters().received, [1, 0, 0, 1, 0]);
+    }
+
+    #[test]
+    fn error_display_names_reason_and_reaction() {
+        let e = decode(&[0u8; 19], &Context::default()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "marker is not all ones: session reset, send message-header-error(1)/1"
+        );
+    }
+}

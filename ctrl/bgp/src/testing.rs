@@ -83,7 +83,10 @@ pub fn corpus_config() -> Config {
 
 /// The codec context of an Established corpus session.
 pub fn corpus_context() -> Context {
-    Context { four_octet_as: true, ebgp: true }
+    Context {
+        four_octet_as: true,
+        ebgp: true,
+    }
 }
 
 /// A message with a correct header around `body`.
@@ -168,11 +171,16 @@ fn next_hop() -> Vec<u8> {
 const NLRI: [u8; 4] = [24, 198, 51, 100];
 
 fn nlri_prefix() -> Prefix {
-    Prefix::V4(Ipv4Prefix::new(Ipv4Addr::new(198, 51, 100, 0), 24).unwrap_or(Ipv4Prefix::host(Ipv4Addr::UNSPECIFIED)))
+    Prefix::V4(
+        Ipv4Prefix::new(Ipv4Addr::new(198, 51, 100, 0), 24)
+            .unwrap_or(Ipv4Prefix::host(Ipv4Addr::UNSPECIFIED)),
+    )
 }
 
 fn v6_prefix() -> Prefix {
-    Prefix::V6(Ipv6Prefix::host(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1)))
+    Prefix::V6(Ipv6Prefix::host(Ipv6Addr::new(
+        0x2001, 0xdb8, 0, 0, 0, 0, 0, 1,
+    )))
 }
 
 /// MP_REACH_NLRI value: IPv6 unicast, next hop 2001:db8::2, 2001:db8::1/128.
@@ -199,7 +207,11 @@ fn update_attrs(attrs: &[Vec<u8>]) -> Vec<u8> {
 }
 
 fn valid_caps() -> Vec<u8> {
-    [cap_param(1, &[0, 1, 0, 1]), cap_param(65, &PEER_AS.to_be_bytes())].concat()
+    [
+        cap_param(1, &[0, 1, 0, 1]),
+        cap_param(65, &PEER_AS.to_be_bytes()),
+    ]
+    .concat()
 }
 
 fn open(version: u8, my_as: u16, hold: u16, id: Ipv4Addr, params: &[u8]) -> Vec<u8> {
@@ -207,11 +219,20 @@ fn open(version: u8, my_as: u16, hold: u16, id: Ipv4Addr, params: &[u8]) -> Vec<
 }
 
 fn notify(code: u8, subcode: u8, data: &[u8]) -> Expected {
-    Expected::Notification { code, subcode, data: data.to_vec() }
+    Expected::Notification {
+        code,
+        subcode,
+        data: data.to_vec(),
+    }
 }
 
 fn case(name: &'static str, bytes: Vec<u8>, when: When, expected: Expected) -> Case {
-    Case { name, bytes, when, expected }
+    Case {
+        name,
+        bytes,
+        when,
+        expected,
+    }
 }
 
 /// The corpus: at least 30 malformed messages with their RFC reactions.
@@ -226,140 +247,485 @@ pub fn malformed_corpus() -> Vec<Case> {
     rr_long.extend_from_slice(&[0, 1, 0, 1, 0]);
     vec![
         // --- RFC 4271 §6.1, message header ---
-        case("header_bad_marker", keepalive_bad_marker, Established,
-             notify(MESSAGE_HEADER, header_subcode::CONNECTION_NOT_SYNCHRONIZED, &[])),
-        case("header_length_18", header(18, 4), Established,
-             notify(MESSAGE_HEADER, header_subcode::BAD_MESSAGE_LENGTH, &[0, 18])),
-        case("header_length_4097", header(4097, 2), Established,
-             notify(MESSAGE_HEADER, header_subcode::BAD_MESSAGE_LENGTH, &[0x10, 0x01])),
-        case("header_unknown_type_7", header(19, 7), Established,
-             notify(MESSAGE_HEADER, header_subcode::BAD_MESSAGE_TYPE, &[7])),
-        case("keepalive_length_20", message(4, &[0]), Established,
-             notify(MESSAGE_HEADER, header_subcode::BAD_MESSAGE_LENGTH, &[0, 20])),
-        case("open_length_28", message(1, &[4, 0xfd, 0xe9, 0, 90, 192, 0, 2, 2]), InsteadOfOpen,
-             notify(MESSAGE_HEADER, header_subcode::BAD_MESSAGE_LENGTH, &[0, 28])),
-        case("update_length_22", message(2, &[0, 0, 0]), Established,
-             notify(MESSAGE_HEADER, header_subcode::BAD_MESSAGE_LENGTH, &[0, 22])),
-        case("notification_length_20", message(3, &[6]), Established,
-             Expected::CloseSilently),
+        case(
+            "header_bad_marker",
+            keepalive_bad_marker,
+            Established,
+            notify(
+                MESSAGE_HEADER,
+                header_subcode::CONNECTION_NOT_SYNCHRONIZED,
+                &[],
+            ),
+        ),
+        case(
+            "header_length_18",
+            header(18, 4),
+            Established,
+            notify(MESSAGE_HEADER, header_subcode::BAD_MESSAGE_LENGTH, &[0, 18]),
+        ),
+        case(
+            "header_length_4097",
+            header(4097, 2),
+            Established,
+            notify(
+                MESSAGE_HEADER,
+                header_subcode::BAD_MESSAGE_LENGTH,
+                &[0x10, 0x01],
+            ),
+        ),
+        case(
+            "header_unknown_type_7",
+            header(19, 7),
+            Established,
+            notify(MESSAGE_HEADER, header_subcode::BAD_MESSAGE_TYPE, &[7]),
+        ),
+        case(
+            "keepalive_length_20",
+            message(4, &[0]),
+            Established,
+            notify(MESSAGE_HEADER, header_subcode::BAD_MESSAGE_LENGTH, &[0, 20]),
+        ),
+        case(
+            "open_length_28",
+            message(1, &[4, 0xfd, 0xe9, 0, 90, 192, 0, 2, 2]),
+            InsteadOfOpen,
+            notify(MESSAGE_HEADER, header_subcode::BAD_MESSAGE_LENGTH, &[0, 28]),
+        ),
+        case(
+            "update_length_22",
+            message(2, &[0, 0, 0]),
+            Established,
+            notify(MESSAGE_HEADER, header_subcode::BAD_MESSAGE_LENGTH, &[0, 22]),
+        ),
+        case(
+            "notification_length_20",
+            message(3, &[6]),
+            Established,
+            Expected::CloseSilently,
+        ),
         // RFC 7313 §5: data = the whole message.
-        case("route_refresh_length_24", rr_long.clone(), Established,
-             notify(ROUTE_REFRESH, 1, &rr_long)),
+        case(
+            "route_refresh_length_24",
+            rr_long.clone(),
+            Established,
+            notify(ROUTE_REFRESH, 1, &rr_long),
+        ),
         // --- RFC 4271 §6.2, OPEN ---
-        case("open_version_3", open(3, peer, 90, PEER_ID, &valid_caps()), InsteadOfOpen,
-             notify(OPEN_MESSAGE, open_subcode::UNSUPPORTED_VERSION, &[0, 4])),
-        case("open_bad_peer_as", open(4, 65002, 90, PEER_ID,
-                                      &[cap_param(1, &[0, 1, 0, 1]), cap_param(65, &65002u32.to_be_bytes())].concat()),
-             InsteadOfOpen, notify(OPEN_MESSAGE, open_subcode::BAD_PEER_AS, &[])),
-        case("open_bad_peer_as_4octet", open(4, AS_TRANS, 90, PEER_ID, &cap_param(65, &4_200_000_000u32.to_be_bytes())),
-             InsteadOfOpen, notify(OPEN_MESSAGE, open_subcode::BAD_PEER_AS, &[])),
-        case("open_as_trans_without_capability", open(4, AS_TRANS, 90, PEER_ID, &[]),
-             InsteadOfOpen, notify(OPEN_MESSAGE, open_subcode::BAD_PEER_AS, &[])),
-        case("open_hold_time_1", open(4, peer, 1, PEER_ID, &valid_caps()), InsteadOfOpen,
-             notify(OPEN_MESSAGE, open_subcode::UNACCEPTABLE_HOLD_TIME, &[])),
-        case("open_hold_time_2", open(4, peer, 2, PEER_ID, &valid_caps()), InsteadOfOpen,
-             notify(OPEN_MESSAGE, open_subcode::UNACCEPTABLE_HOLD_TIME, &[])),
-        case("open_bgp_id_zero", open(4, peer, 90, Ipv4Addr::UNSPECIFIED, &valid_caps()), InsteadOfOpen,
-             notify(OPEN_MESSAGE, open_subcode::BAD_BGP_IDENTIFIER, &[])),
-        case("open_unsupported_optional_parameter", open(4, peer, 90, PEER_ID, &[1, 2, 0, 0]), InsteadOfOpen,
-             notify(OPEN_MESSAGE, open_subcode::UNSUPPORTED_OPTIONAL_PARAMETER, &[])),
-        case("open_opt_param_length_overrun", {
-                 let mut b = open_body(4, peer, 90, PEER_ID, &valid_caps());
-                 b[9] += 4;
-                 message(1, &b)
-             }, InsteadOfOpen, notify(OPEN_MESSAGE, open_subcode::UNSPECIFIC, &[])),
-        case("open_param_overrun", open(4, peer, 90, PEER_ID, &[2, 9, 65, 4, 0, 0, 0xfd, 0xe9]), InsteadOfOpen,
-             notify(OPEN_MESSAGE, open_subcode::UNSPECIFIC, &[])),
-        case("open_capability_overrun", open(4, peer, 90, PEER_ID, &[2, 6, 65, 5, 0, 0, 0xfd, 0xe9]), InsteadOfOpen,
-             notify(OPEN_MESSAGE, open_subcode::UNSPECIFIC, &[])),
-        case("open_mp_capability_length_3", open(4, peer, 90, PEER_ID, &cap_param(1, &[0, 1, 1])), InsteadOfOpen,
-             notify(OPEN_MESSAGE, open_subcode::UNSPECIFIC, &[])),
-        case("open_4octet_capability_length_2", open(4, peer, 90, PEER_ID, &cap_param(65, &[0xfd, 0xe9])), InsteadOfOpen,
-             notify(OPEN_MESSAGE, open_subcode::UNSPECIFIC, &[])),
-        case("open_gr_capability_length_3", open(4, peer, 90, PEER_ID, &cap_param(64, &[0, 120, 0])), InsteadOfOpen,
-             notify(OPEN_MESSAGE, open_subcode::UNSPECIFIC, &[])),
+        case(
+            "open_version_3",
+            open(3, peer, 90, PEER_ID, &valid_caps()),
+            InsteadOfOpen,
+            notify(OPEN_MESSAGE, open_subcode::UNSUPPORTED_VERSION, &[0, 4]),
+        ),
+        case(
+            "open_bad_peer_as",
+            open(
+                4,
+                65002,
+                90,
+                PEER_ID,
+                &[
+                    cap_param(1, &[0, 1, 0, 1]),
+                    cap_param(65, &65002u32.to_be_bytes()),
+                ]
+                .concat(),
+            ),
+            InsteadOfOpen,
+            notify(OPEN_MESSAGE, open_subcode::BAD_PEER_AS, &[]),
+        ),
+        case(
+            "open_bad_peer_as_4octet",
+            open(
+                4,
+                AS_TRANS,
+                90,
+                PEER_ID,
+                &cap_param(65, &4_200_000_000u32.to_be_bytes()),
+            ),
+            InsteadOfOpen,
+            notify(OPEN_MESSAGE, open_subcode::BAD_PEER_AS, &[]),
+        ),
+        case(
+            "open_as_trans_without_capability",
+            open(4, AS_TRANS, 90, PEER_ID, &[]),
+            InsteadOfOpen,
+            notify(OPEN_MESSAGE, open_subcode::BAD_PEER_AS, &[]),
+        ),
+        case(
+            "open_hold_time_1",
+            open(4, peer, 1, PEER_ID, &valid_caps()),
+            InsteadOfOpen,
+            notify(OPEN_MESSAGE, open_subcode::UNACCEPTABLE_HOLD_TIME, &[]),
+        ),
+        case(
+            "open_hold_time_2",
+            open(4, peer, 2, PEER_ID, &valid_caps()),
+            InsteadOfOpen,
+            notify(OPEN_MESSAGE, open_subcode::UNACCEPTABLE_HOLD_TIME, &[]),
+        ),
+        case(
+            "open_bgp_id_zero",
+            open(4, peer, 90, Ipv4Addr::UNSPECIFIED, &valid_caps()),
+            InsteadOfOpen,
+            notify(OPEN_MESSAGE, open_subcode::BAD_BGP_IDENTIFIER, &[]),
+        ),
+        case(
+            "open_unsupported_optional_parameter",
+            open(4, peer, 90, PEER_ID, &[1, 2, 0, 0]),
+            InsteadOfOpen,
+            notify(
+                OPEN_MESSAGE,
+                open_subcode::UNSUPPORTED_OPTIONAL_PARAMETER,
+                &[],
+            ),
+        ),
+        case(
+            "open_opt_param_length_overrun",
+            {
+                let mut b = open_body(4, peer, 90, PEER_ID, &valid_caps());
+                b[9] += 4;
+                message(1, &b)
+            },
+            InsteadOfOpen,
+            notify(OPEN_MESSAGE, open_subcode::UNSPECIFIC, &[]),
+        ),
+        case(
+            "open_param_overrun",
+            open(4, peer, 90, PEER_ID, &[2, 9, 65, 4, 0, 0, 0xfd, 0xe9]),
+            InsteadOfOpen,
+            notify(OPEN_MESSAGE, open_subcode::UNSPECIFIC, &[]),
+        ),
+        case(
+            "open_capability_overrun",
+            open(4, peer, 90, PEER_ID, &[2, 6, 65, 5, 0, 0, 0xfd, 0xe9]),
+            InsteadOfOpen,
+            notify(OPEN_MESSAGE, open_subcode::UNSPECIFIC, &[]),
+        ),
+        case(
+            "open_mp_capability_length_3",
+            open(4, peer, 90, PEER_ID, &cap_param(1, &[0, 1, 1])),
+            InsteadOfOpen,
+            notify(OPEN_MESSAGE, open_subcode::UNSPECIFIC, &[]),
+        ),
+        case(
+            "open_4octet_capability_length_2",
+            open(4, peer, 90, PEER_ID, &cap_param(65, &[0xfd, 0xe9])),
+            InsteadOfOpen,
+            notify(OPEN_MESSAGE, open_subcode::UNSPECIFIC, &[]),
+        ),
+        case(
+            "open_gr_capability_length_3",
+            open(4, peer, 90, PEER_ID, &cap_param(64, &[0, 120, 0])),
+            InsteadOfOpen,
+            notify(OPEN_MESSAGE, open_subcode::UNSPECIFIC, &[]),
+        ),
         // --- RFC 4271 §6.3 / RFC 7606, UPDATE: session reset ---
-        case("update_withdrawn_length_overrun", update(&[], &[], &[]).iter().enumerate()
-                 .map(|(i, b)| if i == 20 { 9 } else { *b }).collect(), Established,
-             notify(UPDATE_MESSAGE, update_subcode::MALFORMED_ATTRIBUTE_LIST, &[])),
-        case("update_attribute_length_overrun", {
-                 let mut m = update_with(&[]);
-                 m[22] += 10;
-                 m
-             }, Established, notify(UPDATE_MESSAGE, update_subcode::MALFORMED_ATTRIBUTE_LIST, &[])),
-        case("update_nlri_prefix_length_33", update(&[], &[origin_igp(), as_path_65001(), next_hop()].concat(),
-                                                     &[33, 1, 2, 3, 4, 5]), Established,
-             notify(UPDATE_MESSAGE, update_subcode::INVALID_NETWORK_FIELD, &[])),
-        case("update_nlri_truncated", update(&[], &[origin_igp(), as_path_65001(), next_hop()].concat(), &[24, 198]),
-             Established, notify(UPDATE_MESSAGE, update_subcode::INVALID_NETWORK_FIELD, &[])),
-        case("update_withdrawn_prefix_length_33", update(&[33, 1, 2, 3, 4, 5], &[], &[]), Established,
-             notify(UPDATE_MESSAGE, update_subcode::INVALID_NETWORK_FIELD, &[])),
-        case("update_unrecognized_well_known", update_with(&attr(WT, 99, &[1, 2])), Established,
-             notify(UPDATE_MESSAGE, update_subcode::UNRECOGNIZED_WELL_KNOWN_ATTRIBUTE, &[0x40, 99, 2, 1, 2])),
-        case("update_mp_reach_repeated", update(&[], &[origin_igp(), as_path_65001(),
-                                                        attr_ext(OPT, 14, &mp_reach_v6()),
-                                                        attr_ext(OPT, 14, &mp_reach_v6())].concat(), &[]),
-             Established, notify(UPDATE_MESSAGE, update_subcode::MALFORMED_ATTRIBUTE_LIST, &[])),
-        case("update_mp_reach_next_hop_length_8", {
-                 let mut v = mp_reach_v6();
-                 v[3] = 8;
-                 update(&[], &[origin_igp(), as_path_65001(), attr(OPT, 14, &v)].concat(), &[])
-             }, Established, notify(UPDATE_MESSAGE, update_subcode::OPTIONAL_ATTRIBUTE_ERROR, &{
-                 let mut v = mp_reach_v6();
-                 v[3] = 8;
-                 attr(OPT, 14, &v)
-             })),
-        case("update_mp_reach_nlri_overrun", {
-                 let mut v = mp_reach_v6();
-                 v[21] = 128;
-                 v.truncate(30);
-                 update(&[], &[origin_igp(), as_path_65001(), attr(OPT, 14, &v)].concat(), &[])
-             }, Established, notify(UPDATE_MESSAGE, update_subcode::OPTIONAL_ATTRIBUTE_ERROR, &{
-                 let mut v = mp_reach_v6();
-                 v.truncate(30);
-                 attr(OPT, 14, &v)
-             })),
-        case("update_mp_unreach_prefix_length_129", update(&[], &attr(OPT, 15, &[0, 2, 1, 129, 0]), &[]),
-             Established, notify(UPDATE_MESSAGE, update_subcode::OPTIONAL_ATTRIBUTE_ERROR,
-                                 &attr(OPT, 15, &[0, 2, 1, 129, 0]))),
+        case(
+            "update_withdrawn_length_overrun",
+            update(&[], &[], &[])
+                .iter()
+                .enumerate()
+                .map(|(i, b)| if i == 20 { 9 } else { *b })
+                .collect(),
+            Established,
+            notify(
+                UPDATE_MESSAGE,
+                update_subcode::MALFORMED_ATTRIBUTE_LIST,
+                &[],
+            ),
+        ),
+        case(
+            "update_attribute_length_overrun",
+            {
+                let mut m = update_with(&[]);
+                m[22] += 10;
+                m
+            },
+            Established,
+            notify(
+                UPDATE_MESSAGE,
+                update_subcode::MALFORMED_ATTRIBUTE_LIST,
+                &[],
+            ),
+        ),
+        case(
+            "update_nlri_prefix_length_33",
+            update(
+                &[],
+                &[origin_igp(), as_path_65001(), next_hop()].concat(),
+                &[33, 1, 2, 3, 4, 5],
+            ),
+            Established,
+            notify(UPDATE_MESSAGE, update_subcode::INVALID_NETWORK_FIELD, &[]),
+        ),
+        case(
+            "update_nlri_truncated",
+            update(
+                &[],
+                &[origin_igp(), as_path_65001(), next_hop()].concat(),
+                &[24, 198],
+            ),
+            Established,
+            notify(UPDATE_MESSAGE, update_subcode::INVALID_NETWORK_FIELD, &[]),
+        ),
+        case(
+            "update_withdrawn_prefix_length_33",
+            update(&[33, 1, 2, 3, 4, 5], &[], &[]),
+            Established,
+            notify(UPDATE_MESSAGE, update_subcode::INVALID_NETWORK_FIELD, &[]),
+        ),
+        case(
+            "update_unrecognized_well_known",
+            update_with(&attr(WT, 99, &[1, 2])),
+            Established,
+            notify(
+                UPDATE_MESSAGE,
+                update_subcode::UNRECOGNIZED_WELL_KNOWN_ATTRIBUTE,
+                &[0x40, 99, 2, 1, 2],
+            ),
+        ),
+        case(
+            "update_mp_reach_repeated",
+            update(
+                &[],
+                &[
+                    origin_igp(),
+                    as_path_65001(),
+                    attr_ext(OPT, 14, &mp_reach_v6()),
+                    attr_ext(OPT, 14, &mp_reach_v6()),
+                ]
+                .concat(),
+                &[],
+            ),
+            Established,
+            notify(
+                UPDATE_MESSAGE,
+                update_subcode::MALFORMED_ATTRIBUTE_LIST,
+                &[],
+            ),
+        ),
+        case(
+            "update_mp_reach_next_hop_length_8",
+            {
+                let mut v = mp_reach_v6();
+                v[3] = 8;
+                update(
+                    &[],
+                    &[origin_igp(), as_path_65001(), attr(OPT, 14, &v)].concat(),
+                    &[],
+                )
+            },
+            Established,
+            notify(UPDATE_MESSAGE, update_subcode::OPTIONAL_ATTRIBUTE_ERROR, &{
+                let mut v = mp_reach_v6();
+                v[3] = 8;
+                attr(OPT, 14, &v)
+            }),
+        ),
+        case(
+            "update_mp_reach_nlri_overrun",
+            {
+                let mut v = mp_reach_v6();
+                v[21] = 128;
+                v.truncate(30);
+                update(
+                    &[],
+                    &[origin_igp(), as_path_65001(), attr(OPT, 14, &v)].concat(),
+                    &[],
+                )
+            },
+            Established,
+            notify(UPDATE_MESSAGE, update_subcode::OPTIONAL_ATTRIBUTE_ERROR, &{
+                let mut v = mp_reach_v6();
+                v.truncate(30);
+                attr(OPT, 14, &v)
+            }),
+        ),
+        case(
+            "update_mp_unreach_prefix_length_129",
+            update(&[], &attr(OPT, 15, &[0, 2, 1, 129, 0]), &[]),
+            Established,
+            notify(
+                UPDATE_MESSAGE,
+                update_subcode::OPTIONAL_ATTRIBUTE_ERROR,
+                &attr(OPT, 15, &[0, 2, 1, 129, 0]),
+            ),
+        ),
         // --- RFC 7606 treat-as-withdraw ---
-        case("update_missing_origin", update_attrs(&[as_path_65001(), next_hop()]), Established, taw()),
-        case("update_missing_as_path", update_attrs(&[origin_igp(), next_hop()]), Established, taw()),
-        case("update_missing_next_hop", update_attrs(&[origin_igp(), as_path_65001()]), Established, taw()),
-        case("update_no_attributes_with_nlri", update(&[], &[], &NLRI), Established, taw()),
-        case("update_mp_reach_missing_origin", update(&[], &[as_path_65001(), attr(OPT, 14, &mp_reach_v6())].concat(), &[]),
-             Established, Expected::TreatAsWithdraw(vec![v6_prefix()])),
-        case("update_origin_value_3", update_attrs(&[attr(WT, 1, &[3]), as_path_65001(), next_hop()]), Established, taw()),
-        case("update_origin_length_2", update_attrs(&[attr(WT, 1, &[0, 0]), as_path_65001(), next_hop()]), Established, taw()),
-        case("update_origin_flags_optional", update_attrs(&[attr(OT, 1, &[0]), as_path_65001(), next_hop()]),
-             Established, taw()),
-        case("update_as_path_segment_type_5", update_attrs(&[origin_igp(), attr(WT, 2, &[5, 1, 0, 0, 0xfd, 0xe9]), next_hop()]),
-             Established, taw()),
-        case("update_as_path_segment_length_0", update_attrs(&[origin_igp(), attr(WT, 2, &[2, 0]), next_hop()]),
-             Established, taw()),
-        case("update_as_path_segment_overrun", update_attrs(&[origin_igp(), attr(WT, 2, &[2, 2, 0, 0, 0xfd, 0xe9]), next_hop()]),
-             Established, taw()),
-        case("update_as_path_flags_optional", update_attrs(&[origin_igp(), attr(OT, 2, &[2, 1, 0, 0, 0xfd, 0xe9]), next_hop()]),
-             Established, taw()),
-        case("update_next_hop_length_5", update_attrs(&[origin_igp(), as_path_65001(), attr(WT, 3, &[192, 0, 2, 2, 0])]),
-             Established, taw()),
-        case("update_next_hop_zero", update_attrs(&[origin_igp(), as_path_65001(), attr(WT, 3, &[0, 0, 0, 0])]),
-             Established, taw()),
-        case("update_med_length_2", update_with(&attr(OPT, 4, &[0, 1])), Established, taw()),
-        case("update_communities_length_5", update_with(&attr(OT, 8, &[0xff, 0xff, 0, 0, 1])), Established, taw()),
-        case("update_attribute_overruns_list", update_with(&[OT, 8, 12, 0xff, 0xff, 0, 0]), Established, taw()),
-        case("update_attribute_header_cut_short", update_with(&[OT, 8]), Established, taw()),
+        case(
+            "update_missing_origin",
+            update_attrs(&[as_path_65001(), next_hop()]),
+            Established,
+            taw(),
+        ),
+        case(
+            "update_missing_as_path",
+            update_attrs(&[origin_igp(), next_hop()]),
+            Established,
+            taw(),
+        ),
+        case(
+            "update_missing_next_hop",
+            update_attrs(&[origin_igp(), as_path_65001()]),
+            Established,
+            taw(),
+        ),
+        case(
+            "update_no_attributes_with_nlri",
+            update(&[], &[], &NLRI),
+            Established,
+            taw(),
+        ),
+        case(
+            "update_mp_reach_missing_origin",
+            update(
+                &[],
+                &[as_path_65001(), attr(OPT, 14, &mp_reach_v6())].concat(),
+                &[],
+            ),
+            Established,
+            Expected::TreatAsWithdraw(vec![v6_prefix()]),
+        ),
+        case(
+            "update_origin_value_3",
+            update_attrs(&[attr(WT, 1, &[3]), as_path_65001(), next_hop()]),
+            Established,
+            taw(),
+        ),
+        case(
+            "update_origin_length_2",
+            update_attrs(&[attr(WT, 1, &[0, 0]), as_path_65001(), next_hop()]),
+            Established,
+            taw(),
+        ),
+        case(
+            "update_origin_flags_optional",
+            update_attrs(&[attr(OT, 1, &[0]), as_path_65001(), next_hop()]),
+            Established,
+            taw(),
+        ),
+        case(
+            "update_as_path_segment_type_5",
+            update_attrs(&[
+                origin_igp(),
+                attr(WT, 2, &[5, 1, 0, 0, 0xfd, 0xe9]),
+                next_hop(),
+            ]),
+            Established,
+            taw(),
+        ),
+        case(
+            "update_as_path_segment_length_0",
+            update_attrs(&[origin_igp(), attr(WT, 2, &[2, 0]), next_hop()]),
+            Established,
+            taw(),
+        ),
+        case(
+            "update_as_path_segment_overrun",
+            update_attrs(&[
+                origin_igp(),
+                attr(WT, 2, &[2, 2, 0, 0, 0xfd, 0xe9]),
+                next_hop(),
+            ]),
+            Established,
+            taw(),
+        ),
+        case(
+            "update_as_path_flags_optional",
+            update_attrs(&[
+                origin_igp(),
+                attr(OT, 2, &[2, 1, 0, 0, 0xfd, 0xe9]),
+                next_hop(),
+            ]),
+            Established,
+            taw(),
+        ),
+        case(
+            "update_next_hop_length_5",
+            update_attrs(&[
+                origin_igp(),
+                as_path_65001(),
+                attr(WT, 3, &[192, 0, 2, 2, 0]),
+            ]),
+            Established,
+            taw(),
+        ),
+        case(
+            "update_next_hop_zero",
+            update_attrs(&[origin_igp(), as_path_65001(), attr(WT, 3, &[0, 0, 0, 0])]),
+            Established,
+            taw(),
+        ),
+        case(
+            "update_med_length_2",
+            update_with(&attr(OPT, 4, &[0, 1])),
+            Established,
+            taw(),
+        ),
+        case(
+            "update_communities_length_5",
+            update_with(&attr(OT, 8, &[0xff, 0xff, 0, 0, 1])),
+            Established,
+            taw(),
+        ),
+        case(
+            "update_attribute_overruns_list",
+            update_with(&[OT, 8, 12, 0xff, 0xff, 0, 0]),
+            Established,
+            taw(),
+        ),
+        case(
+            "update_attribute_header_cut_short",
+            update_with(&[OT, 8]),
+            Established,
+            taw(),
+        ),
         // --- RFC 7606 attribute-discard ---
-        case("update_local_pref_from_ebgp", update_with(&attr(WT, 5, &[0, 0, 0, 100])), Established,
-             Expected::AttributeDiscard { type_code: attr_type::LOCAL_PREF, remaining: 0 }),
-        case("update_atomic_aggregate_length_1", update_with(&attr(WT, 6, &[1])), Established,
-             Expected::AttributeDiscard { type_code: attr_type::ATOMIC_AGGREGATE, remaining: 0 }),
-        case("update_aggregator_length_5", update_with(&attr(OT, 7, &[0, 0, 0xfd, 0xe9, 1])), Established,
-             Expected::AttributeDiscard { type_code: attr_type::AGGREGATOR, remaining: 0 }),
-        case("update_as4_path_on_4octet_session", update_with(&attr(OT, 17, &[2, 1, 0, 0, 0xfd, 0xe9])), Established,
-             Expected::AttributeDiscard { type_code: attr_type::AS4_PATH, remaining: 0 }),
-        case("update_origin_repeated", update_with(&attr(WT, 1, &[2])), Established,
-             Expected::AttributeDiscard { type_code: attr_type::ORIGIN, remaining: 1 }),
+        case(
+            "update_local_pref_from_ebgp",
+            update_with(&attr(WT, 5, &[0, 0, 0, 100])),
+            Established,
+            Expected::AttributeDiscard {
+                type_code: attr_type::LOCAL_PREF,
+                remaining: 0,
+            },
+        ),
+        case(
+            "update_atomic_aggregate_length_1",
+            update_with(&attr(WT, 6, &[1])),
+            Established,
+            Expected::AttributeDiscard {
+                type_code: attr_type::ATOMIC_AGGREGATE,
+                remaining: 0,
+            },
+        ),
+        case(
+            "update_aggregator_length_5",
+            update_with(&attr(OT, 7, &[0, 0, 0xfd, 0xe9, 1])),
+            Established,
+            Expected::AttributeDiscard {
+                type_code: attr_type::AGGREGATOR,
+                remaining: 0,
+            },
+        ),
+        case(
+            "update_as4_path_on_4octet_session",
+            update_with(&attr(OT, 17, &[2, 1, 0, 0, 0xfd, 0xe9])),
+            Established,
+            Expected::AttributeDiscard {
+                type_code: attr_type::AS4_PATH,
+                remaining: 0,
+            },
+        ),
+        case(
+            "update_origin_repeated",
+            update_with(&attr(WT, 1, &[2])),
+            Established,
+            Expected::AttributeDiscard {
+                type_code: attr_type::ORIGIN,
+                remaining: 1,
+            },
+        ),
     ]
 }
 
@@ -367,29 +733,53 @@ pub fn malformed_corpus() -> Vec<Case> {
 /// `case.expected`).
 pub fn reaction(case: &Case) -> Expected {
     let ctx = match case.when {
-        When::InsteadOfOpen => Context { four_octet_as: false, ebgp: true },
+        When::InsteadOfOpen => Context {
+            four_octet_as: false,
+            ebgp: true,
+        },
         When::Established => corpus_context(),
     };
     let is_notification = case.bytes.get(18) == Some(&MessageType::Notification.code());
     match decode(&case.bytes, &ctx) {
         Err(_) if is_notification => Expected::CloseSilently,
         Err(e) => match e.reaction {
-            Reaction::SessionReset(n) => Expected::Notification { code: n.code, subcode: n.subcode, data: n.data },
+            Reaction::SessionReset(n) => Expected::Notification {
+                code: n.code,
+                subcode: n.subcode,
+                data: n.data,
+            },
             Reaction::TreatAsWithdraw(p) => Expected::TreatAsWithdraw(p),
         },
         Ok(Message::Open(o)) => match validate_open(&corpus_config(), &o) {
-            Err(n) => Expected::Notification { code: n.code, subcode: n.subcode, data: n.data },
-            Ok(()) => Expected::AttributeDiscard { type_code: 0, remaining: usize::MAX },
+            Err(n) => Expected::Notification {
+                code: n.code,
+                subcode: n.subcode,
+                data: n.data,
+            },
+            Ok(()) => Expected::AttributeDiscard {
+                type_code: 0,
+                remaining: usize::MAX,
+            },
         },
         Ok(Message::Update(u)) => {
             let type_code = match &case.expected {
                 Expected::AttributeDiscard { type_code, .. } => *type_code,
                 _ => 0,
             };
-            let remaining = u.attributes.iter().filter(|a| a.type_code() == type_code).count();
-            Expected::AttributeDiscard { type_code, remaining }
+            let remaining = u
+                .attributes
+                .iter()
+                .filter(|a| a.type_code() == type_code)
+                .count();
+            Expected::AttributeDiscard {
+                type_code,
+                remaining,
+            }
         }
         // Anything else was accepted as is: no expectation matches it.
-        Ok(_) => Expected::AttributeDiscard { type_code: 0, remaining: usize::MAX },
+        Ok(_) => Expected::AttributeDiscard {
+            type_code: 0,
+            remaining: usize::MAX,
+        },
     }
 }

@@ -57,10 +57,15 @@ fn fsm_gives_each_case_its_rfc_reaction() {
         s.process(1, Input::Received(&c.bytes), &mut out);
         let notification = sent_notification(&out);
         let ok = match &c.expected {
-            Expected::Notification { code, subcode, data } => {
-                notification.as_ref().is_some_and(|n| {
-                    n.code == *code && n.subcode == *subcode && n.data == *data
-                }) && out.contains(&Output::CloseTcp)
+            Expected::Notification {
+                code,
+                subcode,
+                data,
+            } => {
+                notification
+                    .as_ref()
+                    .is_some_and(|n| n.code == *code && n.subcode == *subcode && n.data == *data)
+                    && out.contains(&Output::CloseTcp)
                     && s.state() == State::Idle
             }
             Expected::CloseSilently => {
@@ -71,15 +76,22 @@ fn fsm_gives_each_case_its_rfc_reaction() {
             Expected::TreatAsWithdraw(p) => {
                 notification.is_none()
                     && s.state() == State::Established
-                    && out.iter().any(|o| matches!(o,
-                        Output::TreatAsWithdraw { prefixes, .. } if prefixes == p))
+                    && out.iter().any(|o| {
+                        matches!(o,
+                        Output::TreatAsWithdraw { prefixes, .. } if prefixes == p)
+                    })
             }
-            Expected::AttributeDiscard { type_code, remaining } => {
+            Expected::AttributeDiscard {
+                type_code,
+                remaining,
+            } => {
                 notification.is_none()
                     && s.state() == State::Established
-                    && out.iter().any(|o| matches!(o,
+                    && out.iter().any(|o| {
+                        matches!(o,
                         Output::UpdateReceived(u) if u.attributes.iter()
-                            .filter(|a| a.type_code() == *type_code).count() == *remaining))
+                            .filter(|a| a.type_code() == *type_code).count() == *remaining)
+                    })
             }
         };
         if !ok {

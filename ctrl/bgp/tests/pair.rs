@@ -30,14 +30,27 @@ struct Pair {
 
 impl Pair {
     fn new(a: Config, b: Config) -> Self {
-        let side = |c| Side { s: Session::new(c), inbox: VecDeque::new(), seen: Vec::new() };
-        Pair { now: 0, a: side(a), b: side(b), link_up: true }
+        let side = |c| Side {
+            s: Session::new(c),
+            inbox: VecDeque::new(),
+            seen: Vec::new(),
+        };
+        Pair {
+            now: 0,
+            a: side(a),
+            b: side(b),
+            link_up: true,
+        }
     }
 
     /// Feeds one input to a side and routes its outputs.
     fn input(&mut self, to_a: bool, input: Input<'_>) {
         let mut out = Vec::new();
-        let (me, other) = if to_a { (&mut self.a, &mut self.b) } else { (&mut self.b, &mut self.a) };
+        let (me, other) = if to_a {
+            (&mut self.a, &mut self.b)
+        } else {
+            (&mut self.b, &mut self.a)
+        };
         me.s.process(self.now, input, &mut out);
         let mut connect = false;
         for o in &out {
@@ -68,10 +81,13 @@ impl Pair {
             if !self.a.inbox.is_empty() || !self.b.inbox.is_empty() {
                 continue;
             }
-            let next = [(true, self.a.s.next_deadline()), (false, self.b.s.next_deadline())]
-                .into_iter()
-                .filter_map(|(side, d)| d.map(|(t, d)| (d, side, t)))
-                .min_by_key(|(d, _, _)| *d);
+            let next = [
+                (true, self.a.s.next_deadline()),
+                (false, self.b.s.next_deadline()),
+            ]
+            .into_iter()
+            .filter_map(|(side, d)| d.map(|(t, d)| (d, side, t)))
+            .min_by_key(|(d, _, _)| *d);
             match next {
                 Some((d, side, t)) if d <= until => {
                     self.now = self.now.max(d);
@@ -115,14 +131,24 @@ fn active_and_passive_reach_established() {
 fn both_sides_negotiate_the_smaller_hold_time() {
     let p = up_pair();
     for side in [&p.a, &p.b] {
-        let up = side.seen.iter().find_map(|o| match o {
-            Output::SessionUp(n) => Some(n.clone()),
-            _ => None,
-        }).expect("SessionUp");
+        let up = side
+            .seen
+            .iter()
+            .find_map(|o| match o {
+                Output::SessionUp(n) => Some(n.clone()),
+                _ => None,
+            })
+            .expect("SessionUp");
         assert_eq!((up.hold_time, up.keepalive_time), (9, 3));
-        assert_eq!(up.families, vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST]);
+        assert_eq!(
+            up.families,
+            vec![Family::IPV4_UNICAST, Family::IPV6_UNICAST]
+        );
         assert!(up.four_octet_as && up.route_refresh && up.ebgp);
-        assert_eq!(up.graceful_restart.as_ref().map(|g| g.restart_time), Some(120));
+        assert_eq!(
+            up.graceful_restart.as_ref().map(|g| g.restart_time),
+            Some(120)
+        );
     }
 }
 
@@ -145,14 +171,21 @@ fn routes_announced_by_one_side_arrive_at_the_other() {
     attrs.next_hop_v6 = Some("2001:db8::1".parse().unwrap());
     let vips: Vec<Prefix> = (0..2000u32)
         .map(|i| Prefix::V4(Ipv4Prefix::host(Ipv4Addr::from(0x0a00_0000 + i))))
-        .chain((0..500u128).map(|i| Prefix::V6(Ipv6Prefix::host((0x2001_0db8_u128 << 96 | i).into()))))
+        .chain(
+            (0..500u128).map(|i| Prefix::V6(Ipv6Prefix::host((0x2001_0db8_u128 << 96 | i).into()))),
+        )
         .collect();
     let ctx = p.a.s.context();
     let mut ups = advertise::announce(&attrs, &vips, &ctx).unwrap();
-    ups.extend(advertise::end_of_rib(&[Family::IPV4_UNICAST, Family::IPV6_UNICAST]));
+    ups.extend(advertise::end_of_rib(&[
+        Family::IPV4_UNICAST,
+        Family::IPV6_UNICAST,
+    ]));
     let mut out = Vec::new();
     for u in &ups {
-        p.a.s.send(p.now, &Message::Update(u.clone()), &mut out).unwrap();
+        p.a.s
+            .send(p.now, &Message::Update(u.clone()), &mut out)
+            .unwrap();
     }
     for o in out {
         if let Output::Send { bytes, .. } = o {
@@ -178,8 +211,10 @@ fn routes_announced_by_one_side_arrive_at_the_other() {
 #[test]
 fn withdrawals_arrive_as_withdrawn_prefixes() {
     let mut p = up_pair();
-    let gone = [Prefix::V4(Ipv4Prefix::host(Ipv4Addr::new(10, 0, 0, 1))),
-                Prefix::V6(Ipv6Prefix::host("2001:db8::5".parse().unwrap()))];
+    let gone = [
+        Prefix::V4(Ipv4Prefix::host(Ipv4Addr::new(10, 0, 0, 1))),
+        Prefix::V6(Ipv6Prefix::host("2001:db8::5".parse().unwrap())),
+    ];
     let mut out = Vec::new();
     for u in advertise::withdraw(&gone) {
         p.a.s.send(p.now, &Message::Update(u), &mut out).unwrap();
@@ -190,10 +225,15 @@ fn withdrawals_arrive_as_withdrawn_prefixes() {
         }
     }
     p.drive(p.now + 1);
-    let got: Vec<Prefix> = p.b.seen.iter().filter_map(|o| match o {
-        Output::UpdateReceived(u) => Some(u.withdrawn_prefixes()),
-        _ => None,
-    }).flatten().collect();
+    let got: Vec<Prefix> =
+        p.b.seen
+            .iter()
+            .filter_map(|o| match o {
+                Output::UpdateReceived(u) => Some(u.withdrawn_prefixes()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
     assert_eq!(got, gone.to_vec());
 }
 
@@ -204,8 +244,17 @@ fn hold_timer_expires_9s_after_the_link_goes_silent() {
     p.link_up = false;
     let cut = p.now;
     p.drive(cut + 20_000);
-    let down_at = |side: &Side| side.seen.iter().any(|o| matches!(o,
-        Output::SessionDown { reason: DownReason::HoldTimerExpired, was_established: true }));
+    let down_at = |side: &Side| {
+        side.seen.iter().any(|o| {
+            matches!(
+                o,
+                Output::SessionDown {
+                    reason: DownReason::HoldTimerExpired,
+                    was_established: true
+                }
+            )
+        })
+    };
     assert!(down_at(&p.a) && down_at(&p.b));
     // The NOTIFICATION (Hold Timer Expired) was sent on the dead link.
     assert_eq!(p.a.s.counters().sent[2], 1);
@@ -221,7 +270,10 @@ fn hold_timer_fires_no_earlier_than_the_negotiated_hold_time() {
     let cut = p.now;
     // The last message received before the cut re-armed the hold timer.
     let deadline = p.a.s.deadline(Timer::Hold).unwrap();
-    assert!(deadline <= cut + 9_000 && deadline > cut + 5_000, "{deadline} vs cut {cut}");
+    assert!(
+        deadline <= cut + 9_000 && deadline > cut + 5_000,
+        "{deadline} vs cut {cut}"
+    );
     p.drive(deadline - 1);
     assert_eq!(p.a.s.state(), State::Established);
     p.drive(deadline);
@@ -244,10 +296,17 @@ fn manual_stop_sends_cease_with_the_shutdown_message() {
     let mut p = up_pair();
     p.input(true, Input::ManualStop("maintenance"));
     p.drive(p.now + 1);
-    let n = p.b.seen.iter().find_map(|o| match o {
-        Output::SessionDown { reason: DownReason::NotificationReceived(n), .. } => Some(n.clone()),
-        _ => None,
-    }).expect("peer saw the NOTIFICATION");
+    let n =
+        p.b.seen
+            .iter()
+            .find_map(|o| match o {
+                Output::SessionDown {
+                    reason: DownReason::NotificationReceived(n),
+                    ..
+                } => Some(n.clone()),
+                _ => None,
+            })
+            .expect("peer saw the NOTIFICATION");
     assert_eq!(n.shutdown_message().as_deref(), Some("maintenance"));
     assert_eq!(p.a.s.state(), State::Idle);
     // ManualStop leaves it down: no automatic restart.

@@ -16,9 +16,15 @@ fn v6_prefix() -> impl Strategy<Value = Ipv6Prefix> {
 }
 
 fn as_path() -> impl Strategy<Value = AsPath> {
-    let seg = (prop_oneof![Just(SegmentType::AsSet), Just(SegmentType::AsSequence),
-                           Just(SegmentType::ConfedSequence), Just(SegmentType::ConfedSet)],
-               vec(any::<u32>(), 1..6))
+    let seg = (
+        prop_oneof![
+            Just(SegmentType::AsSet),
+            Just(SegmentType::AsSequence),
+            Just(SegmentType::ConfedSequence),
+            Just(SegmentType::ConfedSet)
+        ],
+        vec(any::<u32>(), 1..6),
+    )
         .prop_map(|(kind, asns)| AsSegment { kind, asns });
     vec(seg, 0..4).prop_map(|segments| AsPath { segments })
 }
@@ -34,9 +40,13 @@ fn capability() -> impl Strategy<Value = Capability> {
             Capability::GracefulRestart(GracefulRestart {
                 flags,
                 restart_time: t,
-                families: f.into_iter().map(|(family, forwarding_state)| {
-                    GracefulRestartFamily { family, forwarding_state }
-                }).collect(),
+                families: f
+                    .into_iter()
+                    .map(|(family, forwarding_state)| GracefulRestartFamily {
+                        family,
+                        forwarding_state,
+                    })
+                    .collect(),
             })
         }),
         (100u8..=127, vec(any::<u8>(), 0..20))
@@ -45,20 +55,42 @@ fn capability() -> impl Strategy<Value = Capability> {
 }
 
 fn open() -> impl Strategy<Value = Open> {
-    (any::<u16>(), prop_oneof![Just(0u16), 3u16..], 1u32.., vec(capability(), 0..8))
+    (
+        any::<u16>(),
+        prop_oneof![Just(0u16), 3u16..],
+        1u32..,
+        vec(capability(), 0..8),
+    )
         .prop_map(|(my_as, hold_time, id, capabilities)| Open {
-            version: 4, my_as, hold_time, bgp_id: Ipv4Addr::from(id), capabilities,
+            version: 4,
+            my_as,
+            hold_time,
+            bgp_id: Ipv4Addr::from(id),
+            capabilities,
         })
 }
 
 /// Attributes that survive a round trip unchanged (valid values with their
 /// canonical flags, as the decoder keeps them) on a 4-octet iBGP session.
 fn attributes() -> impl Strategy<Value = Vec<PathAttribute>> {
-    let origin = prop_oneof![Just(Origin::Igp), Just(Origin::Egp), Just(Origin::Incomplete)];
+    let origin = prop_oneof![
+        Just(Origin::Igp),
+        Just(Origin::Egp),
+        Just(Origin::Incomplete)
+    ];
     let next_hop = (1u32..0xe000_0000).prop_map(Ipv4Addr::from);
-    (origin, as_path(), next_hop, proptest::option::of(any::<u32>()), any::<u32>(),
-     vec(any::<u32>(), 1..5), vec(v6_prefix(), 0..5), vec(v6_prefix(), 0..5),
-     proptest::option::of(any::<u128>()), vec(any::<u8>(), 0..300))
+    (
+        origin,
+        as_path(),
+        next_hop,
+        proptest::option::of(any::<u32>()),
+        any::<u32>(),
+        vec(any::<u32>(), 1..5),
+        vec(v6_prefix(), 0..5),
+        vec(v6_prefix(), 0..5),
+        proptest::option::of(any::<u128>()),
+        vec(any::<u8>(), 0..300),
+    )
         .prop_map(|(o, p, nh, med, lp, comms, reach, unreach, ll, unknown)| {
             let mut a = vec![
                 PathAttribute::new(AttributeValue::Origin(o)),
@@ -71,7 +103,8 @@ fn attributes() -> impl Strategy<Value = Vec<PathAttribute>> {
             a.push(PathAttribute::new(AttributeValue::LocalPref(lp)));
             a.push(PathAttribute::new(AttributeValue::AtomicAggregate));
             a.push(PathAttribute::new(AttributeValue::Communities(
-                comms.into_iter().map(Community).collect())));
+                comms.into_iter().map(Community).collect(),
+            )));
             a.push(PathAttribute::new(AttributeValue::MpReachNlri(MpReach {
                 family: Family::IPV6_UNICAST,
                 next_hop: MpNextHop::V6 {
@@ -80,22 +113,35 @@ fn attributes() -> impl Strategy<Value = Vec<PathAttribute>> {
                 },
                 nlri: MpNlri::Ipv6(reach),
             })));
-            a.push(PathAttribute::new(AttributeValue::MpUnreachNlri(MpUnreach {
-                family: Family::IPV6_UNICAST,
-                withdrawn: MpNlri::Ipv6(unreach),
-            })));
+            a.push(PathAttribute::new(AttributeValue::MpUnreachNlri(
+                MpUnreach {
+                    family: Family::IPV6_UNICAST,
+                    withdrawn: MpNlri::Ipv6(unreach),
+                },
+            )));
             // An unknown optional transitive attribute comes back Partial.
             a.push(PathAttribute {
                 flags: attr_flags::OPTIONAL | attr_flags::TRANSITIVE | attr_flags::PARTIAL,
-                value: AttributeValue::Unknown { type_code: 200, value: unknown },
+                value: AttributeValue::Unknown {
+                    type_code: 200,
+                    value: unknown,
+                },
             });
             a
         })
 }
 
 fn update() -> impl Strategy<Value = Update> {
-    (vec(v4_prefix(), 0..20), attributes(), vec(v4_prefix(), 1..20))
-        .prop_map(|(withdrawn, attributes, nlri)| Update { withdrawn, attributes, nlri })
+    (
+        vec(v4_prefix(), 0..20),
+        attributes(),
+        vec(v4_prefix(), 1..20),
+    )
+        .prop_map(|(withdrawn, attributes, nlri)| Update {
+            withdrawn,
+            attributes,
+            nlri,
+        })
 }
 
 fn message() -> impl Strategy<Value = Message> {
@@ -106,7 +152,13 @@ fn message() -> impl Strategy<Value = Message> {
             .prop_map(|(c, s, d)| Message::Notification(Notification::with_data(c, s, d))),
         Just(Message::Keepalive),
         (any::<u16>(), any::<u8>(), any::<u8>()).prop_map(|(afi, sub, safi)| {
-            Message::RouteRefresh(RouteRefresh { family: Family { afi: Afi(afi), safi: Safi(safi) }, subtype: sub })
+            Message::RouteRefresh(RouteRefresh {
+                family: Family {
+                    afi: Afi(afi),
+                    safi: Safi(safi),
+                },
+                subtype: sub,
+            })
         }),
     ]
 }

@@ -30,10 +30,21 @@ pub fn fixture(name: &str) -> Vec<u8> {
 #[track_caller]
 pub fn assert_bytes(got: &[u8], want: &[u8]) {
     if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
-        panic!("bytes differ at offset {i}: got {:02x}, want {:02x}\n got  {}\n want {}",
-               got[i], want[i], to_hex(got), to_hex(want));
+        panic!(
+            "bytes differ at offset {i}: got {:02x}, want {:02x}\n got  {}\n want {}",
+            got[i],
+            want[i],
+            to_hex(got),
+            to_hex(want)
+        );
     }
-    assert_eq!(got.len(), want.len(), "lengths differ\n got  {}\n want {}", to_hex(got), to_hex(want));
+    assert_eq!(
+        got.len(),
+        want.len(),
+        "lengths differ\n got  {}\n want {}",
+        to_hex(got),
+        to_hex(want)
+    );
 }
 
 pub fn to_hex(b: &[u8]) -> String {
@@ -44,7 +55,9 @@ pub fn to_hex(b: &[u8]) -> String {
 pub fn sent(outs: &[Output]) -> Vec<Message> {
     outs.iter()
         .filter_map(|o| match o {
-            Output::Send { bytes, .. } => Some(bgp::decode(bytes, &Context::default()).expect("we send valid messages")),
+            Output::Send { bytes, .. } => {
+                Some(bgp::decode(bytes, &Context::default()).expect("we send valid messages"))
+            }
             _ => None,
         })
         .collect()
@@ -76,7 +89,9 @@ pub fn peer_config() -> Config {
 
 /// The peer's OPEN as bytes.
 pub fn peer_open_bytes() -> Vec<u8> {
-    Message::Open(peer_config().open()).to_bytes(&Context::default()).unwrap()
+    Message::Open(peer_config().open())
+        .to_bytes(&Context::default())
+        .unwrap()
 }
 
 pub fn keepalive_bytes() -> Vec<u8> {
