@@ -25,7 +25,7 @@ use crate::message::*;
 pub struct RouteAttributes {
     /// Our AS.
     pub local_as: u32,
-    /// The peer is external (AS_PATH = [local_as], no LOCAL_PREF) or
+    /// The peer is external (AS_PATH = `[local_as]`, no LOCAL_PREF) or
     /// internal (AS_PATH empty, LOCAL_PREF sent).
     pub ebgp: bool,
     /// NEXT_HOP for IPv4 prefixes (the session's IPv4 self address).

@@ -1,7 +1,7 @@
 //! Bytes ⇄ [`Message`]: framing, decoding with the RFC reaction to every
 //! malformation, and encoding.
 //!
-//! Decoding never panics: every read goes through [`Reader`], which returns
+//! Decoding never panics: every read goes through `Reader`, which returns
 //! `None` past the end, and every length is checked before it is used.
 //!
 //! Error handling follows RFC 4271 §6 for the header, OPEN, NOTIFICATION
