@@ -73,7 +73,7 @@ pub struct Config {
     pub poll_mode: PollMode,
     pub ports: Vec<PortSpec>,
     pub routes: Vec<StaticRoute>,
-    /// Mbufs in the pool.
+    /// Mbufs in each port's pool (raised to what the rings need).
     pub mbufs: u32,
     /// Test hook: make a worker panic after it starts.
     pub panic_for_test: bool,
@@ -144,6 +144,25 @@ impl Config {
     }
 }
 
+/// Descriptors per port queue, and per TAP queue (the exception path is
+/// low-volume; net_tap fills every RX descriptor with an mbuf up front).
+const PORT_DESC: u16 = 1024;
+const TAP_DESC: u16 = 256;
+const POOL_CACHE: u32 = 256;
+
+impl Config {
+    /// Mbufs one port's rings (and its TAP's) can hold at once, plus
+    /// lcore caches, the neighbor queue and slack: a smaller pool would
+    /// starve a PMD at start.
+    pub fn mbufs_needed(&self) -> u32 {
+        2 * u32::from(PORT_DESC)
+            + 2 * u32::from(TAP_DESC)
+            + 64
+            + (self.workers.len() as u32 + 1) * POOL_CACHE
+            + 1024
+    }
+}
+
 fn tap_device(i: usize, name: &str) -> String {
     format!("net_tap{i},iface={name}")
 }
@@ -178,9 +197,9 @@ pub struct Dataplane {
     workers: Vec<(WorkerSpec, Arc<SharedWorker>, bool)>,
     interfaces: Vec<Interface>,
     tables: Arc<ArcSwap<Tables>>,
-    // Drop order: ports (stop, close) → pool → EAL.
+    // Drop order: ports (stop, close) → pools → EAL.
     ports: Vec<(Port, Port)>,
-    pool: Arc<Mempool>,
+    pools: Vec<Arc<Mempool>>,
     _eal: Eal,
 }
 
@@ -229,9 +248,17 @@ impl Dataplane {
     pub fn start(cfg: &Config) -> Result<Dataplane, Error> {
         let fib = cfg.fib().map_err(Error::Routes)?;
         let eal = Eal::init(&cfg.eal_args())?;
-        let pool = Arc::new(Mempool::new("pollux_pool", cfg.mbufs, 256, -1)?);
+        let mbufs = cfg.mbufs.max(cfg.mbufs_needed());
+        if mbufs > cfg.mbufs {
+            tracing::info!(
+                configured = cfg.mbufs,
+                using = mbufs,
+                "dataplane.mbufs raised to what the rings need"
+            );
+        }
         let txq = 1;
         let mut ports = Vec::new();
+        let mut pools = Vec::new();
         let mut interfaces = Vec::new();
         for (i, spec) in cfg.ports.iter().enumerate() {
             let port_err = |source| Error::Port {
@@ -239,12 +266,18 @@ impl Dataplane {
                 device: spec.device.clone(),
                 source,
             };
+            // One pool per port: af_xdp builds its UMEM over the RX pool,
+            // and two ports over one pool stall each other's TX.
+            let pool = Arc::new(
+                Mempool::new(&format!("pollux_pool{i}"), mbufs, POOL_CACHE, -1)
+                    .map_err(port_err)?,
+            );
             let mut port = Port::by_name(&spec.device).map_err(port_err)?;
-            port.configure(txq, 1024, &pool).map_err(port_err)?;
+            port.configure(txq, PORT_DESC, &pool).map_err(port_err)?;
             port.start().map_err(port_err)?;
             let mac = port.mac().map_err(port_err)?;
             let mut tap = Port::by_name(&format!("net_tap{i}")).map_err(port_err)?;
-            tap.configure(1, 1024, &pool).map_err(port_err)?;
+            tap.configure(1, TAP_DESC, &pool).map_err(port_err)?;
             tap.set_mac(mac).map_err(port_err)?;
             tap.set_mtu(spec.mtu).map_err(port_err)?;
             tap.start().map_err(port_err)?;
@@ -263,6 +296,7 @@ impl Dataplane {
                 shared: Arc::new(SharedPort::default()),
             });
             ports.push((port, tap));
+            pools.push(pool);
         }
         let mut dp = Dataplane {
             stop: Arc::new(AtomicBool::new(false)),
@@ -271,7 +305,7 @@ impl Dataplane {
             interfaces,
             tables: Arc::new(ArcSwap::from_pointee(Tables { fib })),
             ports,
-            pool,
+            pools,
             _eal: eal,
         };
         for (w, spec) in cfg.workers.iter().enumerate() {
@@ -319,6 +353,7 @@ impl Dataplane {
                 );
                 WorkerPort::new(
                     host,
+                    self.pools[i].clone(),
                     (port.rx(), port.tx(0)),
                     (tap.rx(), tap.tx(0)),
                     self.interfaces[i].shared.clone(),
@@ -327,7 +362,6 @@ impl Dataplane {
             .collect();
         Worker {
             ports,
-            pool: self.pool.clone(),
             tables: self.tables.clone(),
             stop: self.stop.clone(),
             poll_mode: cfg.poll_mode,
@@ -385,9 +419,10 @@ impl Dataplane {
         self.failure.lock().ok().and_then(|f| f.clone())
     }
 
-    /// Free mbufs in the pool (a leak shows as a shrinking number at rest).
-    pub fn mbufs_available(&self) -> u32 {
-        self.pool.available()
+    /// Free mbufs in each port's pool (a leak shows as a shrinking number
+    /// at rest).
+    pub fn mbufs_available(&self) -> Vec<u32> {
+        self.pools.iter().map(|p| p.available()).collect()
     }
 
     /// Stops the workers and waits for them. Idempotent.

@@ -37,6 +37,8 @@ const PENDING: usize = 64;
 #[derive(Debug)]
 pub struct WorkerPort {
     pub host: Host,
+    /// The port's own pool (copies to the TAP, solicitations).
+    pub pool: Arc<Mempool>,
     pub port_rx: Queue,
     pub port_tx: TxBuffer,
     pub tap_rx: Queue,
@@ -48,12 +50,14 @@ pub struct WorkerPort {
 impl WorkerPort {
     pub fn new(
         host: Host,
+        pool: Arc<Mempool>,
         port: (Queue, Queue),
         tap: (Queue, Queue),
         shared: Arc<SharedPort>,
     ) -> WorkerPort {
         WorkerPort {
             host,
+            pool,
             port_rx: port.0,
             port_tx: TxBuffer::new(port.1),
             tap_rx: tap.0,
@@ -67,7 +71,6 @@ impl WorkerPort {
 #[derive(Debug)]
 pub struct Worker {
     pub ports: Vec<WorkerPort>,
-    pub pool: Arc<Mempool>,
     pub tables: Arc<ArcSwap<Tables>>,
     pub stop: Arc<AtomicBool>,
     pub poll_mode: PollMode,
@@ -182,8 +185,8 @@ impl Worker {
     }
 
     fn poll_wire(&mut self, pi: usize, now: Nanos, burst: &mut Burst) -> usize {
-        let pool = &*self.pool;
         let p = &mut self.ports[pi];
+        let pool = &*p.pool;
         let n = burst.rx(p.port_rx);
         for mut m in burst.drain() {
             let c = &mut p.host.counters;
@@ -313,7 +316,7 @@ impl Worker {
         if !p.host.neighbors.should_solicit(ip, now) {
             return;
         }
-        let Some(mut m) = self.pool.alloc() else {
+        let Some(mut m) = p.pool.alloc() else {
             p.host.counters.drop(Drop::NoMbuf);
             return;
         };
