@@ -42,7 +42,7 @@ fn main() {
         .allowlist_function("rte_eth_dev_start|rte_eth_dev_stop|rte_eth_dev_close|rte_eth_dev_info_get")
         .allowlist_function("rte_eth_stats_get|rte_eth_macaddr_get|rte_eth_promiscuous_enable")
         .allowlist_function("rte_eth_dev_set_mtu|rte_eth_link_get_nowait|rte_eth_dev_socket_id")
-        .allowlist_function("rte_eth_allmulticast_enable|rte_eth_dev_is_valid_port")
+        .allowlist_function("rte_eth_allmulticast_enable|rte_eth_dev_is_valid_port|rte_eth_dev_default_mac_addr_set|rte_eth_dev_get_mtu")
         .allowlist_function("rte_pktmbuf_pool_create|rte_mempool_free")
         .allowlist_type("rte_mbuf|rte_mempool|rte_eth_conf|rte_eth_stats|rte_eth_dev_info|rte_ether_addr|rte_eth_link")
         .allowlist_var("RTE_MBUF_DEFAULT_BUF_SIZE|RTE_PKTMBUF_HEADROOM|RTE_MAX_ETHPORTS|RTE_MAX_LCORE|RTE_ETH_NAME_MAX_LEN")
