@@ -18,7 +18,7 @@
 #              cycles/packet") and pollux-fwd --record-cycles, both summing
 #              the ticks of the iterations that received packets. It does
 #              not depend on which side of the link is the bottleneck.
-# Each repetition runs (a) then (b); RUNS repetitions (default 5, at least 3);
+# Each repetition runs (a) and (b) back to back (order alternating); RUNS repetitions (default 5, at least 3);
 # the table shows median/min/max Mpps of each and the ratio of the medians.
 # Nothing is asserted: the numbers are printed and written as CSV under
 # bench/results/<stamp>/ (gitignored).
@@ -30,7 +30,10 @@
 #   --build     cargo build --release -p bench first (also done when the
 #               binary is missing)
 # Env: POLLUX_FWD (binary, default target/release/pollux-fwd), TESTPMD
-# (default dpdk-testpmd), WARM (2), WIN (5), HUGEPAGES (2 MiB pages, 1024).
+# (default dpdk-testpmd), WARM (2), WIN (5), HUGEPAGES (2 MiB pages, 1024),
+# ORDER (alt, the default: testpmd then pollux in odd repetitions, pollux
+# then testpmd in even ones, so that a drift of the shared machine does not
+# favour one side; ab: testpmd then pollux in every repetition).
 #
 # Memory: reserves HUGEPAGES 2 MiB pages, mounts hugetlbfs at a private mount
 # point, gives every process --huge-dir there and --huge-unlink, and restores
@@ -59,6 +62,7 @@ TP=${TESTPMD:-dpdk-testpmd}
 WARM=${WARM:-2}
 WIN=${WIN:-5}
 HUGEPAGES=${HUGEPAGES:-1024}
+ORDER=${ORDER:-alt}   # ab: testpmd then pollux in every repetition; alt: ab, ba, ab, ...
 BUDGET=270            # seconds: stop starting new repetitions after this
 TAG=pxbench-$$
 STAMP=$(date +%Y%m%d-%H%M%S)
@@ -231,8 +235,9 @@ run_testpmd() {
   tp_start gen "$lg" $cg || return 1
   # shellcheck disable=SC2086
   tp_start fwd "$lf" $cf || { tp_quit gen; return 1; }
-  sleep 1                                   # memif connects
-  tp_cmd fwd start; tp_cmd gen start
+  tp_cmd fwd start                          # the forwarder polls from here on,
+  sleep 1                                   # as pollux-fwd does; memif connects
+  tp_cmd gen start
   sleep "$WARM"
   tp_cmd gen "show port stats all"; tp_cmd fwd "show port stats all"
   sleep "$WIN"
@@ -286,7 +291,7 @@ LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 
 CSV=$OUT/runs.csv
 echo "stamp,run,forwarder,mem,frame_bytes,gen_rx_pps,gen_tx_pps,fwd_rx_pps,fwd_busy_cycles_per_pkt,tsc_mhz,fwd_busy_fraction" >"$CSV"
-T_RX=(); P_RX=(); T_CPP=(); P_CPP=(); FAILS=0; DONE=0; FRAME="?"; R_FWD_VER=""; MHZ="?"
+T_RX=(); P_RX=(); T_CPP=(); P_CPP=(); PAIRED=(); FAILS=0; DONE=0; FRAME="?"; R_FWD_VER=""; MHZ="?"
 # busy fraction of the forwarder's lcore in the window = cycles/pkt × pps / Hz
 busy() { awk -v c="$1" -v p="$2" -v m="$3" 'BEGIN {if (c+0 > 0 && m+0 > 0) printf "%.2f", c*p/(m*1e6); else print "?"}'; }
 one() { # forwarder-name array-suffix: runs one measurement and records it
@@ -304,8 +309,15 @@ one() { # forwarder-name array-suffix: runs one measurement and records it
 log "results and logs: $OUT"
 for ((i = 1; i <= RUNS; i++)); do
   if [ "$SECONDS" -ge "$BUDGET" ]; then log "time budget ($BUDGET s) used: stopping after $DONE runs"; break; fi
-  if one testpmd-io run_testpmd; then T_RX+=("$R_GEN_RX"); [ -n "$R_CPP" ] && T_CPP+=("$R_CPP"); fi
-  if one pollux-fwd run_pollux; then P_RX+=("$R_GEN_RX"); [ -n "$R_CPP" ] && P_CPP+=("$R_CPP"); fi
+  t_rx=""; p_rx=""
+  order="t p"; [ "$ORDER" = alt ] && [ $((i % 2)) = 0 ] && order="p t"
+  for f in $order; do
+    case $f in
+      t) if one testpmd-io run_testpmd; then T_RX+=("$R_GEN_RX"); t_rx=$R_GEN_RX; [ -n "$R_CPP" ] && T_CPP+=("$R_CPP"); fi ;;
+      p) if one pollux-fwd run_pollux; then P_RX+=("$R_GEN_RX"); p_rx=$R_GEN_RX; [ -n "$R_CPP" ] && P_CPP+=("$R_CPP"); fi ;;
+    esac
+  done
+  [ -n "$t_rx" ] && [ -n "$p_rx" ] && PAIRED+=("$(awk -v p="$p_rx" -v t="$t_rx" 'BEGIN {printf "%.3f", p/t}')")
   DONE=$i
 done
 LOAD1=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -344,6 +356,8 @@ list() { local f=$1 v; shift; for v in "$@"; do printf '%s ' "$("$f" "$v")"; don
   echo "| $ROW, Mpps | $(mpps "$tmed") ($(mpps "$tmin")–$(mpps "$tmax")) | $(mpps "$pmed") ($(mpps "$pmin")–$(mpps "$pmax")) | $RATIO (pollux/testpmd) |"
   echo "| $CROW | $(num "$tcmed") ($(num "$tcmin")–$(num "$tcmax")) | $(num "$pcmed") ($(num "$pcmin")–$(num "$pcmax")) | $CRATIO (testpmd/pollux) |"
   echo
+  read -r rmin rmed rmax <<<"$(stats3 "${PAIRED[@]+"${PAIRED[@]}"}")"
+  echo "paired: pollux/testpmd of the two runs of each repetition: median $rmed ($rmin–$rmax), per repetition: ${PAIRED[*]+"${PAIRED[*]}"}"
   echo "best runs: $(mpps "$pmax") / $(mpps "$tmax") Mpps = $(div "$pmax" "$tmax") (pollux/testpmd); $(num "$tcmin") / $(num "$pcmin") cycles = $(div "$tcmin" "$pcmin") (testpmd/pollux)"
   echo "per run, generator Rx Mpps: testpmd io: $(list mpps "${T_RX[@]+"${T_RX[@]}"}")| pollux: $(list mpps "${P_RX[@]+"${P_RX[@]}"}")"
   echo "per run, busy cycles/pkt:   testpmd io: $(list num "${T_CPP[@]+"${T_CPP[@]}"}")| pollux: $(list num "${P_CPP[@]+"${P_CPP[@]}"}")"
