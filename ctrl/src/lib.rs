@@ -6,6 +6,7 @@ pub mod api;
 pub mod config;
 pub mod kernel;
 pub mod metrics;
+pub mod pod;
 pub mod run;
 pub mod show;
 pub mod state;

@@ -70,15 +70,24 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(path: &Path) -> Result<config::Config, ExitCode> {
-    config::load(path, &HostFacts::probe()).map_err(|e| {
+/// Loads and validates the config, and resolves VF ports through the pod's
+/// environment (printing what discovery found when `report` is set).
+fn load(path: &Path, report: bool) -> Result<config::Config, ExitCode> {
+    let fail = |e: config::Error| {
         eprintln!("pollux: {}: {e}", path.display());
         ExitCode::from(2)
-    })
+    };
+    let mut cfg = config::load(path, &HostFacts::probe()).map_err(fail)?;
+    if let Some(found) = ctrl::pod::resolve(&mut cfg, &vfio::Context::from_env()).map_err(fail)? {
+        if report {
+            print!("{found}");
+        }
+    }
+    Ok(cfg)
 }
 
 fn check(path: &Path) -> ExitCode {
-    let cfg = match load(path) {
+    let cfg = match load(path, true) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -120,7 +129,7 @@ fn run(path: &Path) -> ExitCode {
                 .unwrap_or_else(|_| "info".into()),
         )
         .init();
-    let cfg = match load(path) {
+    let cfg = match load(path, false) {
         Ok(c) => c,
         Err(code) => return code,
     };
@@ -147,7 +156,10 @@ fn show(what: &str, json: bool, api: Option<PathBuf>, config: Option<PathBuf>) -
     }
     let socket = match (api, config) {
         (Some(s), _) => s,
-        (None, Some(c)) => match load(&c) {
+        (None, Some(c)) => match config::load(&c, &HostFacts::probe()).map_err(|e| {
+            eprintln!("pollux: {}: {e}", c.display());
+            ExitCode::from(2)
+        }) {
             Ok(cfg) => cfg.api.socket,
             Err(code) => return code,
         },
