@@ -94,7 +94,8 @@ impl State {
                 })
             })
             .collect();
-        json!({ "instance": self.config.name, "ports": ports, "workers": workers })
+        let running = stats.workers.iter().all(|w| w.running);
+        json!({ "instance": self.config.name, "workers_running": running, "ports": ports, "workers": workers })
     }
 
     /// The Prometheus exposition text.

@@ -279,7 +279,7 @@ def test_grace_period_fits_prestop_and_drain():
 def test_probes_go_through_pollux_show():
     c = container(by_kind(manifests({}), "Deployment")[0])
     ready = " ".join(c["readinessProbe"]["exec"]["command"])
-    assert "pollux show stats --json" in ready and "workersRunning" in ready
+    assert "pollux show stats --json" in ready and "workers_running" in ready
     assert "pollux show bgp summary --json" in ready and "Established" in ready
     assert c["livenessProbe"]["exec"]["command"][:3] == ["pollux", "show", "interfaces"]
     assert "--api" in c["livenessProbe"]["exec"]["command"]

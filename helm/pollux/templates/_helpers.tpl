@@ -166,7 +166,7 @@ The pollux config of one instance (DESIGN.md §4 keys). Argument: (list $root $i
 - sh
 - -c
 - >-
-  pollux show stats --json --api {{ $sock }} | grep -q '"workersRunning": *true'
+  pollux show stats --json --api {{ $sock }} | grep -q '"workers_running": *true'
   && pollux show bgp summary --json --api {{ $sock }} | grep -q '"state": *"Established"'
 {{- end -}}
 
