@@ -16,6 +16,8 @@ pub mod icmpv4;
 pub mod icmpv6;
 pub mod ipv4;
 pub mod ipv6;
+pub mod tcp;
+pub mod udp;
 
 /// Why a header could not be read. The worker maps each to a drop reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
