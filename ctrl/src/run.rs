@@ -39,6 +39,9 @@ pub fn run(config: Config) -> anyhow::Result<Exit> {
         }
     }
     let _ = std::fs::remove_file(&state.config.api.socket);
+    if let Some(dir) = state.config.dataplane.runtime_dir() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
     tracing::info!("stopped");
     exit
 }

@@ -85,6 +85,18 @@ impl Config {
         port % self.workers.len().max(1)
     }
 
+    /// DPDK's runtime file prefix when the EAL arguments do not name one.
+    pub fn file_prefix(&self) -> String {
+        format!("pollux-{}", self.instance)
+    }
+
+    /// DPDK's runtime directory for this instance, when pollux chose its
+    /// prefix (removed after a clean stop: EAL leaves it behind).
+    pub fn runtime_dir(&self) -> Option<std::path::PathBuf> {
+        let ours = !self.eal.iter().any(|a| a.starts_with("--file-prefix"));
+        ours.then(|| std::path::Path::new("/var/run/dpdk").join(self.file_prefix()))
+    }
+
     /// The full EAL argument vector: lcore map, file prefix, one TAP vdev
     /// per port, then the configured arguments.
     pub fn eal_args(&self) -> Vec<String> {
@@ -102,7 +114,7 @@ impl Config {
         );
         let mut args = vec![format!("--lcores={}", lcores.join(","))];
         if !self.eal.iter().any(|a| a.starts_with("--file-prefix")) {
-            args.push(format!("--file-prefix=pollux-{}", self.instance));
+            args.push(format!("--file-prefix={}", self.file_prefix()));
         }
         for (i, p) in self.ports.iter().enumerate() {
             args.push(format!("--vdev={}", tap_device(i, &p.name)));
