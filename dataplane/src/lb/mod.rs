@@ -33,6 +33,8 @@ pub mod conntrack;
 pub mod flow;
 pub mod hash;
 pub mod maglev;
+pub mod nat;
+pub mod vs;
 
 pub use alloc::Backing;
 pub use conntrack::{

@@ -1,0 +1,751 @@
+//! The virtual-server table: the snapshot ctrl builds and workers read.
+//!
+//! # Model
+//!
+//! ctrl turns the validated config (plus health state and the self IPs it
+//! picked for `snat: automap`) into a list of [`VsSpec`]s and calls
+//! [`VsTable::build`], which allocates freely (it runs in ctrl) and returns
+//! an immutable table. ctrl publishes it whole (inside the `Arc` snapshot
+//! the worker loads once per burst); a health change or a reload means a
+//! new table. Indices are positions: VS `i` is `specs[i]`, member `j` of a
+//! VS is `specs[i].members[j]`. Connection-table entries store these
+//! indices, so **ctrl must keep the order stable across rebuilds** (append
+//! new virtual servers and members; mark a removed member `healthy: false,
+//! weight: 0` until its flows have drained rather than deleting it). A
+//! worker that finds an entry whose indices no longer fit its packet
+//! re-chooses the member ([`super::path`]).
+//!
+//! Per VS: VIP (IPv4 or IPv6), port (0 = every port), protocol, idle
+//! timeout, reset-on-timeout, SNAT mode, members (address, port — 0 keeps
+//! the client's destination port —, weight, health) and the Maglev
+//! [`Table`] over the members that are healthy with a weight > 0 (built
+//! with every member in the list, unhealthy ones at weight 0, so member
+//! indices are the list's and a health flap moves only that member's
+//! slots). `None` when no member can take new flows: new flows are dropped
+//! and counted.
+//!
+//! Lookups used per packet are open-addressing tables keyed by a
+//! [`FlowKey`] built from the fields (pollux-hash v1 with a fixed seed, no
+//! SipHash, no allocation): by (VIP, port, protocol) with a fallback to
+//! (VIP, 0, protocol); "is this address a VIP"; by (member address,
+//! member port, protocol) for return traffic; "is this a SNAT address".
+
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::conntrack::Timeouts;
+use super::flow::{Family, FlowHasher, FlowKey, PROTO_TCP, PROTO_UDP};
+use super::maglev::{self, MaglevError, Member, MemberKey, Table};
+
+/// Largest SNAT pool of one virtual server: a flow stores its pool index
+/// in 6 bits of its connection-table entry.
+pub const MAX_SNAT_POOL: usize = 64;
+
+/// TCP or UDP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    /// The IP protocol number.
+    pub fn number(self) -> u8 {
+        match self {
+            Proto::Tcp => PROTO_TCP,
+            Proto::Udp => PROTO_UDP,
+        }
+    }
+}
+
+/// Source NAT of a virtual server, as ctrl resolved it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Snat {
+    /// DNAT only: members see the client's address; pollux must be their
+    /// gateway for the return path.
+    None,
+    /// `snat: automap`: the self IP ctrl chose (of the VS's family, on the
+    /// port towards the members).
+    Automap(IpAddr),
+    /// `snat: [addresses]`: a flow gets one of them (by its hash) and a
+    /// port from its worker's range.
+    Pool(Vec<IpAddr>),
+}
+
+/// One member of a virtual server, as ctrl sees it now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemberSpec {
+    pub addr: IpAddr,
+    /// 0: keep the client's destination port.
+    pub port: u16,
+    /// 0 = drain: no new flows, existing flows stay.
+    pub weight: u32,
+    /// From the health checks; an unhealthy member gets no new flows.
+    pub healthy: bool,
+}
+
+/// One virtual server, as ctrl hands it to [`VsTable::build`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VsSpec {
+    pub name: String,
+    pub vip: IpAddr,
+    /// 0 = all ports.
+    pub port: u16,
+    pub proto: Proto,
+    /// Seconds (1..=65535); FastL4's default is 300.
+    pub idle_timeout: u16,
+    /// Send RSTs to both ends when an idle TCP flow times out.
+    pub reset_on_timeout: bool,
+    pub snat: Snat,
+    pub members: Vec<MemberSpec>,
+}
+
+/// Why a snapshot could not be built; ctrl reports it against the config
+/// (`index` is the position in the spec list, `member` in its members).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VsError {
+    #[error("virtual server {index}: same address, port and protocol as virtual server {first}")]
+    Duplicate { first: usize, index: usize },
+    #[error("virtual server {index}: member {member} is not of the VIP's address family")]
+    MemberFamily { index: usize, member: usize },
+    #[error("virtual server {index}: SNAT address {addr} is not of the VIP's address family")]
+    SnatFamily { index: usize, addr: IpAddr },
+    #[error("virtual server {index}: the SNAT pool is empty")]
+    SnatPoolEmpty { index: usize },
+    #[error("virtual server {index}: a SNAT pool holds at most {MAX_SNAT_POOL} addresses")]
+    SnatPoolTooLarge { index: usize },
+    #[error("virtual server {index}: SNAT address {addr} is also a VIP")]
+    SnatIsVip { index: usize, addr: IpAddr },
+    #[error("virtual server {index}: idle timeout must be at least 1 second")]
+    IdleTimeout { index: usize },
+    #[error("virtual server {index}: {source}")]
+    Maglev {
+        index: usize,
+        #[source]
+        source: MaglevError,
+    },
+    #[error("more than {max} virtual servers", max = u32::MAX)]
+    TooMany,
+}
+
+/// A member in the snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VsMember {
+    pub addr: IpAddr,
+    /// Address bytes as in a [`FlowKey`] (IPv4 in the first 4).
+    pub(crate) bytes: [u8; 16],
+    pub port: u16,
+    pub weight: u32,
+    pub healthy: bool,
+}
+
+impl VsMember {
+    /// Takes new flows: healthy with a weight > 0.
+    pub fn active(&self) -> bool {
+        self.healthy && self.weight > 0
+    }
+}
+
+/// A virtual server in the snapshot.
+#[derive(Clone)]
+pub struct Vs {
+    pub name: String,
+    pub vip: IpAddr,
+    pub(crate) vip_bytes: [u8; 16],
+    pub family: Family,
+    pub port: u16,
+    pub proto: Proto,
+    pub(crate) proto_number: u8,
+    pub timeouts: Timeouts,
+    pub reset_on_timeout: bool,
+    pub snat: Snat,
+    /// SNAT addresses as key bytes (empty: DNAT only).
+    pub(crate) snat_bytes: Box<[[u8; 16]]>,
+    pub members: Vec<VsMember>,
+    /// Over the active members; `None`: no member takes new flows.
+    pub maglev: Option<Table>,
+}
+
+impl fmt::Debug for Vs {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Vs")
+            .field("name", &self.name)
+            .field("vip", &self.vip)
+            .field("port", &self.port)
+            .field("proto", &self.proto)
+            .field("snat", &self.snat)
+            .field("members", &self.members.len())
+            .field("maglev", &self.maglev)
+            .finish()
+    }
+}
+
+impl Vs {
+    /// True when this VS rewrites the source too.
+    #[inline(always)]
+    pub fn snats(&self) -> bool {
+        !self.snat_bytes.is_empty()
+    }
+}
+
+/// A member of a virtual server, as the reverse index returns it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemberRef {
+    pub vs: u32,
+    pub member: u16,
+}
+
+/// The immutable virtual-server snapshot. See the module doc.
+#[derive(Clone)]
+pub struct VsTable {
+    vss: Vec<Vs>,
+    /// Index of each VS's first member counter in a flat per-member array.
+    member_base: Vec<u32>,
+    members_total: usize,
+    by_key: FixedMap<u32>,
+    vips: FixedMap<()>,
+    /// (member addr, member port, proto) -> range of `refs`.
+    by_member: FixedMap<(u32, u32)>,
+    refs: Vec<MemberRef>,
+    snat_addrs: FixedMap<()>,
+    generation: u64,
+}
+
+impl fmt::Debug for VsTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VsTable")
+            .field("generation", &self.generation)
+            .field("vss", &self.vss)
+            .finish()
+    }
+}
+
+impl Default for VsTable {
+    fn default() -> Self {
+        VsTable::build(&[]).expect("the empty table builds")
+    }
+}
+
+static GENERATION: AtomicU64 = AtomicU64::new(1);
+
+pub(crate) fn key_bytes(a: IpAddr) -> ([u8; 16], Family) {
+    let mut b = [0u8; 16];
+    match a {
+        IpAddr::V4(v4) => {
+            b[..4].copy_from_slice(&v4.octets());
+            (b, Family::V4)
+        }
+        IpAddr::V6(v6) => (v6.octets(), Family::V6),
+    }
+}
+
+#[inline(always)]
+fn vs_key(vip: &[u8; 16], family: Family, port: u16, proto: u8) -> FlowKey {
+    FlowKey::from_parts([0; 16], *vip, 0, port, proto, family)
+}
+
+#[inline(always)]
+fn addr_key(addr: &[u8; 16], family: Family) -> FlowKey {
+    FlowKey::from_parts([0; 16], *addr, 0, 0, 0, family)
+}
+
+#[inline(always)]
+fn member_key(addr: &[u8; 16], family: Family, port: u16, proto: u8) -> FlowKey {
+    FlowKey::from_parts(*addr, [0; 16], port, 0, proto, family)
+}
+
+impl VsTable {
+    /// Validates `specs` and builds the snapshot (ctrl only: allocates,
+    /// builds one Maglev table per VS).
+    pub fn build(specs: &[VsSpec]) -> Result<VsTable, VsError> {
+        if specs.len() > u32::MAX as usize {
+            return Err(VsError::TooMany);
+        }
+        let mut vss = Vec::with_capacity(specs.len());
+        let mut by_key = FixedMap::with_capacity(specs.len());
+        let mut vips = FixedMap::with_capacity(specs.len());
+        let mut member_base = Vec::with_capacity(specs.len());
+        let mut members_total = 0usize;
+        for (index, s) in specs.iter().enumerate() {
+            let (vip_bytes, family) = key_bytes(s.vip);
+            if s.idle_timeout == 0 {
+                return Err(VsError::IdleTimeout { index });
+            }
+            let k = vs_key(&vip_bytes, family, s.port, s.proto.number());
+            if let Some(&first) = by_key.get(&k) {
+                return Err(VsError::Duplicate {
+                    first: first as usize,
+                    index,
+                });
+            }
+            by_key.insert(k, index as u32);
+            vips.insert(addr_key(&vip_bytes, family), ());
+            let mut members = Vec::with_capacity(s.members.len());
+            for (member, m) in s.members.iter().enumerate() {
+                let (bytes, f) = key_bytes(m.addr);
+                if f != family {
+                    return Err(VsError::MemberFamily { index, member });
+                }
+                members.push(VsMember {
+                    addr: m.addr,
+                    bytes,
+                    port: m.port,
+                    weight: m.weight,
+                    healthy: m.healthy,
+                });
+            }
+            let snat_addrs: &[IpAddr] = match &s.snat {
+                Snat::None => &[],
+                Snat::Automap(a) => std::slice::from_ref(a),
+                Snat::Pool(p) if p.is_empty() => return Err(VsError::SnatPoolEmpty { index }),
+                Snat::Pool(p) if p.len() > MAX_SNAT_POOL => {
+                    return Err(VsError::SnatPoolTooLarge { index })
+                }
+                Snat::Pool(p) => p,
+            };
+            let mut snat_bytes = Vec::with_capacity(snat_addrs.len());
+            for &addr in snat_addrs {
+                let (b, f) = key_bytes(addr);
+                if f != family {
+                    return Err(VsError::SnatFamily { index, addr });
+                }
+                snat_bytes.push(b);
+            }
+            let maglev =
+                build_maglev(&members).map_err(|source| VsError::Maglev { index, source })?;
+            member_base.push(members_total as u32);
+            members_total += members.len();
+            vss.push(Vs {
+                name: s.name.clone(),
+                vip: s.vip,
+                vip_bytes,
+                family,
+                port: s.port,
+                proto: s.proto,
+                proto_number: s.proto.number(),
+                timeouts: Timeouts::new(s.idle_timeout),
+                reset_on_timeout: s.reset_on_timeout,
+                snat: s.snat.clone(),
+                snat_bytes: snat_bytes.into_boxed_slice(),
+                members,
+                maglev,
+            });
+        }
+        // SNAT addresses: never a VIP (their return traffic would be taken
+        // for new flows).
+        let mut snat_addrs = FixedMap::with_capacity(8);
+        for (index, vs) in vss.iter().enumerate() {
+            for b in vs.snat_bytes.iter() {
+                let k = addr_key(b, vs.family);
+                if vips.get(&k).is_some() {
+                    return Err(VsError::SnatIsVip {
+                        index,
+                        addr: k.dst_ip(),
+                    });
+                }
+                snat_addrs.insert(k, ());
+            }
+        }
+        // Reverse index: members grouped by (addr, port, proto).
+        let mut all: Vec<(FlowKey, MemberRef)> = Vec::with_capacity(members_total);
+        for (v, vs) in vss.iter().enumerate() {
+            for (m, mem) in vs.members.iter().enumerate() {
+                all.push((
+                    member_key(&mem.bytes, vs.family, mem.port, vs.proto_number),
+                    MemberRef {
+                        vs: v as u32,
+                        member: m as u16,
+                    },
+                ));
+            }
+        }
+        all.sort_by(|a, b| {
+            let ka = a.0.parts();
+            let kb = b.0.parts();
+            (ka.0, ka.2, ka.4, ka.5, a.1.vs, a.1.member)
+                .cmp(&(kb.0, kb.2, kb.4, kb.5, b.1.vs, b.1.member))
+        });
+        let mut by_member = FixedMap::with_capacity(all.len());
+        let mut refs = Vec::with_capacity(all.len());
+        let mut i = 0;
+        while i < all.len() {
+            let k = all[i].0;
+            let start = refs.len() as u32;
+            while i < all.len() && all[i].0 == k {
+                refs.push(all[i].1);
+                i += 1;
+            }
+            by_member.insert(k, (start, refs.len() as u32 - start));
+        }
+        Ok(VsTable {
+            vss,
+            member_base,
+            members_total,
+            by_key,
+            vips,
+            by_member,
+            refs,
+            snat_addrs,
+            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+        })
+    }
+
+    /// A number unique to this build (in this process): workers notice a
+    /// new snapshot by it.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    pub fn len(&self) -> usize {
+        self.vss.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.vss.is_empty()
+    }
+
+    #[inline(always)]
+    pub fn get(&self, vs: u32) -> Option<&Vs> {
+        self.vss.get(vs as usize)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Vs> {
+        self.vss.iter()
+    }
+
+    /// Index of VS `vs`'s first member in a flat per-member array of
+    /// [`members_total`](Self::members_total) entries.
+    pub fn member_base(&self, vs: u32) -> usize {
+        self.member_base[vs as usize] as usize
+    }
+
+    pub fn members_total(&self) -> usize {
+        self.members_total
+    }
+
+    /// The VS for traffic to `dst:port` (`proto`): the exact port, else
+    /// the VIP's all-ports VS.
+    #[inline]
+    pub fn lookup(&self, dst: &[u8; 16], family: Family, port: u16, proto: u8) -> Option<u32> {
+        if let Some(&v) = self.by_key.get(&vs_key(dst, family, port, proto)) {
+            return Some(v);
+        }
+        self.by_key.get(&vs_key(dst, family, 0, proto)).copied()
+    }
+
+    /// Convenience over [`lookup`](Self::lookup) for ctrl and tests.
+    pub fn lookup_ip(&self, dst: IpAddr, port: u16, proto: Proto) -> Option<u32> {
+        let (b, f) = key_bytes(dst);
+        self.lookup(&b, f, port, proto.number())
+    }
+
+    /// Is `dst` the address of any virtual server (whatever port)?
+    #[inline]
+    pub fn is_vip(&self, dst: &[u8; 16], family: Family) -> bool {
+        self.vips.get(&addr_key(dst, family)).is_some()
+    }
+
+    /// Is `dst` a SNAT address of any virtual server?
+    #[inline]
+    pub fn is_snat_addr(&self, dst: &[u8; 16], family: Family) -> bool {
+        self.snat_addrs.get(&addr_key(dst, family)).is_some()
+    }
+
+    /// The virtual servers whose member is `addr:port` (`proto`): members
+    /// with that exact port, then members with port 0 (they keep the
+    /// client's port, so any port may be theirs).
+    #[inline]
+    pub fn members_at(
+        &self,
+        addr: &[u8; 16],
+        family: Family,
+        port: u16,
+        proto: u8,
+    ) -> (&[MemberRef], &[MemberRef]) {
+        let get = |p| match self.by_member.get(&member_key(addr, family, p, proto)) {
+            Some(&(s, n)) => &self.refs[s as usize..(s + n) as usize],
+            None => &[][..],
+        };
+        (get(port), if port == 0 { &[][..] } else { get(0) })
+    }
+}
+
+fn build_maglev(members: &[VsMember]) -> Result<Option<Table>, MaglevError> {
+    if members.is_empty() {
+        return Ok(None);
+    }
+    let ms: Vec<Member> = members
+        .iter()
+        .map(|m| Member {
+            key: MemberKey::new(m.addr, m.port),
+            weight: if m.healthy { m.weight } else { 0 },
+        })
+        .collect();
+    let size = maglev::table_size_for(ms.len())?;
+    match Table::build(&ms, size) {
+        Ok(t) => Ok(Some(t)),
+        Err(MaglevError::NoActiveMember) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// A fixed open-addressing map from [`FlowKey`] to `V`, built in ctrl and
+/// read per packet: a power-of-two array at most half full, linear
+/// probing, pollux-hash v1 with a fixed seed. No allocation on `get`.
+#[derive(Clone)]
+struct FixedMap<V: Copy> {
+    slots: Box<[Option<(FlowKey, V)>]>,
+    len: usize,
+}
+
+const MAP_HASH: FlowHasher = FlowHasher::new(0x706f_6c6c_7578_7673); // "polluxvs"
+
+impl<V: Copy> FixedMap<V> {
+    fn with_capacity(n: usize) -> Self {
+        let cap = (n.max(4) * 2).next_power_of_two();
+        FixedMap {
+            slots: vec![None; cap].into_boxed_slice(),
+            len: 0,
+        }
+    }
+
+    fn grow(&mut self) {
+        let mut bigger = FixedMap::with_capacity(self.slots.len());
+        for (k, v) in self.slots.iter().flatten() {
+            bigger.insert(*k, *v);
+        }
+        *self = bigger;
+    }
+
+    /// Inserts or replaces (ctrl only).
+    fn insert(&mut self, k: FlowKey, v: V) {
+        if (self.len + 1) * 2 > self.slots.len() {
+            self.grow();
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = MAP_HASH.hash(&k) as usize & mask;
+        loop {
+            match &mut self.slots[i] {
+                Some((sk, sv)) if *sk == k => {
+                    *sv = v;
+                    return;
+                }
+                Some(_) => i = (i + 1) & mask,
+                slot @ None => {
+                    *slot = Some((k, v));
+                    self.len += 1;
+                    return;
+                }
+            }
+        }
+    }
+
+    #[inline]
+    fn get(&self, k: &FlowKey) -> Option<&V> {
+        let mask = self.slots.len() - 1;
+        let mut i = MAP_HASH.hash(k) as usize & mask;
+        // At most half full: an empty slot ends every probe sequence.
+        loop {
+            match &self.slots[i] {
+                Some((sk, v)) if sk == k => return Some(v),
+                Some(_) => i = (i + 1) & mask,
+                None => return None,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    fn member(a: &str, port: u16) -> MemberSpec {
+        MemberSpec {
+            addr: ip(a),
+            port,
+            weight: 1,
+            healthy: true,
+        }
+    }
+
+    fn spec(vip: &str, port: u16, proto: Proto, members: Vec<MemberSpec>) -> VsSpec {
+        VsSpec {
+            name: format!("{vip}:{port}"),
+            vip: ip(vip),
+            port,
+            proto,
+            idle_timeout: 300,
+            reset_on_timeout: true,
+            snat: Snat::None,
+            members,
+        }
+    }
+
+    #[test]
+    fn lookup_exact_port_then_all_ports_and_vip() {
+        let t = VsTable::build(&[
+            spec(
+                "192.168.77.1",
+                80,
+                Proto::Tcp,
+                vec![member("10.1.0.1", 8080)],
+            ),
+            spec("192.168.77.1", 0, Proto::Tcp, vec![member("10.1.0.2", 0)]),
+            spec("192.168.77.1", 53, Proto::Udp, vec![member("10.1.0.3", 53)]),
+            spec("fd00::80", 443, Proto::Tcp, vec![member("fd01::1", 443)]),
+        ])
+        .unwrap();
+        let v = ip("192.168.77.1");
+        assert_eq!(t.lookup_ip(v, 80, Proto::Tcp), Some(0));
+        assert_eq!(t.lookup_ip(v, 81, Proto::Tcp), Some(1));
+        assert_eq!(t.lookup_ip(v, 53, Proto::Udp), Some(2));
+        assert_eq!(t.lookup_ip(v, 54, Proto::Udp), None);
+        assert_eq!(t.lookup_ip(ip("fd00::80"), 443, Proto::Tcp), Some(3));
+        assert_eq!(t.lookup_ip(ip("fd00::80"), 80, Proto::Tcp), None);
+        assert_eq!(t.lookup_ip(ip("192.168.77.2"), 80, Proto::Tcp), None);
+        let (b, f) = key_bytes(v);
+        assert!(t.is_vip(&b, f));
+        let (b, f) = key_bytes(ip("10.1.0.1"));
+        assert!(!t.is_vip(&b, f));
+        assert_eq!(t.members_total(), 4);
+        assert_eq!(t.member_base(3), 3);
+    }
+
+    #[test]
+    fn reverse_index_finds_every_vs_of_a_member() {
+        let shared = member("10.1.0.1", 8080);
+        let t = VsTable::build(&[
+            spec(
+                "192.168.77.1",
+                80,
+                Proto::Tcp,
+                vec![shared, member("10.1.0.2", 8080)],
+            ),
+            spec(
+                "192.168.77.2",
+                80,
+                Proto::Tcp,
+                vec![member("10.1.0.9", 1), shared],
+            ),
+            spec("192.168.77.3", 0, Proto::Tcp, vec![member("10.1.0.1", 0)]),
+        ])
+        .unwrap();
+        let (b, f) = key_bytes(ip("10.1.0.1"));
+        let (exact, any) = t.members_at(&b, f, 8080, PROTO_TCP);
+        assert_eq!(
+            exact,
+            &[
+                MemberRef { vs: 0, member: 0 },
+                MemberRef { vs: 1, member: 1 }
+            ]
+        );
+        assert_eq!(any, &[MemberRef { vs: 2, member: 0 }]);
+        let (exact, _) = t.members_at(&b, f, 8080, PROTO_UDP);
+        assert!(exact.is_empty());
+    }
+
+    #[test]
+    fn maglev_over_healthy_weighted_members_or_none() {
+        let mut down = member("10.1.0.1", 80);
+        down.healthy = false;
+        let mut drained = member("10.1.0.2", 80);
+        drained.weight = 0;
+        let t = VsTable::build(&[
+            spec(
+                "192.168.77.1",
+                80,
+                Proto::Tcp,
+                vec![down, drained, member("10.1.0.3", 80)],
+            ),
+            spec("192.168.77.2", 80, Proto::Tcp, vec![down, drained]),
+            spec("192.168.77.3", 80, Proto::Tcp, vec![]),
+        ])
+        .unwrap();
+        let m = t.get(0).unwrap().maglev.as_ref().unwrap();
+        assert_eq!(m.slot_counts(), vec![0, 0, m.size()]);
+        assert!(t.get(1).unwrap().maglev.is_none());
+        assert!(t.get(2).unwrap().maglev.is_none());
+    }
+
+    #[test]
+    fn build_rejects_bad_specs() {
+        let ok = spec("192.168.77.1", 80, Proto::Tcp, vec![member("10.1.0.1", 80)]);
+        let err = |specs: &[VsSpec]| VsTable::build(specs).unwrap_err();
+        assert_eq!(
+            err(&[ok.clone(), ok.clone()]),
+            VsError::Duplicate { first: 0, index: 1 }
+        );
+        let mut s = ok.clone();
+        s.members.push(member("fd00::1", 80));
+        assert_eq!(
+            err(&[s]),
+            VsError::MemberFamily {
+                index: 0,
+                member: 1
+            }
+        );
+        let mut s = ok.clone();
+        s.snat = Snat::Automap(ip("fd00::2"));
+        assert!(matches!(err(&[s]), VsError::SnatFamily { index: 0, .. }));
+        let mut s = ok.clone();
+        s.snat = Snat::Pool(vec![]);
+        assert_eq!(err(&[s]), VsError::SnatPoolEmpty { index: 0 });
+        let mut s = ok.clone();
+        s.snat = Snat::Pool((0..65).map(|i| ip(&format!("10.9.0.{i}"))).collect());
+        assert_eq!(err(&[s]), VsError::SnatPoolTooLarge { index: 0 });
+        let mut s = ok.clone();
+        s.snat = Snat::Automap(ip("192.168.77.1"));
+        assert!(matches!(err(&[s]), VsError::SnatIsVip { index: 0, .. }));
+        let mut s = ok.clone();
+        s.idle_timeout = 0;
+        assert_eq!(err(&[s]), VsError::IdleTimeout { index: 0 });
+        let mut s = ok.clone();
+        s.members.push(member("10.1.0.1", 80));
+        assert!(matches!(
+            err(&[s]),
+            VsError::Maglev {
+                index: 0,
+                source: MaglevError::DuplicateMember { .. }
+            }
+        ));
+        let e = VsError::Duplicate { first: 0, index: 1 };
+        assert_eq!(
+            e.to_string(),
+            "virtual server 1: same address, port and protocol as virtual server 0"
+        );
+    }
+
+    #[test]
+    fn snat_addresses_are_known_and_generations_differ() {
+        let mut s = spec("192.168.77.1", 80, Proto::Tcp, vec![member("10.1.0.1", 80)]);
+        s.snat = Snat::Pool(vec![ip("10.0.0.50"), ip("10.0.0.51")]);
+        let t = VsTable::build(&[s]).unwrap();
+        let (b, f) = key_bytes(ip("10.0.0.51"));
+        assert!(t.is_snat_addr(&b, f));
+        let (b, f) = key_bytes(ip("10.0.0.52"));
+        assert!(!t.is_snat_addr(&b, f));
+        assert_ne!(t.generation(), VsTable::default().generation());
+    }
+
+    #[test]
+    fn fixed_map_grows_and_finds_everything() {
+        let mut m = FixedMap::with_capacity(1);
+        for i in 0..1000u32 {
+            let (b, f) = key_bytes(IpAddr::from(i.to_be_bytes()));
+            m.insert(addr_key(&b, f), i);
+        }
+        for i in 0..1000u32 {
+            let (b, f) = key_bytes(IpAddr::from(i.to_be_bytes()));
+            assert_eq!(m.get(&addr_key(&b, f)), Some(&i));
+        }
+        let (b, f) = key_bytes(ip("1.2.3.4"));
+        assert_eq!(m.get(&addr_key(&b, Family::V6)), None);
+        let _ = f;
+        assert_eq!(m.len, 1000);
+    }
+}
