@@ -122,6 +122,7 @@ mod tests {
                 prefix: Prefix::new("192.168.0.0".parse().unwrap(), 16),
                 via: "10.1.0.1".parse().unwrap(),
             }],
+            bfd: vec![],
             mbufs: 2047,
             panic_for_test: false,
         };

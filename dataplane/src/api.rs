@@ -12,10 +12,16 @@
 //! ```
 
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
+use crossbeam::queue::ArrayQueue;
+
+use crate::bfd::{
+    self, PeerKey, RxCounters, SessionConfig, SessionInfo, SessionTable, StateChange,
+};
+use crate::worker::BfdIo;
 
 use crate::counters::{PortCounters, SharedPort, SharedWorker, WorkerCounters};
 use crate::dpdk::{self, Eal, Mempool, Port, PortStats};
@@ -53,6 +59,44 @@ pub struct StaticRoute {
     pub via: IpAddr,
 }
 
+/// A BFD peer (one per BGP neighbor with `bfd: true`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BfdPeer {
+    pub addr: IpAddr,
+    pub timers: bfd::Timers,
+    /// RFC 5883 multihop (port 4784) with this minimum received TTL, for
+    /// `ebgpMultihop` > 1; `None`: single hop (RFC 5881).
+    pub multihop: Option<u8>,
+}
+
+/// Orders from ctrl to the workers' BFD sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BfdCommand {
+    /// Drain: every session goes AdminDown (peers do not count it as a
+    /// failure).
+    AdminDownAll,
+}
+
+/// BFD state the workers publish for `show bfd sessions` and metrics.
+#[derive(Debug, Default)]
+pub struct SharedBfd {
+    /// One per configured peer, in configuration order.
+    pub sessions: Mutex<Vec<BfdSessionStatus>>,
+    /// Packets dropped by reason, one slot per worker.
+    pub drops: Mutex<Vec<RxCounters>>,
+    /// Events lost because ctrl did not drain the ring.
+    pub lost_events: AtomicU64,
+}
+
+#[derive(Debug, Clone)]
+pub struct BfdSessionStatus {
+    pub peer: IpAddr,
+    /// The port it runs on.
+    pub port: usize,
+    /// `None` until its worker published it.
+    pub info: Option<SessionInfo>,
+}
+
 /// A worker: the EAL lcore id it runs as and the CPU it is pinned to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WorkerSpec {
@@ -73,6 +117,7 @@ pub struct Config {
     pub poll_mode: PollMode,
     pub ports: Vec<PortSpec>,
     pub routes: Vec<StaticRoute>,
+    pub bfd: Vec<BfdPeer>,
     /// Mbufs in each port's pool (raised to what the rings need).
     pub mbufs: u32,
     /// Test hook: make a worker panic after it starts.
@@ -209,6 +254,9 @@ pub struct Dataplane {
     workers: Vec<(WorkerSpec, Arc<SharedWorker>, bool)>,
     interfaces: Vec<Interface>,
     tables: Arc<ArcSwap<Tables>>,
+    bfd_events: Arc<ArrayQueue<StateChange>>,
+    bfd_commands: Vec<Arc<ArrayQueue<BfdCommand>>>,
+    bfd_shared: Arc<SharedBfd>,
     // Drop order: ports (stop, close) → pools → EAL.
     ports: Vec<(Port, Port)>,
     pools: Vec<Arc<Mempool>>,
@@ -315,13 +363,44 @@ impl Dataplane {
             failure: Arc::new(Mutex::new(None)),
             workers: Vec::new(),
             interfaces,
-            tables: Arc::new(ArcSwap::from_pointee(Tables { fib })),
+            tables: Arc::new(ArcSwap::from_pointee(Tables { fib: fib.clone() })),
+            bfd_events: Arc::new(ArrayQueue::new(4096)),
+            bfd_commands: Vec::new(),
+            bfd_shared: Arc::new(SharedBfd::default()),
             ports,
             pools,
             _eal: eal,
         };
+        // Each BFD peer runs on the worker of the port that reaches it.
+        let bfd_ports: Vec<usize> = cfg
+            .bfd
+            .iter()
+            .map(|b| {
+                fib.lookup(b.addr).map(|(port, _)| port).ok_or_else(|| {
+                    Error::Routes(format!(
+                        "BFD peer {} is not reachable through any port",
+                        b.addr
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        if let Ok(mut s) = dp.bfd_shared.sessions.lock() {
+            *s = cfg
+                .bfd
+                .iter()
+                .zip(&bfd_ports)
+                .map(|(b, &port)| BfdSessionStatus {
+                    peer: b.addr,
+                    port,
+                    info: None,
+                })
+                .collect();
+        }
+        if let Ok(mut d) = dp.bfd_shared.drops.lock() {
+            *d = vec![RxCounters::default(); cfg.workers.len()];
+        }
         for (w, spec) in cfg.workers.iter().enumerate() {
-            let worker = dp.build_worker(cfg, w);
+            let worker = dp.build_worker(cfg, w, &bfd_ports);
             let shared = worker.shared.clone();
             let failure = dp.failure.clone();
             let stop = dp.stop.clone();
@@ -348,7 +427,39 @@ impl Dataplane {
         Ok(dp)
     }
 
-    fn build_worker(&self, cfg: &Config, w: usize) -> Worker {
+    fn build_worker(&mut self, cfg: &Config, w: usize, bfd_ports: &[usize]) -> Worker {
+        let clock = crate::dpdk::Clock::new();
+        let mine: Vec<(usize, &BfdPeer)> = cfg
+            .bfd
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| cfg.worker_of(bfd_ports[*i]) == w)
+            .collect();
+        let mut bfd = SessionTable::with_capacity(mine.len().max(1));
+        for (i, peer) in mine {
+            // Discriminators unique per instance: worker and peer index.
+            let discr = ((w as u32 + 1) << 16) | (i as u32 + 1);
+            let mut sc = SessionConfig::single_hop(discr, peer.timers);
+            if let Some(min_ttl) = peer.multihop {
+                sc.hop = bfd::Hop::Multi { min_ttl };
+            }
+            sc.jitter_seed = crate::dpdk::tsc() ^ u64::from(discr);
+            let key = PeerKey {
+                addr: peer.addr,
+                iface: bfd_ports[i] as u32,
+            };
+            if let Err(e) = bfd.add(clock.now(), key, sc) {
+                tracing::warn!(peer = %peer.addr, error = ?e, "BFD session not created");
+            }
+        }
+        let commands = Arc::new(ArrayQueue::new(64));
+        self.bfd_commands.push(commands.clone());
+        let bfd_io = BfdIo {
+            worker: w,
+            events: self.bfd_events.clone(),
+            commands,
+            shared: self.bfd_shared.clone(),
+        };
         let ports = cfg
             .ports
             .iter()
@@ -379,6 +490,8 @@ impl Dataplane {
             poll_mode: cfg.poll_mode,
             shared: Arc::new(SharedWorker::default()),
             panic_for_test: cfg.panic_for_test && w == 0,
+            bfd,
+            bfd_io,
         }
     }
 
@@ -418,6 +531,41 @@ impl Dataplane {
                     counters: shared.read(),
                 })
                 .collect(),
+        }
+    }
+
+    /// BFD state changes since the last call, oldest first.
+    pub fn bfd_events(&self) -> Vec<StateChange> {
+        std::iter::from_fn(|| self.bfd_events.pop()).collect()
+    }
+
+    /// Every configured BFD session as its worker last published it.
+    pub fn bfd_sessions(&self) -> Vec<BfdSessionStatus> {
+        self.bfd_shared
+            .sessions
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
+    }
+
+    /// BFD packets dropped by reason, summed over the workers.
+    pub fn bfd_drops(&self) -> Vec<(&'static str, u64)> {
+        let d = self
+            .bfd_shared
+            .drops
+            .lock()
+            .map(|d| d.clone())
+            .unwrap_or_default();
+        bfd::RxError::ALL
+            .iter()
+            .map(|r| (r.name(), d.iter().map(|c| c.get(*r)).sum()))
+            .collect()
+    }
+
+    /// Orders every worker's BFD sessions AdminDown (drain).
+    pub fn bfd_admin_down_all(&self) {
+        for q in &self.bfd_commands {
+            let _ = q.push(BfdCommand::AdminDownAll);
         }
     }
 
@@ -495,6 +643,7 @@ mod tests {
                 prefix: Prefix::new("192.168.0.0".parse().unwrap(), 16),
                 via: "10.1.0.1".parse().unwrap(),
             }],
+            bfd: vec![],
             mbufs: 4095,
             panic_for_test: false,
         }

@@ -21,8 +21,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use crossbeam::queue::ArrayQueue;
 
-use crate::api::{PollMode, Tables};
+use crate::api::{BfdCommand, PollMode, SharedBfd, Tables};
+use crate::bfd::{self, PeerKey, RxMeta, SessionTable, StateChange};
 use crate::counters::{Drop, SharedPort, SharedWorker, WorkerCounters};
 use crate::dpdk::{Burst, Clock, Mbuf, Mempool, Queue, TxBuffer};
 use crate::host::neighbor::{Nanos, Pending};
@@ -78,6 +80,22 @@ pub struct Worker {
     /// Test hook: panic once the loop has run (proves a worker panic stops
     /// the process cleanly).
     pub panic_for_test: bool,
+    /// BFD sessions to peers reached through this worker's ports (`iface`
+    /// of a peer = the port's index in the data plane).
+    pub bfd: SessionTable,
+    pub bfd_io: BfdIo,
+}
+
+/// The worker's BFD rings and published session state.
+#[derive(Debug, Clone)]
+pub struct BfdIo {
+    /// This worker's index (its slot in the shared drop counters).
+    pub worker: usize,
+    /// State changes for ctrl (RFC 5882: BGP reacts at once).
+    pub events: Arc<ArrayQueue<StateChange>>,
+    /// Orders from ctrl (AdminDown on drain).
+    pub commands: Arc<ArrayQueue<BfdCommand>>,
+    pub shared: Arc<SharedBfd>,
 }
 
 /// What handling a frame from the wire asks of the worker.
@@ -134,6 +152,7 @@ impl Worker {
                 work += self.poll_wire(pi, now, &mut burst);
                 work += self.poll_tap(pi, now, &mut burst, &tables);
             }
+            self.bfd_timers(now);
             for p in &mut self.ports {
                 flush(
                     &mut p.port_tx,
@@ -153,6 +172,7 @@ impl Worker {
             if now - last_publish >= 10 * MS {
                 last_publish = now;
                 self.publish(&counters);
+                self.bfd_commands(now);
                 if self.panic_for_test {
                     panic!("worker panic requested by POLLUX_TEST_WORKER_PANIC");
                 }
@@ -169,7 +189,9 @@ impl Worker {
                     // the latest 1 ms late.
                     counters.sleeps += 1;
                     let us = if idle_streak >= 10_000 { 1000 } else { 100 };
-                    std::thread::sleep(Duration::from_micros(us));
+                    // Never past a BFD deadline: transmit schedules hold.
+                    let until_bfd = self.bfd.next_deadline().saturating_sub(now) / 1000;
+                    std::thread::sleep(Duration::from_micros(us.min(until_bfd.max(10))));
                 }
             }
         }
@@ -182,13 +204,106 @@ impl Worker {
             p.shared.publish(&p.host.counters);
         }
         self.shared.publish(counters);
+        if self.bfd.is_empty() {
+            return;
+        }
+        // Never blocks: if ctrl is reading, publish next time.
+        if let Ok(mut out) = self.bfd_io.shared.sessions.try_lock() {
+            let mine = out.iter_mut().filter(|s| {
+                self.bfd
+                    .iter()
+                    .any(|(p, _)| p.addr == s.peer && p.iface as usize == s.port)
+            });
+            for slot in mine {
+                if let Some((_, session)) = self
+                    .bfd
+                    .iter()
+                    .find(|(p, _)| p.addr == slot.peer && p.iface as usize == slot.port)
+                {
+                    slot.info = Some(session.info());
+                }
+            }
+        }
+        if let Ok(mut d) = self.bfd_io.shared.drops.try_lock() {
+            if let Some(slot) = d.get_mut(self.bfd_io.worker) {
+                *slot = self.bfd.drops().clone();
+            }
+        }
+    }
+
+    /// A BFD payload from the wire (already checked as UDP to a self IP).
+    fn bfd_rx(
+        &mut self,
+        now: Nanos,
+        port: usize,
+        payload: &[u8],
+        src: IpAddr,
+        ttl: u8,
+        multihop: bool,
+    ) {
+        let meta = RxMeta {
+            peer: PeerKey {
+                addr: src,
+                iface: port as u32,
+            },
+            ttl,
+            multihop,
+        };
+        if let Ok(Some(ev)) = self.bfd.handle_rx(now, &meta, payload) {
+            self.bfd_event(ev);
+        }
+    }
+
+    fn bfd_event(&self, ev: StateChange) {
+        if self.bfd_io.events.push(ev).is_err() {
+            self.bfd_io.shared.lost_events.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Transmit and detection timers of every session, from the loop.
+    fn bfd_timers(&mut self, now: Nanos) {
+        if self.bfd.is_empty() || self.bfd.next_deadline() > now {
+            return;
+        }
+        let Worker {
+            bfd, ports, bfd_io, ..
+        } = self;
+        bfd.poll_timers(now, &mut |out| match out {
+            bfd::Output::StateChange(ev) => {
+                if bfd_io.events.push(ev).is_err() {
+                    bfd_io.shared.lost_events.fetch_add(1, Relaxed);
+                }
+            }
+            bfd::Output::Transmit(tx) => {
+                let Some(p) = ports
+                    .iter_mut()
+                    .find(|p| p.host.index == tx.peer.iface as usize)
+                else {
+                    return;
+                };
+                bfd_send(p, now, &tx);
+            }
+        });
+    }
+
+    fn bfd_commands(&mut self, now: Nanos) {
+        while let Some(cmd) = self.bfd_io.commands.pop() {
+            match cmd {
+                BfdCommand::AdminDownAll => {
+                    let Worker { bfd, bfd_io, .. } = self;
+                    bfd.admin_down_all(now, &mut |ev| {
+                        let _ = bfd_io.events.push(ev);
+                    });
+                }
+            }
+        }
     }
 
     fn poll_wire(&mut self, pi: usize, now: Nanos, burst: &mut Burst) -> usize {
-        let p = &mut self.ports[pi];
-        let pool = &*p.pool;
-        let n = burst.rx(p.port_rx);
+        let n = burst.rx(self.ports[pi].port_rx);
         for mut m in burst.drain() {
+            let p = &mut self.ports[pi];
+            let pool = &*p.pool;
             let c = &mut p.host.counters;
             c.rx_packets += 1;
             c.rx_bytes += m.len() as u64;
@@ -244,6 +359,20 @@ impl Worker {
                 }
                 FromWire::Consumed => {}
                 FromWire::Drop(why) => c.drop(why),
+                FromWire::Bfd {
+                    payload: (a, b),
+                    src,
+                    ttl,
+                    multihop,
+                } => {
+                    for &(ip, mac) in &resolved[..n_resolved] {
+                        let (host, tx) = (&mut p.host, &mut p.port_tx);
+                        p.pending.take_for(ip, |m| send_to(host, tx, m, mac));
+                    }
+                    let port = p.host.index;
+                    self.bfd_rx(now, port, &m.data()[a..b], src, ttl, multihop);
+                    continue;
+                }
             }
             for &(ip, mac) in &resolved[..n_resolved] {
                 let (host, tx) = (&mut p.host, &mut p.port_tx);
@@ -312,26 +441,7 @@ impl Worker {
     }
 
     fn solicit(&mut self, ei: usize, ip: IpAddr, now: Nanos) {
-        let p = &mut self.ports[ei];
-        if !p.host.neighbors.should_solicit(ip, now) {
-            return;
-        }
-        let Some(mut m) = p.pool.alloc() else {
-            p.host.counters.drop(Drop::NoMbuf);
-            return;
-        };
-        if let Some(n) = p.host.emit_solicit(ip, m.data_and_tailroom()) {
-            if m.set_len(n) {
-                let c = &mut p.host.counters;
-                c.solicits += 1;
-                push(
-                    &mut p.port_tx,
-                    m,
-                    &mut c.tx_packets,
-                    &mut c.drops[Drop::TxFull as usize],
-                );
-            }
-        }
+        solicit(&mut self.ports[ei], ip, now);
     }
 
     fn timers(&mut self, now: Nanos) {
@@ -349,6 +459,62 @@ impl Worker {
             for ip in waiting.into_iter().flatten() {
                 self.solicit(ei, ip, now);
             }
+        }
+    }
+}
+
+/// Sends an ARP request or NS for `ip` out of `p`, at most once a second.
+fn solicit(p: &mut WorkerPort, ip: IpAddr, now: Nanos) {
+    if !p.host.neighbors.should_solicit(ip, now) {
+        return;
+    }
+    let Some(mut m) = p.pool.alloc() else {
+        p.host.counters.drop(Drop::NoMbuf);
+        return;
+    };
+    if let Some(n) = p.host.emit_solicit(ip, m.data_and_tailroom()) {
+        if m.set_len(n) {
+            let c = &mut p.host.counters;
+            c.solicits += 1;
+            push(
+                &mut p.port_tx,
+                m,
+                &mut c.tx_packets,
+                &mut c.drops[Drop::TxFull as usize],
+            );
+        }
+    }
+}
+
+/// Wraps a BFD control packet in UDP/IP (TTL 255)/Ethernet and queues it
+/// out of `p`; with the peer's MAC unknown, solicits it instead (the next
+/// interval's packet goes out once it answers).
+fn bfd_send(p: &mut WorkerPort, now: Nanos, tx: &bfd::Transmit<'_>) {
+    let Some(mac) = p.host.neighbors.lookup(tx.peer.addr, now) else {
+        solicit(p, tx.peer.addr, now);
+        return;
+    };
+    let Some(mut m) = p.pool.alloc() else {
+        p.host.counters.drop(Drop::NoMbuf);
+        return;
+    };
+    let ports = (tx.src_port, tx.hop.dest_port());
+    if let Some(n) = p.host.emit_udp(
+        m.data_and_tailroom(),
+        mac,
+        tx.peer.addr,
+        ports,
+        bfd::session::TX_TTL,
+        tx.payload,
+    ) {
+        if m.set_len(n) {
+            let c = &mut p.host.counters;
+            push(
+                &mut p.port_tx,
+                m,
+                &mut c.tx_packets,
+                &mut c.drops[Drop::TxFull as usize],
+            );
         }
     }
 }

@@ -369,6 +369,7 @@ fn dataplane(raw: &raw::Dataplane, instance: &str, host: &HostFacts) -> Result<a
         poll_mode,
         ports,
         routes,
+        bfd: vec![],
         mbufs: raw.mbufs.clamp(1023, 1 << 22),
         panic_for_test: std::env::var_os("POLLUX_TEST_WORKER_PANIC").is_some(),
     };

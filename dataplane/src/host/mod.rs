@@ -21,7 +21,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::counters::{Drop, PortCounters};
 use crate::wire::ethernet::{self, ethertype, Frame};
-use crate::wire::{arp, icmpv4, icmpv6, ipv4, ipv6, Error, Mac};
+use crate::wire::{arp, checksum, icmpv4, icmpv6, ipv4, ipv6, Error, Mac};
 pub use fib::{Fib, Prefix, Route};
 use neighbor::{Cache, Nanos};
 
@@ -48,7 +48,38 @@ pub enum FromWire {
     Punt,
     /// Fully handled (learned from); nothing to send.
     Consumed,
+    /// A BFD control packet for a self IP: `buf[payload]` is the UDP
+    /// payload, for the worker's BFD sessions.
+    Bfd {
+        payload: (usize, usize),
+        src: IpAddr,
+        ttl: u8,
+        multihop: bool,
+    },
     Drop(Drop),
+}
+
+/// BFD's UDP ports: single hop (RFC 5881) and multihop (RFC 5883).
+pub const BFD_SINGLE_HOP: u16 = 3784;
+pub const BFD_MULTIHOP: u16 = 4784;
+
+/// The UDP payload of a BFD packet in `l4` (an IP payload starting at
+/// `at` in the frame), after checking the UDP header and checksum; the
+/// pseudo-header sum is `pseudo(udp length)`.
+fn bfd_payload(l4: &[u8], at: usize, pseudo: impl Fn(u32) -> u32) -> Option<(usize, usize, bool)> {
+    let udp = l4.get(..8)?;
+    let dport = u16::from_be_bytes([udp[2], udp[3]]);
+    if dport != BFD_SINGLE_HOP && dport != BFD_MULTIHOP {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
+    let datagram = l4.get(..len).filter(|_| len >= 8)?;
+    let check = u16::from_be_bytes([udp[6], udp[7]]);
+    if check != 0 && checksum::fold(checksum::add(pseudo(len as u32), checksum::sum(datagram))) != 0
+    {
+        return None;
+    }
+    Some((at + 8, at + len, dport == BFD_MULTIHOP))
 }
 
 /// What to do with a frame the kernel sent out of the TAP.
@@ -222,6 +253,20 @@ impl Host {
                 FromWire::Drop(Drop::NotForUs)
             };
         }
+        if p.protocol() == ipv4::protocol::UDP && !p.is_fragment() {
+            let at = hdr + p.header_len();
+            let (src, ttl) = (p.src(), p.ttl());
+            if let Some((from, to, multihop)) = bfd_payload(p.payload(), at, |len| {
+                checksum::pseudo_v4(src, dst, 17, len as u16)
+            }) {
+                return FromWire::Bfd {
+                    payload: (from, to),
+                    src: IpAddr::V4(src),
+                    ttl,
+                    multihop,
+                };
+            }
+        }
         if p.protocol() != ipv4::protocol::ICMP || p.is_fragment() {
             return FromWire::Punt;
         }
@@ -264,6 +309,18 @@ impl Host {
         let (src, dst) = (p.src(), p.dst());
         let unicast_for_us = self.is_self(IpAddr::V6(dst));
         let multicast_for_us = dst == ALL_NODES || self.is_our_solicited_node(&dst);
+        if p.next_header() == ipv4::protocol::UDP && unicast_for_us {
+            let at = hdr + ipv6::HEADER_LEN;
+            let pseudo = |len| checksum::pseudo_v6(&src, &dst, 17, len);
+            if let Some((from, to, multihop)) = bfd_payload(p.payload(), at, pseudo) {
+                return FromWire::Bfd {
+                    payload: (from, to),
+                    src: IpAddr::V6(src),
+                    ttl: p.hop_limit(),
+                    multihop,
+                };
+            }
+        }
         if p.next_header() != ipv4::protocol::ICMPV6 {
             return if unicast_for_us {
                 FromWire::Punt
@@ -528,6 +585,80 @@ impl Host {
                 Some(end)
             }
         }
+    }
+
+    /// Writes into `buf` a UDP datagram from this port to `dst` (at
+    /// `dst_mac`), sourced from the self IP in `dst`'s subnet, with hop limit
+    /// `ttl`, and returns the frame length (`None`: no self IP of that
+    /// family, or no room).
+    pub fn emit_udp(
+        &self,
+        buf: &mut [u8],
+        dst_mac: Mac,
+        dst: IpAddr,
+        ports: (u16, u16),
+        ttl: u8,
+        payload: &[u8],
+    ) -> Option<usize> {
+        let src = self.source_for(dst)?;
+        let udp_len = 8 + payload.len();
+        let (ethertype, ip_len) = if dst.is_ipv4() {
+            (ethertype::IPV4, 20)
+        } else {
+            (ethertype::IPV6, ipv6::HEADER_LEN)
+        };
+        let hdr = ethernet::emit(buf.get_mut(..18)?, dst_mac, self.mac, self.vlan, ethertype);
+        let end = hdr + ip_len + udp_len;
+        let frame = buf.get_mut(..end)?;
+        let udp_at = hdr + ip_len;
+        frame[udp_at..udp_at + 2].copy_from_slice(&ports.0.to_be_bytes());
+        frame[udp_at + 2..udp_at + 4].copy_from_slice(&ports.1.to_be_bytes());
+        frame[udp_at + 4..udp_at + 6].copy_from_slice(&(udp_len as u16).to_be_bytes());
+        frame[udp_at + 6..udp_at + 8].copy_from_slice(&[0, 0]);
+        frame[udp_at + 8..].copy_from_slice(payload);
+        let pseudo = match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                let ip = &mut frame[hdr..udp_at];
+                ip[..12].copy_from_slice(&[
+                    0x45,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0x40,
+                    0,
+                    ttl,
+                    ipv4::protocol::UDP,
+                    0,
+                    0,
+                ]);
+                ip[2..4].copy_from_slice(&((20 + udp_len) as u16).to_be_bytes());
+                ip[12..16].copy_from_slice(&s.octets());
+                ip[16..20].copy_from_slice(&d.octets());
+                let c = checksum::checksum(ip);
+                ip[10..12].copy_from_slice(&c.to_be_bytes());
+                checksum::pseudo_v4(s, d, 17, udp_len as u16)
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                ipv6::emit(
+                    &mut frame[hdr..udp_at],
+                    udp_len as u16,
+                    ipv4::protocol::UDP,
+                    ttl,
+                    &s,
+                    &d,
+                );
+                checksum::pseudo_v6(&s, &d, 17, udp_len as u32)
+            }
+            _ => return None,
+        };
+        let c = match checksum::fold(checksum::add(pseudo, checksum::sum(&frame[udp_at..]))) {
+            0 => 0xffff, // RFC 768: a computed zero is sent as all ones
+            c => c,
+        };
+        frame[udp_at + 6..udp_at + 8].copy_from_slice(&c.to_be_bytes());
+        Some(end.max(60))
     }
 
     /// The self IP to source a solicitation for `ip` from: one in its

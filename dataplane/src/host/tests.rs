@@ -467,3 +467,86 @@ fn link_local_is_eui64() {
         "fe80::50:ff:fe00:2".parse::<Ipv6Addr>().unwrap()
     );
 }
+
+#[test]
+fn bfd_to_a_self_ip_goes_to_the_sessions_and_emit_udp_round_trips() {
+    let h = host(None);
+    let payload = [
+        0x20u8, 0x40, 3, 24, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0x0f, 0x42, 0x40, 0, 0x0f, 0x42, 0x40, 0,
+        0, 0, 0,
+    ];
+    let mut buf = [0u8; 128];
+    let n = h
+        .emit_udp(
+            &mut buf,
+            PEER_MAC,
+            IpAddr::V4(PEER_V4),
+            (49152, 3784),
+            255,
+            &payload,
+        )
+        .unwrap();
+    // What we send verifies with etherparse.
+    let p = SlicedPacket::from_ethernet(&buf[..n]).unwrap();
+    let Some(TransportSlice::Udp(u)) = p.transport else {
+        panic!()
+    };
+    assert_eq!(
+        (u.source_port(), u.destination_port(), u.payload()),
+        (49152, 3784, &payload[..])
+    );
+    let Some(NetSlice::Ipv4(ip)) = p.net else {
+        panic!()
+    };
+    assert_eq!(ip.header().ttl(), 255);
+    assert_eq!(
+        u.to_header()
+            .calc_checksum_ipv4(&ip.header().to_header(), u.payload())
+            .unwrap(),
+        u.checksum()
+    );
+    // The same datagram from the peer is handed to the BFD sessions.
+    let mut f = vec![];
+    PacketBuilder::ethernet2(PEER_MAC.0, OUR_MAC.0)
+        .ipv4(PEER_V4.octets(), OUR_V4.octets(), 255)
+        .udp(49999, 3784)
+        .write(&mut f, &payload)
+        .unwrap();
+    let mut h = host(None);
+    let (v, out, _) = run(&mut h, f);
+    let FromWire::Bfd {
+        payload: (a, b),
+        src,
+        ttl,
+        multihop,
+    } = v
+    else {
+        panic!("{v:?}")
+    };
+    assert_eq!(
+        (&out[a..b], src, ttl, multihop),
+        (&payload[..], IpAddr::V4(PEER_V4), 255, false)
+    );
+    // Multihop over IPv6, and a bad UDP checksum is not BFD (punted to the kernel).
+    let mut f = vec![];
+    PacketBuilder::ethernet2(PEER_MAC.0, OUR_MAC.0)
+        .ipv6(peer_v6().octets(), our_v6().octets(), 250)
+        .udp(49999, 4784)
+        .write(&mut f, &payload)
+        .unwrap();
+    let (v, _, _) = run(&mut h, f.clone());
+    assert!(
+        matches!(
+            v,
+            FromWire::Bfd {
+                multihop: true,
+                ttl: 250,
+                ..
+            }
+        ),
+        "{v:?}"
+    );
+    let n = f.len();
+    f[n - 1] ^= 0xff;
+    assert_eq!(run(&mut h, f).0, FromWire::Punt);
+}
