@@ -14,13 +14,14 @@ use tokio::net::{UnixListener, UnixStream};
 use crate::state::State;
 
 /// What `pollux show` can ask for.
-pub const QUERIES: &[&str] = &["interfaces", "stats"];
+pub const QUERIES: &[&str] = &["interfaces", "stats", "bfd-sessions"];
 
 /// Answers one query from the current state.
 pub fn answer(state: &State, query: &str) -> Value {
     match query {
         "interfaces" => state.interfaces_json(),
         "stats" => state.stats_json(),
+        "bfd-sessions" => crate::bfd::show_json(state),
         other => {
             json!({ "error": format!("unknown query {other:?} (this instance answers: {})", QUERIES.join(", ")) })
         }

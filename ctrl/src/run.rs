@@ -21,7 +21,8 @@ pub enum Exit {
     WorkerFailed(String),
 }
 
-pub fn run(config: Config) -> anyhow::Result<Exit> {
+pub fn run(mut config: Config) -> anyhow::Result<Exit> {
+    config.dataplane.bfd = crate::bfd::peers(&config).map_err(|e| anyhow::anyhow!("BFD peers: {e}"))?;
     tracing::info!(instance = %config.name, dpdk = dataplane::dpdk::version(), eal = ?config.dataplane.eal_args(), "starting");
     let dp = Dataplane::start(&config.dataplane).context("starting the data plane")?;
     kernel::configure(&config.dataplane)?;
@@ -50,6 +51,7 @@ async fn control(state: Arc<State>) -> anyhow::Result<Exit> {
     let listener = api::bind(&state.config.api.socket)
         .with_context(|| format!("api.socket {}", state.config.api.socket.display()))?;
     tokio::spawn(api::serve(listener, state.clone()));
+    tokio::spawn(crate::bfd::watch(state.clone()));
     if let Some(addr) = state.config.api.metrics {
         metrics::serve(addr, state.clone())
             .await

@@ -15,6 +15,8 @@ pub struct State {
     pub config: Config,
     /// `None` once shut down.
     pub dataplane: Mutex<Option<Dataplane>>,
+    /// BFD events, history and the BGP coupling hook.
+    pub bfd: crate::bfd::Monitor,
 }
 
 fn pmd_json(s: &PortStats) -> Value {
@@ -29,10 +31,11 @@ impl State {
         State {
             config,
             dataplane: Mutex::new(Some(dataplane)),
+            bfd: Default::default(),
         }
     }
 
-    fn with_dp<T>(&self, f: impl FnOnce(&Dataplane) -> T) -> Option<T> {
+    pub(crate) fn with_dp<T>(&self, f: impl FnOnce(&Dataplane) -> T) -> Option<T> {
         self.dataplane.lock().ok()?.as_ref().map(f)
     }
 

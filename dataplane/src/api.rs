@@ -534,6 +534,13 @@ impl Dataplane {
         }
     }
 
+    /// The peer of the BFD session with local discriminator `discr`.
+    pub fn bfd_peer_of(&self, discr: u32) -> Option<IpAddr> {
+        // build_worker numbers sessions (worker + 1) << 16 | (peer index + 1).
+        let i = (discr & 0xffff).checked_sub(1)? as usize;
+        self.bfd_shared.sessions.lock().ok()?.get(i).map(|s| s.peer)
+    }
+
     /// BFD state changes since the last call, oldest first.
     pub fn bfd_events(&self) -> Vec<StateChange> {
         std::iter::from_fn(|| self.bfd_events.pop()).collect()

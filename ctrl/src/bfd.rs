@@ -1,0 +1,176 @@
+//! BFD as ctrl sees it: which peers get a session (every BGP neighbor with
+//! `bfd: true`), the events the workers push on their ring, and
+//! `show bfd sessions` / metrics. The sessions themselves run in the
+//! workers (`dataplane::bfd`).
+//!
+//! RFC 5882 coupling: a session going Down calls the coupling hook at once
+//! (BGP tears the session down without waiting for its hold timer); the
+//! session coming Up lets BGP connect again.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dataplane::api::{BfdPeer, BfdSessionStatus};
+use dataplane::bfd::{State, Timers};
+use serde_json::{json, Value};
+
+use crate::config::{Config, PeerAddress};
+use crate::metrics::Encoder;
+use crate::state::State as Ctrl;
+
+/// The BFD peers of a configuration (nodeLookup resolved for this node).
+pub fn peers(cfg: &Config) -> Result<Vec<BfdPeer>, String> {
+    let Some(bgp) = &cfg.bgp else { return Ok(vec![]) };
+    let b = &cfg.bfd;
+    let timers = Timers { desired_min_tx_us: b.min_tx_ms * 1000, required_min_rx_us: b.min_rx_ms * 1000, detect_mult: b.multiplier };
+    let mut out = Vec::new();
+    for n in bgp.neighbors.iter().filter(|n| n.bfd) {
+        let addrs = match &n.address {
+            PeerAddress::Fixed(a) => vec![*a],
+            PeerAddress::NodeLookup(f) => crate::bgp::lookup_peers(f, cfg.node_name.as_deref())?,
+        };
+        // RFC 5883: a multihop peer's packets may arrive with a TTL lowered
+        // by up to ebgpMultihop - 1 hops.
+        let multihop = (n.ebgp_multihop > 1).then(|| 255u8.saturating_sub(n.ebgp_multihop - 1));
+        out.extend(addrs.into_iter().map(|addr| BfdPeer { addr, timers, multihop }));
+    }
+    Ok(out)
+}
+
+/// What ctrl remembers of each session's history.
+#[derive(Debug, Default, Clone)]
+pub struct History {
+    pub up: u64,
+    pub down: u64,
+    pub last_change_ms: Option<u128>,
+}
+
+/// Called with (peer, up) on every Up and every Down.
+pub type Hook = Box<dyn Fn(IpAddr, bool) + Send + Sync>;
+
+#[derive(Default)]
+pub struct Monitor {
+    history: Mutex<HashMap<IpAddr, History>>,
+    hook: Mutex<Option<Hook>>,
+}
+
+impl std::fmt::Debug for Monitor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Monitor").field("history", &self.history).finish_non_exhaustive()
+    }
+}
+
+impl Monitor {
+    pub fn set_hook(&self, hook: Hook) {
+        if let Ok(mut h) = self.hook.lock() {
+            *h = Some(hook);
+        }
+    }
+
+    fn history(&self, peer: IpAddr) -> History {
+        self.history.lock().ok().and_then(|h| h.get(&peer).cloned()).unwrap_or_default()
+    }
+}
+
+/// Drains the workers' event ring every millisecond: logs each change and
+/// calls the coupling hook.
+pub async fn watch(state: Arc<Ctrl>) {
+    let start = std::time::Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    loop {
+        tick.tick().await;
+        let events = {
+            let Ok(dp) = state.dataplane.lock() else { return };
+            let Some(dp) = dp.as_ref() else { return };
+            dp.bfd_events().into_iter().map(|ev| (dp.bfd_peer_of(ev.local_discr), ev)).collect::<Vec<_>>()
+        };
+        for (peer, ev) in events {
+            let Some(peer) = peer else { continue };
+            tracing::info!(%peer, from = ?ev.old, to = ?ev.new, diag = ?ev.diag, remote = ?ev.remote_state, "BFD session");
+            let up = ev.new == State::Up;
+            let down = ev.old == State::Up && ev.new != State::Up;
+            if let Ok(mut h) = state.bfd.history.lock() {
+                let e = h.entry(peer).or_default();
+                e.up += u64::from(up);
+                e.down += u64::from(down);
+                e.last_change_ms = Some(start.elapsed().as_millis());
+            }
+            if up || down {
+                if let Ok(hook) = state.bfd.hook.lock() {
+                    if let Some(hook) = hook.as_ref() {
+                        hook(peer, up);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn name(s: State) -> String {
+    format!("{s:?}")
+}
+
+fn session_json(s: &BfdSessionStatus, h: &History, ports: &[String]) -> Value {
+    let mut v = json!({ "peer": s.peer.to_string(), "port": ports.get(s.port), "up_transitions": h.up, "down_transitions": h.down });
+    if let Some(i) = &s.info {
+        let m = v.as_object_mut().expect("object");
+        for (k, val) in [
+            ("state", json!(name(i.state))),
+            ("remote_state", json!(name(i.remote_state))),
+            ("local_discriminator", json!(i.local_discr)),
+            ("remote_discriminator", json!(i.remote_discr)),
+            ("diagnostic", json!(format!("{:?}", i.local_diag))),
+            ("remote_diagnostic", json!(format!("{:?}", i.remote_diag))),
+            ("multihop", json!(matches!(i.hop, dataplane::bfd::Hop::Multi { .. }))),
+            ("tx_interval_ms", json!(i.tx_interval_ns as f64 / 1e6)),
+            ("detection_time_ms", json!(i.detection_time_ns as f64 / 1e6)),
+            ("local", json!({ "desired_min_tx_ms": i.desired_min_tx_us as f64 / 1e3, "required_min_rx_ms": i.required_min_rx_us as f64 / 1e3, "multiplier": i.detect_mult })),
+            ("remote", json!({ "desired_min_tx_ms": i.remote_desired_min_tx_us as f64 / 1e3, "required_min_rx_ms": i.remote_min_rx_us as f64 / 1e3, "multiplier": i.remote_detect_mult })),
+        ] {
+            m.insert(k.into(), val);
+        }
+    } else {
+        v["state"] = json!("Down");
+    }
+    v
+}
+
+/// `pollux show bfd sessions --json`.
+pub fn show_json(state: &Ctrl) -> Value {
+    let Some((sessions, drops)) = state.with_dp(|dp| (dp.bfd_sessions(), dp.bfd_drops())) else {
+        return json!({ "error": "the data plane is stopped" });
+    };
+    let ports: Vec<String> = state.config.dataplane.ports.iter().map(|p| p.name.clone()).collect();
+    let list: Vec<Value> = sessions.iter().map(|s| session_json(s, &state.bfd.history(s.peer), &ports)).collect();
+    let drops: serde_json::Map<String, Value> = drops.into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+    json!({ "sessions": list, "drops": drops })
+}
+
+/// BFD metrics: state, transitions, detection time, drops by reason.
+pub fn metrics(state: &Ctrl, e: &mut Encoder) {
+    let inst = state.config.name.as_str();
+    let Some((sessions, drops)) = state.with_dp(|dp| (dp.bfd_sessions(), dp.bfd_drops())) else { return };
+    e.family("bfd_session_up", "gauge", "1 while the BFD session is Up.");
+    for s in &sessions {
+        let up = s.info.as_ref().is_some_and(|i| i.state == State::Up);
+        e.sample("bfd_session_up", &[("instance", inst), ("peer", &s.peer.to_string())], u8::from(up));
+    }
+    e.family("bfd_session_transitions_total", "counter", "BFD transitions to Up and out of Up.");
+    for s in &sessions {
+        let h = state.bfd.history(s.peer);
+        let p = s.peer.to_string();
+        e.sample("bfd_session_transitions_total", &[("instance", inst), ("peer", &p), ("to", "up")], h.up);
+        e.sample("bfd_session_transitions_total", &[("instance", inst), ("peer", &p), ("to", "down")], h.down);
+    }
+    e.family("bfd_detection_time_seconds", "gauge", "Negotiated detection time.");
+    for s in &sessions {
+        let t = s.info.as_ref().map_or(0.0, |i| i.detection_time_ns as f64 / 1e9);
+        e.sample("bfd_detection_time_seconds", &[("instance", inst), ("peer", &s.peer.to_string())], t);
+    }
+    e.family("bfd_drops_total", "counter", "BFD packets discarded (RFC 5880 §6.8.6), by reason.");
+    for (reason, n) in drops {
+        e.sample("bfd_drops_total", &[("instance", inst), ("reason", reason)], n);
+    }
+}
