@@ -3,6 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod bgp;
 pub mod config;
 pub mod health;
 pub mod kernel;

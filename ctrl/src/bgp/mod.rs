@@ -1,0 +1,804 @@
+//! The BGP speaker: a thin tokio driver over the sans-IO core (crate
+//! `pollux-bgp`, `bgp::peer::Peer`), the VIP advertisement policy, and what
+//! the rest of ctrl sees of it ([`Speaker`]).
+//!
+//! ```text
+//!            config::Bgp, self IPs, nodeLookup
+//!                        │ Speaker::start
+//!   watch<VipSet> ──┬────▼──────────────┬──────────────────────┐
+//!   (VIPs with ≥ 1  │ neighbor task     │ neighbor task  …     │ one per peer
+//!   healthy member) │ (span bgp{peer})  │                      │ address
+//!                   └──▲──────────▲─────┴──────────────────────┘
+//!      listener task   │Incoming  │Command: GracefulShutdown, Stop,
+//!      (self IP:179) ──┘          │         PeerDown/PeerUp (BFD)
+//!                                 │
+//!   Speaker: summary_json, neighbors_json, routes_json, metrics, drain,
+//!            peer_down, peer_up
+//! ```
+//!
+//! Sessions are kernel TCP sockets bound to the port's self IP in the
+//! neighbor's subnet (the TAP carries it; the data plane's exception path
+//! carries the segments). Each neighbor both listens (one listener per
+//! self IP, dispatching by peer address) and connects, as RFC 4271's FSM
+//! does; collisions are the core's business.
+
+pub mod md5;
+mod neighbor;
+pub mod policy;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bgp::fsm::{self, GracefulRestartConfig, State};
+use bgp::MessageType;
+use dataplane::api::PortSpec;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::Instrument;
+
+use crate::config::{Bgp, Neighbor, PeerAddress};
+use crate::metrics::Encoder;
+use neighbor::{Command, Spec, Status};
+pub use policy::{configured_vips, VipSet};
+
+/// The BGP port.
+pub const PORT: u16 = 179;
+
+/// ConnectRetryTime (RFC 4271 §10 suggests 120 s; a data plane that
+/// restarts wants its sessions back sooner).
+const CONNECT_RETRY_SECS: u16 = 30;
+
+/// The RFC 8203 shutdown communication sent on drain.
+const SHUTDOWN_MESSAGE: &str = "pollux is shutting down";
+
+/// Knobs that only tests turn.
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// The TCP port of every session ([`PORT`]).
+    pub port: u16,
+    /// The first delay before a failed session restarts (1 s).
+    pub restart_min: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            port: PORT,
+            restart_min: neighbor::RESTART_MIN,
+        }
+    }
+}
+
+/// One configured neighbor: running, or why it is not.
+#[derive(Debug)]
+struct Entry {
+    /// The peer's address, or the `nodeLookup` text when unresolved.
+    name: String,
+    peer: Option<IpAddr>,
+    remote_as: u32,
+    commands: Option<mpsc::UnboundedSender<Command>>,
+    status: Option<Arc<Mutex<Status>>>,
+    error: Option<String>,
+}
+
+/// The running speaker. Dropping it stops every session abruptly (no
+/// NOTIFICATION); [`Speaker::drain`] is the graceful way.
+#[derive(Debug)]
+pub struct Speaker {
+    local_as: u32,
+    router_id: Ipv4Addr,
+    entries: Vec<Entry>,
+    vips: watch::Receiver<VipSet>,
+    listeners: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Speaker {
+    fn drop(&mut self) {
+        for l in &self.listeners {
+            l.abort();
+        }
+    }
+}
+
+/// Reads a `nodeLookup` file (YAML: node name → list of peer addresses)
+/// and returns the addresses of `node`.
+pub fn lookup_peers(path: &Path, node: Option<&str>) -> Result<Vec<IpAddr>, String> {
+    let node = node.ok_or_else(|| {
+        format!(
+            "nodeLookup {} needs the node's name: set instance.nodeName or $NODE_NAME",
+            path.display()
+        )
+    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read nodeLookup {}: {e}", path.display()))?;
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Peers {
+        One(String),
+        Many(Vec<String>),
+    }
+    let map: BTreeMap<String, Peers> = serde_yaml_ng::from_str(&text)
+        .map_err(|e| format!("nodeLookup {}: {e}", path.display()))?;
+    let peers = match map.get(node) {
+        Some(Peers::One(s)) => vec![s.clone()],
+        Some(Peers::Many(v)) => v.clone(),
+        None => {
+            return Err(format!(
+                "nodeLookup {} has no entry for node {node:?}",
+                path.display()
+            ))
+        }
+    };
+    peers
+        .iter()
+        .map(|s| {
+            s.trim().parse().map_err(|_| {
+                format!(
+                    "nodeLookup {}: node {node:?}: {s:?} is not an IP address",
+                    path.display()
+                )
+            })
+        })
+        .collect()
+}
+
+/// The self IP a session with `peer` uses, and the next hops it announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Local {
+    /// Bound before connecting, and where we listen.
+    pub addr: IpAddr,
+    /// True when `peer` is on a connected subnet of `addr`.
+    pub connected: bool,
+    /// NEXT_HOP for IPv4 routes.
+    pub next_hop_v4: Option<Ipv4Addr>,
+    /// Global IPv6 next hop.
+    pub next_hop_v6: Option<Ipv6Addr>,
+}
+
+fn is_link_local(a: &Ipv6Addr) -> bool {
+    a.segments()[0] & 0xffc0 == 0xfe80
+}
+
+/// Picks the self IP in `peer`'s subnet (else the first of its family:
+/// a multihop peer) and the next hops of that port.
+pub fn local_for(peer: IpAddr, ports: &[PortSpec]) -> Option<Local> {
+    let on_subnet = ports.iter().find_map(|p| {
+        p.self_ips
+            .iter()
+            .find(|s| s.addr.is_ipv4() == peer.is_ipv4() && s.prefix().contains(peer))
+            .map(|s| (p, s.addr, true))
+    });
+    let (port, addr, connected) = on_subnet.or_else(|| {
+        ports.iter().find_map(|p| {
+            p.self_ips
+                .iter()
+                .find(|s| s.addr.is_ipv4() == peer.is_ipv4())
+                .map(|s| (p, s.addr, false))
+        })
+    })?;
+    let next_hop_v4 = match addr {
+        IpAddr::V4(a) => Some(a),
+        IpAddr::V6(_) => port.self_ips.iter().find_map(|s| match s.addr {
+            IpAddr::V4(a) => Some(a),
+            IpAddr::V6(_) => None,
+        }),
+    };
+    let next_hop_v6 = match addr {
+        IpAddr::V6(a) if !is_link_local(&a) => Some(a),
+        _ => port.self_ips.iter().find_map(|s| match s.addr {
+            IpAddr::V6(a) if !is_link_local(&a) => Some(a),
+            _ => None,
+        }),
+    };
+    Some(Local {
+        addr,
+        connected,
+        next_hop_v4,
+        next_hop_v6,
+    })
+}
+
+/// The FSM configuration of one neighbor.
+fn fsm_config(cfg: &Bgp, n: &Neighbor, session_is_v6: bool) -> fsm::Config {
+    let mut c = fsm::Config::new(cfg.asn, n.asn, cfg.router_id);
+    c.hold_time = n.hold_time;
+    c.connect_retry_time = CONNECT_RETRY_SECS;
+    c.families = policy::families((n.advertise_ipv4, n.advertise_ipv6), session_is_v6);
+    c.graceful_restart = cfg.graceful_restart.map(|t| GracefulRestartConfig {
+        restart_time: t,
+        restarting: false,
+        // The data plane forwards to the VIPs while ctrl restarts.
+        forwarding_state: true,
+    });
+    c
+}
+
+fn state_name(s: State) -> &'static str {
+    match s {
+        State::Idle => "Idle",
+        State::Connect => "Connect",
+        State::Active => "Active",
+        State::OpenSent => "OpenSent",
+        State::OpenConfirm => "OpenConfirm",
+        State::Established => "Established",
+    }
+}
+
+/// RFC 4273 bgpPeerState numbering, for the metric.
+fn state_number(s: State) -> u8 {
+    match s {
+        State::Idle => 1,
+        State::Connect => 2,
+        State::Active => 3,
+        State::OpenSent => 4,
+        State::OpenConfirm => 5,
+        State::Established => 6,
+    }
+}
+
+const TYPES: [MessageType; 5] = [
+    MessageType::Open,
+    MessageType::Update,
+    MessageType::Notification,
+    MessageType::Keepalive,
+    MessageType::RouteRefresh,
+];
+
+fn type_name(t: MessageType) -> &'static str {
+    match t {
+        MessageType::Open => "open",
+        MessageType::Update => "update",
+        MessageType::Notification => "notification",
+        MessageType::Keepalive => "keepalive",
+        MessageType::RouteRefresh => "route_refresh",
+    }
+}
+
+fn uptime(s: &Status) -> u64 {
+    s.established_at.map_or(0, |t| t.elapsed().as_secs())
+}
+
+impl Speaker {
+    /// Starts one task per neighbor address and one listener per self IP
+    /// in use. Must run inside a tokio runtime. Neighbors that cannot run
+    /// (unresolved `nodeLookup`, unreadable password, no self IP of the
+    /// peer's family) are logged and shown with their error.
+    pub fn start(
+        cfg: &Bgp,
+        node: Option<&str>,
+        ports: &[PortSpec],
+        vips: watch::Receiver<VipSet>,
+    ) -> Speaker {
+        Self::start_with(cfg, node, ports, vips, Options::default())
+    }
+
+    /// [`Speaker::start`] with non-default [`Options`] (tests).
+    pub fn start_with(
+        cfg: &Bgp,
+        node: Option<&str>,
+        ports: &[PortSpec],
+        vips: watch::Receiver<VipSet>,
+        options: Options,
+    ) -> Speaker {
+        let Options { port, restart_min } = options;
+        let mut entries = Vec::new();
+        // Per self IP: peer → (task, MD5 key) for the listener.
+        type Routes = HashMap<IpAddr, (mpsc::UnboundedSender<Command>, Option<md5::Key>)>;
+        let mut listen: BTreeMap<IpAddr, Routes> = BTreeMap::new();
+        for (i, n) in cfg.neighbors.iter().enumerate() {
+            let peers = match &n.address {
+                PeerAddress::Fixed(a) => Ok(vec![*a]),
+                PeerAddress::NodeLookup(f) => lookup_peers(f, node),
+            };
+            let peers = match peers {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(neighbor = i, error = %e, "BGP neighbor not started");
+                    let name = match &n.address {
+                        PeerAddress::NodeLookup(f) => format!("nodeLookup:{}", f.display()),
+                        PeerAddress::Fixed(a) => a.to_string(),
+                    };
+                    entries.push(Entry {
+                        name,
+                        peer: None,
+                        remote_as: n.asn,
+                        commands: None,
+                        status: None,
+                        error: Some(e),
+                    });
+                    continue;
+                }
+            };
+            for peer in peers {
+                let fail = |entries: &mut Vec<Entry>, e: String| {
+                    tracing::error!(%peer, error = %e, "BGP neighbor not started");
+                    entries.push(Entry {
+                        name: peer.to_string(),
+                        peer: Some(peer),
+                        remote_as: n.asn,
+                        commands: None,
+                        status: None,
+                        error: Some(e),
+                    });
+                };
+                let Some(local) = local_for(peer, ports) else {
+                    fail(
+                        &mut entries,
+                        format!("no self IP of the peer's family ({peer})"),
+                    );
+                    continue;
+                };
+                let key = match &n.password_file {
+                    Some(f) => match md5::Key::from_file(f) {
+                        Ok(k) => Some(k),
+                        Err(e) => {
+                            fail(&mut entries, e.to_string());
+                            continue;
+                        }
+                    },
+                    None => None,
+                };
+                let fsm = fsm_config(cfg, n, peer.is_ipv6());
+                // eBGP: TTL = ebgpMultihop (1 = directly connected, as FRR
+                // and BIRD send); iBGP: the usual 64.
+                let ttl = if fsm.is_ebgp() {
+                    u32::from(n.ebgp_multihop)
+                } else {
+                    64
+                };
+                if !local.connected && fsm.is_ebgp() && n.ebgp_multihop == 1 {
+                    tracing::warn!(%peer, local = %local.addr, "eBGP peer is not on a connected subnet and ebgpMultihop is 1");
+                }
+                let spec = Spec {
+                    peer,
+                    port,
+                    local: local.addr,
+                    next_hops: (local.next_hop_v4, local.next_hop_v6),
+                    ttl,
+                    md5: key.clone(),
+                    advertise: (n.advertise_ipv4, n.advertise_ipv6),
+                    fsm,
+                    restart_min,
+                };
+                let status = Arc::new(Mutex::new(Status::new(&spec)));
+                let (tx, rx) = mpsc::unbounded_channel();
+                let span = tracing::info_span!("bgp", peer = %peer);
+                tokio::spawn(
+                    neighbor::Neighbor::run(spec, vips.clone(), rx, status.clone())
+                        .instrument(span),
+                );
+                listen
+                    .entry(local.addr)
+                    .or_default()
+                    .insert(peer, (tx.clone(), key));
+                entries.push(Entry {
+                    name: peer.to_string(),
+                    peer: Some(peer),
+                    remote_as: n.asn,
+                    commands: Some(tx),
+                    status: Some(status),
+                    error: None,
+                });
+            }
+        }
+        let listeners = listen
+            .into_iter()
+            .filter_map(|(local, routes)| {
+                let addr = SocketAddr::new(local, port);
+                match listener(addr, &routes) {
+                    Ok(l) => Some(tokio::spawn(
+                        accept_loop(l, routes.into_iter().map(|(p, (tx, _))| (p, tx)).collect())
+                            .instrument(tracing::info_span!("bgp-listen", %addr)),
+                    )),
+                    Err(e) => {
+                        tracing::error!(%addr, error = %e, "cannot listen for BGP: only outgoing connections will be made");
+                        None
+                    }
+                }
+            })
+            .collect();
+        Speaker {
+            local_as: cfg.asn,
+            router_id: cfg.router_id,
+            entries,
+            vips,
+            listeners,
+        }
+    }
+
+    fn commands(&self) -> impl Iterator<Item = &mpsc::UnboundedSender<Command>> {
+        self.entries.iter().filter_map(|e| e.commands.as_ref())
+    }
+
+    fn statuses(&self) -> Vec<(&Entry, Option<Status>)> {
+        self.entries
+            .iter()
+            .map(|e| {
+                let s = e
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.lock().ok().map(|s| s.clone()));
+                (e, s)
+            })
+            .collect()
+    }
+
+    /// Drains every session (RFC 8326): re-announce with GRACEFUL_SHUTDOWN,
+    /// wait `delay` (when a session was Established), withdraw, Cease /
+    /// Administrative Shutdown, close. Sessions stay down afterwards.
+    pub async fn drain(&self, delay: Duration) {
+        let mut acks = Vec::new();
+        for c in self.commands() {
+            let (tx, rx) = oneshot::channel();
+            if c.send(Command::GracefulShutdown(tx)).is_ok() {
+                acks.push(rx);
+            }
+        }
+        let mut any_up = false;
+        for a in acks {
+            if let Ok(Ok(up)) = tokio::time::timeout(Duration::from_secs(5), a).await {
+                any_up |= up;
+            }
+        }
+        if any_up && !delay.is_zero() {
+            tracing::info!(
+                delay_ms = delay.as_millis() as u64,
+                "BGP drain: waiting before the withdrawal"
+            );
+            tokio::time::sleep(delay).await;
+        }
+        let mut acks = Vec::new();
+        for c in self.commands() {
+            let (tx, rx) = oneshot::channel();
+            if c.send(Command::Stop(SHUTDOWN_MESSAGE.into(), tx)).is_ok() {
+                acks.push(rx);
+            }
+        }
+        for a in acks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), a).await;
+        }
+        tracing::info!("BGP drained");
+    }
+
+    fn to_peer(&self, peer: IpAddr, c: impl Fn() -> Command) -> bool {
+        let mut found = false;
+        for e in &self.entries {
+            if e.peer == Some(peer) {
+                if let Some(tx) = &e.commands {
+                    found |= tx.send(c()).is_ok();
+                }
+            }
+        }
+        found
+    }
+
+    /// BFD says `peer` is down: its session goes down at once, without a
+    /// NOTIFICATION, and stays down until [`Speaker::peer_up`]. Returns
+    /// false when no running neighbor has that address.
+    pub fn peer_down(&self, peer: IpAddr) -> bool {
+        self.to_peer(peer, || Command::PeerDown)
+    }
+
+    /// BFD says `peer` is up again: its session may be re-established.
+    pub fn peer_up(&self, peer: IpAddr) -> bool {
+        self.to_peer(peer, || Command::PeerUp)
+    }
+
+    /// `pollux show bgp summary --json`.
+    pub fn summary_json(&self) -> Value {
+        let neighbors: Vec<Value> = self
+            .statuses()
+            .into_iter()
+            .map(|(e, s)| match s {
+                Some(s) => json!({
+                    "address": e.name,
+                    "remote_as": e.remote_as,
+                    "state": state_name(s.state),
+                    "uptime_secs": uptime(&s),
+                    "messages_received": s.received.iter().sum::<u64>(),
+                    "messages_sent": s.sent.iter().sum::<u64>(),
+                    "prefixes_received": s.received_prefixes,
+                    "prefixes_advertised": s.advertised.len(),
+                    "error": s.last_error,
+                }),
+                None => json!({
+                    "address": e.name, "remote_as": e.remote_as, "state": "Idle",
+                    "uptime_secs": 0, "messages_received": 0, "messages_sent": 0,
+                    "prefixes_received": 0, "prefixes_advertised": 0, "error": e.error,
+                }),
+            })
+            .collect();
+        json!({
+            "router_id": self.router_id.to_string(),
+            "local_as": self.local_as,
+            "vips": self.vips.borrow().len(),
+            "neighbors": neighbors,
+        })
+    }
+
+    /// `pollux show bgp neighbors --json`.
+    pub fn neighbors_json(&self) -> Value {
+        let list: Vec<Value> = self
+            .statuses()
+            .into_iter()
+            .map(|(e, s)| {
+                let Some(s) = s else {
+                    return json!({ "address": e.name, "remote_as": e.remote_as, "state": "Idle", "error": e.error });
+                };
+                let by_type = |c: &[u64; 5]| -> Value {
+                    TYPES.iter().map(|t| (type_name(*t).to_string(), json!(c[usize::from(t.code() - 1)]))).collect::<serde_json::Map<_, _>>().into()
+                };
+                let negotiated = s.negotiated.as_ref().map(|n| {
+                    json!({
+                        "peer_as": n.peer_as,
+                        "peer_router_id": n.peer_id.to_string(),
+                        "ebgp": n.ebgp,
+                        "four_octet_as": n.four_octet_as,
+                        "hold_time": n.hold_time,
+                        "keepalive_time": n.keepalive_time,
+                        "families": n.families.iter().map(ToString::to_string).collect::<Vec<_>>(),
+                        "route_refresh": n.route_refresh,
+                        "graceful_restart": n.graceful_restart.as_ref().map(|g| json!({ "restart_time": g.restart_time })),
+                    })
+                });
+                json!({
+                    "address": e.name,
+                    "remote_as": e.remote_as,
+                    "local_address": s.local.to_string(),
+                    "state": state_name(s.state),
+                    "uptime_secs": uptime(&s),
+                    "last_change_secs_ago": s.last_change.elapsed().as_secs(),
+                    "established_transitions": s.established_transitions,
+                    "last_error": s.last_error,
+                    "messages_sent": by_type(&s.sent),
+                    "messages_received": by_type(&s.received),
+                    "prefixes_received": s.received_prefixes,
+                    "prefixes_advertised": s.advertised.len(),
+                    "treat_as_withdraw": s.treat_as_withdraw,
+                    "negotiated": negotiated,
+                    "md5": s.md5,
+                    "ttl": s.ttl,
+                    "bfd_up": s.bfd_up,
+                    "draining": s.draining,
+                    "stopped": s.stopped,
+                })
+            })
+            .collect();
+        json!({ "neighbors": list })
+    }
+
+    /// `pollux show bgp routes --json`: the VIP set and what each session
+    /// advertises, with its attributes.
+    pub fn routes_json(&self) -> Value {
+        let vips: Vec<String> = self.vips.borrow().iter().map(ToString::to_string).collect();
+        let mut routes = Vec::new();
+        for (e, s) in self.statuses() {
+            let Some(s) = s else { continue };
+            let Some(a) = &s.attributes else { continue };
+            let as_path: Vec<u32> = if a.ebgp { vec![a.local_as] } else { vec![] };
+            let communities: Vec<String> = a.communities.iter().map(ToString::to_string).collect();
+            for p in &s.advertised {
+                let nh = match p {
+                    bgp::Prefix::V4(_) => a.next_hop_v4.map(|n| n.to_string()),
+                    bgp::Prefix::V6(_) => a.next_hop_v6.map(|n| n.to_string()),
+                };
+                routes.push(json!({
+                    "prefix": p.to_string(),
+                    "neighbor": e.name,
+                    "next_hop": nh,
+                    "origin": "igp",
+                    "as_path": as_path,
+                    "local_pref": (!a.ebgp).then(|| a.local_pref.unwrap_or(100)),
+                    "communities": communities,
+                }));
+            }
+        }
+        json!({ "vips": vips, "routes": routes })
+    }
+
+    /// Appends the BGP metric families.
+    pub fn metrics(&self, e: &mut Encoder, instance: &str) {
+        let st = self.statuses();
+        let live: Vec<(&Entry, &Status)> = st
+            .iter()
+            .filter_map(|(e, s)| s.as_ref().map(|s| (*e, s)))
+            .collect();
+        e.family(
+            "bgp_session_state",
+            "gauge",
+            "BGP FSM state (RFC 4273 numbering: 1 idle … 6 established).",
+        );
+        for (en, s) in &st {
+            let v = s.as_ref().map_or(1, |s| state_number(s.state));
+            e.sample(
+                "bgp_session_state",
+                &[("instance", instance), ("neighbor", &en.name)],
+                v,
+            );
+        }
+        e.family(
+            "bgp_session_established",
+            "gauge",
+            "1 while the BGP session is Established.",
+        );
+        for (en, s) in &st {
+            let v = s.as_ref().is_some_and(|s| s.state == State::Established);
+            e.sample(
+                "bgp_session_established",
+                &[("instance", instance), ("neighbor", &en.name)],
+                u8::from(v),
+            );
+        }
+        e.family(
+            "bgp_session_uptime_seconds",
+            "gauge",
+            "Seconds since the session became Established (0 when down).",
+        );
+        for (en, s) in &live {
+            e.sample(
+                "bgp_session_uptime_seconds",
+                &[("instance", instance), ("neighbor", &en.name)],
+                uptime(s),
+            );
+        }
+        e.family(
+            "bgp_established_transitions_total",
+            "counter",
+            "Times the session became Established.",
+        );
+        for (en, s) in &live {
+            e.sample(
+                "bgp_established_transitions_total",
+                &[("instance", instance), ("neighbor", &en.name)],
+                s.established_transitions,
+            );
+        }
+        for (name, help, get) in [
+            (
+                "bgp_messages_sent_total",
+                "BGP messages sent, by type.",
+                (|s: &Status| s.sent) as fn(&Status) -> [u64; 5],
+            ),
+            (
+                "bgp_messages_received_total",
+                "BGP messages received, by type.",
+                |s: &Status| s.received,
+            ),
+        ] {
+            e.family(name, "counter", help);
+            for (en, s) in &live {
+                let c = get(s);
+                for t in TYPES {
+                    e.sample(
+                        name,
+                        &[
+                            ("instance", instance),
+                            ("neighbor", &en.name),
+                            ("type", type_name(t)),
+                        ],
+                        c[usize::from(t.code() - 1)],
+                    );
+                }
+            }
+        }
+        e.family(
+            "bgp_prefixes_advertised",
+            "gauge",
+            "Routes the session advertises, by family.",
+        );
+        for (en, s) in &live {
+            let v4 = s
+                .advertised
+                .iter()
+                .filter(|p| matches!(p, bgp::Prefix::V4(_)))
+                .count();
+            let v6 = s.advertised.len() - v4;
+            e.sample(
+                "bgp_prefixes_advertised",
+                &[
+                    ("instance", instance),
+                    ("neighbor", &en.name),
+                    ("family", "ipv4"),
+                ],
+                v4,
+            );
+            e.sample(
+                "bgp_prefixes_advertised",
+                &[
+                    ("instance", instance),
+                    ("neighbor", &en.name),
+                    ("family", "ipv6"),
+                ],
+                v6,
+            );
+        }
+        e.family(
+            "bgp_prefixes_received",
+            "gauge",
+            "Routes the peer advertises to us.",
+        );
+        for (en, s) in &live {
+            e.sample(
+                "bgp_prefixes_received",
+                &[("instance", instance), ("neighbor", &en.name)],
+                s.received_prefixes,
+            );
+        }
+        e.family(
+            "bgp_treat_as_withdraw_total",
+            "counter",
+            "Malformed UPDATEs treated as withdraw (RFC 7606).",
+        );
+        for (en, s) in &live {
+            e.sample(
+                "bgp_treat_as_withdraw_total",
+                &[("instance", instance), ("neighbor", &en.name)],
+                s.treat_as_withdraw,
+            );
+        }
+    }
+
+    /// True while at least one session is Established.
+    pub fn any_established(&self) -> bool {
+        self.statuses()
+            .iter()
+            .any(|(_, s)| s.as_ref().is_some_and(|s| s.state == State::Established))
+    }
+
+    /// The number of VIPs in the set.
+    pub fn vip_count(&self) -> usize {
+        self.vips.borrow().len()
+    }
+}
+
+/// The listening socket of one self IP, with the MD5 key of every peer
+/// that has one.
+fn listener(
+    addr: SocketAddr,
+    routes: &HashMap<IpAddr, (mpsc::UnboundedSender<Command>, Option<md5::Key>)>,
+) -> std::io::Result<tokio::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    if addr.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    for (peer, (_, key)) in routes {
+        if let Some(k) = key {
+            if let Err(e) = md5::set_key(&s, *peer, k) {
+                tracing::error!(%peer, error = %e, "cannot install the TCP MD5 key on the listener: connections from this peer will fail");
+            }
+        }
+    }
+    s.bind(&addr.into())?;
+    s.listen(64)?;
+    s.set_nonblocking(true)?;
+    tokio::net::TcpListener::from_std(std::net::TcpListener::from(s))
+}
+
+async fn accept_loop(
+    l: tokio::net::TcpListener,
+    routes: HashMap<IpAddr, mpsc::UnboundedSender<Command>>,
+) {
+    tracing::info!(peers = routes.len(), "listening");
+    loop {
+        match l.accept().await {
+            Ok((stream, from)) => match routes.get(&md5::peer_of(from)) {
+                Some(tx) => {
+                    let _ = tx.send(Command::Incoming(stream));
+                }
+                None => tracing::info!(%from, "refusing a BGP connection from an unknown peer"),
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
