@@ -14,7 +14,14 @@ use tokio::net::{UnixListener, UnixStream};
 use crate::state::State;
 
 /// What `pollux show` can ask for.
-pub const QUERIES: &[&str] = &["interfaces", "stats", "bfd-sessions"];
+pub const QUERIES: &[&str] = &[
+    "interfaces",
+    "stats",
+    "bfd-sessions",
+    "bgp-summary",
+    "bgp-neighbors",
+    "bgp-routes",
+];
 
 /// Answers one query from the current state.
 pub fn answer(state: &State, query: &str) -> Value {
@@ -22,6 +29,12 @@ pub fn answer(state: &State, query: &str) -> Value {
         "interfaces" => state.interfaces_json(),
         "stats" => state.stats_json(),
         "bfd-sessions" => crate::bfd::show_json(state),
+        "bgp-summary" | "bgp-neighbors" | "bgp-routes" => match &state.bgp {
+            Some(b) if query == "bgp-summary" => b.summary_json(),
+            Some(b) if query == "bgp-neighbors" => b.neighbors_json(),
+            Some(b) => b.routes_json(),
+            None => json!({ "error": "BGP is not configured (no bgp section)" }),
+        },
         other => {
             json!({ "error": format!("unknown query {other:?} (this instance answers: {})", QUERIES.join(", ")) })
         }

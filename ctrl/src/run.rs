@@ -26,11 +26,23 @@ pub fn run(mut config: Config) -> anyhow::Result<Exit> {
     tracing::info!(instance = %config.name, dpdk = dataplane::dpdk::version(), eal = ?config.dataplane.eal_args(), "starting");
     let dp = Dataplane::start(&config.dataplane).context("starting the data plane")?;
     kernel::configure(&config.dataplane)?;
-    let state = Arc::new(State::new(config, dp));
+    let mut state = State::new(config, dp);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
+    if let Some(bgp) = &state.config.bgp {
+        let _rt = rt.enter();
+        let speaker = crate::bgp::Speaker::start(
+            bgp,
+            state.config.node_name.as_deref(),
+            &state.config.dataplane.ports,
+            state.vips.subscribe(),
+        );
+        state.bfd.set_hook(speaker.coupling());
+        state.bgp = Some(speaker);
+    }
+    let state = Arc::new(state);
     let exit = rt.block_on(control(state.clone()));
     // Stop the workers, then release ports, TAPs, mempool and EAL.
     if let Ok(mut dp) = state.dataplane.lock() {
@@ -63,8 +75,16 @@ async fn control(state: Arc<State>) -> anyhow::Result<Exit> {
     tracing::info!(socket = %state.config.api.socket.display(), "running");
     loop {
         tokio::select! {
-            _ = term.recv() => { tracing::info!("SIGTERM: stopping"); return Ok(Exit::Stopped) }
-            _ = int.recv() => { tracing::info!("SIGINT: stopping"); return Ok(Exit::Stopped) }
+            _ = term.recv() => {
+                tracing::info!("SIGTERM: draining");
+                drain_bgp(&state, true).await;
+                return Ok(Exit::Stopped)
+            }
+            _ = int.recv() => {
+                tracing::info!("SIGINT: stopping");
+                drain_bgp(&state, false).await;
+                return Ok(Exit::Stopped)
+            }
             _ = tick.tick() => {
                 let failure = state.dataplane.lock().ok().and_then(|d| d.as_ref().and_then(Dataplane::failure));
                 if let Some(msg) = failure {
@@ -73,5 +93,14 @@ async fn control(state: Arc<State>) -> anyhow::Result<Exit> {
                 }
             }
         }
+    }
+}
+
+/// BGP first, while the data plane still forwards: GRACEFUL_SHUTDOWN,
+/// the configured delay (none on SIGINT), withdraw, Cease.
+async fn drain_bgp(state: &State, wait: bool) {
+    if let (Some(speaker), Some(cfg)) = (&state.bgp, &state.config.bgp) {
+        let delay = if wait { cfg.drain_delay } else { Duration::ZERO };
+        speaker.drain(delay).await;
     }
 }

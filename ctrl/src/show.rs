@@ -15,6 +15,7 @@ pub fn render(what: &str, v: &Value) -> String {
     match what {
         "interfaces" => interfaces(v),
         "stats" => stats(v),
+        "bgp-summary" => bgp_summary(v),
         _ => serde_json::to_string_pretty(v).unwrap_or_default(),
     }
 }
@@ -92,6 +93,31 @@ fn stats(v: &Value) -> String {
             } else {
                 " (stopped)"
             }
+        );
+    }
+    out
+}
+
+fn bgp_summary(v: &Value) -> String {
+    let mut out = format!(
+        "BGP router identifier {}, local AS {}, {} VIPs\n\n{:<40} {:>10} {:>12} {:>8} {:>8} {:>9} {:>7} {:>7}  {}\n",
+        s(v, "router_id"),
+        n(v, "local_as"),
+        n(v, "vips"),
+        "NEIGHBOR", "AS", "STATE", "MSGRCVD", "MSGSENT", "UP (s)", "PFXRCD", "PFXSNT", "ERROR"
+    );
+    for nb in v["neighbors"].as_array().into_iter().flatten() {
+        out += &format!(
+            "{:<40} {:>10} {:>12} {:>8} {:>8} {:>9} {:>7} {:>7}  {}\n",
+            s(nb, "address"),
+            n(nb, "remote_as"),
+            s(nb, "state"),
+            n(nb, "messages_received"),
+            n(nb, "messages_sent"),
+            n(nb, "uptime_secs"),
+            n(nb, "prefixes_received"),
+            n(nb, "prefixes_advertised"),
+            nb["error"].as_str().unwrap_or("")
         );
     }
     out

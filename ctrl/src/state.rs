@@ -17,6 +17,11 @@ pub struct State {
     pub dataplane: Mutex<Option<Dataplane>>,
     /// BFD events, history and the BGP coupling hook.
     pub bfd: crate::bfd::Monitor,
+    /// The VIPs to advertise (those with at least one healthy member):
+    /// whoever judges health replaces the set; BGP sessions follow it.
+    pub vips: tokio::sync::watch::Sender<crate::bgp::VipSet>,
+    /// The BGP speaker, when `bgp` is configured (set by `run`).
+    pub bgp: Option<crate::bgp::Speaker>,
 }
 
 fn pmd_json(s: &PortStats) -> Value {
@@ -28,10 +33,14 @@ fn pmd_json(s: &PortStats) -> Value {
 
 impl State {
     pub fn new(config: Config, dataplane: Dataplane) -> State {
+        // Until health checks feed it: every virtual server with members.
+        let vips = crate::bgp::configured_vips(&config.virtual_servers);
         State {
             config,
             dataplane: Mutex::new(Some(dataplane)),
             bfd: Default::default(),
+            vips: tokio::sync::watch::channel(vips).0,
+            bgp: None,
         }
     }
 
@@ -231,6 +240,9 @@ impl State {
                 &[("instance", inst), ("lcore", &w.lcore.to_string())],
                 u8::from(w.running),
             );
+        }
+        if let Some(b) = &self.bgp {
+            b.metrics(&mut e, inst);
         }
         e.finish()
     }

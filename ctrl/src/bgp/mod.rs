@@ -487,6 +487,23 @@ impl Speaker {
         self.to_peer(peer, || Command::PeerUp)
     }
 
+    /// The RFC 5882 coupling for the BFD monitor: `(peer, up)` calls
+    /// [`Speaker::peer_down`] / [`Speaker::peer_up`].
+    pub fn coupling(&self) -> Box<dyn Fn(IpAddr, bool) + Send + Sync> {
+        let peers: Vec<(IpAddr, mpsc::UnboundedSender<Command>)> = self
+            .entries
+            .iter()
+            .filter_map(|e| Some((e.peer?, e.commands.clone()?)))
+            .collect();
+        Box::new(move |peer, up| {
+            for (p, tx) in &peers {
+                if *p == peer {
+                    let _ = tx.send(if up { Command::PeerUp } else { Command::PeerDown });
+                }
+            }
+        })
+    }
+
     /// `pollux show bgp summary --json`.
     pub fn summary_json(&self) -> Value {
         let neighbors: Vec<Value> = self

@@ -208,6 +208,7 @@ fn bgp_config(asn: u32, id: &str, neighbors: Vec<Neighbor>) -> Bgp {
         router_id: id.parse().unwrap(),
         graceful_restart: Some(120),
         neighbors,
+        drain_delay: Duration::from_secs(5),
     }
 }
 

@@ -197,6 +197,14 @@ pub struct Bgp {
     pub graceful_restart: GracefulRestart,
     #[serde(default)]
     pub neighbors: Vec<Neighbor>,
+    /// On SIGTERM, how long the routes stay announced with the
+    /// GRACEFUL_SHUTDOWN community (RFC 8326) before they are withdrawn.
+    #[serde(default = "default_drain_delay_ms")]
+    pub drain_delay_ms: u32,
+}
+
+fn default_drain_delay_ms() -> u32 {
+    5000
 }
 
 #[derive(Debug, Deserialize)]

@@ -96,6 +96,8 @@ pub struct Bgp {
     pub router_id: Ipv4Addr,
     pub graceful_restart: Option<u16>,
     pub neighbors: Vec<Neighbor>,
+    /// GRACEFUL_SHUTDOWN announcement time before the withdrawal on drain.
+    pub drain_delay: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -572,11 +574,18 @@ fn bgp(raw: &raw::Bgp) -> Result<Bgp> {
             "must be at most 4095 seconds (RFC 4724)",
         ));
     }
+    if raw.drain_delay_ms > 600_000 {
+        return Err(Error::new(
+            "bgp.drainDelayMs",
+            "must be at most 600000 (10 minutes)",
+        ));
+    }
     Ok(Bgp {
         asn: raw.asn,
         router_id,
         graceful_restart: gr.enabled.then_some(gr.restart_time),
         neighbors,
+        drain_delay: std::time::Duration::from_millis(u64::from(raw.drain_delay_ms)),
     })
 }
 
