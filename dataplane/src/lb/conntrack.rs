@@ -684,6 +684,15 @@ impl ConnTable {
         None
     }
 
+    /// The live flow `key`, read only: unlike [`lookup`](Self::lookup) it
+    /// neither marks the flow seen nor counts (for checks that must not
+    /// keep an idle flow alive: SNAT port reuse, ICMP errors).
+    #[inline]
+    pub fn peek(&self, key: &FlowKey, hash: u64, now: Secs) -> Option<&Entry> {
+        let (b, s) = self.find(key, hash, now)?;
+        Some(&self.entries[b * SLOTS_PER_BUCKET + s])
+    }
+
     /// Forget the live flow `key`; returns its entry.
     pub fn remove(&mut self, key: &FlowKey, hash: u64, now: Secs) -> Option<Entry> {
         let (b, s) = self.find(key, hash, now)?;

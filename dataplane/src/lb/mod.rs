@@ -22,6 +22,11 @@
 //! - [`flow`]: [`FlowKey`] (5-tuple + family) and [`FlowHasher`].
 //! - [`maglev`]: consistent hashing tables, built in ctrl.
 //! - [`conntrack`]: the fixed-size, cache-line-bucketed connection table.
+//! - [`vs`]: the virtual-server snapshot ([`VsTable`]), built in ctrl.
+//! - [`nat`]: in-place NAT rewrites with incremental checksums, RST and
+//!   ICMP port unreachable builders.
+//! - [`path`]: the per-worker L4 data path ([`L4::process`],
+//!   [`L4::sweep`]): conntrack + Maglev + NAT over a frame.
 //! - `alloc`: the one place with `unsafe`: hugepage-backed arrays for
 //!   worker tables (DESIGN.md §2) and a prefetch hint.
 //!
@@ -34,6 +39,9 @@ pub mod flow;
 pub mod hash;
 pub mod maglev;
 pub mod nat;
+pub mod path;
+#[cfg(test)]
+mod tests;
 pub mod vs;
 
 pub use alloc::Backing;
@@ -43,3 +51,8 @@ pub use conntrack::{
 };
 pub use flow::{Family, FlowHasher, FlowKey, PROTO_TCP, PROTO_UDP};
 pub use maglev::{MaglevError, Member, MemberKey, Table};
+pub use path::{
+    snat_port_owner, snat_range, L4Config, L4Counters, L4Drop, L4Verdict, MemberCounters, Side,
+    VsCounters, L4,
+};
+pub use vs::{MemberSpec, Proto, Snat, Vs, VsError, VsSpec, VsTable};

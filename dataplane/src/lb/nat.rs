@@ -125,6 +125,7 @@ pub fn rewrite_ip(
 /// may be short of the checksum field (a header quoted in an ICMP error):
 /// then only the ports change.
 #[inline]
+#[allow(clippy::too_many_arguments)]
 pub fn rewrite_l4(
     buf: &mut [u8],
     l4: usize,
@@ -211,14 +212,14 @@ pub fn fill_l4_checksum(
     put16(buf, l4 + at, c);
 }
 
-/// Writes a 20-byte IPv4 header (no options, DF clear, id 0) with its
+/// Writes a 20-byte IPv4 header (no options, DF set, id 0) with its
 /// checksum.
 pub fn emit_ipv4(buf: &mut [u8], total_len: u16, ttl: u8, proto: u8, src: &[u8], dst: &[u8]) {
     let h = &mut buf[..20];
     h[0] = 0x45;
     h[1] = 0;
     put16(h, 2, total_len);
-    h[4..8].fill(0);
+    h[4..8].copy_from_slice(&[0, 0, 0x40, 0]);
     h[V4_TTL] = ttl;
     h[9] = proto;
     put16(h, V4_CHECKSUM, 0);

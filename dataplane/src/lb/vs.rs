@@ -39,8 +39,8 @@ use super::flow::{Family, FlowHasher, FlowKey, PROTO_TCP, PROTO_UDP};
 use super::maglev::{self, MaglevError, Member, MemberKey, Table};
 
 /// Largest SNAT pool of one virtual server: a flow stores its pool index
-/// in 6 bits of its connection-table entry.
-pub const MAX_SNAT_POOL: usize = 64;
+/// in 5 bits of its connection-table entry's flags.
+pub const MAX_SNAT_POOL: usize = 32;
 
 /// TCP or UDP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -696,7 +696,7 @@ mod tests {
         s.snat = Snat::Pool(vec![]);
         assert_eq!(err(&[s]), VsError::SnatPoolEmpty { index: 0 });
         let mut s = ok.clone();
-        s.snat = Snat::Pool((0..65).map(|i| ip(&format!("10.9.0.{i}"))).collect());
+        s.snat = Snat::Pool((0..33).map(|i| ip(&format!("10.9.0.{i}"))).collect());
         assert_eq!(err(&[s]), VsError::SnatPoolTooLarge { index: 0 });
         let mut s = ok.clone();
         s.snat = Snat::Automap(ip("192.168.77.1"));

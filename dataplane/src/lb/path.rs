@@ -1,0 +1,1557 @@
+//! The L4 data path of one worker: virtual-server traffic in, NATed
+//! traffic out.
+//!
+//! # Model
+//!
+//! Each worker owns one [`L4`]: its connection table, its share of the SNAT
+//! ports, a reply rate limiter and its counters. The worker hands it every
+//! IP frame the host logic did not consume, with the current [`VsTable`]
+//! snapshot, and gets an [`L4Verdict`]:
+//!
+//! | verdict | the worker … |
+//! |---|---|
+//! | `Forward { dst }` | routes the frame (rewritten in place, same length) to `dst` through its FIB, resolves the next hop's MAC and sends it |
+//! | `Reply(len)` | sends the first `len` bytes back out of the port it came from (MACs already swapped, VLAN tag kept) |
+//! | `NotL4` | treats the frame as before (not for a VIP, a flow or a SNAT port: `not_for_us`, or punt for a self IP) |
+//! | `Drop(why)` | drops it and counts `why` (also counted here) |
+//!
+//! # Flows and entries
+//!
+//! A tracked flow has two connection-table entries (56 bytes each, keys
+//! included; so **112 bytes per flow**, tested in `bytes_per_flow`):
+//!
+//! ```text
+//! forward  client:cport -> VIP:vport     vs, member, nat_port = SNAT port,
+//!                                        flags = RESET_ON_TIMEOUT | pool index
+//! reverse  member:mport -> client:cport  vs, member, nat_port = vport,
+//!          (SNAT: -> snat:port)          flags = REVERSE
+//! ```
+//!
+//! so that a packet of an established flow, in either direction, costs one
+//! flow hash and one table lookup: the packet's own 5-tuple finds its
+//! entry, and the entry's flag says which way to translate. The SNAT
+//! return direction needs the client's address, which does not fit in an
+//! entry: each SNAT port of this worker has a slot holding the forward key
+//! of the flow that owns it (40 bytes per port, allocated once: the port
+//! allocator and the client lookup in one array). A port is free when its
+//! slot is empty or its owner's forward entry is no longer live, so
+//! expiry needs no bookkeeping.
+//!
+//! # Per packet
+//!
+//! ```text
+//! parse IPv4/IPv6 (+ extension headers), TCP/UDP ports    ICMP errors: cold path
+//! key = 5-tuple; h = worker_hasher(key)                   (one hash)
+//! conntrack.lookup(key, h, now)                           (one lookup)
+//!   forward entry -> dst := member[:port], src := SNAT (if any), TTL-1
+//!   reverse entry -> src := VIP:vport, dst := client (SNAT), TTL-1
+//!   miss -> VS lookup (VIP, port, proto; fallback port 0)  (fixed open-addressing map)
+//!             Maglev(FlowHasher::MAGLEV(key)) -> member; insert both entries;
+//!             insert failed -> forward statelessly by the Maglev choice, counted
+//!           VIP, no VS -> RST / ICMP port unreachable (rate-limited)
+//!           SNAT address -> the port's slot -> forward entry (reverse entry gone)
+//!           from a member -> stateless reverse NAT if only one VS has it
+//!           otherwise NotL4
+//! ```
+//!
+//! Loose initialisation: a non-SYN TCP packet with no entry goes to its
+//! Maglev choice and is tracked from then on (an RST is forwarded but not
+//! tracked). Weight-0 and unhealthy members own no Maglev slot, so they get
+//! no new flows, but their tracked flows keep going.
+//!
+//! # Reset on timeout
+//!
+//! An RST is only accepted at the receiver's exact `RCV.NXT` (RFC 5961
+//! §3.2), which pollux does not track. So [`L4::sweep`] reports idle TCP
+//! flows with `resetOnTimeout`, re-arms them for a few seconds in a
+//! *resetting* state, and [`L4::build_reset`] builds, for each end, an ACK
+//! with an unacceptable sequence number. Each end answers it with an ACK
+//! carrying its own `SND.NXT`/`RCV.NXT` (RFC 9293 §3.10.7.4); that answer
+//! comes back through [`L4::process`], which turns it in place into an RST
+//! with `seq = SEG.ACK` to its sender — exactly the sequence number it
+//! accepts.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use super::conntrack::{
+    self, ConnTable, ConnTableError, Entry, Expired, FlowValue, Secs, TcpState,
+    FLAG_RESET_ON_TIMEOUT,
+};
+use super::flow::{Family, FlowHasher, FlowKey, PROTO_TCP, PROTO_UDP};
+use super::nat::{self, RstSpec};
+use super::vs::{Vs, VsTable};
+use crate::wire::ipv4::protocol;
+use crate::wire::{checksum, ipv4, tcp, udp};
+
+/// Entry flag: the reverse (member → client) entry of a flow.
+pub const FLAG_REVERSE: u8 = 0x02;
+/// Entry flag: the flow timed out and is being reset (see the module doc).
+pub const FLAG_RESETTING: u8 = 0x04;
+/// Entry flags bits 3..7: the flow's index in its VS's SNAT pool.
+const POOL_SHIFT: u8 = 3;
+/// How long a timed-out flow waits for its ends to answer the reset probes.
+pub const RESET_WAIT_SECS: u16 = 5;
+/// Resets that `insert` evictions can queue between two sweeps.
+const PENDING_RESETS: usize = 32;
+/// Slots tried when allocating a SNAT port.
+const SNAT_PROBES: u32 = 64;
+
+macro_rules! l4_drops {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal,)*) => {
+        /// Why the L4 path dropped a packet: each is a counter.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[repr(u8)]
+        pub enum L4Drop { $($(#[$doc])* $variant,)* }
+
+        impl L4Drop {
+            pub const ALL: &'static [L4Drop] = &[$(L4Drop::$variant,)*];
+            pub const COUNT: usize = Self::ALL.len();
+
+            /// The label used in metrics.
+            pub fn name(self) -> &'static str {
+                match self { $(L4Drop::$variant => $name,)* }
+            }
+        }
+    };
+}
+
+l4_drops! {
+    /// An IPv4 fragment or an IPv6 Fragment header, to a VIP or SNAT address.
+    Fragment => "fragment",
+    /// TTL / hop limit would reach 0.
+    TtlExpired => "ttl_expired",
+    /// New flow for a VS with no healthy member of weight > 0.
+    NoHealthyMember => "no_healthy_member",
+    /// IP header not parseable or inconsistent.
+    IpMalformed => "ip_malformed",
+    /// IPv4 header checksum does not verify.
+    IpChecksum => "ip_checksum",
+    /// TCP/UDP header truncated or malformed.
+    L4Malformed => "l4_malformed",
+    /// ICMP error (or its quoted datagram) truncated, or a bad checksum.
+    IcmpMalformed => "icmp_malformed",
+    /// ICMP error to a VIP/SNAT address that matches no flow.
+    IcmpNoFlow => "icmp_no_flow",
+    /// To a VIP with a protocol other than TCP, UDP, ICMP.
+    UnsupportedProtocol => "unsupported_protocol",
+    /// No free SNAT port in this worker's range.
+    SnatExhausted => "snat_exhausted",
+    /// A SNAT flow the connection table refused (full or flood): its
+    /// return traffic could not be mapped back, so it is not forwarded.
+    SnatUntracked => "snat_untracked",
+    /// RST / port unreachable over the rate limit.
+    ReplyRateLimited => "reply_rate_limited",
+    /// To a closed port of a VIP, and nothing to answer (an RST, ICMP).
+    ClosedPort => "closed_port",
+}
+
+/// What to do with a frame (see the module doc's table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum L4Verdict {
+    /// Rewritten in place (same length): route it to `dst`.
+    Forward {
+        dst: IpAddr,
+    },
+    /// Rewritten in place into `len` bytes back to the sender, MACs swapped.
+    Reply(usize),
+    /// Not VIP, flow or SNAT traffic.
+    NotL4,
+    Drop(L4Drop),
+}
+
+/// Which end of a flow a reset goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Client,
+    Member,
+}
+
+/// The worker's L4 counters (plain fields; published like port counters).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct L4Counters {
+    /// Client → member packets forwarded (tracked or not).
+    pub forwarded: u64,
+    /// Member → client packets forwarded.
+    pub returned: u64,
+    /// Flows inserted into the connection table.
+    pub new_flows: u64,
+    /// New flows forwarded by their Maglev choice without an entry
+    /// (table full or flood limit): DESIGN.md §3's "untracked" counter.
+    pub untracked: u64,
+    /// Return packets translated without an entry (reverse index).
+    pub return_untracked: u64,
+    /// SNAT return packets found through the port slot (reverse entry gone).
+    pub return_via_slot: u64,
+    /// A new flow's reverse key was already another flow's (DNAT: two
+    /// VIPs, one member, same client port).
+    pub reverse_conflicts: u64,
+    /// Entries whose VS or member no longer fit the packet (after a
+    /// reload): re-chosen.
+    pub stale_entries: u64,
+    pub rst_sent: u64,
+    pub unreachable_sent: u64,
+    /// ICMP errors translated for a flow.
+    pub icmp_translated: u64,
+    /// Reset probes built and RSTs sent from their answers.
+    pub reset_probes: u64,
+    pub resets_sent: u64,
+    /// Timed-out flows to reset that found no room (pending queue full).
+    pub resets_lost: u64,
+    pub drops: [u64; L4Drop::COUNT],
+}
+
+impl L4Counters {
+    #[inline]
+    pub fn drop(&mut self, why: L4Drop) {
+        self.drops[why as usize] += 1;
+    }
+    pub fn dropped(&self, why: L4Drop) -> u64 {
+        self.drops[why as usize]
+    }
+}
+
+/// Per virtual server, this worker's share (ctrl sums the workers).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VsCounters {
+    pub packets_in: u64,
+    pub bytes_in: u64,
+    pub packets_out: u64,
+    pub bytes_out: u64,
+    pub new_flows: u64,
+    /// Tracked flows now (inserted minus expired).
+    pub active_flows: u64,
+    pub no_member: u64,
+    pub untracked: u64,
+}
+
+/// Per member of a virtual server, this worker's share.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemberCounters {
+    pub packets_in: u64,
+    pub bytes_in: u64,
+    pub packets_out: u64,
+    pub bytes_out: u64,
+    pub new_flows: u64,
+    pub active_flows: u64,
+}
+
+/// Construction parameters of one worker's [`L4`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct L4Config {
+    pub conntrack: conntrack::Config,
+    /// Seed of the connection-table hash (random per worker).
+    pub seed: u64,
+    /// This worker's index and the number of workers: SNAT ports are
+    /// split into `workers` disjoint ranges ([`snat_range`]).
+    pub worker: u16,
+    pub workers: u16,
+    /// SNAT ports, inclusive. Keep them clear of the kernel's ephemeral
+    /// ports on self IPs used for automap (`ip_local_port_range`).
+    pub snat_ports: (u16, u16),
+    /// RSTs and ICMP port unreachables per second, and the burst.
+    pub replies_per_sec: u32,
+    pub reply_burst: u32,
+}
+
+impl L4Config {
+    pub fn new(capacity: usize, worker: u16, workers: u16) -> Self {
+        L4Config {
+            conntrack: conntrack::Config::new(capacity),
+            seed: 0x5eed_0000 ^ u64::from(worker),
+            worker,
+            workers: workers.max(1),
+            snat_ports: (1024, 65535),
+            replies_per_sec: 1000,
+            reply_burst: 100,
+        }
+    }
+}
+
+/// Worker `worker` of `workers`'s SNAT ports within `ports` (inclusive):
+/// `(first, count)`. The ranges are disjoint and cover `ports` but for
+/// fewer than `workers` ports at the end.
+pub fn snat_range(ports: (u16, u16), worker: u16, workers: u16) -> (u16, u32) {
+    let total = u32::from(ports.1.saturating_sub(ports.0)) + 1;
+    let n = u32::from(workers.max(1));
+    let per = total / n;
+    let first = u32::from(ports.0) + per * u32::from(worker.min(workers.max(1) - 1));
+    (first as u16, per)
+}
+
+/// The worker that owns SNAT port `port`, for steering return traffic.
+pub fn snat_port_owner(ports: (u16, u16), workers: u16, port: u16) -> Option<u16> {
+    if port < ports.0 || port > ports.1 {
+        return None;
+    }
+    let (_, per) = snat_range(ports, 0, workers);
+    let w = (u32::from(port - ports.0) / per.max(1)) as u16;
+    (w < workers.max(1)).then_some(w)
+}
+
+/// A token bucket refilled per second of the burst clock.
+#[derive(Debug, Clone, Copy)]
+struct TokenBucket {
+    tokens: u32,
+    last: Secs,
+    rate: u32,
+    burst: u32,
+}
+
+impl TokenBucket {
+    fn take(&mut self, now: Secs) -> bool {
+        if now != self.last {
+            let add = u64::from(now.wrapping_sub(self.last)) * u64::from(self.rate);
+            self.tokens = (u64::from(self.tokens) + add).min(u64::from(self.burst)) as u32;
+            self.last = now;
+        }
+        if self.tokens == 0 {
+            return false;
+        }
+        self.tokens -= 1;
+        true
+    }
+}
+
+/// One worker's L4 state. See the module doc.
+pub struct L4 {
+    ct: ConnTable,
+    hasher: FlowHasher,
+    /// First SNAT port of this worker and how many.
+    snat_first: u16,
+    snat_count: u32,
+    /// Per protocol (TCP, UDP) and port: the forward key owning it.
+    snat_slots: Box<[Option<FlowKey>]>,
+    replies: TokenBucket,
+    pending: [Option<Expired>; PENDING_RESETS],
+    n_pending: usize,
+    generation: u64,
+    counters: L4Counters,
+    vs_counters: Vec<VsCounters>,
+    member_counters: Vec<MemberCounters>,
+    /// Identity of each counter, to carry them over a reload.
+    vs_keys: Vec<(IpAddr, u16, u8)>,
+    member_keys: Vec<(u32, IpAddr, u16)>,
+}
+
+impl std::fmt::Debug for L4 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("L4")
+            .field("ct", &self.ct)
+            .field("snat", &(self.snat_first, self.snat_count))
+            .field("counters", &self.counters)
+            .finish()
+    }
+}
+
+/// A parsed IP packet: offsets into the frame and the 5-tuple.
+#[derive(Clone, Copy)]
+struct Pkt {
+    family: Family,
+    ip: usize,
+    l4: usize,
+    end: usize,
+    proto: u8,
+    src: [u8; 16],
+    dst: [u8; 16],
+    ttl: u8,
+    frag: bool,
+}
+
+fn ip_of(family: Family, b: &[u8; 16]) -> IpAddr {
+    match family {
+        Family::V4 => IpAddr::from([b[0], b[1], b[2], b[3]]),
+        Family::V6 => IpAddr::from(*b),
+    }
+}
+
+/// Parses the IP header at `frame[ip..len]`.
+fn parse_ip(frame: &[u8], ip: usize, len: usize) -> Result<Pkt, L4Drop> {
+    let b = frame.get(ip..len).ok_or(L4Drop::IpMalformed)?;
+    let version = b.first().ok_or(L4Drop::IpMalformed)? >> 4;
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    match version {
+        4 => {
+            let p = ipv4::Packet::new_checked(b).map_err(|_| L4Drop::IpMalformed)?;
+            if !p.verify_checksum() {
+                return Err(L4Drop::IpChecksum);
+            }
+            src[..4].copy_from_slice(&b[12..16]);
+            dst[..4].copy_from_slice(&b[16..20]);
+            Ok(Pkt {
+                family: Family::V4,
+                ip,
+                l4: ip + p.header_len(),
+                end: ip + p.total_len(),
+                proto: p.protocol(),
+                src,
+                dst,
+                ttl: p.ttl(),
+                frag: p.is_fragment(),
+            })
+        }
+        6 => {
+            let p = crate::wire::ipv6::Packet::new_checked(b).map_err(|_| L4Drop::IpMalformed)?;
+            src.copy_from_slice(&b[8..24]);
+            dst.copy_from_slice(&b[24..40]);
+            let end = 40 + p.payload_len();
+            // Extension headers (RFC 8200 §4): skip hop-by-hop, routing,
+            // destination options; note a Fragment header; at most 8.
+            let (mut nh, mut off, mut frag) = (p.next_header(), 40usize, false);
+            for _ in 0..8 {
+                match nh {
+                    0 | 43 | 60 => {
+                        let h = b.get(off..off + 2).ok_or(L4Drop::IpMalformed)?;
+                        nh = h[0];
+                        off += (usize::from(h[1]) + 1) * 8;
+                    }
+                    44 => {
+                        let h = b.get(off..off + 8).ok_or(L4Drop::IpMalformed)?;
+                        nh = h[0];
+                        off += 8;
+                        frag = true;
+                        break;
+                    }
+                    _ => break,
+                }
+            }
+            if off > end {
+                return Err(L4Drop::IpMalformed);
+            }
+            Ok(Pkt {
+                family: Family::V6,
+                ip,
+                l4: ip + off,
+                end: ip + end,
+                proto: nh,
+                src,
+                dst,
+                ttl: p.hop_limit(),
+                frag,
+            })
+        }
+        _ => Err(L4Drop::IpMalformed),
+    }
+}
+
+/// Ports, TCP flags and payload length of the transport header.
+#[derive(Clone, Copy)]
+struct Ports {
+    sport: u16,
+    dport: u16,
+    /// TCP flag byte (0 for UDP).
+    flags: u8,
+    /// TCP: header length; UDP: 8.
+    hlen: usize,
+}
+
+fn parse_l4(frame: &[u8], p: &Pkt) -> Result<Ports, L4Drop> {
+    let b = &frame[p.l4..p.end];
+    match p.proto {
+        PROTO_TCP => {
+            let t = tcp::Packet::new_checked(b).map_err(|_| L4Drop::L4Malformed)?;
+            Ok(Ports {
+                sport: t.src_port(),
+                dport: t.dst_port(),
+                flags: t.flags(),
+                hlen: t.header_len(),
+            })
+        }
+        _ => {
+            let u = udp::Packet::new_checked(b).map_err(|_| L4Drop::L4Malformed)?;
+            Ok(Ports {
+                sport: u.src_port(),
+                dport: u.dst_port(),
+                flags: 0,
+                hlen: udp::HEADER_LEN,
+            })
+        }
+    }
+}
+
+#[inline(always)]
+fn on_flags(state: TcpState, flags: u8) -> TcpState {
+    state.on_flags(
+        flags & tcp::SYN != 0,
+        flags & tcp::FLAG_ACK != 0,
+        flags & tcp::FIN != 0,
+        flags & tcp::RST != 0,
+    )
+}
+
+/// Swaps the two MAC addresses of the frame (a reply goes back to its sender).
+fn swap_macs(frame: &mut [u8]) {
+    for i in 0..6 {
+        frame.swap(i, i + 6);
+    }
+}
+
+#[inline(always)]
+fn fits_forward(vs: &Vs, p: &Pkt, dport: u16, member: u16) -> bool {
+    vs.vip_bytes == p.dst
+        && vs.family == p.family
+        && vs.proto_number == p.proto
+        && (vs.port == 0 || vs.port == dport)
+        && usize::from(member) < vs.members.len()
+}
+
+#[inline(always)]
+fn fits_reverse(vs: &Vs, p: &Pkt, member: u16, sport: u16) -> bool {
+    vs.family == p.family
+        && vs.proto_number == p.proto
+        && vs
+            .members
+            .get(usize::from(member))
+            .is_some_and(|m| m.bytes == p.src && (m.port == 0 || m.port == sport))
+}
+
+#[inline(always)]
+fn pool_index(flags: u8) -> usize {
+    usize::from(flags >> POOL_SHIFT)
+}
+
+/// The translation of one packet.
+#[derive(Clone, Copy)]
+struct Rewrite {
+    src: Option<([u8; 16], u16)>,
+    dst: Option<([u8; 16], u16)>,
+}
+
+impl L4 {
+    /// Allocates the connection table and the SNAT slots (start-up, on the
+    /// worker's own thread so the memory is on its NUMA node).
+    pub fn new(config: L4Config) -> Result<L4, ConnTableError> {
+        let ct = ConnTable::new(config.conntrack)?;
+        let (snat_first, snat_count) = snat_range(config.snat_ports, config.worker, config.workers);
+        Ok(L4 {
+            ct,
+            hasher: FlowHasher::new(config.seed),
+            snat_first,
+            snat_count,
+            snat_slots: vec![None; 2 * snat_count as usize].into_boxed_slice(),
+            replies: TokenBucket {
+                tokens: config.reply_burst,
+                last: 0,
+                rate: config.replies_per_sec,
+                burst: config.reply_burst,
+            },
+            pending: [None; PENDING_RESETS],
+            n_pending: 0,
+            generation: 0,
+            counters: L4Counters::default(),
+            vs_counters: Vec::new(),
+            member_counters: Vec::new(),
+            vs_keys: Vec::new(),
+            member_keys: Vec::new(),
+        })
+    }
+
+    pub fn counters(&self) -> &L4Counters {
+        &self.counters
+    }
+
+    pub fn conntrack(&self) -> &ConnTable {
+        &self.ct
+    }
+
+    /// This worker's SNAT ports: `(first, count)`.
+    pub fn snat_ports(&self) -> (u16, u32) {
+        (self.snat_first, self.snat_count)
+    }
+
+    /// Bytes of connection-table memory per tracked flow (two entries).
+    pub fn bytes_per_flow(&self) -> usize {
+        2 * self.ct.bytes() / self.ct.capacity()
+    }
+
+    /// Counters of VS `vs`, indexed like the table last given to
+    /// [`process`](Self::process) or [`adopt`](Self::adopt).
+    pub fn vs_counters(&self, vs: u32) -> Option<&VsCounters> {
+        self.vs_counters.get(vs as usize)
+    }
+
+    /// Counters of member `member` of VS `vs` (of `tables`, which must be
+    /// the table last adopted).
+    pub fn member_counters(
+        &self,
+        tables: &VsTable,
+        vs: u32,
+        member: u16,
+    ) -> Option<&MemberCounters> {
+        if tables.generation() != self.generation {
+            return None;
+        }
+        let n = tables.get(vs)?.members.len();
+        if usize::from(member) >= n {
+            return None;
+        }
+        self.member_counters
+            .get(tables.member_base(vs) + usize::from(member))
+    }
+
+    /// Takes a new snapshot: counters are carried over by VS (VIP, port,
+    /// protocol) and member (address, port). Cold: once per reload, the
+    /// one place the L4 path allocates after start-up. `process` calls it
+    /// when the generation changes; the worker may call it first.
+    #[cold]
+    #[inline(never)]
+    pub fn adopt(&mut self, tables: &VsTable) {
+        if tables.generation() == self.generation {
+            return;
+        }
+        let old_vs: HashMap<(IpAddr, u16, u8), usize> = self
+            .vs_keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (*k, i))
+            .collect();
+        let old_m: HashMap<(u32, IpAddr, u16), usize> = self
+            .member_keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (*k, i))
+            .collect();
+        let mut vs_counters = vec![VsCounters::default(); tables.len()];
+        let mut member_counters = vec![MemberCounters::default(); tables.members_total()];
+        let mut vs_keys = Vec::with_capacity(tables.len());
+        let mut member_keys = Vec::with_capacity(tables.members_total());
+        for (v, vs) in tables.iter().enumerate() {
+            let k = (vs.vip, vs.port, vs.proto_number);
+            vs_keys.push(k);
+            let ov = old_vs.get(&k).copied();
+            if let Some(ov) = ov {
+                vs_counters[v] = self.vs_counters[ov];
+            }
+            let base = tables.member_base(v as u32);
+            for (m, mem) in vs.members.iter().enumerate() {
+                member_keys.push((v as u32, mem.addr, mem.port));
+                if let Some(om) = ov.and_then(|ov| old_m.get(&(ov as u32, mem.addr, mem.port))) {
+                    member_counters[base + m] = self.member_counters[*om];
+                }
+            }
+        }
+        self.vs_counters = vs_counters;
+        self.member_counters = member_counters;
+        self.vs_keys = vs_keys;
+        self.member_keys = member_keys;
+        self.generation = tables.generation();
+    }
+
+    #[inline]
+    fn drop_with(&mut self, why: L4Drop) -> L4Verdict {
+        self.counters.drop(why);
+        L4Verdict::Drop(why)
+    }
+
+    /// Handles one IP frame: `frame[..len]` is the frame, whose IP header
+    /// starts after the Ethernet header and `vlan_hdr_len` bytes of VLAN
+    /// tag (0 or 4); `frame` may be longer (tailroom for an ICMP reply).
+    /// `now` is the burst's second. See the module doc for the verdicts.
+    pub fn process(
+        &mut self,
+        now: Secs,
+        frame: &mut [u8],
+        len: usize,
+        vlan_hdr_len: usize,
+        tables: &VsTable,
+    ) -> L4Verdict {
+        if tables.generation() != self.generation {
+            self.adopt(tables);
+        }
+        let len = len.min(frame.len());
+        let ip = crate::wire::ethernet::HEADER_LEN + vlan_hdr_len;
+        let p = match parse_ip(frame, ip, len) {
+            Ok(p) => p,
+            Err(why) => return self.drop_with(why),
+        };
+        let ours =
+            |p: &Pkt| tables.is_vip(&p.dst, p.family) || tables.is_snat_addr(&p.dst, p.family);
+        if p.frag {
+            return if ours(&p) {
+                self.drop_with(L4Drop::Fragment)
+            } else {
+                L4Verdict::NotL4
+            };
+        }
+        match (p.proto, p.family) {
+            (PROTO_TCP | PROTO_UDP, _) => {}
+            (protocol::ICMP, Family::V4) | (protocol::ICMPV6, Family::V6) => {
+                return self.icmp(now, frame, &p, tables)
+            }
+            _ => {
+                return if tables.is_vip(&p.dst, p.family) {
+                    self.drop_with(L4Drop::UnsupportedProtocol)
+                } else {
+                    L4Verdict::NotL4
+                }
+            }
+        }
+        let ports = match parse_l4(frame, &p) {
+            Ok(x) => x,
+            Err(why) if ours(&p) => return self.drop_with(why),
+            Err(_) => return L4Verdict::NotL4,
+        };
+        let key = FlowKey::from_parts(p.src, p.dst, ports.sport, ports.dport, p.proto, p.family);
+        let h = self.hasher.hash(&key);
+        // Established flows, both directions: one lookup.
+        let hit = match self.ct.lookup(&key, h, now) {
+            Some(mut f) => {
+                let e: Entry = *f;
+                let vs = tables.get(e.vs).filter(|vs| {
+                    if e.flags & FLAG_REVERSE == 0 {
+                        fits_forward(vs, &p, ports.dport, e.member)
+                    } else {
+                        fits_reverse(vs, &p, e.member, ports.sport)
+                    }
+                });
+                if let Some(vs) = vs {
+                    if p.proto == PROTO_TCP && e.flags & FLAG_RESETTING == 0 {
+                        let st = on_flags(f.state, ports.flags);
+                        if st != f.state {
+                            f.state = st;
+                            f.set_timeout(vs.timeouts.for_state(PROTO_TCP, st));
+                        }
+                    }
+                }
+                Some((e, vs.is_some()))
+            }
+            None => None,
+        };
+        match hit {
+            Some((e, true)) => return self.established(frame, len, &p, ports, &e, tables),
+            Some((_, false)) => {
+                // Indices from an older table that no longer fit: forget
+                // the entry and treat the packet as new.
+                self.counters.stale_entries += 1;
+                self.ct.remove(&key, h, now);
+            }
+            None => {}
+        }
+        if let Some(v) = tables.lookup(&p.dst, p.family, ports.dport, p.proto) {
+            return self.new_flow(now, frame, len, &p, ports, &key, h, v, tables);
+        }
+        if tables.is_vip(&p.dst, p.family) {
+            return self.closed_port(now, frame, &p, ports);
+        }
+        if tables.is_snat_addr(&p.dst, p.family) {
+            return self.snat_return_via_slot(now, frame, len, &p, ports, tables);
+        }
+        self.stateless_return(frame, len, &p, ports, tables)
+    }
+
+    /// A packet of a tracked flow.
+    #[inline]
+    fn established(
+        &mut self,
+        frame: &mut [u8],
+        len: usize,
+        p: &Pkt,
+        ports: Ports,
+        e: &Entry,
+        tables: &VsTable,
+    ) -> L4Verdict {
+        if e.flags & FLAG_RESETTING != 0 {
+            return self.answer_reset(frame, p);
+        }
+        let Some(vs) = tables.get(e.vs) else {
+            return L4Verdict::NotL4; // checked by the caller
+        };
+        if e.flags & FLAG_REVERSE == 0 {
+            let rw = forward_rewrite(vs, e.member, ports.dport, e.nat_port, pool_index(e.flags));
+            self.forward(frame, len, p, rw, e.vs, e.member, tables)
+        } else {
+            let client = if vs.snats() {
+                match self.slot_owner(p.proto, ports.dport) {
+                    Some(fk) => Some((*fk.src_bytes(), fk.src_port())),
+                    None => return L4Verdict::NotL4,
+                }
+            } else {
+                None
+            };
+            let rw = Rewrite {
+                src: Some((vs.vip_bytes, e.nat_port)),
+                dst: client,
+            };
+            self.back(frame, len, p, rw, e.vs, e.member, tables)
+        }
+    }
+
+    /// Client → member: rewrite, count, route to the member.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn forward(
+        &mut self,
+        frame: &mut [u8],
+        len: usize,
+        p: &Pkt,
+        rw: Rewrite,
+        vs: u32,
+        member: u16,
+        tables: &VsTable,
+    ) -> L4Verdict {
+        if p.ttl <= 1 {
+            return self.drop_with(L4Drop::TtlExpired);
+        }
+        let dst = apply(frame, p, rw);
+        self.counters.forwarded += 1;
+        let bytes = len as u64;
+        if let Some(c) = self.vs_counters.get_mut(vs as usize) {
+            c.packets_in += 1;
+            c.bytes_in += bytes;
+        }
+        if let Some(c) = self
+            .member_counters
+            .get_mut(tables.member_base(vs) + usize::from(member))
+        {
+            c.packets_in += 1;
+            c.bytes_in += bytes;
+        }
+        L4Verdict::Forward {
+            dst: ip_of(p.family, &dst),
+        }
+    }
+
+    /// Member → client: rewrite, count, route to the client.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn back(
+        &mut self,
+        frame: &mut [u8],
+        len: usize,
+        p: &Pkt,
+        rw: Rewrite,
+        vs: u32,
+        member: u16,
+        tables: &VsTable,
+    ) -> L4Verdict {
+        if p.ttl <= 1 {
+            return self.drop_with(L4Drop::TtlExpired);
+        }
+        let dst = apply(frame, p, rw);
+        self.counters.returned += 1;
+        let bytes = len as u64;
+        if let Some(c) = self.vs_counters.get_mut(vs as usize) {
+            c.packets_out += 1;
+            c.bytes_out += bytes;
+        }
+        if let Some(c) = self
+            .member_counters
+            .get_mut(tables.member_base(vs) + usize::from(member))
+        {
+            c.packets_out += 1;
+            c.bytes_out += bytes;
+        }
+        L4Verdict::Forward {
+            dst: ip_of(p.family, &dst),
+        }
+    }
+
+    /// The forward key owning SNAT port `port` of this worker, if any.
+    #[inline]
+    fn slot_owner(&self, proto: u8, port: u16) -> Option<&FlowKey> {
+        let i = self.slot_index(proto, port)?;
+        self.snat_slots[i].as_ref()
+    }
+
+    #[inline]
+    fn slot_index(&self, proto: u8, port: u16) -> Option<usize> {
+        let off = u32::from(port.checked_sub(self.snat_first)?);
+        if off >= self.snat_count {
+            return None;
+        }
+        let plane = usize::from(proto != PROTO_TCP);
+        Some(plane * self.snat_count as usize + off as usize)
+    }
+
+    /// A free SNAT port for a new flow whose conntrack hash is `h`: slots
+    /// from a hash-chosen start, free when empty or when their owner's
+    /// forward entry is gone.
+    fn alloc_snat_port(&self, now: Secs, proto: u8, h: u64) -> Option<u16> {
+        let n = self.snat_count;
+        if n == 0 {
+            return None;
+        }
+        let start = ((h >> 16) % u64::from(n)) as u32;
+        for i in 0..SNAT_PROBES.min(n) {
+            let off = (start + i) % n;
+            let port = self.snat_first + off as u16;
+            let slot = usize::from(proto != PROTO_TCP) * n as usize + off as usize;
+            let free = match &self.snat_slots[slot] {
+                None => true,
+                Some(fk) => !self
+                    .ct
+                    .peek(fk, self.hasher.hash(fk), now)
+                    .is_some_and(|e| e.nat_port == port && e.flags & FLAG_REVERSE == 0),
+            };
+            if free {
+                return Some(port);
+            }
+        }
+        None
+    }
+
+    /// First packet of a flow to VS `v` (or a packet of a flow whose
+    /// entry is gone: loose initialisation).
+    #[allow(clippy::too_many_arguments)]
+    fn new_flow(
+        &mut self,
+        now: Secs,
+        frame: &mut [u8],
+        len: usize,
+        p: &Pkt,
+        ports: Ports,
+        key: &FlowKey,
+        h: u64,
+        v: u32,
+        tables: &VsTable,
+    ) -> L4Verdict {
+        let Some(vs) = tables.get(v) else {
+            return L4Verdict::NotL4;
+        };
+        let Some(maglev) = vs.maglev.as_ref() else {
+            if let Some(c) = self.vs_counters.get_mut(v as usize) {
+                c.no_member += 1;
+            }
+            return self.drop_with(L4Drop::NoHealthyMember);
+        };
+        if p.ttl <= 1 {
+            return self.drop_with(L4Drop::TtlExpired);
+        }
+        let mh = FlowHasher::MAGLEV.hash(key);
+        let m = maglev.lookup(mh);
+        let member = &vs.members[usize::from(m)];
+        let mport = if member.port == 0 {
+            ports.dport
+        } else {
+            member.port
+        };
+        let tcp = p.proto == PROTO_TCP;
+        let rst = tcp && ports.flags & tcp::RST != 0;
+        let snat = if vs.snats() {
+            let pool = super::hash::reduce(mh, vs.snat_bytes.len() as u32) as usize;
+            match self.alloc_snat_port(now, p.proto, h) {
+                Some(port) => Some((pool, port)),
+                None => return self.drop_with(L4Drop::SnatExhausted),
+            }
+        } else {
+            None
+        };
+        let rw = Rewrite {
+            src: snat.map(|(pool, port)| (vs.snat_bytes[pool], port)),
+            dst: Some((member.bytes, mport)),
+        };
+        let untracked = |l4: &mut L4, frame: &mut [u8]| {
+            if snat.is_some() {
+                return l4.drop_with(L4Drop::SnatUntracked);
+            }
+            l4.counters.untracked += 1;
+            if let Some(c) = l4.vs_counters.get_mut(v as usize) {
+                c.untracked += 1;
+            }
+            l4.forward(frame, len, p, rw, v, m, tables)
+        };
+        if rst {
+            // An RST for no flow: pass it on, do not start tracking.
+            return untracked(self, frame);
+        }
+        let state = if tcp {
+            on_flags(TcpState::None, ports.flags)
+        } else {
+            TcpState::None
+        };
+        let timeout = vs.timeouts.for_state(p.proto, state);
+        let mut flags = snat.map_or(0, |(pool, _)| (pool as u8) << POOL_SHIFT);
+        if tcp && vs.reset_on_timeout {
+            flags |= FLAG_RESET_ON_TIMEOUT;
+        }
+        let value = FlowValue {
+            vs: v,
+            member: m,
+            nat_port: snat.map_or(0, |(_, port)| port),
+            state,
+            flags,
+            timeout,
+        };
+        let evicted = match self.ct.insert(key, h, value, now) {
+            Ok(f) => f.evicted().copied(),
+            Err(_) => return untracked(self, frame),
+        };
+        self.on_evicted(evicted, tables);
+        // The reverse entry: the member's replies, by their own 5-tuple.
+        let (to, to_port) = match snat {
+            Some((pool, port)) => (vs.snat_bytes[pool], port),
+            None => (p.src, ports.sport),
+        };
+        let rkey = FlowKey::from_parts(member.bytes, to, mport, to_port, p.proto, p.family);
+        let rvalue = FlowValue {
+            vs: v,
+            member: m,
+            nat_port: ports.dport,
+            state,
+            flags: FLAG_REVERSE,
+            timeout,
+        };
+        let rh = self.hasher.hash(&rkey);
+        let evicted = match self.ct.insert(&rkey, rh, rvalue, now) {
+            Ok(f) if !f.is_new() => {
+                self.counters.reverse_conflicts += 1;
+                None
+            }
+            Ok(f) => f.evicted().copied(),
+            // Replies fall back to the SNAT slot or the reverse index.
+            Err(_) => None,
+        };
+        self.on_evicted(evicted, tables);
+        if let Some((_, port)) = snat {
+            if let Some(i) = self.slot_index(p.proto, port) {
+                self.snat_slots[i] = Some(*key);
+            }
+        }
+        self.counters.new_flows += 1;
+        if let Some(c) = self.vs_counters.get_mut(v as usize) {
+            c.new_flows += 1;
+            c.active_flows += 1;
+        }
+        if let Some(c) = self
+            .member_counters
+            .get_mut(tables.member_base(v) + usize::from(m))
+        {
+            c.new_flows += 1;
+            c.active_flows += 1;
+        }
+        self.forward(frame, len, p, rw, v, m, tables)
+    }
+
+    /// A flow's entry was found expired and reused by an insert.
+    fn on_evicted(&mut self, e: Option<Entry>, tables: &VsTable) {
+        let Some(e) = e else { return };
+        if self.expired_forward(&e, tables) {
+            match self.pending.iter_mut().find(|s| s.is_none()) {
+                Some(slot) => {
+                    *slot = Some(e);
+                    self.n_pending += 1;
+                }
+                None => self.counters.resets_lost += 1,
+            }
+        }
+    }
+
+    /// Accounts an expired entry; true if its flow is to be reset.
+    fn expired_forward(&mut self, e: &Entry, tables: &VsTable) -> bool {
+        if e.flags & (FLAG_REVERSE | FLAG_RESETTING) != 0 {
+            return false;
+        }
+        if let Some(c) = self.vs_counters.get_mut(e.vs as usize) {
+            c.active_flows = c.active_flows.saturating_sub(1);
+        }
+        if let Some(vs) = tables.get(e.vs) {
+            if usize::from(e.member) < vs.members.len() {
+                let i = tables.member_base(e.vs) + usize::from(e.member);
+                if let Some(c) = self.member_counters.get_mut(i) {
+                    c.active_flows = c.active_flows.saturating_sub(1);
+                }
+            }
+        }
+        e.key().proto() == PROTO_TCP
+            && e.flags & FLAG_RESET_ON_TIMEOUT != 0
+            && e.state == TcpState::Established
+    }
+
+    /// TCP to a VIP port without a VS: RST; UDP: ICMP port unreachable.
+    #[cold]
+    fn closed_port(&mut self, now: Secs, frame: &mut [u8], p: &Pkt, ports: Ports) -> L4Verdict {
+        let spec = if p.proto == PROTO_TCP {
+            let Ok(seg) = tcp::Packet::new_checked(&frame[p.l4..p.end]) else {
+                return self.drop_with(L4Drop::L4Malformed);
+            };
+            let payload = p.end - p.l4 - ports.hlen;
+            match nat::rst_for(p.family, &p.src, &p.dst, &seg, payload) {
+                Some(s) => Some(s),
+                None => return self.drop_with(L4Drop::ClosedPort),
+            }
+        } else {
+            None
+        };
+        if !self.replies.take(now) {
+            return self.drop_with(L4Drop::ReplyRateLimited);
+        }
+        let n = match spec {
+            Some(s) => {
+                self.counters.rst_sent += 1;
+                nat::emit_rst(frame, p.ip, &s)
+            }
+            None => {
+                self.counters.unreachable_sent += 1;
+                nat::port_unreachable_in_place(frame, p.ip, p.end - p.ip, p.family)
+            }
+        };
+        match n {
+            Some(n) => {
+                swap_macs(frame);
+                L4Verdict::Reply(p.ip + n)
+            }
+            None => self.drop_with(L4Drop::ClosedPort),
+        }
+    }
+
+    /// Return traffic to a SNAT address whose reverse entry is gone: the
+    /// port's slot names the flow.
+    fn snat_return_via_slot(
+        &mut self,
+        now: Secs,
+        frame: &mut [u8],
+        len: usize,
+        p: &Pkt,
+        ports: Ports,
+        tables: &VsTable,
+    ) -> L4Verdict {
+        let Some(fk) = self.slot_owner(p.proto, ports.dport).copied() else {
+            return L4Verdict::NotL4;
+        };
+        let fh = self.hasher.hash(&fk);
+        let e = match self.ct.lookup(&fk, fh, now) {
+            Some(f) if f.nat_port == ports.dport && f.flags & FLAG_REVERSE == 0 => *f,
+            _ => return L4Verdict::NotL4,
+        };
+        let Some(vs) = tables.get(e.vs) else {
+            return L4Verdict::NotL4;
+        };
+        let from_member = fits_reverse(vs, p, e.member, ports.sport);
+        let to_snat = vs.snat_bytes.get(pool_index(e.flags)) == Some(&p.dst);
+        if !from_member || !to_snat {
+            return L4Verdict::NotL4;
+        }
+        if e.flags & FLAG_RESETTING != 0 {
+            return self.answer_reset(frame, p);
+        }
+        self.counters.return_via_slot += 1;
+        let rw = Rewrite {
+            src: Some((vs.vip_bytes, fk.dst_port())),
+            dst: Some((*fk.src_bytes(), fk.src_port())),
+        };
+        self.back(frame, len, p, rw, e.vs, e.member, tables)
+    }
+
+    /// A member's reply with no entry (table was full, or the entry
+    /// expired): translated if exactly one DNAT VS has this member at this
+    /// port (so the VIP and port are known), else not ours.
+    fn stateless_return(
+        &mut self,
+        frame: &mut [u8],
+        len: usize,
+        p: &Pkt,
+        ports: Ports,
+        tables: &VsTable,
+    ) -> L4Verdict {
+        let (exact, _) = tables.members_at(&p.src, p.family, ports.sport, p.proto);
+        let [r] = exact else {
+            return L4Verdict::NotL4;
+        };
+        let Some(vs) = tables.get(r.vs) else {
+            return L4Verdict::NotL4;
+        };
+        if vs.snats() || vs.port == 0 {
+            return L4Verdict::NotL4;
+        }
+        self.counters.return_untracked += 1;
+        let rw = Rewrite {
+            src: Some((vs.vip_bytes, vs.port)),
+            dst: None,
+        };
+        self.back(frame, len, p, rw, r.vs, r.member, tables)
+    }
+
+    /// A packet of a flow being reset: it is an end's answer to the probe
+    /// (or late data); send that end an RST with `seq = SEG.ACK`.
+    #[cold]
+    fn answer_reset(&mut self, frame: &mut [u8], p: &Pkt) -> L4Verdict {
+        let Ok(seg) = tcp::Packet::new_checked(&frame[p.l4..p.end]) else {
+            return self.drop_with(L4Drop::L4Malformed);
+        };
+        let payload = p.end - p.l4 - seg.header_len();
+        let Some(spec) = nat::rst_for(p.family, &p.src, &p.dst, &seg, payload) else {
+            return self.drop_with(L4Drop::ClosedPort); // an RST: that end is done
+        };
+        match nat::emit_rst(frame, p.ip, &spec) {
+            Some(n) => {
+                self.counters.resets_sent += 1;
+                swap_macs(frame);
+                L4Verdict::Reply(p.ip + n)
+            }
+            None => self.drop_with(L4Drop::L4Malformed),
+        }
+    }
+}
+
+/// The forward translation of a flow to `member` of `vs`.
+#[inline(always)]
+fn forward_rewrite(vs: &Vs, member: u16, dport: u16, nat_port: u16, pool: usize) -> Rewrite {
+    let m = &vs.members[usize::from(member)];
+    let mport = if m.port == 0 { dport } else { m.port };
+    let src = if vs.snats() {
+        vs.snat_bytes.get(pool).map(|a| (*a, nat_port))
+    } else {
+        None
+    };
+    Rewrite {
+        src,
+        dst: Some((m.bytes, mport)),
+    }
+}
+
+/// Applies `rw` to the packet (TTL - 1); returns the new destination.
+#[inline(always)]
+fn apply(frame: &mut [u8], p: &Pkt, rw: Rewrite) -> [u8; 16] {
+    let d = nat::rewrite_ip(
+        frame,
+        p.ip,
+        p.family,
+        rw.src.as_ref().map(|s| &s.0),
+        rw.dst.as_ref().map(|d| &d.0),
+        true,
+    );
+    nat::rewrite_l4(
+        frame,
+        p.l4,
+        p.end - p.l4,
+        p.proto,
+        p.family,
+        d,
+        rw.src.map(|s| s.1),
+        rw.dst.map(|d| d.1),
+    );
+    rw.dst.map_or(p.dst, |d| d.0)
+}
+
+/// The datagram quoted in an ICMP error: offsets and 5-tuple.
+struct Inner {
+    ip: usize,
+    l4: usize,
+    /// Bytes of the quoted transport header present (at least 4).
+    avail: usize,
+    proto: u8,
+    src: [u8; 16],
+    dst: [u8; 16],
+    sport: u16,
+    dport: u16,
+}
+
+fn parse_inner(frame: &[u8], ip: usize, end: usize, family: Family) -> Option<Inner> {
+    let b = frame.get(ip..end)?;
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    let (hl, proto) = match family {
+        Family::V4 => {
+            if b.len() < 20 || b[0] >> 4 != 4 {
+                return None;
+            }
+            src[..4].copy_from_slice(&b[12..16]);
+            dst[..4].copy_from_slice(&b[16..20]);
+            (usize::from(b[0] & 0x0f) * 4, b[9])
+        }
+        Family::V6 => {
+            if b.len() < 40 || b[0] >> 4 != 6 {
+                return None;
+            }
+            src.copy_from_slice(&b[8..24]);
+            dst.copy_from_slice(&b[24..40]);
+            (40, b[6])
+        }
+    };
+    if hl < 20 || !matches!(proto, PROTO_TCP | PROTO_UDP) {
+        return None;
+    }
+    let t = b.get(hl..)?;
+    if t.len() < 4 {
+        return None;
+    }
+    Some(Inner {
+        ip,
+        l4: ip + hl,
+        avail: t.len(),
+        proto,
+        src,
+        dst,
+        sport: u16::from_be_bytes([t[0], t[1]]),
+        dport: u16::from_be_bytes([t[2], t[3]]),
+    })
+}
+
+fn icmp_checksum_ok(frame: &[u8], p: &Pkt) -> bool {
+    let body = &frame[p.l4..p.end];
+    match p.family {
+        Family::V4 => checksum::checksum(body) == 0,
+        Family::V6 => {
+            let src = std::net::Ipv6Addr::from(p.src);
+            let dst = std::net::Ipv6Addr::from(p.dst);
+            let acc = checksum::add(
+                checksum::pseudo_v6(&src, &dst, protocol::ICMPV6, body.len() as u32),
+                checksum::sum(body),
+            );
+            checksum::fold(acc) == 0
+        }
+    }
+}
+
+impl L4 {
+    /// ICMP errors about a tracked flow, from either side: the quoted
+    /// datagram is the one pollux sent, so its reverse is the flow's entry
+    /// key (forward entry: the client complains about our reply; reverse
+    /// entry: the member side complains about what we forwarded). Both the
+    /// outer and the quoted headers are translated, the ICMP checksum
+    /// recomputed. Cold path; does not refresh the flow.
+    #[cold]
+    #[inline(never)]
+    fn icmp(&mut self, now: Secs, frame: &mut [u8], p: &Pkt, tables: &VsTable) -> L4Verdict {
+        let ours = tables.is_vip(&p.dst, p.family) || tables.is_snat_addr(&p.dst, p.family);
+        let not_ours = |l4: &mut L4, why| {
+            if ours {
+                l4.drop_with(why)
+            } else {
+                L4Verdict::NotL4
+            }
+        };
+        if p.end - p.l4 < 8 {
+            return not_ours(self, L4Drop::IcmpMalformed);
+        }
+        if !nat::is_icmp_error(p.family, frame[p.l4]) {
+            return L4Verdict::NotL4; // echo to a VIP and the like
+        }
+        let Some(inner) = parse_inner(frame, p.l4 + 8, p.end, p.family) else {
+            return not_ours(self, L4Drop::IcmpMalformed);
+        };
+        let quoted = FlowKey::from_parts(
+            inner.src,
+            inner.dst,
+            inner.sport,
+            inner.dport,
+            inner.proto,
+            p.family,
+        );
+        let key = quoted.reversed();
+        let Some(e) = self.ct.peek(&key, self.hasher.hash(&key), now).copied() else {
+            return not_ours(self, L4Drop::IcmpNoFlow);
+        };
+        if !icmp_checksum_ok(frame, p) {
+            return self.drop_with(L4Drop::IcmpMalformed);
+        }
+        let Some(vs) = tables
+            .get(e.vs)
+            .filter(|vs| usize::from(e.member) < vs.members.len())
+        else {
+            return self.drop_with(L4Drop::IcmpNoFlow);
+        };
+        if p.ttl <= 1 {
+            return self.drop_with(L4Drop::TtlExpired);
+        }
+        let member = &vs.members[usize::from(e.member)];
+        // (quoted src, quoted dst, outer src, outer dst), each optional.
+        let (qsrc, qdst, osrc, odst) = if e.flags & FLAG_REVERSE != 0 {
+            // From the member side; quoted: X:xport -> member:mport, X the
+            // client (DNAT) or our SNAT address.
+            let client = if vs.snats() {
+                match self.slot_owner(inner.proto, inner.sport) {
+                    Some(fk) => Some((*fk.src_bytes(), fk.src_port())),
+                    None => return self.drop_with(L4Drop::IcmpNoFlow),
+                }
+            } else {
+                None
+            };
+            let osrc = (p.src == member.bytes).then_some(vs.vip_bytes);
+            (
+                client,
+                Some((vs.vip_bytes, e.nat_port)),
+                osrc,
+                client.map(|c| c.0),
+            )
+        } else {
+            // From the client side; quoted: VIP:vport -> client:cport.
+            let rw = forward_rewrite(
+                vs,
+                e.member,
+                key.dst_port(),
+                e.nat_port,
+                pool_index(e.flags),
+            );
+            (rw.dst, rw.src, rw.src.map(|s| s.0), rw.dst.map(|d| d.0))
+        };
+        let d = nat::rewrite_ip(
+            frame,
+            inner.ip,
+            p.family,
+            qsrc.as_ref().map(|a| &a.0),
+            qdst.as_ref().map(|a| &a.0),
+            false,
+        );
+        nat::rewrite_l4(
+            frame,
+            inner.l4,
+            inner.avail,
+            inner.proto,
+            p.family,
+            d,
+            qsrc.map(|a| a.1),
+            qdst.map(|a| a.1),
+        );
+        nat::rewrite_ip(frame, p.ip, p.family, osrc.as_ref(), odst.as_ref(), true);
+        nat::fill_l4_checksum(frame, p.ip, p.l4, p.end - p.l4, p.family, p.proto);
+        self.counters.icmp_translated += 1;
+        L4Verdict::Forward {
+            dst: ip_of(p.family, &odst.unwrap_or(p.dst)),
+        }
+    }
+
+    /// Expiry. Reaps up to `max_buckets` buckets of the connection table
+    /// (see [`ConnTable::sweep`]), updates the active-flow gauges, and
+    /// writes into `out` the timed-out TCP flows of `resetOnTimeout`
+    /// virtual servers (including ones whose slot an insert reused since
+    /// the last call). Each is re-armed for [`RESET_WAIT_SECS`] in the
+    /// resetting state: send [`build_reset`](Self::build_reset) to both
+    /// [`Side`]s. Returns how many entries of `out` are filled.
+    pub fn sweep(
+        &mut self,
+        now: Secs,
+        max_buckets: usize,
+        out: &mut [Expired],
+        tables: &VsTable,
+    ) -> usize {
+        if tables.generation() != self.generation {
+            self.adopt(tables);
+        }
+        let mut k = 0;
+        for slot in self.pending.iter_mut() {
+            if k == out.len() {
+                break;
+            }
+            if let Some(e) = slot.take() {
+                out[k] = e;
+                k += 1;
+                self.n_pending -= 1;
+            }
+        }
+        let start = k;
+        let n = self.ct.sweep(now, max_buckets, &mut out[start..]);
+        for i in start..start + n {
+            let e = out[i];
+            if self.expired_forward(&e, tables) {
+                out[k] = e;
+                k += 1;
+            }
+        }
+        for e in &out[..k] {
+            self.rearm(now, e, tables);
+        }
+        k
+    }
+
+    /// Puts a timed-out flow back, both entries, in the resetting state.
+    fn rearm(&mut self, now: Secs, e: &Expired, tables: &VsTable) {
+        let key = e.key();
+        let value = FlowValue {
+            vs: e.vs,
+            member: e.member,
+            nat_port: e.nat_port,
+            state: TcpState::Closing,
+            flags: (e.flags & !FLAG_RESET_ON_TIMEOUT) | FLAG_RESETTING,
+            timeout: RESET_WAIT_SECS,
+        };
+        let mut ok = self.upsert(&key, value, now);
+        if let Some((rkey, _, _)) = reverse_of(e, tables) {
+            let rvalue = FlowValue {
+                nat_port: key.dst_port(),
+                flags: FLAG_REVERSE | FLAG_RESETTING,
+                ..value
+            };
+            ok &= self.upsert(&rkey, rvalue, now);
+        }
+        if !ok {
+            self.counters.resets_lost += 1;
+        }
+    }
+
+    /// Inserts `key` with `value`, or overwrites the live entry's value.
+    fn upsert(&mut self, key: &FlowKey, value: FlowValue, now: Secs) -> bool {
+        let h = self.hasher.hash(key);
+        match self.ct.insert(key, h, value, now) {
+            Ok(mut f) => {
+                f.vs = value.vs;
+                f.member = value.member;
+                f.nat_port = value.nat_port;
+                f.state = value.state;
+                f.flags = value.flags;
+                f.set_timeout(value.timeout);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The reset probe for one end of a timed-out flow (from
+    /// [`sweep`](Self::sweep)): an Ethernet frame (MACs zero, untagged:
+    /// the worker sets them and the tag as for any routed frame) carrying
+    /// a bare ACK with sequence and acknowledgment 0, from the address the
+    /// end knows its peer by. Returns the frame length and the destination
+    /// to route to; `None` if the flow's VS or member is gone or `buf` is
+    /// too short (at least 74 bytes).
+    pub fn build_reset(
+        &mut self,
+        e: &Expired,
+        side: Side,
+        tables: &VsTable,
+        buf: &mut [u8],
+    ) -> Option<(usize, IpAddr)> {
+        let key = e.key();
+        let (_, member_end, our_end) = reverse_of(e, tables)?;
+        let family = key.family();
+        let (src, sport, dst, dport) = match side {
+            Side::Client => (
+                *key.dst_bytes(),
+                key.dst_port(),
+                *key.src_bytes(),
+                key.src_port(),
+            ),
+            Side::Member => (our_end.0, our_end.1, member_end.0, member_end.1),
+        };
+        let spec = RstSpec {
+            family,
+            src,
+            dst,
+            src_port: sport,
+            dst_port: dport,
+            seq: 0,
+            ack: 0,
+            flags: tcp::FLAG_ACK,
+        };
+        let eth = crate::wire::ethernet::HEADER_LEN;
+        let head = buf.get_mut(..eth)?;
+        head[..12].fill(0);
+        let ethertype = match family {
+            Family::V4 => crate::wire::ethernet::ethertype::IPV4,
+            Family::V6 => crate::wire::ethernet::ethertype::IPV6,
+        };
+        head[12..14].copy_from_slice(&ethertype.to_be_bytes());
+        let n = nat::emit_rst(buf, eth, &spec)?;
+        self.counters.reset_probes += 1;
+        Some((eth + n, ip_of(family, &dst)))
+    }
+}
+
+/// An address (key bytes) and port.
+type Endpoint = ([u8; 16], u16);
+
+/// For a forward entry: its reverse key, the member's end and pollux's
+/// end towards the member (the client's, or the SNAT address and port).
+fn reverse_of(e: &Entry, tables: &VsTable) -> Option<(FlowKey, Endpoint, Endpoint)> {
+    let key = e.key();
+    let vs = tables.get(e.vs)?;
+    let m = vs.members.get(usize::from(e.member))?;
+    let mport = if m.port == 0 { key.dst_port() } else { m.port };
+    let ours = if vs.snats() {
+        (*vs.snat_bytes.get(pool_index(e.flags))?, e.nat_port)
+    } else {
+        (*key.src_bytes(), key.src_port())
+    };
+    let rkey = FlowKey::from_parts(m.bytes, ours.0, mport, ours.1, key.proto(), key.family());
+    Some((rkey, (m.bytes, mport), ours))
+}

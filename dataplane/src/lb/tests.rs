@@ -1,0 +1,1375 @@
+//! Packet-in/packet-out cases for the L4 path (Katran's table-driven
+//! fixtures): each step has a description, an input frame, the expected
+//! verdict and the expected output frame. Frames are built with etherparse,
+//! an independent implementation, and every output's checksums (IPv4
+//! header, TCP, UDP, ICMP, ICMPv6, and those of a quoted datagram) are
+//! verified with it.
+
+use std::net::{IpAddr, Ipv6Addr};
+
+use etherparse::{
+    icmpv4, icmpv6, Icmpv4Type, Icmpv6Type, Ipv4HeaderSlice, NetSlice, PacketBuilder, SlicedPacket,
+    TransportSlice, UdpHeaderSlice,
+};
+
+use super::conntrack::{self, TcpState};
+use super::flow::{FlowHasher, FlowKey, PROTO_TCP, PROTO_UDP};
+use super::path::{L4Config, L4Drop, L4Verdict, Side, L4};
+use super::vs::{MemberSpec, Proto, Snat, VsSpec, VsTable};
+
+const PEER_MAC: [u8; 6] = [0x02, 0x50, 0, 0, 0, 0x01];
+const OUR_MAC: [u8; 6] = [0x02, 0x50, 0, 0, 0, 0x02];
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+const CLIENT: &str = "203.0.113.7";
+const VIP: &str = "192.168.77.128";
+const M1: &str = "10.1.0.10";
+const M2: &str = "10.1.0.11";
+const SELF: &str = "10.1.0.2";
+const ROUTER: &str = "10.1.0.1";
+const CLIENT6: &str = "2001:db8::7";
+const VIP6: &str = "fd00:77::80";
+const M6: &str = "fd01::10";
+
+// ---------------------------------------------------------------- frames
+
+#[derive(Clone, Copy, Debug)]
+enum L4h {
+    Tcp {
+        sport: u16,
+        dport: u16,
+        seq: u32,
+        ack: Option<u32>,
+        flags: &'static str,
+    },
+    Udp {
+        sport: u16,
+        dport: u16,
+    },
+}
+
+fn syn(sport: u16, dport: u16) -> L4h {
+    L4h::Tcp {
+        sport,
+        dport,
+        seq: 1000,
+        ack: None,
+        flags: "S",
+    }
+}
+
+fn tcp(sport: u16, dport: u16, seq: u32, ack: u32, flags: &'static str) -> L4h {
+    L4h::Tcp {
+        sport,
+        dport,
+        seq,
+        ack: Some(ack),
+        flags,
+    }
+}
+
+fn udp(sport: u16, dport: u16) -> L4h {
+    L4h::Udp { sport, dport }
+}
+
+/// An Ethernet frame from the peer to us (or, with `swap`, from us to the
+/// peer) carrying `l4` and `payload` from `src` to `dst`.
+fn frame_macs(src: &str, dst: &str, ttl: u8, l4: L4h, payload: &[u8], swap: bool) -> Vec<u8> {
+    let (a, b) = if swap {
+        (OUR_MAC, PEER_MAC)
+    } else {
+        (PEER_MAC, OUR_MAC)
+    };
+    let eth = PacketBuilder::ethernet2(a, b);
+    let ipb = match (ip(src), ip(dst)) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), ttl),
+        (IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), ttl),
+        _ => panic!("mixed families"),
+    };
+    let mut out = Vec::new();
+    match l4 {
+        L4h::Tcp {
+            sport,
+            dport,
+            seq,
+            ack,
+            flags,
+        } => {
+            let mut t = ipb.tcp(sport, dport, seq, 64240);
+            if flags.contains('S') {
+                t = t.syn();
+            }
+            if flags.contains('F') {
+                t = t.fin();
+            }
+            if flags.contains('R') {
+                t = t.rst();
+            }
+            if let Some(a) = ack {
+                t = t.ack(a);
+            }
+            t.write(&mut out, payload).unwrap();
+        }
+        L4h::Udp { sport, dport } => ipb.udp(sport, dport).write(&mut out, payload).unwrap(),
+    }
+    out
+}
+
+fn frame(src: &str, dst: &str, ttl: u8, l4: L4h, payload: &[u8]) -> Vec<u8> {
+    frame_macs(src, dst, ttl, l4, payload, false)
+}
+
+/// An ICMPv4 error from `src` to `dst` quoting the IP packet of `quoted`
+/// (an Ethernet frame).
+fn icmp4(src: &str, dst: &str, ttl: u8, t: Icmpv4Type, quoted: &[u8]) -> Vec<u8> {
+    let (IpAddr::V4(s), IpAddr::V4(d)) = (ip(src), ip(dst)) else {
+        panic!()
+    };
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2(PEER_MAC, OUR_MAC)
+        .ipv4(s.octets(), d.octets(), ttl)
+        .icmpv4(t)
+        .write(&mut out, &quoted[14..])
+        .unwrap();
+    out
+}
+
+fn icmp6(src: &str, dst: &str, ttl: u8, t: Icmpv6Type, quoted: &[u8]) -> Vec<u8> {
+    let (IpAddr::V6(s), IpAddr::V6(d)) = (ip(src), ip(dst)) else {
+        panic!()
+    };
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2(PEER_MAC, OUR_MAC)
+        .ipv6(s.octets(), d.octets(), ttl)
+        .icmpv6(t)
+        .write(&mut out, &quoted[14..])
+        .unwrap();
+    out
+}
+
+fn port_unreach4() -> Icmpv4Type {
+    Icmpv4Type::DestinationUnreachable(icmpv4::DestUnreachableHeader::Port)
+}
+
+/// Checks every checksum of `f` with etherparse, including the IPv4
+/// header and (when fully quoted) the UDP checksum of an ICMP error's
+/// quoted datagram.
+fn verify_checksums(f: &[u8]) {
+    let p = SlicedPacket::from_ethernet(f).expect("etherparse parses the output");
+    let (src, dst): (Vec<u8>, Vec<u8>) = match &p.net {
+        Some(NetSlice::Ipv4(v4)) => {
+            let h = v4.header().to_header();
+            assert_eq!(
+                h.calc_header_checksum(),
+                h.header_checksum,
+                "IPv4 header checksum"
+            );
+            (h.source.to_vec(), h.destination.to_vec())
+        }
+        Some(NetSlice::Ipv6(v6)) => {
+            let h = v6.header().to_header();
+            (h.source.to_vec(), h.destination.to_vec())
+        }
+        _ => panic!("not IP"),
+    };
+    let v4 = src.len() == 4;
+    match &p.transport {
+        Some(TransportSlice::Tcp(t)) => {
+            let c = if v4 {
+                t.calc_checksum_ipv4(src[..].try_into().unwrap(), dst[..].try_into().unwrap())
+            } else {
+                t.calc_checksum_ipv6(src[..].try_into().unwrap(), dst[..].try_into().unwrap())
+            };
+            assert_eq!(c.unwrap(), t.checksum(), "TCP checksum");
+        }
+        Some(TransportSlice::Udp(u)) => {
+            let h = u.to_header();
+            let c = if v4 {
+                if h.checksum == 0 {
+                    return;
+                }
+                h.calc_checksum_ipv4_raw(
+                    src[..].try_into().unwrap(),
+                    dst[..].try_into().unwrap(),
+                    u.payload(),
+                )
+            } else {
+                h.calc_checksum_ipv6_raw(
+                    src[..].try_into().unwrap(),
+                    dst[..].try_into().unwrap(),
+                    u.payload(),
+                )
+            };
+            assert_eq!(c.unwrap(), h.checksum, "UDP checksum");
+        }
+        Some(TransportSlice::Icmpv4(i)) => {
+            assert_eq!(
+                i.icmp_type().calc_checksum(i.payload()),
+                i.checksum(),
+                "ICMP checksum"
+            );
+            verify_quoted(i.payload(), true);
+        }
+        Some(TransportSlice::Icmpv6(i)) => {
+            assert!(
+                i.is_checksum_valid(src[..].try_into().unwrap(), dst[..].try_into().unwrap()),
+                "ICMPv6 checksum"
+            );
+            verify_quoted(i.payload(), false);
+        }
+        None => panic!("no transport"),
+    }
+}
+
+/// The quoted datagram of an ICMP error: IPv4 header checksum, and the
+/// UDP checksum when the whole datagram is quoted.
+fn verify_quoted(q: &[u8], v4: bool) {
+    let (hl, src, dst, proto) = if v4 {
+        let h = Ipv4HeaderSlice::from_slice(q).unwrap().to_header();
+        assert_eq!(
+            h.calc_header_checksum(),
+            h.header_checksum,
+            "quoted IPv4 checksum"
+        );
+        (
+            h.header_len(),
+            h.source.to_vec(),
+            h.destination.to_vec(),
+            h.protocol.0,
+        )
+    } else {
+        (40, q[8..24].to_vec(), q[24..40].to_vec(), q[6])
+    };
+    if proto != PROTO_UDP {
+        return;
+    }
+    let u = UdpHeaderSlice::from_slice(&q[hl..]).unwrap().to_header();
+    let body = &q[hl + 8..];
+    if usize::from(u.length) != 8 + body.len() || (v4 && u.checksum == 0) {
+        return;
+    }
+    let c = if v4 {
+        u.calc_checksum_ipv4_raw(
+            src[..].try_into().unwrap(),
+            dst[..].try_into().unwrap(),
+            body,
+        )
+    } else {
+        u.calc_checksum_ipv6_raw(
+            src[..].try_into().unwrap(),
+            dst[..].try_into().unwrap(),
+            body,
+        )
+    };
+    assert_eq!(c.unwrap(), u.checksum, "quoted UDP checksum");
+}
+
+fn hex(b: &[u8]) -> String {
+    b.chunks(16)
+        .enumerate()
+        .map(|(i, c)| {
+            let h: Vec<String> = c.iter().map(|x| format!("{x:02x}")).collect();
+            format!("{:04x}  {}\n", i * 16, h.join(" "))
+        })
+        .collect()
+}
+
+fn assert_frame(desc: &str, got: &[u8], want: &[u8]) {
+    if got != want {
+        let at = got
+            .iter()
+            .zip(want)
+            .position(|(a, b)| a != b)
+            .unwrap_or(got.len().min(want.len()));
+        panic!(
+            "{desc}: output differs at byte {at} (got {} bytes, want {})\ngot:\n{}want:\n{}",
+            got.len(),
+            want.len(),
+            hex(got),
+            hex(want)
+        );
+    }
+}
+
+// ---------------------------------------------------------------- cases
+
+#[derive(Debug, Clone, PartialEq)]
+enum Want {
+    /// Forwarded to this address, frame rewritten to this.
+    Forward(&'static str, Vec<u8>),
+    /// Answered with this frame.
+    Reply(Vec<u8>),
+    NotL4,
+    Drop(L4Drop),
+}
+
+struct Step {
+    desc: &'static str,
+    now: u32,
+    input: Vec<u8>,
+    want: Want,
+}
+
+fn step(desc: &'static str, input: Vec<u8>, want: Want) -> Step {
+    Step {
+        desc,
+        now: 100,
+        input,
+        want,
+    }
+}
+
+/// Runs one frame; returns the verdict and the output frame.
+fn run(l4: &mut L4, t: &VsTable, now: u32, input: &[u8]) -> (L4Verdict, Vec<u8>) {
+    let mut buf = vec![0u8; 2048];
+    buf[..input.len()].copy_from_slice(input);
+    let v = l4.process(now, &mut buf, input.len(), 0, t);
+    let out = match v {
+        L4Verdict::Reply(n) => buf[..n].to_vec(),
+        _ => buf[..input.len()].to_vec(),
+    };
+    (v, out)
+}
+
+fn run_steps(l4: &mut L4, t: &VsTable, steps: &[Step]) {
+    for s in steps {
+        let (v, out) = run(l4, t, s.now, &s.input);
+        match &s.want {
+            Want::Forward(dst, want) => {
+                assert_eq!(v, L4Verdict::Forward { dst: ip(dst) }, "{}", s.desc);
+                assert_frame(s.desc, &out, want);
+                verify_checksums(&out);
+            }
+            Want::Reply(want) => {
+                assert_eq!(v, L4Verdict::Reply(want.len()), "{}", s.desc);
+                assert_frame(s.desc, &out, want);
+                verify_checksums(&out);
+            }
+            Want::NotL4 => assert_eq!(v, L4Verdict::NotL4, "{}", s.desc),
+            Want::Drop(why) => assert_eq!(v, L4Verdict::Drop(*why), "{}", s.desc),
+        }
+    }
+}
+
+fn member(a: &str, port: u16) -> MemberSpec {
+    MemberSpec {
+        addr: ip(a),
+        port,
+        weight: 1,
+        healthy: true,
+    }
+}
+
+fn vs(vip: &str, port: u16, proto: Proto, snat: Snat, members: Vec<MemberSpec>) -> VsSpec {
+    VsSpec {
+        name: format!("{vip}:{port}"),
+        vip: ip(vip),
+        port,
+        proto,
+        idle_timeout: 300,
+        reset_on_timeout: true,
+        snat,
+        members,
+    }
+}
+
+/// A one-worker L4 whose SNAT range is the single port 40000 (so SNAT
+/// outputs are predictable).
+fn l4() -> L4 {
+    let mut c = L4Config::new(1024, 0, 1);
+    c.snat_ports = (40000, 40000);
+    c.conntrack.backing = super::Backing::Transparent;
+    L4::new(c).unwrap()
+}
+
+fn table(specs: &[VsSpec]) -> VsTable {
+    VsTable::build(specs).unwrap()
+}
+
+const DATA: &[u8] = b"GET / HTTP/1.0\r\n\r\n";
+
+#[test]
+fn dnat_tcp_v4_both_directions() {
+    let t = table(&[vs(VIP, 80, Proto::Tcp, Snat::None, vec![member(M1, 8080)])]);
+    let mut l4 = l4();
+    run_steps(
+        &mut l4,
+        &t,
+        &[
+            step(
+                "SYN to the VIP goes to the member, port translated, TTL - 1",
+                frame(CLIENT, VIP, 64, syn(40001, 80), b""),
+                Want::Forward(M1, frame(CLIENT, M1, 63, syn(40001, 8080), b"")),
+            ),
+            step(
+                "SYN-ACK from the member comes back from the VIP",
+                frame(M1, CLIENT, 64, tcp(8080, 40001, 5000, 1001, "SA"), b""),
+                Want::Forward(
+                    CLIENT,
+                    frame(VIP, CLIENT, 63, tcp(80, 40001, 5000, 1001, "SA"), b""),
+                ),
+            ),
+            step(
+                "data from the client follows the flow",
+                frame(CLIENT, VIP, 60, tcp(40001, 80, 1001, 5001, "A"), DATA),
+                Want::Forward(
+                    M1,
+                    frame(CLIENT, M1, 59, tcp(40001, 8080, 1001, 5001, "A"), DATA),
+                ),
+            ),
+            step(
+                "a packet to an address that is no VIP is not ours",
+                frame(CLIENT, "192.168.77.200", 64, syn(40001, 80), b""),
+                Want::NotL4,
+            ),
+        ],
+    );
+    let c = l4.vs_counters(0).unwrap();
+    assert_eq!(
+        (c.new_flows, c.active_flows, c.packets_in, c.packets_out),
+        (1, 1, 2, 1)
+    );
+    let m = l4.member_counters(&t, 0, 0).unwrap();
+    assert_eq!((m.new_flows, m.packets_in, m.packets_out), (1, 2, 1));
+    assert_eq!(l4.conntrack().occupied(), 2, "forward and reverse entries");
+    assert_eq!((l4.counters().forwarded, l4.counters().returned), (2, 1));
+}
+
+#[test]
+fn snat_automap_tcp() {
+    let t = table(&[vs(
+        VIP,
+        80,
+        Proto::Tcp,
+        Snat::Automap(ip(SELF)),
+        vec![member(M1, 8080)],
+    )]);
+    let mut l4 = l4();
+    run_steps(
+        &mut l4,
+        &t,
+        &[
+            step(
+                "SYN: source becomes the self IP and this worker's SNAT port",
+                frame(CLIENT, VIP, 64, syn(40001, 80), b""),
+                Want::Forward(M1, frame(SELF, M1, 63, syn(40000, 8080), b"")),
+            ),
+            step(
+                "the member answers the self IP; the client sees the VIP",
+                frame(M1, SELF, 64, tcp(8080, 40000, 5000, 1001, "SA"), b""),
+                Want::Forward(
+                    CLIENT,
+                    frame(VIP, CLIENT, 63, tcp(80, 40001, 5000, 1001, "SA"), b""),
+                ),
+            ),
+            step(
+                "a second client finds the only SNAT port taken",
+                frame("203.0.113.8", VIP, 64, syn(40001, 80), b""),
+                Want::Drop(L4Drop::SnatExhausted),
+            ),
+            step(
+                "traffic to another port of the self IP is not ours",
+                frame(M1, SELF, 64, tcp(8080, 40002, 5000, 1001, "A"), b""),
+                Want::NotL4,
+            ),
+        ],
+    );
+}
+
+#[test]
+fn snat_pool_udp_and_port_reuse_after_expiry() {
+    let pool = vec![ip("10.1.0.50"), ip("10.1.0.51")];
+    let t = table(&[vs(
+        VIP,
+        53,
+        Proto::Udp,
+        Snat::Pool(pool.clone()),
+        vec![member(M1, 5353)],
+    )]);
+    let mut l4 = l4();
+    let q = frame(CLIENT, VIP, 64, udp(33333, 53), b"query");
+    let (v, out) = run(&mut l4, &t, 100, &q);
+    assert_eq!(v, L4Verdict::Forward { dst: ip(M1) });
+    verify_checksums(&out);
+    // The source is one of the pool's addresses: build the expected frame
+    // with it.
+    let src = IpAddr::from(<[u8; 4]>::try_from(&out[26..30]).unwrap());
+    assert!(pool.contains(&src), "source {src} from the pool");
+    let src_s: &'static str = Box::leak(src.to_string().into_boxed_str());
+    assert_frame(
+        "pool SNAT",
+        &out,
+        &frame(src_s, M1, 63, udp(40000, 5353), b"query"),
+    );
+    run_steps(
+        &mut l4,
+        &t,
+        &[step(
+            "the answer to the pool address goes back to the client from the VIP",
+            frame(M1, src_s, 64, udp(5353, 40000), b"answer"),
+            Want::Forward(CLIENT, frame(VIP, CLIENT, 63, udp(53, 33333), b"answer")),
+        )],
+    );
+    // After the idle timeout the port is free for another client (whose
+    // pool address is its own hash's choice).
+    let (v, out) = run(
+        &mut l4,
+        &t,
+        100 + 301,
+        &frame("203.0.113.9", VIP, 64, udp(1234, 53), b"q2"),
+    );
+    assert_eq!(v, L4Verdict::Forward { dst: ip(M1) });
+    let src = IpAddr::from(<[u8; 4]>::try_from(&out[26..30]).unwrap());
+    assert!(pool.contains(&src));
+    let src_s: &'static str = Box::leak(src.to_string().into_boxed_str());
+    assert_frame(
+        "port reused",
+        &out,
+        &frame(src_s, M1, 63, udp(40000, 5353), b"q2"),
+    );
+}
+
+#[test]
+fn dnat_ipv6() {
+    let t = table(&[vs(
+        VIP6,
+        443,
+        Proto::Tcp,
+        Snat::None,
+        vec![member(M6, 8443)],
+    )]);
+    let mut l4 = l4();
+    run_steps(
+        &mut l4,
+        &t,
+        &[
+            step(
+                "IPv6 SYN: destination and port translated, hop limit - 1",
+                frame(CLIENT6, VIP6, 64, syn(50000, 443), b""),
+                Want::Forward(M6, frame(CLIENT6, M6, 63, syn(50000, 8443), b"")),
+            ),
+            step(
+                "IPv6 reply from the member comes from the VIP",
+                frame(M6, CLIENT6, 64, tcp(8443, 50000, 7, 1001, "SA"), b""),
+                Want::Forward(
+                    CLIENT6,
+                    frame(VIP6, CLIENT6, 63, tcp(443, 50000, 7, 1001, "SA"), b""),
+                ),
+            ),
+            step(
+                "hop limit 1 to the VIP: dropped",
+                frame(CLIENT6, VIP6, 1, syn(50001, 443), b""),
+                Want::Drop(L4Drop::TtlExpired),
+            ),
+        ],
+    );
+}
+
+#[test]
+fn snat_automap_ipv6_udp() {
+    let self6 = "fd01::2";
+    let t = table(&[vs(
+        VIP6,
+        53,
+        Proto::Udp,
+        Snat::Automap(ip(self6)),
+        vec![member(M6, 53)],
+    )]);
+    let mut l4 = l4();
+    run_steps(
+        &mut l4,
+        &t,
+        &[
+            step(
+                "IPv6 UDP with SNAT",
+                frame(CLIENT6, VIP6, 64, udp(7777, 53), b"q"),
+                Want::Forward(M6, frame(self6, M6, 63, udp(40000, 53), b"q")),
+            ),
+            step(
+                "IPv6 UDP answer",
+                frame(M6, self6, 64, udp(53, 40000), b"a"),
+                Want::Forward(CLIENT6, frame(VIP6, CLIENT6, 63, udp(53, 7777), b"a")),
+            ),
+        ],
+    );
+}
+
+#[test]
+fn all_ports_vs_keeps_the_port_and_exact_port_wins() {
+    let t = table(&[
+        vs(VIP, 0, Proto::Udp, Snat::None, vec![member(M1, 0)]),
+        vs(VIP, 53, Proto::Udp, Snat::None, vec![member(M2, 5353)]),
+    ]);
+    let mut l4 = l4();
+    run_steps(
+        &mut l4,
+        &t,
+        &[
+            step(
+                "any port: to the member at the same port",
+                frame(CLIENT, VIP, 64, udp(1111, 4789), b"x"),
+                Want::Forward(M1, frame(CLIENT, M1, 63, udp(1111, 4789), b"x")),
+            ),
+            step(
+                "its reply",
+                frame(M1, CLIENT, 64, udp(4789, 1111), b"y"),
+                Want::Forward(CLIENT, frame(VIP, CLIENT, 63, udp(4789, 1111), b"y")),
+            ),
+            step(
+                "the exact-port VS takes its port",
+                frame(CLIENT, VIP, 64, udp(1111, 53), b"x"),
+                Want::Forward(M2, frame(CLIENT, M2, 63, udp(1111, 5353), b"x")),
+            ),
+        ],
+    );
+    assert_eq!(l4.vs_counters(0).unwrap().new_flows, 1);
+    assert_eq!(l4.vs_counters(1).unwrap().new_flows, 1);
+}
+
+#[test]
+fn closed_tcp_port_gets_an_rst() {
+    let t = table(&[vs(VIP, 80, Proto::Tcp, Snat::None, vec![member(M1, 8080)])]);
+    let mut l4 = l4();
+    run_steps(
+        &mut l4,
+        &t,
+        &[
+            step(
+                "SYN to a port with no VS: RST+ACK, seq 0, ack = SEQ + 1, back to the sender",
+                frame(CLIENT, VIP, 64, syn(40001, 81), b""),
+                Want::Reply(rst_reply(VIP, CLIENT, tcp(81, 40001, 0, 1001, "R"))),
+            ),
+            step(
+                "an ACK with data: RST with seq = SEG.ACK",
+                frame(CLIENT, VIP, 64, tcp(40001, 81, 1001, 777, "A"), DATA),
+                Want::Reply(rst_reply(VIP, CLIENT, rst_only(81, 40001, 777))),
+            ),
+            step(
+                "an RST is never answered",
+                frame(CLIENT, VIP, 64, tcp(40001, 81, 1001, 777, "RA"), b""),
+                Want::Drop(L4Drop::ClosedPort),
+            ),
+            step(
+                "UDP to a TCP-only VIP: port unreachable",
+                frame(CLIENT, VIP, 64, udp(5000, 80), b"hi"),
+                Want::Reply(unreach4_reply(&frame(
+                    CLIENT,
+                    VIP,
+                    64,
+                    udp(5000, 80),
+                    b"hi",
+                ))),
+            ),
+        ],
+    );
+    assert_eq!(
+        (l4.counters().rst_sent, l4.counters().unreachable_sent),
+        (2, 1)
+    );
+    assert_eq!(l4.conntrack().occupied(), 0);
+}
+
+/// A bare RST (no ACK flag) with this sequence number.
+fn rst_only(sport: u16, dport: u16, seq: u32) -> L4h {
+    L4h::Tcp {
+        sport,
+        dport,
+        seq,
+        ack: None,
+        flags: "R",
+    }
+}
+
+/// The port unreachable pollux sends for `orig` (IPv4): from the VIP, TTL
+/// 64, quoting the whole original datagram, MACs swapped.
+fn unreach4_reply(orig: &[u8]) -> Vec<u8> {
+    let p = SlicedPacket::from_ethernet(orig).unwrap();
+    let Some(NetSlice::Ipv4(v4)) = p.net else {
+        panic!()
+    };
+    let h = v4.header();
+    let mut out = Vec::new();
+    PacketBuilder::ethernet2(OUR_MAC, PEER_MAC)
+        .ipv4(h.destination(), h.source(), 64)
+        .icmpv4(port_unreach4())
+        .write(&mut out, &orig[14..])
+        .unwrap();
+    out
+}
+
+#[test]
+fn closed_udp_port_ipv6_unreachable_and_rate_limit() {
+    let t = table(&[vs(VIP6, 53, Proto::Udp, Snat::None, vec![member(M6, 53)])]);
+    let mut c = L4Config::new(1024, 0, 1);
+    c.reply_burst = 2;
+    c.replies_per_sec = 1;
+    c.conntrack.backing = super::Backing::Transparent;
+    let mut l4 = L4::new(c).unwrap();
+    let orig = frame(CLIENT6, VIP6, 64, udp(5000, 54), b"hello");
+    let mut want = Vec::new();
+    PacketBuilder::ethernet2(OUR_MAC, PEER_MAC)
+        .ipv6(ip6(VIP6), ip6(CLIENT6), 64)
+        .icmpv6(Icmpv6Type::DestinationUnreachable(
+            icmpv6::DestUnreachableCode::Port,
+        ))
+        .write(&mut want, &orig[14..])
+        .unwrap();
+    run_steps(
+        &mut l4,
+        &t,
+        &[
+            step(
+                "ICMPv6 port unreachable",
+                orig.clone(),
+                Want::Reply(want.clone()),
+            ),
+            step(
+                "second within the burst",
+                orig.clone(),
+                Want::Reply(want.clone()),
+            ),
+            step(
+                "third in the same second: rate-limited",
+                orig.clone(),
+                Want::Drop(L4Drop::ReplyRateLimited),
+            ),
+            Step {
+                desc: "a second later: one more token",
+                now: 101,
+                input: orig.clone(),
+                want: Want::Reply(want),
+            },
+        ],
+    );
+    assert_eq!(l4.counters().dropped(L4Drop::ReplyRateLimited), 1);
+}
+
+fn ip6(s: &str) -> [u8; 16] {
+    s.parse::<Ipv6Addr>().unwrap().octets()
+}
+
+#[test]
+fn icmp_port_unreachable_from_a_member_is_translated_for_the_client() {
+    let t = table(&[vs(VIP, 53, Proto::Udp, Snat::None, vec![member(M1, 5353)])]);
+    let mut l4 = l4();
+    let q = frame(CLIENT, VIP, 64, udp(33333, 53), b"query");
+    // What the member received, and complains about.
+    let at_member = frame(CLIENT, M1, 63, udp(33333, 5353), b"query");
+    // What the client must see: its own datagram, to the VIP.
+    let as_sent = frame(CLIENT, VIP, 63, udp(33333, 53), b"query");
+    run_steps(
+        &mut l4,
+        &t,
+        &[
+            step("the query", q, Want::Forward(M1, at_member.clone())),
+            step(
+                "port unreachable from the member: from the VIP, quoting client -> VIP:53",
+                icmp4(M1, CLIENT, 64, port_unreach4(), &at_member),
+                Want::Forward(CLIENT, icmp4(VIP, CLIENT, 63, port_unreach4(), &as_sent)),
+            ),
+            step(
+                "an ICMP error about no flow, to a client address: not ours",
+                icmp4(
+                    M1,
+                    CLIENT,
+                    64,
+                    port_unreach4(),
+                    &frame(CLIENT, M1, 63, udp(1, 5353), b"q"),
+                ),
+                Want::NotL4,
+            ),
+        ],
+    );
+    assert_eq!(l4.counters().icmp_translated, 1);
+}
+
+#[test]
+fn frag_needed_from_a_router_for_a_snat_flow() {
+    let t = table(&[vs(
+        VIP,
+        80,
+        Proto::Tcp,
+        Snat::Automap(ip(SELF)),
+        vec![member(M1, 8080)],
+    )]);
+    let mut l4 = l4();
+    let at_member = frame(SELF, M1, 63, tcp(40000, 8080, 1001, 1, "A"), DATA);
+    let as_sent = frame(CLIENT, VIP, 63, tcp(40001, 80, 1001, 1, "A"), DATA);
+    let fn_ =
+        Icmpv4Type::DestinationUnreachable(icmpv4::DestUnreachableHeader::FragmentationNeeded {
+            next_hop_mtu: 1400,
+        });
+    run_steps(
+        &mut l4,
+        &t,
+        &[
+            step(
+                "loose init: data with no SYN starts a tracked flow",
+                frame(CLIENT, VIP, 64, tcp(40001, 80, 1001, 1, "A"), DATA),
+                Want::Forward(M1, at_member.clone()),
+            ),
+            step(
+                "frag needed from a router on the member side: to the client, router's address kept",
+                icmp4(ROUTER, SELF, 255, fn_.clone(), &at_member),
+                Want::Forward(CLIENT, icmp4(ROUTER, CLIENT, 254, fn_, &as_sent)),
+            ),
+        ],
+    );
+}
+
+#[test]
+fn icmpv6_packet_too_big_from_a_member() {
+    let t = table(&[vs(VIP6, 443, Proto::Tcp, Snat::None, vec![member(M6, 443)])]);
+    let mut l4 = l4();
+    let at_member = frame(CLIENT6, M6, 63, tcp(50000, 443, 1, 1, "A"), DATA);
+    let as_sent = frame(CLIENT6, VIP6, 63, tcp(50000, 443, 1, 1, "A"), DATA);
+    let ptb = Icmpv6Type::PacketTooBig { mtu: 1280 };
+    run_steps(
+        &mut l4,
+        &t,
+        &[
+            step(
+                "data",
+                frame(CLIENT6, VIP6, 64, tcp(50000, 443, 1, 1, "A"), DATA),
+                Want::Forward(M6, at_member.clone()),
+            ),
+            step(
+                "packet too big from the member: from the VIP, quoting client -> VIP",
+                icmp6(M6, CLIENT6, 64, ptb, &at_member),
+                Want::Forward(CLIENT6, icmp6(VIP6, CLIENT6, 63, ptb, &as_sent)),
+            ),
+        ],
+    );
+}
+
+#[test]
+fn icmp_error_from_the_client_side_goes_to_the_member() {
+    let t = table(&[vs(
+        VIP,
+        53,
+        Proto::Udp,
+        Snat::Automap(ip(SELF)),
+        vec![member(M1, 5353)],
+    )]);
+    let mut l4 = l4();
+    // The client says our answer (VIP:53 -> client:33333) was unwanted.
+    let to_client = frame(VIP, CLIENT, 63, udp(53, 33333), b"answer");
+    let at_member = frame(M1, SELF, 64, udp(5353, 40000), b"answer");
+    run_steps(
+        &mut l4,
+        &t,
+        &[
+            step(
+                "query",
+                frame(CLIENT, VIP, 64, udp(33333, 53), b"query"),
+                Want::Forward(M1, frame(SELF, M1, 63, udp(40000, 5353), b"query")),
+            ),
+            step(
+                "answer",
+                at_member.clone(),
+                Want::Forward(CLIENT, to_client.clone()),
+            ),
+            step(
+                "the client's port unreachable reaches the member about its own datagram",
+                icmp4(CLIENT, VIP, 64, port_unreach4(), &to_client),
+                Want::Forward(
+                    M1,
+                    // The quoted TTL stays as the client received it.
+                    icmp4(
+                        SELF,
+                        M1,
+                        63,
+                        port_unreach4(),
+                        &frame(M1, SELF, 63, udp(5353, 40000), b"answer"),
+                    ),
+                ),
+            ),
+        ],
+    );
+}
+
+#[test]
+fn fragments_ttl_and_other_protocols() {
+    let t = table(&[
+        vs(VIP, 53, Proto::Udp, Snat::None, vec![member(M1, 53)]),
+        vs(VIP6, 53, Proto::Udp, Snat::None, vec![member(M6, 53)]),
+    ]);
+    let mut l4 = l4();
+    let mut frag = frame(CLIENT, VIP, 64, udp(1, 53), b"first fragment");
+    set_mf(&mut frag);
+    let mut not_ours = frame(CLIENT, "192.0.2.1", 64, udp(1, 53), b"first fragment");
+    set_mf(&mut not_ours);
+    let mut gre = frame(CLIENT, VIP, 64, udp(1, 53), b"x");
+    set_proto(&mut gre, 47);
+    run_steps(
+        &mut l4,
+        &t,
+        &[
+            step(
+                "IPv4 first fragment (MF) to a VIP",
+                frag,
+                Want::Drop(L4Drop::Fragment),
+            ),
+            step("IPv4 fragment elsewhere", not_ours, Want::NotL4),
+            step(
+                "IPv6 Fragment header to a VIP",
+                frag6(),
+                Want::Drop(L4Drop::Fragment),
+            ),
+            step(
+                "TTL 1 to a VIP: dropped, not tracked",
+                frame(CLIENT, VIP, 1, udp(1, 53), b"x"),
+                Want::Drop(L4Drop::TtlExpired),
+            ),
+            step("GRE to a VIP", gre, Want::Drop(L4Drop::UnsupportedProtocol)),
+            step(
+                "UDP length past the packet: malformed",
+                truncated_udp(),
+                Want::Drop(L4Drop::L4Malformed),
+            ),
+        ],
+    );
+    assert_eq!(l4.conntrack().occupied(), 0);
+    assert_eq!(l4.counters().dropped(L4Drop::Fragment), 2);
+}
+
+fn set_mf(f: &mut [u8]) {
+    let old = u16::from_be_bytes([f[20], f[21]]);
+    f[20] = 0x20; // MF, offset 0
+    f[21] = 0;
+    let c = crate::wire::checksum::update16(u16::from_be_bytes([f[24], f[25]]), old, 0x2000);
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+}
+
+fn set_proto(f: &mut [u8], proto: u8) {
+    let old = u16::from_be_bytes([f[22], f[23]]);
+    f[23] = proto;
+    let c = crate::wire::checksum::update16(
+        u16::from_be_bytes([f[24], f[25]]),
+        old,
+        u16::from_be_bytes([f[22], f[23]]),
+    );
+    f[24..26].copy_from_slice(&c.to_be_bytes());
+}
+
+/// UDP to VIP:53 whose length field claims more than the packet holds.
+fn truncated_udp() -> Vec<u8> {
+    let mut f = frame(CLIENT, VIP, 64, udp(1, 53), b"abcd");
+    f[38..40].copy_from_slice(&100u16.to_be_bytes());
+    f
+}
+
+/// An IPv6 first fragment of a UDP datagram to the IPv6 VIP.
+fn frag6() -> Vec<u8> {
+    let mut f = frame(CLIENT6, VIP6, 64, udp(1, 53), b"payload!");
+    // Insert a Fragment header (next = UDP, offset 0, M = 1, id 7).
+    let mut out = f[..54].to_vec();
+    out[14 + 6] = 44;
+    out.extend_from_slice(&[17, 0, 0, 1, 0, 0, 0, 7]);
+    out.extend_from_slice(&f[54..]);
+    let plen = u16::from_be_bytes([out[18], out[19]]) + 8;
+    out[18..20].copy_from_slice(&plen.to_be_bytes());
+    f.clear();
+    out
+}
+
+/// A client port whose flow `table`'s VS 0 gives to member `want`.
+fn port_for_member(t: &VsTable, want: u16, from: u16) -> u16 {
+    let vs = t.get(0).unwrap();
+    let m = vs.maglev.as_ref().unwrap();
+    let (IpAddr::V4(c), IpAddr::V4(v)) = (ip(CLIENT), ip(VIP)) else {
+        panic!()
+    };
+    (from..)
+        .find(|&p| {
+            let k = FlowKey::v4(c.octets(), v.octets(), p, vs.port, vs.proto.number());
+            m.lookup(FlowHasher::MAGLEV.hash(&k)) == want
+        })
+        .unwrap()
+}
+
+#[test]
+fn weight_zero_drains_existing_flows_stay() {
+    let both = vec![member(M1, 80), member(M2, 80)];
+    let t1 = table(&[vs(VIP, 80, Proto::Tcp, Snat::None, both.clone())]);
+    let mut l4 = l4();
+    let p = port_for_member(&t1, 0, 30000);
+    let q = port_for_member(&t1, 1, 30000);
+    run_steps(
+        &mut l4,
+        &t1,
+        &[step(
+            "a flow to M1",
+            frame(CLIENT, VIP, 64, syn(p, 80), b""),
+            Want::Forward(M1, frame(CLIENT, M1, 63, syn(p, 80), b"")),
+        )],
+    );
+    // Drain M1 (same member order).
+    let mut drained = both.clone();
+    drained[0].weight = 0;
+    let t2 = table(&[vs(VIP, 80, Proto::Tcp, Snat::None, drained)]);
+    let p2 = (p + 1..)
+        .find(|&x| {
+            let vs = t1.get(0).unwrap();
+            let (IpAddr::V4(c), IpAddr::V4(v)) = (ip(CLIENT), ip(VIP)) else {
+                panic!()
+            };
+            let k = FlowKey::v4(c.octets(), v.octets(), x, 80, PROTO_TCP);
+            vs.maglev
+                .as_ref()
+                .unwrap()
+                .lookup(FlowHasher::MAGLEV.hash(&k))
+                == 0
+        })
+        .unwrap();
+    run_steps(
+        &mut l4,
+        &t2,
+        &[
+            step(
+                "the existing flow stays on the drained member",
+                frame(CLIENT, VIP, 64, tcp(p, 80, 1001, 1, "A"), DATA),
+                Want::Forward(M1, frame(CLIENT, M1, 63, tcp(p, 80, 1001, 1, "A"), DATA)),
+            ),
+            step(
+                "a new flow that M1 would have had goes to M2",
+                frame(CLIENT, VIP, 64, syn(p2, 80), b""),
+                Want::Forward(M2, frame(CLIENT, M2, 63, syn(p2, 80), b"")),
+            ),
+            step(
+                "M2's flows are unchanged",
+                frame(CLIENT, VIP, 64, syn(q, 80), b""),
+                Want::Forward(M2, frame(CLIENT, M2, 63, syn(q, 80), b"")),
+            ),
+        ],
+    );
+    // Counters carried over the new snapshot.
+    assert_eq!(l4.vs_counters(0).unwrap().new_flows, 3);
+    assert_eq!(l4.member_counters(&t2, 0, 0).unwrap().packets_in, 2);
+    assert_eq!(l4.member_counters(&t2, 0, 1).unwrap().new_flows, 2);
+}
+
+#[test]
+fn no_healthy_member_drops_new_flows_and_counts() {
+    let mut m = member(M1, 80);
+    m.healthy = false;
+    let t = table(&[vs(VIP, 80, Proto::Tcp, Snat::None, vec![m])]);
+    let mut l4 = l4();
+    run_steps(
+        &mut l4,
+        &t,
+        &[step(
+            "SYN, nobody healthy",
+            frame(CLIENT, VIP, 64, syn(1234, 80), b""),
+            Want::Drop(L4Drop::NoHealthyMember),
+        )],
+    );
+    assert_eq!(l4.vs_counters(0).unwrap().no_member, 1);
+    assert_eq!(l4.counters().dropped(L4Drop::NoHealthyMember), 1);
+}
+
+#[test]
+fn full_conntrack_degrades_to_stateless_maglev_forwarding() {
+    let t = table(&[vs(VIP, 80, Proto::Tcp, Snat::None, vec![member(M1, 8080)])]);
+    let mut c = L4Config::new(64, 0, 1);
+    c.conntrack.backing = super::Backing::Transparent;
+    c.conntrack.new_flows_per_sec = 2; // one flow (two entries) per second
+    let mut l4 = L4::new(c).unwrap();
+    run_steps(
+        &mut l4,
+        &t,
+        &[
+            step(
+                "first flow: tracked",
+                frame(CLIENT, VIP, 64, syn(1000, 80), b""),
+                Want::Forward(M1, frame(CLIENT, M1, 63, syn(1000, 8080), b"")),
+            ),
+            step(
+                "second flow in the same second: refused by the table, forwarded by Maglev",
+                frame(CLIENT, VIP, 64, syn(1001, 80), b""),
+                Want::Forward(M1, frame(CLIENT, M1, 63, syn(1001, 8080), b"")),
+            ),
+            step(
+                "its reply: translated through the reverse index",
+                frame(M1, CLIENT, 64, tcp(8080, 1001, 9, 1001, "SA"), b""),
+                Want::Forward(
+                    CLIENT,
+                    frame(VIP, CLIENT, 63, tcp(80, 1001, 9, 1001, "SA"), b""),
+                ),
+            ),
+            step(
+                "the tracked flow is untouched",
+                frame(CLIENT, VIP, 64, tcp(1000, 80, 1001, 1, "A"), DATA),
+                Want::Forward(
+                    M1,
+                    frame(CLIENT, M1, 63, tcp(1000, 8080, 1001, 1, "A"), DATA),
+                ),
+            ),
+        ],
+    );
+    let c = l4.counters();
+    assert_eq!((c.new_flows, c.untracked, c.return_untracked), (1, 1, 1));
+    assert_eq!(l4.vs_counters(0).unwrap().untracked, 1);
+    assert_eq!(l4.conntrack().counters().insert_refused_flood, 1);
+}
+
+#[test]
+fn snat_flow_refused_by_the_table_is_dropped_not_misrouted() {
+    let t = table(&[vs(
+        VIP,
+        80,
+        Proto::Tcp,
+        Snat::Automap(ip(SELF)),
+        vec![member(M1, 80)],
+    )]);
+    let mut c = L4Config::new(64, 0, 1);
+    c.conntrack.backing = super::Backing::Transparent;
+    c.conntrack.new_flows_per_sec = 1;
+    c.snat_ports = (40000, 40010);
+    let mut l4 = L4::new(c).unwrap();
+    run(&mut l4, &t, 5, &frame(CLIENT, VIP, 64, syn(1, 80), b""));
+    let (v, _) = run(&mut l4, &t, 5, &frame(CLIENT, VIP, 64, syn(2, 80), b""));
+    assert_eq!(v, L4Verdict::Drop(L4Drop::SnatUntracked));
+}
+
+#[test]
+fn udp_checksum_zero_stays_zero_through_nat_and_back() {
+    let t = table(&[vs(
+        VIP,
+        53,
+        Proto::Udp,
+        Snat::Automap(ip(SELF)),
+        vec![member(M1, 53)],
+    )]);
+    let mut l4 = l4();
+    let zero = |mut f: Vec<u8>| {
+        f[40..42].fill(0);
+        f
+    };
+    run_steps(
+        &mut l4,
+        &t,
+        &[
+            step(
+                "no checksum in, none out",
+                zero(frame(CLIENT, VIP, 64, udp(5, 53), b"abc")),
+                Want::Forward(M1, zero(frame(SELF, M1, 63, udp(40000, 53), b"abc"))),
+            ),
+            step(
+                "and back",
+                zero(frame(M1, SELF, 64, udp(53, 40000), b"def")),
+                Want::Forward(CLIENT, zero(frame(VIP, CLIENT, 63, udp(53, 5), b"def"))),
+            ),
+        ],
+    );
+}
+
+#[test]
+fn tcp_states_set_the_timeouts_and_fin_closes() {
+    let t = table(&[vs(VIP, 80, Proto::Tcp, Snat::None, vec![member(M1, 80)])]);
+    let mut l4 = l4();
+    let go = |l4: &mut L4, now, f: Vec<u8>| run(l4, &t, now, &f).0;
+    assert!(matches!(
+        go(&mut l4, 0, frame(CLIENT, VIP, 64, syn(9, 80), b"")),
+        L4Verdict::Forward { .. }
+    ));
+    // SYN state: 10 s. At 11 s the flow is gone: the ACK starts a new one
+    // (loose init), counted as new.
+    assert!(matches!(
+        go(
+            &mut l4,
+            11,
+            frame(CLIENT, VIP, 64, tcp(9, 80, 1, 1, "A"), b"")
+        ),
+        L4Verdict::Forward { .. }
+    ));
+    assert_eq!(l4.counters().new_flows, 2);
+    // Established: alive at 11 + 299.
+    assert!(matches!(
+        go(
+            &mut l4,
+            310,
+            frame(CLIENT, VIP, 64, tcp(9, 80, 1, 1, "A"), b"")
+        ),
+        L4Verdict::Forward { .. }
+    ));
+    assert_eq!(l4.counters().new_flows, 2);
+    // FIN: closing, 10 s.
+    go(
+        &mut l4,
+        311,
+        frame(CLIENT, VIP, 64, tcp(9, 80, 1, 1, "FA"), b""),
+    );
+    assert!(matches!(
+        go(
+            &mut l4,
+            320,
+            frame(CLIENT, VIP, 64, tcp(9, 80, 1, 1, "A"), b"")
+        ),
+        L4Verdict::Forward { .. }
+    ));
+    assert_eq!(l4.counters().new_flows, 2, "still closing at +9 s");
+    go(
+        &mut l4,
+        331,
+        frame(CLIENT, VIP, 64, tcp(9, 80, 1, 1, "A"), b""),
+    );
+    assert_eq!(l4.counters().new_flows, 3, "closed flow gone after 10 s");
+}
+
+#[test]
+fn reset_on_timeout_probes_both_ends_and_resets_them_exactly() {
+    let mut spec = vs(VIP, 80, Proto::Tcp, Snat::None, vec![member(M1, 8080)]);
+    spec.idle_timeout = 30;
+    let t = table(&[spec]);
+    let mut l4 = l4();
+    run_steps(
+        &mut l4,
+        &t,
+        &[
+            step(
+                "SYN",
+                frame(CLIENT, VIP, 64, syn(40001, 80), b""),
+                Want::Forward(M1, frame(CLIENT, M1, 63, syn(40001, 8080), b"")),
+            ),
+            step(
+                "SYN-ACK",
+                frame(M1, CLIENT, 64, tcp(8080, 40001, 5000, 1001, "SA"), b""),
+                Want::Forward(
+                    CLIENT,
+                    frame(VIP, CLIENT, 63, tcp(80, 40001, 5000, 1001, "SA"), b""),
+                ),
+            ),
+            step(
+                "ACK",
+                frame(CLIENT, VIP, 64, tcp(40001, 80, 1001, 5001, "A"), b""),
+                Want::Forward(
+                    M1,
+                    frame(CLIENT, M1, 63, tcp(40001, 8080, 1001, 5001, "A"), b""),
+                ),
+            ),
+            step(
+                "server ACK",
+                frame(M1, CLIENT, 64, tcp(8080, 40001, 5001, 1001, "A"), b""),
+                Want::Forward(
+                    CLIENT,
+                    frame(VIP, CLIENT, 63, tcp(80, 40001, 5001, 1001, "A"), b""),
+                ),
+            ),
+        ],
+    );
+    assert_eq!(l4.vs_counters(0).unwrap().active_flows, 1);
+    let mut expired = expired_buf();
+    // Nothing before the timeout.
+    assert_eq!(l4.sweep(120, 1 << 10, &mut expired, &t), 0);
+    let n = l4.sweep(131, 1 << 10, &mut expired, &t);
+    assert_eq!(n, 1, "one flow to reset");
+    assert_eq!(l4.vs_counters(0).unwrap().active_flows, 0);
+    let e = expired[0];
+    assert_eq!(
+        e.key(),
+        FlowKey::new(ip(CLIENT), ip(VIP), 40001, 80, PROTO_TCP).unwrap()
+    );
+    // The probes: bare ACKs with seq 0, from what each end knows its peer as.
+    let mut buf = [0u8; 128];
+    let (len, dst) = l4.build_reset(&e, Side::Client, &t, &mut buf).unwrap();
+    assert_eq!(dst, ip(CLIENT));
+    let mut want = probe(VIP, CLIENT, 80, 40001);
+    assert_frame("probe to the client", &buf[..len], &want);
+    verify_checksums(&buf[..len]);
+    let (len, dst) = l4.build_reset(&e, Side::Member, &t, &mut buf).unwrap();
+    assert_eq!(dst, ip(M1));
+    want = probe(CLIENT, M1, 40001, 8080);
+    assert_frame("probe to the member", &buf[..len], &want);
+    // The ends answer with their exact numbers; each gets an RST at its RCV.NXT.
+    run_steps(
+        &mut l4,
+        &t,
+        &[
+            Step {
+                desc: "client's answer -> RST to the client, seq = its ACK",
+                now: 132,
+                input: frame(CLIENT, VIP, 64, tcp(40001, 80, 1001, 5001, "A"), b""),
+                want: Want::Reply(rst_reply(VIP, CLIENT, rst_only(80, 40001, 5001))),
+            },
+            Step {
+                desc: "member's answer -> RST to the member from the client's address",
+                now: 132,
+                input: frame(M1, CLIENT, 64, tcp(8080, 40001, 5001, 1001, "A"), b""),
+                want: Want::Reply(rst_reply(CLIENT, M1, rst_only(40001, 8080, 1001))),
+            },
+        ],
+    );
+    assert_eq!(
+        (l4.counters().reset_probes, l4.counters().resets_sent),
+        (2, 2)
+    );
+    // Reported once only.
+    assert_eq!(l4.sweep(200, 1 << 10, &mut expired, &t), 0);
+}
+
+fn expired_buf() -> Vec<conntrack::Expired> {
+    // Expired entries can only come from a table: take some from a scratch one.
+    let mut ct = conntrack::ConnTable::new(conntrack::Config {
+        backing: super::Backing::Transparent,
+        ..conntrack::Config::new(64)
+    })
+    .unwrap();
+    let k = FlowKey::v4([1; 4], [2; 4], 1, 2, PROTO_UDP);
+    let h = FlowHasher::new(1).hash(&k);
+    let v = conntrack::FlowValue {
+        vs: 0,
+        member: 0,
+        nat_port: 0,
+        state: TcpState::None,
+        flags: 0,
+        timeout: 1,
+    };
+    ct.insert(&k, h, v, 0).unwrap();
+    let mut one = vec![*ct.peek(&k, h, 0).unwrap(); 64];
+    ct.sweep(10, 64, &mut one);
+    one
+}
+
+/// A reset probe: untagged, zero MACs, ACK with seq 0 and ack 0.
+fn probe(src: &str, dst: &str, sport: u16, dport: u16) -> Vec<u8> {
+    let mut f = zero_window(frame(src, dst, 64, tcp(sport, dport, 0, 0, "A"), b""));
+    f[..12].fill(0);
+    f
+}
+
+/// pollux's own TCP segments (RST, probes) advertise window 0.
+fn zero_window(mut f: Vec<u8>) -> Vec<u8> {
+    let l4 = 14 + if f[14] >> 4 == 4 { 20 } else { 40 };
+    let old = u16::from_be_bytes([f[l4 + 14], f[l4 + 15]]);
+    f[l4 + 14..l4 + 16].fill(0);
+    let c = crate::wire::checksum::update16(u16::from_be_bytes([f[l4 + 16], f[l4 + 17]]), old, 0);
+    f[l4 + 16..l4 + 18].copy_from_slice(&c.to_be_bytes());
+    f
+}
+
+/// An RST as pollux sends it back to the sender of a frame.
+fn rst_reply(src: &str, dst: &str, l4: L4h) -> Vec<u8> {
+    zero_window(frame_macs(src, dst, 64, l4, b"", true))
+}
+
+#[test]
+fn bytes_per_flow() {
+    let l4 = l4();
+    // Two 56-byte slots (64-byte signature line per 8 slots + 48-byte entry).
+    assert_eq!(l4.bytes_per_flow(), 112);
+    let t = table(&[vs(VIP, 80, Proto::Tcp, Snat::None, vec![member(M1, 80)])]);
+    let mut l4 = l4;
+    for p in 0..100 {
+        run(
+            &mut l4,
+            &t,
+            1,
+            &frame(CLIENT, VIP, 64, syn(10000 + p, 80), b""),
+        );
+    }
+    assert_eq!(l4.conntrack().occupied(), 200, "two entries per flow");
+}
