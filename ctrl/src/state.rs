@@ -102,7 +102,7 @@ impl State {
             .map(|w| {
                 json!({
                     "lcore": w.lcore, "cpu": w.cpu, "running": w.running,
-                    "busy_polls": w.counters.busy_polls, "idle_polls": w.counters.idle_polls, "sleeps": w.counters.sleeps,
+                    "busy_polls": w.counters.busy_polls, "idle_polls": w.counters.idle_polls, "sleeps": w.counters.sleeps, "max_gap_us": w.counters.max_gap_ns / 1000,
                 })
             })
             .collect();

@@ -140,6 +140,9 @@ pub struct WorkerCounters {
     pub idle_polls: u64,
     /// Times the adaptive poll mode went to sleep.
     pub sleeps: u64,
+    /// The longest time between two loop iterations (ns): how late the
+    /// worker's timers can have run.
+    pub max_gap_ns: u64,
 }
 
 /// The slot a worker publishes a port's counters into.
@@ -172,6 +175,7 @@ pub struct SharedWorker {
     busy: AtomicU64,
     idle: AtomicU64,
     sleeps: AtomicU64,
+    max_gap: AtomicU64,
     /// Set by the worker when it enters its loop, cleared when it leaves.
     pub running: std::sync::atomic::AtomicBool,
 }
@@ -181,6 +185,7 @@ impl SharedWorker {
         self.busy.store(c.busy_polls, Relaxed);
         self.idle.store(c.idle_polls, Relaxed);
         self.sleeps.store(c.sleeps, Relaxed);
+        self.max_gap.store(c.max_gap_ns, Relaxed);
     }
 
     pub fn read(&self) -> WorkerCounters {
@@ -188,6 +193,7 @@ impl SharedWorker {
             busy_polls: self.busy.load(Relaxed),
             idle_polls: self.idle.load(Relaxed),
             sleeps: self.sleeps.load(Relaxed),
+            max_gap_ns: self.max_gap.load(Relaxed),
         }
     }
 }

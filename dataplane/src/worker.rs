@@ -144,8 +144,11 @@ impl Worker {
         let (mut last_timers, mut last_publish) = (0, 0);
         let mut idle_streak: u32 = 0;
         self.shared.running.store(true, Relaxed);
+        let mut last_now = clock.now();
         while !self.stop.load(Relaxed) {
             let now = clock.now();
+            counters.max_gap_ns = counters.max_gap_ns.max(now - last_now);
+            last_now = now;
             let tables = self.tables.load();
             let mut work = 0;
             for pi in 0..self.ports.len() {
