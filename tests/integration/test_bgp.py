@@ -53,7 +53,7 @@ class Frr:
         (self.dir / "zebra.conf").write_text(f"hostname zebra\nlog file {self.dir}/zebra.log\n")
         (self.dir / "bgpd.conf").write_text(
             f"hostname bgpd\nlog file {self.dir}/bgpd.log debugging\nlog timestamp precision 6\n"
-            "debug bgp updates in\ndebug bgp neighbor-events\n" + bgpd
+            "debug bgp updates in\ndebug bgp neighbor-events\ndebug bgp graceful-restart\n" + bgpd
         )
         shutil.chown(self.dir, "frr", "frr")
         for f in self.dir.iterdir():
@@ -402,6 +402,103 @@ def test_corpus_is_large_enough_and_pollux_survived_it(corpus_run):
     n = p.show("bgp", "neighbors")["neighbors"][0]
     assert n["treat_as_withdraw"] > 0
     assert n["messages_sent"]["notification"] >= sum(1 for c in CORPUS["cases"] if c["expected"]["kind"] == "notification")
+
+
+POLLUX_C = f"""
+instance: {{ name: pxb-c }}
+dataplane:
+  workers: [1]
+  pollMode: adaptive
+  mbufs: 4095
+  eal: ["--no-huge", "-m", "256", "--no-pci", "--vdev=net_af_xdp0,iface=frr2-p"]
+  ports:
+    - {{ name: tofrr2, device: net_af_xdp0, selfIps: ["10.65.0.2/24"] }}
+virtualServers:
+  - {{ name: web, address: {VIP4}, port: 80, members: [{{ address: 10.65.0.1, port: 8080 }}] }}
+bgp:
+  asn: {AS_POLLUX}
+  routerId: 10.65.0.2
+  drainDelayMs: 0
+  neighbors:
+    - {{ address: 10.65.0.1, asn: {AS_FRR}, holdTime: 9 }}
+api: {{ socket: "@SOCKET@" }}
+"""
+
+
+def nexthops(ns: Netns, addr: str) -> list[str]:
+    """The gateways of `addr`'s route in the namespace's kernel FIB."""
+    return sorted(re.findall(r"via (\S+)", fib(ns, addr)))
+
+
+def test_two_instances_give_frr_an_ecmp_route(lab):
+    """Must-show 3: a second pollux on another link of the same FRR
+    (maximum-paths): the VIP gets two next hops in FRR's kernel FIB,
+    because both instances send identical attributes."""
+    frr, fr = lab["frr"], lab["frr_ns"]
+    dpc = Netns("pxb-dpc")
+    c = None
+    try:
+        veth(dpc, "frr2-p", fr, "frr1")
+        fr.run("ip", "addr", "add", "10.65.0.1/24", "dev", "frr1")
+        frr.vtysh("configure terminal", f"router bgp {AS_FRR}", f"neighbor 10.65.0.2 remote-as {AS_POLLUX}",
+                  "neighbor 10.65.0.2 timers 3 9", "neighbor 10.65.0.2 timers connect 5",
+                  "address-family ipv4 unicast", "maximum-paths 4")
+        c = Pollux(dpc, POLLUX_C)
+        c.wait_ready()
+        wait_for("FRR Established with both", lambda: frr.state("10.61.0.2") == frr.state("10.65.0.2") == "Established", timeout=30)
+        wait_for("two next hops for the VIP", lambda: nexthops(fr, VIP4) == ["10.61.0.2", "10.65.0.2"], timeout=15)
+        assert "proto bgp" in fib(fr, VIP4)
+        r = frr.json(f"show bgp ipv4 unicast {VIP4}/32")
+        assert len(r["paths"]) == 2 and all(p.get("multipath") or p.get("bestpath") for p in r["paths"]), r
+        # One instance leaves (drain): the other keeps the VIP.
+        assert c.stop() == 0, c.logs()
+        wait_for("one next hop left", lambda: nexthops(fr, VIP4) == ["10.61.0.2"], timeout=15)
+    finally:
+        if c is not None and c.proc.poll() is None:
+            c.proc.kill()
+        frr.vtysh("configure terminal", f"router bgp {AS_FRR}", "no neighbor 10.65.0.2")
+        dpc.delete()
+
+
+def test_graceful_restart_keeps_the_vip_in_frr_fib_through_kill_9(lab):
+    """Must-show 8: kill -9 and restart with graceful restart on. The
+    data plane dies with the process, so no FIN reaches FRR; the new
+    instance connects before FRR's hold timer runs out, which RFC 4724
+    §4.2 makes the end of the old session: FRR keeps the VIP (stale)
+    until the new session's End-of-RIB and its FIB never loses it."""
+    frr, fr, dp = lab["frr"], lab["frr_ns"], lab["dp"]
+    wait_for("FRR Established", lambda: frr.state("10.61.0.2") == "Established", timeout=30)
+    wait_for(f"{VIP4} in FRR's FIB", lambda: "proto bgp" in fib(fr, VIP4), timeout=15)
+    n = frr.json("show bgp neighbors 10.61.0.2")["10.61.0.2"]
+    assert n["neighborCapabilities"]["gracefulRestart"] == "advertisedAndReceived", n["neighborCapabilities"]
+    established = n["connectionsEstablished"]
+    log_start = len(frr.log())
+    mon = fr.popen("ip", "-ts", "monitor", "route", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        old = lab["pollux"]
+        old.proc.kill()
+        old.proc.wait(10)
+        d = Path(tempfile.mkdtemp(prefix="pxb-a-"))
+        new = Pollux(dp, pollux_a_config(d), env={"POLLUX_LOG": "info,ctrl::bgp=debug"})
+        lab["pollux"] = new
+        new.wait_ready()
+        wait_for("FRR Established with the new instance",
+                 lambda: frr.json("show bgp neighbors 10.61.0.2")["10.61.0.2"]["connectionsEstablished"] > established
+                 and frr.state("10.61.0.2") == "Established", timeout=30)
+        wait_for("the VIP refreshed (not stale)",
+                 lambda: [p for p in frr.json(f"show bgp ipv4 unicast {VIP4}/32").get("paths", []) if not p.get("stale")], timeout=15)
+        assert "proto bgp" in fib(fr, VIP4)
+        # A moment for a late withdrawal to show up in the monitor.
+        time.sleep(0.5)
+    finally:
+        mon.terminate()
+        out, _ = mon.communicate(timeout=5)
+    assert not [line for line in out.splitlines() if "Deleted" in line and VIP4 in line], out
+    log = frr.log()[log_start:]
+    # FRR took the new connection as the peer's restart, not a collision.
+    assert "Hold Timer Expired" not in log, log[-3000:]
+    # ... and ran its RFC 4724 helper procedure (routes kept as stale).
+    assert "graceful restart timer started" in log, log[-3000:]
 
 
 # -- last: SIGTERM ends pollux "a" ------------------------------------------
