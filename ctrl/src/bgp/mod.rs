@@ -498,7 +498,11 @@ impl Speaker {
         Box::new(move |peer, up| {
             for (p, tx) in &peers {
                 if *p == peer {
-                    let _ = tx.send(if up { Command::PeerUp } else { Command::PeerDown });
+                    let _ = tx.send(if up {
+                        Command::PeerUp
+                    } else {
+                        Command::PeerDown
+                    });
                 }
             }
         })
