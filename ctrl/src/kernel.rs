@@ -123,6 +123,9 @@ mod tests {
                 via: "10.1.0.1".parse().unwrap(),
             }],
             bfd: vec![],
+            connections: 4096,
+            new_flows_per_sec: 0,
+            snat_ports: (61000, 65535),
             mbufs: 2047,
             panic_for_test: false,
         };

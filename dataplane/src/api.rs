@@ -21,7 +21,8 @@ use crossbeam::queue::ArrayQueue;
 use crate::bfd::{
     self, PeerKey, RxCounters, SessionConfig, SessionInfo, SessionTable, StateChange,
 };
-use crate::worker::BfdIo;
+use crate::lb::{L4Config, VsTable, L4};
+use crate::worker::{BfdIo, L4Snapshot, SharedL4};
 
 use crate::counters::{PortCounters, SharedPort, SharedWorker, WorkerCounters};
 use crate::dpdk::{self, Eal, Mempool, Port, PortStats};
@@ -118,6 +119,14 @@ pub struct Config {
     pub ports: Vec<PortSpec>,
     pub routes: Vec<StaticRoute>,
     pub bfd: Vec<BfdPeer>,
+    /// Connection-table slots per worker (two per tracked flow).
+    pub connections: usize,
+    /// New flows per second per worker above which new flows are
+    /// forwarded statelessly (0 = no limit).
+    pub new_flows_per_sec: u32,
+    /// SNAT source ports (split between the workers); keep them clear of
+    /// the kernel's ephemeral range on self IPs used for automap.
+    pub snat_ports: (u16, u16),
     /// Mbufs in each port's pool (raised to what the rings need).
     pub mbufs: u32,
     /// Test hook: make a worker panic after it starts.
@@ -228,6 +237,8 @@ fn tap_device(i: usize, name: &str) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct Tables {
     pub fib: Fib,
+    /// The virtual servers (VIPs, members and their health, Maglev tables).
+    pub vs: Arc<VsTable>,
 }
 
 /// Start-up failures.
@@ -243,6 +254,8 @@ pub enum Error {
     },
     #[error("routes: {0}")]
     Routes(String),
+    #[error("connection table: {0}")]
+    Conntrack(String),
 }
 
 /// A running data plane. Dropping it stops the workers and releases ports,
@@ -257,6 +270,7 @@ pub struct Dataplane {
     bfd_events: Arc<ArrayQueue<StateChange>>,
     bfd_commands: Vec<Arc<ArrayQueue<BfdCommand>>>,
     bfd_shared: Arc<SharedBfd>,
+    l4_shared: Vec<Arc<SharedL4>>,
     // Drop order: ports (stop, close) → pools → EAL.
     ports: Vec<(Port, Port)>,
     pools: Vec<Arc<Mempool>>,
@@ -363,7 +377,11 @@ impl Dataplane {
             failure: Arc::new(Mutex::new(None)),
             workers: Vec::new(),
             interfaces,
-            tables: Arc::new(ArcSwap::from_pointee(Tables { fib: fib.clone() })),
+            tables: Arc::new(ArcSwap::from_pointee(Tables {
+                fib: fib.clone(),
+                vs: Arc::new(VsTable::default()),
+            })),
+            l4_shared: Vec::new(),
             bfd_events: Arc::new(ArrayQueue::new(4096)),
             bfd_commands: Vec::new(),
             bfd_shared: Arc::new(SharedBfd::default()),
@@ -400,7 +418,7 @@ impl Dataplane {
             *d = vec![RxCounters::default(); cfg.workers.len()];
         }
         for (w, spec) in cfg.workers.iter().enumerate() {
-            let worker = dp.build_worker(cfg, w, &bfd_ports);
+            let worker = dp.build_worker(cfg, w, &bfd_ports)?;
             let shared = worker.shared.clone();
             let failure = dp.failure.clone();
             let stop = dp.stop.clone();
@@ -427,7 +445,12 @@ impl Dataplane {
         Ok(dp)
     }
 
-    fn build_worker(&mut self, cfg: &Config, w: usize, bfd_ports: &[usize]) -> Worker {
+    fn build_worker(
+        &mut self,
+        cfg: &Config,
+        w: usize,
+        bfd_ports: &[usize],
+    ) -> Result<Worker, Error> {
         let clock = crate::dpdk::Clock::new();
         let mine: Vec<(usize, &BfdPeer)> = cfg
             .bfd
@@ -460,6 +483,19 @@ impl Dataplane {
             commands,
             shared: self.bfd_shared.clone(),
         };
+        let mut l4c = L4Config::new(cfg.connections, w as u16, cfg.workers.len() as u16);
+        l4c.conntrack.new_flows_per_sec = cfg.new_flows_per_sec;
+        l4c.snat_ports = cfg.snat_ports;
+        l4c.seed = crate::dpdk::tsc() ^ ((w as u64) << 32);
+        let l4 = L4::new(l4c).map_err(|e| Error::Conntrack(format!("worker {w}: {e}")))?;
+        if l4.conntrack().backing() != crate::lb::Backing::HugeTlb {
+            tracing::warn!(
+                worker = w,
+                "connection table not in hugepages (fell back to ordinary pages)"
+            );
+        }
+        let l4_shared = Arc::new(SharedL4::default());
+        self.l4_shared.push(l4_shared.clone());
         let ports = cfg
             .ports
             .iter()
@@ -483,7 +519,7 @@ impl Dataplane {
                 )
             })
             .collect();
-        Worker {
+        Ok(Worker {
             ports,
             tables: self.tables.clone(),
             stop: self.stop.clone(),
@@ -492,7 +528,10 @@ impl Dataplane {
             panic_for_test: cfg.panic_for_test && w == 0,
             bfd,
             bfd_io,
-        }
+            l4,
+            l4_shared,
+            expired: Default::default(),
+        })
     }
 
     pub fn interfaces(&self) -> &[Interface] {
@@ -532,6 +571,23 @@ impl Dataplane {
                 })
                 .collect(),
         }
+    }
+
+    /// Replaces the virtual-server table (whole, atomically; the FIB stays).
+    pub fn publish_vs(&self, vs: VsTable) {
+        let fib = self.tables.load().fib.clone();
+        self.tables.store(Arc::new(Tables {
+            fib,
+            vs: Arc::new(vs),
+        }));
+    }
+
+    /// Each worker's L4 counters as last published.
+    pub fn l4_snapshots(&self) -> Vec<L4Snapshot> {
+        self.l4_shared
+            .iter()
+            .map(|s| s.snapshot.lock().map(|x| x.clone()).unwrap_or_default())
+            .collect()
     }
 
     /// The peer of the BFD session with local discriminator `discr`.
@@ -651,6 +707,9 @@ mod tests {
                 via: "10.1.0.1".parse().unwrap(),
             }],
             bfd: vec![],
+            connections: 4096,
+            new_flows_per_sec: 0,
+            snat_ports: (61000, 65535),
             mbufs: 4095,
             panic_for_test: false,
         }

@@ -29,6 +29,7 @@ use crate::counters::{Drop, SharedPort, SharedWorker, WorkerCounters};
 use crate::dpdk::{Burst, Clock, Mbuf, Mempool, Queue, TxBuffer};
 use crate::host::neighbor::{Nanos, Pending};
 use crate::host::{FromTap, FromWire, Host, HostIo};
+use crate::lb::{Expired, L4Verdict, Side, L4};
 use crate::wire::Mac;
 
 const MS: Nanos = 1_000_000;
@@ -84,6 +85,30 @@ pub struct Worker {
     /// of a peer = the port's index in the data plane).
     pub bfd: SessionTable,
     pub bfd_io: BfdIo,
+    /// The L4 path: connection table, SNAT ports, counters.
+    pub l4: L4,
+    pub l4_shared: Arc<SharedL4>,
+    /// Flows the sweep found idle (reset-on-timeout), reused every sweep.
+    pub expired: [Expired; 16],
+}
+
+/// A worker's L4 counters as last published (ctrl sums the workers).
+#[derive(Debug, Default)]
+pub struct SharedL4 {
+    pub snapshot: std::sync::Mutex<L4Snapshot>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct L4Snapshot {
+    /// Generation of the virtual-server table the per-VS vectors follow.
+    pub generation: u64,
+    pub counters: crate::lb::L4Counters,
+    pub vs: Vec<crate::lb::VsCounters>,
+    /// Per VS, per member (in table order).
+    pub members: Vec<Vec<crate::lb::MemberCounters>>,
+    pub flows: usize,
+    pub capacity: usize,
+    pub conntrack: crate::lb::conntrack::Counters,
 }
 
 /// The worker's BFD rings and published session state.
@@ -152,7 +177,7 @@ impl Worker {
             let tables = self.tables.load();
             let mut work = 0;
             for pi in 0..self.ports.len() {
-                work += self.poll_wire(pi, now, &mut burst);
+                work += self.poll_wire(pi, now, &mut burst, &tables);
                 work += self.poll_tap(pi, now, &mut burst, &tables);
             }
             self.bfd_timers(now);
@@ -170,11 +195,11 @@ impl Worker {
             }
             if now - last_timers >= MS {
                 last_timers = now;
-                self.timers(now);
+                self.timers(now, &tables);
             }
             if now - last_publish >= 10 * MS {
                 last_publish = now;
-                self.publish(&counters);
+                self.publish(&counters, &tables);
                 self.bfd_commands(now);
                 if self.panic_for_test {
                     panic!("worker panic requested by POLLUX_TEST_WORKER_PANIC");
@@ -198,15 +223,39 @@ impl Worker {
                 }
             }
         }
-        self.publish(&counters);
+        self.publish(&counters, &self.tables.load());
         self.shared.running.store(false, Relaxed);
     }
 
-    fn publish(&self, counters: &WorkerCounters) {
+    fn publish(&self, counters: &WorkerCounters, tables: &Tables) {
         for p in &self.ports {
             p.shared.publish(&p.host.counters);
         }
         self.shared.publish(counters);
+        // Never blocks; reuses the snapshot's vectors (no allocation unless
+        // the table grew at a reload).
+        if let Ok(mut snap) = self.l4_shared.snapshot.try_lock() {
+            let vs = &*tables.vs;
+            snap.generation = vs.generation();
+            snap.counters.clone_from(self.l4.counters());
+            snap.flows = self.l4.conntrack().occupied();
+            snap.capacity = self.l4.conntrack().capacity();
+            snap.conntrack = *self.l4.conntrack().counters();
+            snap.vs.resize(vs.len(), Default::default());
+            snap.members.resize_with(vs.len(), Vec::new);
+            for (v, one) in vs.iter().enumerate() {
+                snap.vs[v] = self.l4.vs_counters(v as u32).copied().unwrap_or_default();
+                let m = &mut snap.members[v];
+                m.resize(one.members.len(), Default::default());
+                for (i, slot) in m.iter_mut().enumerate() {
+                    *slot = self
+                        .l4
+                        .member_counters(vs, v as u32, i as u16)
+                        .copied()
+                        .unwrap_or_default();
+                }
+            }
+        }
         if self.bfd.is_empty() {
             return;
         }
@@ -302,7 +351,7 @@ impl Worker {
         }
     }
 
-    fn poll_wire(&mut self, pi: usize, now: Nanos, burst: &mut Burst) -> usize {
+    fn poll_wire(&mut self, pi: usize, now: Nanos, burst: &mut Burst, tables: &Tables) -> usize {
         let n = burst.rx(self.ports[pi].port_rx);
         for mut m in burst.drain() {
             let p = &mut self.ports[pi];
@@ -348,17 +397,13 @@ impl Worker {
                         );
                     }
                 }
-                FromWire::Punt => {
-                    if p.host.vlan.is_some() {
-                        m.strip_vlan();
+                FromWire::Punt | FromWire::Transit => {
+                    for &(ip, mac) in &resolved[..n_resolved] {
+                        let (host, tx) = (&mut p.host, &mut p.port_tx);
+                        p.pending.take_for(ip, |m| send_to(host, tx, m, mac));
                     }
-                    c.to_tap += 1;
-                    push(
-                        &mut p.tap_tx,
-                        m,
-                        &mut 0,
-                        &mut c.drops[Drop::TapFull as usize],
-                    );
+                    self.l4_stage(pi, m, verdict, now, tables);
+                    continue;
                 }
                 FromWire::Consumed => {}
                 FromWire::Drop(why) => c.drop(why),
@@ -383,6 +428,96 @@ impl Worker {
             }
         }
         n
+    }
+
+    /// Virtual-server and flow traffic: what the host logic punts (a SNAT
+    /// flow's return traffic comes to a self IP) or does not own.
+    fn l4_stage(&mut self, pi: usize, mut m: Mbuf, host: FromWire, now: Nanos, tables: &Tables) {
+        let vlan = self.ports[pi].host.vlan.is_some();
+        let verdict = if tables.vs.is_empty() {
+            L4Verdict::NotL4
+        } else {
+            let len = m.len();
+            self.l4.process(
+                secs(now),
+                m.data_and_tailroom(),
+                len,
+                if vlan { 4 } else { 0 },
+                &tables.vs,
+            )
+        };
+        let p = &mut self.ports[pi];
+        let c = &mut p.host.counters;
+        match (verdict, host) {
+            (L4Verdict::Forward { dst }, _) => {
+                if vlan {
+                    m.strip_vlan();
+                }
+                self.route(pi, m, dst, now, tables);
+            }
+            (L4Verdict::Reply(n), _) => {
+                if m.set_len(n) {
+                    push(
+                        &mut p.port_tx,
+                        m,
+                        &mut c.tx_packets,
+                        &mut c.drops[Drop::TxFull as usize],
+                    );
+                }
+            }
+            (L4Verdict::Drop(_), _) => {} // counted by the L4 path, by reason
+            (L4Verdict::NotL4, FromWire::Punt) => {
+                if vlan {
+                    m.strip_vlan();
+                }
+                c.to_tap += 1;
+                push(
+                    &mut p.tap_tx,
+                    m,
+                    &mut 0,
+                    &mut c.drops[Drop::TapFull as usize],
+                );
+            }
+            (L4Verdict::NotL4, _) => c.drop(Drop::NotForUs),
+        }
+    }
+
+    /// Sends an untagged frame to `dst` through the FIB, from port `pi`'s
+    /// worker (this one).
+    fn route(&mut self, pi: usize, m: Mbuf, dst: IpAddr, now: Nanos, tables: &Tables) {
+        match tables.fib.lookup(dst) {
+            Some((port, next_hop)) => match self.ports.iter().position(|q| q.host.index == port) {
+                Some(ei) => self.forward(ei, m, next_hop, now),
+                None => self.ports[pi].host.counters.drop(Drop::RouteOtherWorker),
+            },
+            None => self.ports[pi].host.counters.drop(Drop::NoRoute),
+        }
+    }
+
+    /// Idle TCP flows with reset-on-timeout: probes to both ends (whose
+    /// answers `L4::process` turns into exact RSTs).
+    fn sweep(&mut self, now: Nanos, tables: &Tables) {
+        if tables.vs.is_empty() || self.ports.is_empty() {
+            return;
+        }
+        let n = self.l4.sweep(secs(now), 64, &mut self.expired, &tables.vs);
+        for i in 0..n {
+            let e = self.expired[i];
+            for side in [Side::Client, Side::Member] {
+                let Some(mut m) = self.ports[0].pool.alloc() else {
+                    self.ports[0].host.counters.drop(Drop::NoMbuf);
+                    continue;
+                };
+                if let Some((len, dst)) =
+                    self.l4
+                        .build_reset(&e, side, &tables.vs, m.data_and_tailroom())
+                {
+                    if m.set_len(len) {
+                        self.route(0, m, dst, now, tables);
+                    }
+                }
+            }
+        }
     }
 
     fn poll_tap(&mut self, pi: usize, now: Nanos, burst: &mut Burst, tables: &Tables) -> usize {
@@ -447,7 +582,8 @@ impl Worker {
         solicit(&mut self.ports[ei], ip, now);
     }
 
-    fn timers(&mut self, now: Nanos) {
+    fn timers(&mut self, now: Nanos, tables: &Tables) {
+        self.sweep(now, tables);
         for ei in 0..self.ports.len() {
             let p = &mut self.ports[ei];
             let c = &mut p.host.counters;
@@ -464,6 +600,12 @@ impl Worker {
             }
         }
     }
+}
+
+/// The L4 path's clock: whole seconds of the worker's.
+#[inline]
+fn secs(now: Nanos) -> crate::lb::conntrack::Secs {
+    (now / 1_000_000_000) as crate::lb::conntrack::Secs
 }
 
 /// Sends an ARP request or NS for `ip` out of `p`, at most once a second.

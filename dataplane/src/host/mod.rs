@@ -48,6 +48,9 @@ pub enum FromWire {
     Punt,
     /// Fully handled (learned from); nothing to send.
     Consumed,
+    /// A well-formed unicast IP packet for another address: virtual-server
+    /// or flow traffic for the L4 path, else `not_for_us`.
+    Transit,
     /// A BFD control packet for a self IP: `buf[payload]` is the UDP
     /// payload, for the worker's BFD sessions.
     Bfd {
@@ -249,8 +252,10 @@ impl Host {
         if !self.is_self(IpAddr::V4(dst)) {
             return if self.is_broadcast_v4(dst) {
                 FromWire::Punt
-            } else {
+            } else if dst.is_multicast() {
                 FromWire::Drop(Drop::NotForUs)
+            } else {
+                FromWire::Transit
             };
         }
         if p.protocol() == ipv4::protocol::UDP && !p.is_fragment() {
@@ -321,15 +326,23 @@ impl Host {
                 };
             }
         }
+        let transit = || {
+            if dst.is_multicast() {
+                FromWire::Drop(Drop::NotForUs)
+            } else {
+                FromWire::Transit
+            }
+        };
         if p.next_header() != ipv4::protocol::ICMPV6 {
             return if unicast_for_us {
                 FromWire::Punt
             } else {
-                FromWire::Drop(Drop::NotForUs)
+                transit()
             };
         }
         if !unicast_for_us && !multicast_for_us {
-            return FromWire::Drop(Drop::NotForUs);
+            // ICMPv6 errors about a flow travel to the client's address.
+            return transit();
         }
         let hop_limit = p.hop_limit();
         let Ok(icmp) = icmpv6::Packet::new_checked(p.payload()) else {

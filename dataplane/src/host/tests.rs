@@ -344,7 +344,11 @@ fn tcp_to_self_ip_is_punted_to_the_kernel() {
         .tcp(40000, 179, 1, 1000)
         .write(&mut f, &[])
         .unwrap();
-    assert_eq!(run(&mut h, f).0, FromWire::Drop(Drop::NotForUs));
+    assert_eq!(
+        run(&mut h, f).0,
+        FromWire::Transit,
+        "for the L4 path to judge"
+    );
 }
 
 fn fib() -> Fib {

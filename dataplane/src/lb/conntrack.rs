@@ -198,7 +198,7 @@ impl Bucket {
 ///
 /// Key fields are private (a key never changes in place); value fields are
 /// public for the worker to update through [`FlowRef`].
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
 #[repr(C, align(16))]
 pub struct Entry {
     src: [u8; 16],

@@ -21,9 +21,10 @@ use std::net::IpAddr;
 use super::hash::{fold_mul, P0, P1, P2, P3, P4};
 
 /// Address family of a [`FlowKey`]; its value is the IP version number.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[repr(u8)]
 pub enum Family {
+    #[default]
     V4 = 4,
     V6 = 6,
 }
