@@ -239,6 +239,8 @@ pub struct MemberCounters {
 /// Construction parameters of one worker's [`L4`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct L4Config {
+    /// Size it for twice the flows (two entries per flow); its
+    /// `new_flows_per_sec` also counts entries (two per new flow).
     pub conntrack: conntrack::Config,
     /// Seed of the connection-table hash (random per worker).
     pub seed: u64,
