@@ -17,6 +17,8 @@ use crate::state::State;
 pub const QUERIES: &[&str] = &[
     "interfaces",
     "stats",
+    "connections",
+    "virtual-servers",
     "bfd-sessions",
     "bgp-summary",
     "bgp-neighbors",
@@ -29,6 +31,11 @@ pub fn answer(state: &State, query: &str) -> Value {
         "interfaces" => state.interfaces_json(),
         "stats" => state.stats_json(),
         "bfd-sessions" => crate::bfd::show_json(state),
+        "virtual-servers" => crate::lb::show_json(
+            state,
+            state.health.as_ref().map(|h| h.borrow().clone()).as_ref(),
+        ),
+        "connections" => crate::lb::connections_json(state),
         "bgp-summary" | "bgp-neighbors" | "bgp-routes" => match &state.bgp {
             Some(b) if query == "bgp-summary" => b.summary_json(),
             Some(b) if query == "bgp-neighbors" => b.neighbors_json(),

@@ -3,10 +3,12 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod bfd;
 pub mod bgp;
 pub mod config;
 pub mod health;
 pub mod kernel;
+pub mod lb;
 pub mod metrics;
 pub mod pod;
 pub mod run;

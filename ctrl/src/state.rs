@@ -22,6 +22,8 @@ pub struct State {
     pub vips: tokio::sync::watch::Sender<crate::bgp::VipSet>,
     /// The BGP speaker, when `bgp` is configured (set by `run`).
     pub bgp: Option<crate::bgp::Speaker>,
+    /// The members' health verdicts, when some virtual server has checks.
+    pub health: Option<tokio::sync::watch::Receiver<crate::health::Health>>,
 }
 
 fn pmd_json(s: &PortStats) -> Value {
@@ -41,6 +43,7 @@ impl State {
             bfd: Default::default(),
             vips: tokio::sync::watch::channel(vips).0,
             bgp: None,
+            health: None,
         }
     }
 

@@ -62,9 +62,20 @@ pub struct Dataplane {
     pub ports: Vec<Port>,
     #[serde(default)]
     pub routes: Vec<Route>,
-    /// Packet buffers in the pool.
+    /// Packet buffers in each port's pool (raised to what the rings need).
     #[serde(default = "default_mbufs")]
     pub mbufs: u32,
+    /// Connection-table slots per worker (a tracked flow takes two).
+    #[serde(default = "default_connections")]
+    pub connections: usize,
+    /// New flows per second per worker above which new flows are no longer
+    /// tracked but forwarded by their Maglev choice (0 = no limit).
+    #[serde(default)]
+    pub new_flows_per_sec: u32,
+}
+
+fn default_connections() -> usize {
+    1 << 18
 }
 
 fn default_poll_mode() -> String {

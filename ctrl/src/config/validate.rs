@@ -264,6 +264,12 @@ fn dataplane(raw: &raw::Dataplane, instance: &str, host: &HostFacts) -> Result<a
             ));
         }
     }
+    if !(64..=1 << 26).contains(&raw.connections) {
+        return Err(Error::new(
+            "dataplane.connections",
+            "must be 64–67108864 slots per worker",
+        ));
+    }
     if raw.ports.is_empty() {
         return Err(Error::new("dataplane.ports", "needs at least one port"));
     }
@@ -372,6 +378,11 @@ fn dataplane(raw: &raw::Dataplane, instance: &str, host: &HostFacts) -> Result<a
         ports,
         routes,
         bfd: vec![],
+        connections: raw.connections,
+        new_flows_per_sec: raw.new_flows_per_sec,
+        // Above the kernel's ephemeral ports (32768–60999), so SNAT on a
+        // self IP never takes a port a kernel socket there uses.
+        snat_ports: (61000, 65535),
         mbufs: raw.mbufs.clamp(1023, 1 << 22),
         panic_for_test: std::env::var_os("POLLUX_TEST_WORKER_PANIC").is_some(),
     };
