@@ -38,7 +38,7 @@ from netlab import POLLUX, Netns, Pollux, sh, veth, wait_for
 HERE = Path(__file__).parent
 CORPUS = json.loads((HERE / "bgp_corpus.json").read_text())
 
-VIP4, VIP4_EMPTY, VIP6 = "192.0.2.80", "192.0.2.81", "2001:db8:80::1"
+VIP4, VIP4_EMPTY, VIP4_CHECKED, VIP6 = "192.0.2.80", "192.0.2.81", "192.0.2.82", "2001:db8:80::1"
 AS_POLLUX, AS_FRR, AS_BIRD, AS_MD5 = 4200000001, 4200000002, 4200000003, 65063
 
 
@@ -184,6 +184,9 @@ virtualServers:
   - {{ name: web, address: {VIP4}, port: 80, members: [{{ address: 10.61.0.1, port: 8080 }}] }}
   - {{ name: web6, address: "{VIP6}", port: 80, members: [{{ address: "fd61::1", port: 8080 }}] }}
   - {{ name: nobody, address: {VIP4_EMPTY}, port: 80 }}
+  - {{ name: checked, address: {VIP4_CHECKED}, port: 80,
+      healthCheck: {{ type: tcp, intervalMs: 200, timeoutMs: 150, rise: 2, fall: 2 }},
+      members: [{{ address: 10.61.0.1, port: 8082 }}] }}
 bgp:
   asn: {AS_POLLUX}
   routerId: 10.61.0.2
@@ -326,6 +329,56 @@ def test_show_bgp_and_metrics(lab):
     assert 'pollux_bgp_session_state{instance="pxb-a",neighbor="10.61.0.1"} 6' in m, m
     assert re.search(r'pollux_bgp_messages_sent_total\{instance="pxb-a",neighbor="10.61.0.1",type="update"\} [1-9]', m), m
     assert 'pollux_bgp_prefixes_advertised{instance="pxb-a",neighbor="10.61.0.1",family="ipv6"} 1' in m, m
+
+
+SERVER = """
+import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(64)
+print("listening", flush=True)
+while True:
+    c, _ = s.accept()
+    c.close()
+"""
+
+
+def member_server(ns: Netns, addr: str, port: int) -> subprocess.Popen:
+    srv = ns.popen(sys.executable, "-c", SERVER, addr, str(port), stdout=subprocess.PIPE, text=True)
+    assert srv.stdout.readline().strip() == "listening"
+    return srv
+
+
+def test_vip_follows_member_health(lab):
+    """Must-show 4: the checked VS's only member down -> its VIP leaves
+    FRR's FIB within 2 s of the verdict (verdict: fall 2 x 200 ms + 150 ms
+    timeout); back up -> it returns; the other VIPs are not disturbed."""
+    frr, fr = lab["frr"], lab["frr_ns"]
+    wait_for("FRR Established", lambda: frr.state("10.61.0.2") == "Established", timeout=30)
+    wait_for(f"{VIP4} in FRR's FIB", lambda: "proto bgp" in fib(fr, VIP4), timeout=15)
+    # No member has answered yet: not advertised.
+    assert fib(fr, VIP4_CHECKED) == ""
+    mon = fr.popen("ip", "-ts", "monitor", "route", stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    srv = member_server(fr, "10.61.0.1", 8082)
+    try:
+        wait_for(f"{VIP4_CHECKED} in FRR's FIB once the member is up", lambda: "proto bgp" in fib(fr, VIP4_CHECKED), timeout=10)
+        srv.kill()
+        srv.wait(5)
+        t0 = time.monotonic()
+        wait_for(f"{VIP4_CHECKED} leaves FRR's FIB", lambda: fib(fr, VIP4_CHECKED) == "", timeout=10)
+        took = time.monotonic() - t0
+        assert took < 0.55 + 2.0, f"withdrawn {took:.2f}s after the member died (verdict <= 0.55 s + 2 s allowed)"
+        srv = member_server(fr, "10.61.0.1", 8082)
+        wait_for(f"{VIP4_CHECKED} back in FRR's FIB", lambda: "proto bgp" in fib(fr, VIP4_CHECKED), timeout=10)
+    finally:
+        srv.kill()
+        srv.wait(5)
+        mon.terminate()
+        out, _ = mon.communicate(timeout=5)
+    # The other VIPs were never touched.
+    assert not [line for line in out.splitlines() if VIP4 + " " in line or VIP6 in line], out
+    assert "proto bgp" in fib(fr, VIP4)
 
 
 def test_md5_right_password_establishes(lab):

@@ -42,7 +42,7 @@ use tracing::Instrument;
 use crate::config::{Bgp, Neighbor, PeerAddress};
 use crate::metrics::Encoder;
 use neighbor::{Command, Spec, Status};
-pub use policy::{configured_vips, VipSet};
+pub use policy::{configured_vips, follow_health, healthy_vips, VipSet};
 
 /// The BGP port.
 pub const PORT: u16 = 179;

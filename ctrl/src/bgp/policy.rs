@@ -34,6 +34,38 @@ pub fn configured_vips(virtual_servers: &[VirtualServer]) -> VipSet {
         .collect()
 }
 
+/// The VIP set from health verdicts: every virtual server with at least
+/// one member that is up (members of a virtual server without
+/// `healthCheck` always are).
+pub fn healthy_vips(virtual_servers: &[VirtualServer], health: &crate::health::Health) -> VipSet {
+    virtual_servers
+        .iter()
+        .filter(|vs| {
+            vs.members
+                .iter()
+                .any(|m| crate::health::member_up(health, vs, m.address, m.port))
+        })
+        .map(|vs| vs.address)
+        .collect()
+}
+
+/// Follows the health checks: on every verdict, the new VIP set goes to
+/// `publish` (which updates the speaker's `watch` channel). Ends when the
+/// health channel closes.
+pub async fn follow_health(
+    mut health: tokio::sync::watch::Receiver<crate::health::Health>,
+    virtual_servers: Vec<VirtualServer>,
+    publish: impl Fn(VipSet) + Send + 'static,
+) {
+    loop {
+        let set = healthy_vips(&virtual_servers, &health.borrow_and_update());
+        publish(set);
+        if health.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// What one session may carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Scope {
@@ -184,6 +216,55 @@ mod tests {
             vs("2001:db8::10", 1),
         ]);
         assert_eq!(v, set(&["192.0.2.10", "2001:db8::10"]));
+    }
+
+    #[test]
+    fn vips_follow_member_health() {
+        use crate::config::{HealthCheck, HealthCheckKind};
+        use crate::health::Target;
+        let hc = HealthCheck {
+            kind: HealthCheckKind::Tcp,
+            interval_ms: 1000,
+            timeout_ms: 500,
+            rise: 2,
+            fall: 2,
+            path: "/".into(),
+            expect_status: 200,
+        };
+        let mut checked = vs("192.0.2.20", 2);
+        checked.health_check = Some(hc.clone());
+        let unchecked = vs("192.0.2.21", 1);
+        let vss = [checked.clone(), unchecked];
+        let target = |i: usize| Target::new(checked.members[i].address, 8080, &hc);
+        let health = |up: [bool; 2]| -> crate::health::Health {
+            std::sync::Arc::new((0..2).map(|i| (target(i), up[i])).collect())
+        };
+        assert_eq!(
+            healthy_vips(&vss, &health([false, false])),
+            set(&["192.0.2.21"])
+        );
+        assert_eq!(
+            healthy_vips(&vss, &health([false, true])),
+            set(&["192.0.2.20", "192.0.2.21"])
+        );
+        assert_eq!(
+            healthy_vips(&vss, &health([true, true])),
+            set(&["192.0.2.20", "192.0.2.21"])
+        );
+    }
+
+    #[tokio::test]
+    async fn follower_publishes_every_verdict() {
+        let (tx, rx) = tokio::sync::watch::channel(crate::health::Health::default());
+        let (out_tx, mut out) = tokio::sync::mpsc::unbounded_channel();
+        let task = tokio::spawn(follow_health(rx, vec![vs("192.0.2.30", 1)], move |v| {
+            let _ = out_tx.send(v);
+        }));
+        assert_eq!(out.recv().await.unwrap(), set(&["192.0.2.30"]));
+        tx.send_replace(crate::health::Health::default());
+        assert_eq!(out.recv().await.unwrap(), set(&["192.0.2.30"]));
+        drop(tx);
+        task.await.unwrap();
     }
 
     #[test]
