@@ -22,7 +22,8 @@ pub enum Exit {
 }
 
 pub fn run(mut config: Config) -> anyhow::Result<Exit> {
-    config.dataplane.bfd = crate::bfd::peers(&config).map_err(|e| anyhow::anyhow!("BFD peers: {e}"))?;
+    config.dataplane.bfd =
+        crate::bfd::peers(&config).map_err(|e| anyhow::anyhow!("BFD peers: {e}"))?;
     tracing::info!(instance = %config.name, dpdk = dataplane::dpdk::version(), eal = ?config.dataplane.eal_args(), "starting");
     let dp = Dataplane::start(&config.dataplane).context("starting the data plane")?;
     kernel::configure(&config.dataplane)?;
@@ -37,6 +38,7 @@ pub fn run(mut config: Config) -> anyhow::Result<Exit> {
     // first announced once a member proved itself.
     let targets = crate::health::targets(&state.config.virtual_servers);
     let health = (!targets.is_empty()).then(|| crate::health::spawn(targets));
+    state.health = health.clone();
     if let Some(h) = &health {
         let vips = crate::bgp::healthy_vips(&state.config.virtual_servers, &h.borrow());
         state.vips.send_replace(vips);
@@ -52,6 +54,11 @@ pub fn run(mut config: Config) -> anyhow::Result<Exit> {
         state.bgp = Some(speaker);
     }
     let state = Arc::new(state);
+    // The workers' virtual-server table follows the same verdicts.
+    match &state.health {
+        Some(h) => drop(tokio::spawn(crate::lb::follow(state.clone(), h.clone()))),
+        None => crate::lb::publish(&state, &Default::default()),
+    }
     if let Some(h) = health {
         let st = state.clone();
         tokio::spawn(crate::bgp::follow_health(
@@ -126,7 +133,11 @@ async fn control(state: Arc<State>) -> anyhow::Result<Exit> {
 /// the configured delay (none on SIGINT), withdraw, Cease.
 async fn drain_bgp(state: &State, wait: bool) {
     if let (Some(speaker), Some(cfg)) = (&state.bgp, &state.config.bgp) {
-        let delay = if wait { cfg.drain_delay } else { Duration::ZERO };
+        let delay = if wait {
+            cfg.drain_delay
+        } else {
+            Duration::ZERO
+        };
         speaker.drain(delay).await;
     }
 }
