@@ -2,8 +2,9 @@
 
 serve HOST PORT: accept one connection, read until EOF, answer the SHA-256
 of what arrived (64 hex chars), then send N deterministic bytes and close.
-client HOST PORT N: send N deterministic bytes, half-close, check the
-server's hash of them and the N bytes that come back. Exit 0 only if both
+client HOST PORT N [M]: send N deterministic bytes, half-close, check the
+server's hash of them and the M (default N; the server's own N) bytes that
+come back. Exit 0 only if both
 directions arrived intact. IP literals only (no DNS in test namespaces).
 """
 import hashlib
@@ -41,7 +42,7 @@ def serve(host: str, port: int, n: int):
             c.sendall(payload(n, b"server"))
 
 
-def client(host: str, port: int, n: int) -> int:
+def client(host: str, port: int, n: int, m: int) -> int:
     data = payload(n, b"client")
     with socket.create_connection((host, port), timeout=30) as c:
         c.sendall(data)
@@ -54,7 +55,7 @@ def client(host: str, port: int, n: int) -> int:
             got += b
     echoed, back = got[:64].decode(errors="replace"), bytes(got[64:])
     ok_up = echoed == hashlib.sha256(data).hexdigest()
-    ok_down = back == payload(n, b"server")
+    ok_down = back == payload(m, b"server")
     print(f"sent {n} bytes: {'intact' if ok_up else 'CORRUPT'}; received {len(back)} bytes: {'intact' if ok_down else 'CORRUPT'}")
     return 0 if ok_up and ok_down else 1
 
@@ -62,4 +63,5 @@ def client(host: str, port: int, n: int) -> int:
 if __name__ == "__main__":
     mode, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
     n = int(sys.argv[4]) if len(sys.argv) > 4 else 10_000_000
-    sys.exit(serve(host, port, n) if mode == "serve" else client(host, port, n))
+    m = int(sys.argv[5]) if len(sys.argv) > 5 else n
+    sys.exit(serve(host, port, n) if mode == "serve" else client(host, port, n, m))

@@ -1,0 +1,45 @@
+"""A test backend: HTTP on ADDR:8080 answering "<its address> <client
+address>", and UDP on ADDR:5353 echoing "<its address> <payload>". IP
+literals only (no DNS in the namespaces)."""
+import http.server
+import socket
+import socketserver
+import sys
+import threading
+
+addr = sys.argv[1]
+family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"
+
+    def do_GET(self):
+        body = f"{addr} {self.client_address[0]}\n".encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *a):
+        pass
+
+
+class S(socketserver.ThreadingTCPServer):
+    allow_reuse_address = True
+    daemon_threads = True
+    address_family = family
+
+
+def udp():
+    u = socket.socket(family, socket.SOCK_DGRAM)
+    u.bind((addr, 5353))
+    while True:
+        data, peer = u.recvfrom(2048)
+        u.sendto(addr.encode() + b" " + data, peer)
+
+
+threading.Thread(target=udp, daemon=True).start()
+with S((addr, 8080), H) as s:
+    print("ready", flush=True)
+    s.serve_forever()
