@@ -124,8 +124,15 @@ router bgp {AS_FRR}
  neighbor 10.61.0.2 remote-as {AS_POLLUX}
  neighbor 10.61.0.2 timers 3 9
  neighbor 10.61.0.2 timers connect 5
+ neighbor fd61::2 remote-as {AS_POLLUX}
+ neighbor fd61::2 timers 3 9
+ neighbor fd61::2 timers connect 5
+ address-family ipv4 unicast
+  no neighbor fd61::2 activate
+ exit-address-family
  address-family ipv6 unicast
   neighbor 10.61.0.2 activate
+  neighbor fd61::2 activate
  exit-address-family
 """
 
@@ -193,6 +200,7 @@ bgp:
   drainDelayMs: 3000
   neighbors:
     - {{ address: 10.61.0.1, asn: {AS_FRR}, advertiseIPv6: true, holdTime: 9 }}
+    - {{ address: "fd61::1", asn: {AS_FRR}, advertiseIPv4: false, advertiseIPv6: true, holdTime: 9 }}
     - {{ address: 10.62.0.1, asn: {AS_BIRD}, holdTime: 9 }}
     - {{ address: 10.63.0.1, asn: {AS_MD5}, passwordFile: {d}/right }}
     - {{ address: 10.63.0.3, asn: {AS_MD5}, passwordFile: {d}/wrong }}
@@ -300,7 +308,27 @@ def test_ipv6_vip_over_mp_bgp_on_the_ipv4_session(lab):
     route = wait_for(f"{VIP6} in FRR's FIB", lambda: "proto bgp" in fib(lab["frr_ns"], VIP6) and fib(lab["frr_ns"], VIP6), timeout=15)
     assert "via fd61::2 dev frr0" in route, route
     r = frr.json(f"show bgp ipv6 unicast {VIP6}/128")
-    assert r["paths"][0]["nexthops"][0]["ip"] == "fd61::2"
+    path = next(p for p in r["paths"] if p["peer"]["peerId"] == "10.61.0.2")
+    assert path["nexthops"][0]["ip"] == "fd61::2", path
+
+
+def test_ipv6_vip_over_an_ipv6_session(lab):
+    p, frr = lab["pollux"], lab["frr"]
+    wait_for("FRR Established over IPv6", lambda: frr.state("fd61::2") == "Established", timeout=30)
+    nb = neighbor(p, "fd61::1")
+    assert nb["local_address"] == "fd61::2"
+    assert nb["negotiated"]["families"] == ["ipv6-unicast"]
+    assert nb["prefixes_advertised"] == 1, "the IPv6 VIP only (advertiseIPv4: false)"
+
+    def via_v6_session():
+        r = frr.json(f"show bgp ipv6 unicast {VIP6}/128")
+        return [p for p in r.get("paths", []) if p["peer"]["peerId"] == "fd61::2"]
+    path = wait_for("FRR has the IPv6 VIP from the IPv6 session", via_v6_session, timeout=15)[0]
+    assert path["nexthops"][0]["ip"] == "fd61::2", path
+    assert "proto bgp" in fib(lab["frr_ns"], VIP6)
+    # The IPv4 VIP does not travel on it.
+    r = frr.json(f"show bgp ipv4 unicast {VIP4}/32")
+    assert all(p["peer"]["peerId"] != "fd61::2" for p in r["paths"]), r
 
 
 def test_bird_establishes_and_the_vip_lands_in_its_kernel_fib(lab):
