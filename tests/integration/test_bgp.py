@@ -490,7 +490,7 @@ def test_corpus_is_large_enough_and_pollux_survived_it(corpus_run):
 
 
 POLLUX_C = f"""
-instance: {{ name: pxb-c }}
+instance: {{ name: pxb-c, nodeName: node-c }}
 dataplane:
   workers: [1]
   pollMode: adaptive
@@ -505,7 +505,7 @@ bgp:
   routerId: 10.65.0.2
   drainDelayMs: 0
   neighbors:
-    - {{ address: 10.65.0.1, asn: {AS_FRR}, holdTime: 9 }}
+    - {{ nodeLookup: "@LOOKUP@", asn: {AS_FRR}, holdTime: 9 }}
 api: {{ socket: "@SOCKET@" }}
 """
 
@@ -528,11 +528,15 @@ def test_two_instances_give_frr_an_ecmp_route(lab):
         frr.vtysh("configure terminal", f"router bgp {AS_FRR}", f"neighbor 10.65.0.2 remote-as {AS_POLLUX}",
                   "neighbor 10.65.0.2 timers 3 9", "neighbor 10.65.0.2 timers connect 5",
                   "address-family ipv4 unicast", "maximum-paths 4")
-        c = Pollux(dpc, POLLUX_C)
+        # The peer comes from a nodeLookup file (SPK's per-node ToR peers).
+        lookup = Path(tempfile.mkdtemp(prefix="pxb-c-")) / "nodeLookup.yaml"
+        lookup.write_text("node-a: [10.99.0.1]\nnode-c: [10.65.0.1]\n")
+        c = Pollux(dpc, POLLUX_C.replace("@LOOKUP@", str(lookup)))
         c.wait_ready()
         wait_for("FRR Established with both", lambda: frr.state("10.61.0.2") == frr.state("10.65.0.2") == "Established", timeout=30)
         wait_for("two next hops for the VIP", lambda: nexthops(fr, VIP4) == ["10.61.0.2", "10.65.0.2"], timeout=15)
         assert "proto bgp" in fib(fr, VIP4)
+        assert [n["address"] for n in c.show("bgp", "summary")["neighbors"]] == ["10.65.0.1"]
         r = frr.json(f"show bgp ipv4 unicast {VIP4}/32")
         assert len(r["paths"]) == 2 and all(p.get("multipath") or p.get("bestpath") for p in r["paths"]), r
         # One instance leaves (drain): the other keeps the VIP.
