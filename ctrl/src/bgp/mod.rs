@@ -601,7 +601,7 @@ impl Speaker {
             let Some(a) = &s.attributes else { continue };
             let as_path: Vec<u32> = if a.ebgp { vec![a.local_as] } else { vec![] };
             let communities: Vec<String> = a.communities.iter().map(ToString::to_string).collect();
-            for p in &s.advertised {
+            for p in s.advertised.iter() {
                 let nh = match p {
                     bgp::Prefix::V4(_) => a.next_hop_v4.map(|n| n.to_string()),
                     bgp::Prefix::V6(_) => a.next_hop_v6.map(|n| n.to_string()),

@@ -124,7 +124,8 @@ pub struct Status {
     pub last_error: Option<String>,
     pub sent: [u64; 5],
     pub received: [u64; 5],
-    pub advertised: BTreeSet<Prefix>,
+    /// What the session carries (shared: a snapshot is cheap to take).
+    pub advertised: Arc<BTreeSet<Prefix>>,
     pub attributes: Option<bgp::advertise::RouteAttributes>,
     pub received_prefixes: usize,
     pub treat_as_withdraw: u64,
@@ -147,7 +148,7 @@ impl Status {
             last_error: None,
             sent: [0; 5],
             received: [0; 5],
-            advertised: BTreeSet::new(),
+            advertised: Arc::default(),
             attributes: None,
             received_prefixes: 0,
             treat_as_withdraw: 0,
@@ -339,7 +340,7 @@ impl Neighbor {
         for u in bgp::advertise::end_of_rib(&n.families) {
             self.send_update(u);
         }
-        self.status.advertised = self.adj_out.clone();
+        self.status.advertised = Arc::new(self.adj_out.clone());
     }
 
     fn on_session_down(&mut self, id: SessionId, reason: DownReason, was_established: bool) {
@@ -359,7 +360,7 @@ impl Neighbor {
             self.adj_out.clear();
             self.received.clear();
             self.status.established_at = None;
-            self.status.advertised.clear();
+            self.status.advertised = Arc::default();
             self.status.attributes = None;
         }
     }
@@ -445,7 +446,7 @@ impl Neighbor {
         self.withdraw(&d.withdraw);
         self.announce(&d.announce);
         self.adj_out = wanted;
-        self.status.advertised = self.adj_out.clone();
+        self.status.advertised = Arc::new(self.adj_out.clone());
     }
 
     // -- sockets ---------------------------------------------------------
@@ -656,7 +657,7 @@ impl Neighbor {
                 let routes: Vec<Prefix> = self.adj_out.iter().copied().collect();
                 self.withdraw(&routes);
                 self.adj_out.clear();
-                self.status.advertised.clear();
+                self.status.advertised = Arc::default();
                 self.feed(PeerInput::ManualStop(&msg));
                 self.publish();
                 self.flush_closing().await;
