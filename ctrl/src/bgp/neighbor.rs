@@ -196,8 +196,6 @@ pub(crate) struct Neighbor {
     restart_at: Option<u64>,
     status: Status,
     shared: Arc<Mutex<Status>>,
-    /// Set when a connection attempt timed out with MD5 configured.
-    md5_hint_logged: bool,
 }
 
 impl Neighbor {
@@ -553,25 +551,13 @@ impl Neighbor {
 
     fn on_connect_error(&mut self, e: &io::Error) {
         let dst = SocketAddr::new(self.spec.peer, self.spec.port);
-        if self.spec.md5.is_some() && e.kind() == io::ErrorKind::TimedOut {
-            // Linux drops segments whose MD5 signature is missing or wrong
-            // without a word: the only symptom is silence.
-            tracing::error!(
-                peer = %dst,
-                "no BGP session came up with TCP MD5 configured: the peer does not answer; \
-                 it may have a different password (its kernel logs \"MD5 Hash mismatch\" or \"MD5 Hash failed\")"
-            );
-            self.md5_hint_logged = true;
-            self.status.last_error = Some(
-                "no answer with TCP MD5 configured: the peer may have a different password".into(),
-            );
-        } else if e.kind() == io::ErrorKind::Unsupported {
-            tracing::error!(peer = %dst, error = %e, "cannot connect");
-            self.status.last_error = Some(e.to_string());
+        let (serious, message) = connect_error(self.spec.md5.is_some(), e);
+        if serious {
+            tracing::error!(peer = %dst, error = %e, "{message}");
         } else {
-            tracing::info!(peer = %dst, error = %e, "connection attempt failed");
-            self.status.last_error = Some(format!("connect: {e}"));
+            tracing::info!(peer = %dst, error = %e, "{message}");
         }
+        self.status.last_error = Some(message);
     }
 
     fn on_incoming(&mut self, stream: TcpStream) {
@@ -726,7 +712,6 @@ impl Neighbor {
             restart_at: None,
             status,
             shared,
-            md5_hint_logged: false,
         };
         tracing::info!(local = %n.spec.local, ttl = n.spec.ttl, md5 = n.spec.md5.is_some(), "neighbor starting");
         n.feed(PeerInput::ManualStart);
@@ -758,6 +743,24 @@ impl Neighbor {
         for (_, (_, h)) in n.attempts.drain() {
             h.abort();
         }
+    }
+}
+
+/// What a failed connection attempt means: whether it deserves an error
+/// log, and the sentence for the log and `show`.
+pub(crate) fn connect_error(md5: bool, e: &io::Error) -> (bool, String) {
+    match e.kind() {
+        // Linux drops segments whose MD5 signature is missing or wrong
+        // without a word: the only symptom is silence.
+        io::ErrorKind::TimedOut if md5 => (
+            true,
+            "no BGP session came up with TCP MD5 configured: the peer does not answer; \
+             it may have a different password (its kernel logs \"MD5 Hash mismatch\" \
+             or \"MD5 Hash failed\")"
+                .into(),
+        ),
+        io::ErrorKind::Unsupported => (true, format!("cannot connect: {e}")),
+        _ => (false, format!("connection attempt failed: {e}")),
     }
 }
 
@@ -865,6 +868,23 @@ async fn write_loop(mut wr: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Vec<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn silence_with_md5_says_the_password_may_differ() {
+        let timeout = io::Error::new(io::ErrorKind::TimedOut, "connection attempt timed out");
+        let (serious, m) = connect_error(true, &timeout);
+        assert!(serious);
+        assert!(
+            m.contains("different password") && m.contains("MD5 Hash mismatch"),
+            "{m}"
+        );
+        let (serious, m) = connect_error(false, &timeout);
+        assert!(!serious && !m.contains("password"), "{m}");
+        let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+        assert!(!connect_error(true, &refused).1.contains("password"));
+        let (serious, _) = connect_error(true, &io::Error::from(io::ErrorKind::Unsupported));
+        assert!(serious);
+    }
 
     #[test]
     fn restart_delay_doubles_after_three_failures_up_to_a_minute() {
