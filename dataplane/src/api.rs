@@ -487,7 +487,13 @@ impl Dataplane {
         l4c.conntrack.new_flows_per_sec = cfg.new_flows_per_sec;
         l4c.snat_ports = cfg.snat_ports;
         l4c.seed = crate::dpdk::tsc() ^ ((w as u64) << 32);
-        let l4 = L4::new(l4c).map_err(|e| Error::Conntrack(format!("worker {w}: {e}")))?;
+        let mut l4 = L4::new(l4c).map_err(|e| Error::Conntrack(format!("worker {w}: {e}")))?;
+        let self_ips: Vec<IpAddr> = cfg
+            .ports
+            .iter()
+            .flat_map(|p| p.self_ips.iter().map(|s| s.addr))
+            .collect();
+        l4.set_self_ips(&self_ips);
         if l4.conntrack().backing() != crate::lb::Backing::HugeTlb {
             tracing::warn!(
                 worker = w,

@@ -378,10 +378,6 @@ def member_server(ns: Netns, addr: str, port: int) -> subprocess.Popen:
     return srv
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the L4 path reverse-NATs the member's SYN-ACK to pollux's own health probe "
-    "(from a member, conntrack miss -> stateless reverse NAT, dataplane/src/lb/path.rs) "
-    "instead of punting it: traffic to a self IP must reach the kernel"))
 def test_vip_follows_member_health(lab):
     """Must-show 4: the checked VS's only member down -> its VIP leaves
     FRR's FIB within 2 s of the verdict (verdict: fall 2 x 200 ms + 150 ms

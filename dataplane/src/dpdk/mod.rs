@@ -66,6 +66,10 @@ fn last_error(call: &'static str) -> Error {
 }
 
 fn strerror(errno: i32) -> String {
+    if errno == 0 {
+        // EAL fails some checks without setting rte_errno.
+        return "see the EAL messages above".to_string();
+    }
     // SAFETY: rte_strerror returns a pointer to a static or thread-local
     // NUL-terminated string, valid at least until the next call here.
     unsafe { CStr::from_ptr(dpdk_sys::rte_strerror(errno)) }

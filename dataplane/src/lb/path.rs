@@ -318,6 +318,9 @@ impl TokenBucket {
 /// One worker's L4 state. See the module doc.
 pub struct L4 {
     ct: ConnTable,
+    /// pollux's own addresses: a member's packet to one of them is a reply
+    /// to the control plane (a health check), never a flow's return.
+    self_ips: Vec<IpAddr>,
     hasher: FlowHasher,
     /// First SNAT port of this worker and how many.
     snat_first: u16,
@@ -528,6 +531,7 @@ impl L4 {
         let (snat_first, snat_count) = snat_range(config.snat_ports, config.worker, config.workers);
         Ok(L4 {
             ct,
+            self_ips: Vec::new(),
             hasher: FlowHasher::new(config.seed),
             snat_first,
             snat_count,
@@ -547,6 +551,12 @@ impl L4 {
             vs_keys: Vec::new(),
             member_keys: Vec::new(),
         })
+    }
+
+    /// pollux's own addresses (the self IPs of every port), set once at
+    /// start: traffic to them is the kernel's unless a flow claims it.
+    pub fn set_self_ips(&mut self, ips: &[IpAddr]) {
+        self.self_ips = ips.to_vec();
     }
 
     pub fn counters(&self) -> &L4Counters {
@@ -1146,6 +1156,11 @@ impl L4 {
         ports: Ports,
         tables: &VsTable,
     ) -> L4Verdict {
+        // To pollux itself: a member answering the control plane (a health
+        // check through the exception path), not a flow whose entry is gone.
+        if self.self_ips.contains(&ip_of(p.family, &p.dst)) {
+            return L4Verdict::NotL4;
+        }
         let (exact, _) = tables.members_at(&p.src, p.family, ports.sport, p.proto);
         let [r] = exact else {
             return L4Verdict::NotL4;

@@ -1713,3 +1713,46 @@ fn bench_l4(n: usize) {
     eprintln!("L4 established DNAT path, {n} flows: {per:.1} ns/packet");
     assert_eq!(fwd, (rounds * n) as u64);
 }
+
+/// A member's reply to pollux's own health probe (to a self IP, no flow)
+/// is the kernel's: never stateless-reverse-NATed to the VIP.
+#[test]
+fn a_members_reply_to_a_self_ip_is_not_a_flow() {
+    use etherparse::PacketBuilder;
+    let member: std::net::Ipv4Addr = "10.61.0.1".parse().unwrap();
+    let self_ip: std::net::Ipv4Addr = "10.61.0.2".parse().unwrap();
+    let spec = VsSpec {
+        name: "checked".into(),
+        vip: "192.0.2.80".parse().unwrap(),
+        port: 80,
+        proto: Proto::Tcp,
+        idle_timeout: 300,
+        reset_on_timeout: true,
+        snat: Snat::None,
+        members: vec![MemberSpec {
+            addr: member.into(),
+            port: 8082,
+            weight: 1,
+            healthy: true,
+        }],
+    };
+    let tables = VsTable::build(&[spec]).unwrap();
+    let mut l4 = L4::new(L4Config::new(1024, 0, 1)).unwrap();
+    let reply = |l4: &mut L4| {
+        let mut f = vec![];
+        PacketBuilder::ethernet2([2; 6], [4; 6])
+            .ipv4(member.octets(), self_ip.octets(), 64)
+            .tcp(8082, 45000, 1, 1000)
+            .syn()
+            .ack(1)
+            .write(&mut f, &[])
+            .unwrap();
+        let n = f.len();
+        f.resize(n + 64, 0);
+        l4.process(1, &mut f, n, 0, &tables)
+    };
+    // Without knowing its self IPs the path would take it for a flow's return.
+    assert!(matches!(reply(&mut l4), L4Verdict::Forward { .. }));
+    l4.set_self_ips(&[self_ip.into()]);
+    assert_eq!(reply(&mut l4), L4Verdict::NotL4);
+}
