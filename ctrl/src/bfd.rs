@@ -22,9 +22,15 @@ use crate::state::State as Ctrl;
 
 /// The BFD peers of a configuration (nodeLookup resolved for this node).
 pub fn peers(cfg: &Config) -> Result<Vec<BfdPeer>, String> {
-    let Some(bgp) = &cfg.bgp else { return Ok(vec![]) };
+    let Some(bgp) = &cfg.bgp else {
+        return Ok(vec![]);
+    };
     let b = &cfg.bfd;
-    let timers = Timers { desired_min_tx_us: b.min_tx_ms * 1000, required_min_rx_us: b.min_rx_ms * 1000, detect_mult: b.multiplier };
+    let timers = Timers {
+        desired_min_tx_us: b.min_tx_ms * 1000,
+        required_min_rx_us: b.min_rx_ms * 1000,
+        detect_mult: b.multiplier,
+    };
     let mut out = Vec::new();
     for n in bgp.neighbors.iter().filter(|n| n.bfd) {
         let addrs = match &n.address {
@@ -34,7 +40,11 @@ pub fn peers(cfg: &Config) -> Result<Vec<BfdPeer>, String> {
         // RFC 5883: a multihop peer's packets may arrive with a TTL lowered
         // by up to ebgpMultihop - 1 hops.
         let multihop = (n.ebgp_multihop > 1).then(|| 255u8.saturating_sub(n.ebgp_multihop - 1));
-        out.extend(addrs.into_iter().map(|addr| BfdPeer { addr, timers, multihop }));
+        out.extend(addrs.into_iter().map(|addr| BfdPeer {
+            addr,
+            timers,
+            multihop,
+        }));
     }
     Ok(out)
 }
@@ -58,7 +68,9 @@ pub struct Monitor {
 
 impl std::fmt::Debug for Monitor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Monitor").field("history", &self.history).finish_non_exhaustive()
+        f.debug_struct("Monitor")
+            .field("history", &self.history)
+            .finish_non_exhaustive()
     }
 }
 
@@ -70,7 +82,11 @@ impl Monitor {
     }
 
     fn history(&self, peer: IpAddr) -> History {
-        self.history.lock().ok().and_then(|h| h.get(&peer).cloned()).unwrap_or_default()
+        self.history
+            .lock()
+            .ok()
+            .and_then(|h| h.get(&peer).cloned())
+            .unwrap_or_default()
     }
 }
 
@@ -82,9 +98,14 @@ pub async fn watch(state: Arc<Ctrl>) {
     loop {
         tick.tick().await;
         let events = {
-            let Ok(dp) = state.dataplane.lock() else { return };
+            let Ok(dp) = state.dataplane.lock() else {
+                return;
+            };
             let Some(dp) = dp.as_ref() else { return };
-            dp.bfd_events().into_iter().map(|ev| (dp.bfd_peer_of(ev.local_discr), ev)).collect::<Vec<_>>()
+            dp.bfd_events()
+                .into_iter()
+                .map(|ev| (dp.bfd_peer_of(ev.local_discr), ev))
+                .collect::<Vec<_>>()
         };
         for (peer, ev) in events {
             let Some(peer) = peer else { continue };
@@ -123,11 +144,20 @@ fn session_json(s: &BfdSessionStatus, h: &History, ports: &[String]) -> Value {
             ("remote_discriminator", json!(i.remote_discr)),
             ("diagnostic", json!(format!("{:?}", i.local_diag))),
             ("remote_diagnostic", json!(format!("{:?}", i.remote_diag))),
-            ("multihop", json!(matches!(i.hop, dataplane::bfd::Hop::Multi { .. }))),
+            (
+                "multihop",
+                json!(matches!(i.hop, dataplane::bfd::Hop::Multi { .. })),
+            ),
             ("tx_interval_ms", json!(i.tx_interval_ns as f64 / 1e6)),
             ("detection_time_ms", json!(i.detection_time_ns as f64 / 1e6)),
-            ("local", json!({ "desired_min_tx_ms": i.desired_min_tx_us as f64 / 1e3, "required_min_rx_ms": i.required_min_rx_us as f64 / 1e3, "multiplier": i.detect_mult })),
-            ("remote", json!({ "desired_min_tx_ms": i.remote_desired_min_tx_us as f64 / 1e3, "required_min_rx_ms": i.remote_min_rx_us as f64 / 1e3, "multiplier": i.remote_detect_mult })),
+            (
+                "local",
+                json!({ "desired_min_tx_ms": i.desired_min_tx_us as f64 / 1e3, "required_min_rx_ms": i.required_min_rx_us as f64 / 1e3, "multiplier": i.detect_mult }),
+            ),
+            (
+                "remote",
+                json!({ "desired_min_tx_ms": i.remote_desired_min_tx_us as f64 / 1e3, "required_min_rx_ms": i.remote_min_rx_us as f64 / 1e3, "multiplier": i.remote_detect_mult }),
+            ),
         ] {
             m.insert(k.into(), val);
         }
@@ -142,35 +172,84 @@ pub fn show_json(state: &Ctrl) -> Value {
     let Some((sessions, drops)) = state.with_dp(|dp| (dp.bfd_sessions(), dp.bfd_drops())) else {
         return json!({ "error": "the data plane is stopped" });
     };
-    let ports: Vec<String> = state.config.dataplane.ports.iter().map(|p| p.name.clone()).collect();
-    let list: Vec<Value> = sessions.iter().map(|s| session_json(s, &state.bfd.history(s.peer), &ports)).collect();
-    let drops: serde_json::Map<String, Value> = drops.into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+    let ports: Vec<String> = state
+        .config
+        .dataplane
+        .ports
+        .iter()
+        .map(|p| p.name.clone())
+        .collect();
+    let list: Vec<Value> = sessions
+        .iter()
+        .map(|s| session_json(s, &state.bfd.history(s.peer), &ports))
+        .collect();
+    let drops: serde_json::Map<String, Value> = drops
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
     json!({ "sessions": list, "drops": drops })
 }
 
 /// BFD metrics: state, transitions, detection time, drops by reason.
 pub fn metrics(state: &Ctrl, e: &mut Encoder) {
     let inst = state.config.name.as_str();
-    let Some((sessions, drops)) = state.with_dp(|dp| (dp.bfd_sessions(), dp.bfd_drops())) else { return };
+    let Some((sessions, drops)) = state.with_dp(|dp| (dp.bfd_sessions(), dp.bfd_drops())) else {
+        return;
+    };
     e.family("bfd_session_up", "gauge", "1 while the BFD session is Up.");
     for s in &sessions {
         let up = s.info.as_ref().is_some_and(|i| i.state == State::Up);
-        e.sample("bfd_session_up", &[("instance", inst), ("peer", &s.peer.to_string())], u8::from(up));
+        e.sample(
+            "bfd_session_up",
+            &[("instance", inst), ("peer", &s.peer.to_string())],
+            u8::from(up),
+        );
     }
-    e.family("bfd_session_transitions_total", "counter", "BFD transitions to Up and out of Up.");
+    e.family(
+        "bfd_session_transitions_total",
+        "counter",
+        "BFD transitions to Up and out of Up.",
+    );
     for s in &sessions {
         let h = state.bfd.history(s.peer);
         let p = s.peer.to_string();
-        e.sample("bfd_session_transitions_total", &[("instance", inst), ("peer", &p), ("to", "up")], h.up);
-        e.sample("bfd_session_transitions_total", &[("instance", inst), ("peer", &p), ("to", "down")], h.down);
+        e.sample(
+            "bfd_session_transitions_total",
+            &[("instance", inst), ("peer", &p), ("to", "up")],
+            h.up,
+        );
+        e.sample(
+            "bfd_session_transitions_total",
+            &[("instance", inst), ("peer", &p), ("to", "down")],
+            h.down,
+        );
     }
-    e.family("bfd_detection_time_seconds", "gauge", "Negotiated detection time.");
+    e.family(
+        "bfd_detection_time_seconds",
+        "gauge",
+        "Negotiated detection time.",
+    );
     for s in &sessions {
-        let t = s.info.as_ref().map_or(0.0, |i| i.detection_time_ns as f64 / 1e9);
-        e.sample("bfd_detection_time_seconds", &[("instance", inst), ("peer", &s.peer.to_string())], t);
+        let t = s
+            .info
+            .as_ref()
+            .map_or(0.0, |i| i.detection_time_ns as f64 / 1e9);
+        e.sample(
+            "bfd_detection_time_seconds",
+            &[("instance", inst), ("peer", &s.peer.to_string())],
+            t,
+        );
     }
-    e.family("bfd_drops_total", "counter", "BFD packets discarded (RFC 5880 §6.8.6), by reason.");
+    e.family(
+        "bfd_drops_total",
+        "counter",
+        "BFD packets discarded (RFC 5880 §6.8.6), by reason.",
+    );
     for (reason, n) in drops {
-        e.sample("bfd_drops_total", &[("instance", inst), ("reason", reason)], n);
+        e.sample(
+            "bfd_drops_total",
+            &[("instance", inst), ("reason", reason)],
+            n,
+        );
     }
 }

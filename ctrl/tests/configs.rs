@@ -8,12 +8,16 @@ use ctrl::config::{self, HostFacts};
 #[test]
 fn every_example_config_validates() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../configs");
-    let host = HostFacts { allowed_cpus: (0..16).collect(), node_name: Some("node-1".into()) };
+    let host = HostFacts {
+        allowed_cpus: (0..16).collect(),
+        node_name: Some("node-1".into()),
+    };
     let mut n = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yaml") {
-            let cfg = config::load(&path, &host).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let cfg =
+                config::load(&path, &host).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
             assert!(!cfg.dataplane.ports.is_empty());
             n += 1;
         }
@@ -23,7 +27,10 @@ fn every_example_config_validates() {
 
 #[test]
 fn errors_name_the_field() {
-    let host = HostFacts { allowed_cpus: vec![0, 1], node_name: None };
+    let host = HostFacts {
+        allowed_cpus: vec![0, 1],
+        node_name: None,
+    };
     let base = "instance: { name: a }\ndataplane:\n  workers: [1]\n  ports: [{ name: p, device: net_null0, selfIps: [\"10.0.0.2/24\"] }]\n";
     let cases = [
         (base.replace("workers: [1]", "workers: [7]"), "dataplane.workers[0]"),
@@ -36,7 +43,9 @@ fn errors_name_the_field() {
         (format!("{base}bfd: {{ multiplier: 1 }}\n"), "bfd.multiplier"),
     ];
     for (text, path) in cases {
-        let err = config::parse(&text).and_then(|r| config::validate(&r, &host)).expect_err(path);
+        let err = config::parse(&text)
+            .and_then(|r| config::validate(&r, &host))
+            .expect_err(path);
         assert!(err.path.starts_with(path), "{path}: got {err}");
     }
 }
