@@ -534,6 +534,7 @@ impl Dataplane {
             panic_for_test: cfg.panic_for_test && w == 0,
             bfd,
             bfd_io,
+            clock,
             l4,
             l4_shared,
             expired: Default::default(),

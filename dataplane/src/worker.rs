@@ -85,6 +85,10 @@ pub struct Worker {
     /// of a peer = the port's index in the data plane).
     pub bfd: SessionTable,
     pub bfd_io: BfdIo,
+    /// The origin of every `now` the loop hands its tables: made by
+    /// `build_worker` before the BFD sessions are added, so their first
+    /// deadlines and the loop's clock count from the same instant.
+    pub clock: Clock,
     /// The L4 path: connection table, SNAT ports, counters.
     pub l4: L4,
     pub l4_shared: Arc<SharedL4>,
@@ -163,7 +167,7 @@ impl HostIo for WireIo<'_> {
 impl Worker {
     /// The loop; returns when `stop` is set.
     pub fn run(mut self) {
-        let clock = Clock::new();
+        let clock = self.clock;
         let mut burst = Burst::default();
         let mut counters = WorkerCounters::default();
         let (mut last_timers, mut last_publish) = (0, 0);
