@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests/integration"))
-from netlab import POLLUX, Netns, Pollux, sh, veth, wait_for  # noqa: E402
+from netlab import Netns, Pollux, veth, wait_for  # noqa: E402
 from routers import Frr  # noqa: E402
 
 VIP = "192.168.100.1"

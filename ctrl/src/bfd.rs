@@ -111,7 +111,10 @@ pub async fn watch(state: Arc<Ctrl>) {
             let Some(peer) = peer else { continue };
             tracing::info!(%peer, from = ?ev.old, to = ?ev.new, diag = ?ev.diag, remote = ?ev.remote_state, "BFD session");
             let up = ev.new == State::Up;
-            let down = ev.old == State::Up && ev.new != State::Up;
+            // RFC 5882 §3.2: AdminDown, ours (drain) or the peer's, is not
+            // a path failure: BGP closes in order instead.
+            let down =
+                ev.old == State::Up && ev.new == State::Down && ev.remote_state != State::AdminDown;
             if let Ok(mut h) = state.bfd.history.lock() {
                 let e = h.entry(peer).or_default();
                 e.up += u64::from(up);
@@ -127,6 +130,44 @@ pub async fn watch(state: Arc<Ctrl>) {
             }
         }
     }
+}
+
+/// Drain (RFC 5882 §3.2): every session AdminDown, so peers do not take
+/// the shutdown for a failure. Returns once each session has sent two
+/// AdminDown packets — the peer has certainly processed the first before
+/// BGP's Cease — bounded by 2 s.
+pub async fn admin_down(state: &Ctrl) {
+    let sent = |dp: &dataplane::api::Dataplane| -> Vec<u64> {
+        dp.bfd_sessions()
+            .iter()
+            .map(|s| s.info.as_ref().map_or(0, |i| i.stats.tx_packets))
+            .collect()
+    };
+    let Some(before) = state.with_dp(|dp| {
+        dp.bfd_admin_down_all();
+        sent(dp)
+    }) else {
+        return;
+    };
+    if before.is_empty() {
+        return;
+    }
+    tracing::info!(sessions = before.len(), "BFD: AdminDown (drain)");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while tokio::time::Instant::now() < deadline {
+        let done = state.with_dp(|dp| {
+            dp.bfd_sessions().iter().zip(&before).all(|(s, b)| {
+                s.info
+                    .as_ref()
+                    .is_some_and(|i| i.state == State::AdminDown && i.stats.tx_packets >= *b + 2)
+            })
+        });
+        if done != Some(false) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    tracing::warn!("BFD: not every AdminDown was sent within 2 s");
 }
 
 fn name(s: State) -> String {

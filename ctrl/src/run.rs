@@ -129,15 +129,21 @@ async fn control(state: Arc<State>) -> anyhow::Result<Exit> {
     }
 }
 
-/// BGP first, while the data plane still forwards: GRACEFUL_SHUTDOWN,
-/// the configured delay (none on SIGINT), withdraw, Cease.
+/// The drain, while the data plane still forwards: GRACEFUL_SHUTDOWN, the
+/// configured delay (none on SIGINT), withdraw, BFD AdminDown (peers do not
+/// count it as a failure), Cease.
 async fn drain_bgp(state: &State, wait: bool) {
-    if let (Some(speaker), Some(cfg)) = (&state.bgp, &state.config.bgp) {
-        let delay = if wait {
-            cfg.drain_delay
-        } else {
-            Duration::ZERO
-        };
-        speaker.drain(delay).await;
+    match (&state.bgp, &state.config.bgp) {
+        (Some(speaker), Some(cfg)) => {
+            let delay = if wait {
+                cfg.drain_delay
+            } else {
+                Duration::ZERO
+            };
+            speaker
+                .drain_then(delay, crate::bfd::admin_down(state))
+                .await;
+        }
+        _ => crate::bfd::admin_down(state).await,
     }
 }

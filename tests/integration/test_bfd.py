@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from netlab import Netns, Pollux, veth, wait_for, sh
+from netlab import Netns, Pollux, veth, wait_for
 from routers import Bird, Frr
 
 CONFIG = """
@@ -73,11 +73,6 @@ def lab():
         b.run("ip", "addr", "add", "10.60.0.1/24", "dev", "b0")
         p = Pollux(dp, CONFIG.replace("@POLLMODE@", os.environ.get("POLLUX_BFD_POLLMODE", "adaptive")))
         p.wait_ready()
-        if os.environ.get("POLLUX_RENICE"):
-            subprocess.run(["renice", "-n", "-20", "-g", str(p.proc.pid)], check=False, capture_output=True)
-            for pid in subprocess.run(["pgrep", "-f", str(p.config)], capture_output=True, text=True).stdout.split():
-                for tid in os.listdir(f"/proc/{pid}/task"):
-                    subprocess.run(["renice", "-n", "-20", "-p", tid], capture_output=True)
         frr = Frr(f, {"bfdd": BFDD})
         bird = Bird(b, BIRD)
         yield {"pollux": p, "frr": frr, "bird": bird, "br": br}
@@ -116,6 +111,47 @@ def test_sessions_come_up_with_frr_and_bird_at_50ms(lab):
     print(bird.birdc("show", "bfd", "sessions"))
 
 
+def cpu_hogs(n: int) -> list[subprocess.Popen]:
+    """`n` busy loops, each in a session of its own.
+
+    Own sessions, so own autogroups: the load is an unrelated workload on the
+    host, as it would be in production, not a member of pytest's scheduling
+    group, which pollux (started by this test) is in. On this lab's kernel
+    (6.18, EEVDF, autogroups on) a group that holds a CPU-bound task and a
+    task that sleeps thousands of times a second, such as pollux's adaptive
+    worker, starves the tasks of the other groups: with the hogs in pytest's
+    session, FRR's bfdd and BIRD (daemons, each in its own session) sat
+    runnable but unscheduled for 150 ms to 1 s, really went silent (their own
+    interfaces' captures show the gaps), and pollux rightly timed them out.
+    In busy mode the worker never sleeps and nothing starved. Reproduced
+    without pollux: a 100 us nanosleep loop plus two busy loops in one
+    session, and a 40 ms timer loop in another, which then wakes up to
+    ~140 ms late; with the busy loops in a session of their own, < 4 ms.
+    """
+    return [subprocess.Popen(["sh", "-c", "while :; do :; done"], start_new_session=True) for _ in range(n)]
+
+
+def soak_failure(lab, peer: str, s: dict, seconds: float) -> str:
+    """Both ends' view of a session that left Up, and the worker's longest
+    loop gap: enough to tell a stalled pollux (long gap) from a silent peer
+    (remote diag ControlDetectionTimeExpired: the peer timed pollux out too,
+    i.e. the peer, or the path, stalled)."""
+    p = lab["pollux"]
+    gap = [w["max_gap_us"] for w in p.show("stats")["workers"]]
+    if peer == "10.50.0.1":
+        fp = frr_peer(lab["frr"])
+        theirs = f"FRR: status {fp.get('status')}, diag {fp.get('diagnostic')}, remote diag {fp.get('remote-diagnostic')}"
+    else:
+        theirs = "BIRD: " + " | ".join(l.strip() for l in lab["bird"].birdc("show", "bfd", "sessions").splitlines() if "10.60.0.2" in l)
+    return (
+        f"pollux's BFD session to {peer} left Up within {seconds:.1f} s of CPU load: "
+        f"state {s['state']} diag {s['diagnostic']}, remote {s['remote_state']} diag {s['remote_diagnostic']}, "
+        f"up/down transitions {s['up_transitions']}/{s['down_transitions']}, "
+        f"BFD drops {({k: v for k, v in p.show('bfd', 'sessions')['drops'].items() if v})}; "
+        f"worker loop's longest gap {gap} us; {theirs}"
+    )
+
+
 def test_sessions_stay_up_under_cpu_load(lab):
     """60 s (POLLUX_BFD_SOAK_S) with both CPUs loaded: no down transition
     on either end."""
@@ -124,17 +160,14 @@ def test_sessions_stay_up_under_cpu_load(lab):
     wait_for("sessions Up", lambda: all(session(p, a)["state"] == "Up" for a in ("10.50.0.1", "10.60.0.1")), timeout=15)
     before = {a: session(p, a)["down_transitions"] for a in ("10.50.0.1", "10.60.0.1")}
     frr_before = frr_peer(frr).get("downtime", 0)
-    hogs = [subprocess.Popen(["sh", "-c", "while :; do :; done"]) for _ in range(2)]
+    hogs = cpu_hogs(2)
     try:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+        start = time.monotonic()
+        while time.monotonic() < start + seconds:
             for a in before:
                 s = session(p, a)
                 if s["state"] != "Up" or s["down_transitions"] != before[a]:
-                    st = p.show("stats")
-                    dbg = [(x["name"], x["pmd"], {k: v for k, v in x["drops"].items() if v}) for x in st["ports"]]
-                    eth = {i: lab["pollux"].ns.run("ethtool", "-S", i).stdout for i in ("dfrr0", "dbird0")}
-                    raise AssertionError((s, dbg, eth, lab["pollux"].ns.run("ip", "-s", "link").stdout))
+                    raise AssertionError(soak_failure(lab, a, s, time.monotonic() - start))
             time.sleep(1)  # a soak: the sample rate, not a readiness wait
     finally:
         for h in hogs:

@@ -21,9 +21,7 @@ Every kernel-side veth end has tx checksum offload off (netlab.veth).
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -34,86 +32,13 @@ from pathlib import Path
 import pytest
 
 from netlab import POLLUX, Netns, Pollux, sh, veth, wait_for
+from routers import Bird, Frr
 
 HERE = Path(__file__).parent
 CORPUS = json.loads((HERE / "bgp_corpus.json").read_text())
 
 VIP4, VIP4_EMPTY, VIP4_CHECKED, VIP6 = "192.0.2.80", "192.0.2.81", "192.0.2.82", "2001:db8:80::1"
 AS_POLLUX, AS_FRR, AS_BIRD, AS_MD5 = 4200000001, 4200000002, 4200000003, 65063
-
-
-class Frr:
-    """zebra + bgpd without systemd (shared/lab/README.md §4), run dir
-    owned by frr, logs with update and neighbor-event debugging."""
-
-    def __init__(self, ns: Netns, bgpd: str, listen: str | None = None):
-        self.ns = ns
-        self.dir = Path(tempfile.mkdtemp(prefix="pxb-frr-"))
-        os.chmod(self.dir, 0o755)
-        (self.dir / "zebra.conf").write_text(f"hostname zebra\nlog file {self.dir}/zebra.log\n")
-        (self.dir / "bgpd.conf").write_text(
-            f"hostname bgpd\nlog file {self.dir}/bgpd.log debugging\nlog timestamp precision 6\n"
-            "debug bgp updates in\ndebug bgp neighbor-events\ndebug bgp graceful-restart\n" + bgpd
-        )
-        shutil.chown(self.dir, "frr", "frr")
-        for f in self.dir.iterdir():
-            shutil.chown(f, "frr", "frr")
-        common = ["-d", "-z", f"{self.dir}/zserv.api", "--vty_socket", str(self.dir), "-P", "0", "-u", "frr", "-g", "frr"]
-        ns.run("/usr/lib/frr/zebra", *common, "-f", f"{self.dir}/zebra.conf", "-i", f"{self.dir}/zebra.pid")
-        wait_for("zebra's API socket", lambda: (self.dir / "zserv.api").exists(), timeout=10)
-        extra = ["-l", listen] if listen else []
-        ns.run("/usr/lib/frr/bgpd", *common, *extra, "-f", f"{self.dir}/bgpd.conf", "-i", f"{self.dir}/bgpd.pid")
-
-    def vtysh(self, *cmds: str) -> str:
-        args = []
-        for c in cmds:
-            args += ["-c", c]
-        return self.ns.run("vtysh", "--vty_socket", str(self.dir), *args, timeout=15).stdout
-
-    def json(self, cmd: str):
-        return json.loads(self.vtysh(cmd + " json") or "{}")
-
-    def state(self, peer: str) -> str:
-        return self.json(f"show bgp neighbors {peer}").get(peer, {}).get("bgpState", "")
-
-    def log(self) -> str:
-        p = self.dir / "bgpd.log"
-        return p.read_text(errors="replace") if p.exists() else ""
-
-    def stop(self):
-        for pid in self.dir.glob("*.pid"):
-            try:
-                os.kill(int(pid.read_text().strip()), signal.SIGKILL)
-            except (ValueError, ProcessLookupError):
-                pass
-        shutil.rmtree(self.dir, ignore_errors=True)
-
-
-class Bird:
-    def __init__(self, ns: Netns, config: str):
-        self.ns = ns
-        self.dir = Path(tempfile.mkdtemp(prefix="pxb-bird-"))
-        (self.dir / "bird.conf").write_text(config)
-        self.ctl = self.dir / "bird.ctl"
-        ns.run("bird", "-c", str(self.dir / "bird.conf"), "-s", str(self.ctl), "-P", str(self.dir / "bird.pid"))
-        wait_for("BIRD's control socket", lambda: self.ctl.exists(), timeout=10)
-
-    def birdc(self, *cmd: str) -> str:
-        # birdc blocks forever on a stopped bird (lab gotcha 10): bounded.
-        return self.ns.run("timeout", "10", "birdc", "-s", str(self.ctl), *cmd, check=False).stdout
-
-    def state(self, proto: str) -> str:
-        for line in self.birdc("show", "protocols", proto).splitlines():
-            if line.startswith(proto):
-                return line
-        return ""
-
-    def stop(self):
-        try:
-            os.kill(int((self.dir / "bird.pid").read_text().strip()), signal.SIGKILL)
-        except (OSError, ValueError):
-            pass
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 FRR_CONF = f"""
@@ -242,11 +167,11 @@ def lab():
         bi.run("ip", "addr", "add", "10.62.0.1/24", "dev", "bird0")
         md.run("ip", "addr", "add", "10.63.0.1/24", "dev", "md50")
         md.run("ip", "addr", "add", "10.63.0.3/24", "dev", "md50")
-        frr = Frr(fr, FRR_CONF)
+        frr = Frr(fr, {"bgpd": FRR_CONF})
         daemons.append(frr)
         bird = Bird(bi, BIRD_CONF)
         daemons.append(bird)
-        md5_frr = Frr(md, MD5_FRR_CONF, listen="10.63.0.1")
+        md5_frr = Frr(md, {"bgpd": MD5_FRR_CONF}, listen="10.63.0.1")
         daemons.append(md5_frr)
         md5_bird = Bird(md, MD5_BIRD_CONF)
         daemons.append(md5_bird)
@@ -606,10 +531,12 @@ def test_sigterm_graceful_shutdown_then_withdraw_then_cease(lab):
     assert "proto bgp" in fib(ns, VIP4)
     wait_for("the VIP leaves FRR's FIB", lambda: fib(ns, VIP4) == "", timeout=10)
     assert p.proc.wait(20) == 0, p.logs()
+    cease = r"NOTIFICATION: received from neighbor 10\.61\.0\.2 6/2"
+    wait_for("FRR to log the Cease", lambda: re.search(cease, frr.log()[log_start:]), timeout=5)
     log = frr.log()[log_start:]
     # FRR's log, in order: the GSHUT UPDATE, the withdrawal, the Cease.
     i_gshut = log.find("graceful-shutdown")
     m_wd = re.search(rf"{re.escape(VIP4)}/32.*withdrawn", log)
-    m_cease = re.search(r"NOTIFICATION: received from neighbor 10\.61\.0\.2 6/2", log)
+    m_cease = re.search(cease, log)
     assert i_gshut >= 0 and m_wd and m_cease, log[-3000:]
     assert i_gshut < m_wd.start() < m_cease.start(), log[-3000:]

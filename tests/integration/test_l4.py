@@ -13,8 +13,6 @@ web6 (IPv6), bulk (one member, for the 1 GB transfer), idle (2 s idle
 timeout, reset on timeout). The connection table is small (1024 slots) so
 that a SYN flood can overflow it.
 """
-import socket
-import struct
 import subprocess
 import sys
 import time
@@ -153,7 +151,6 @@ def test_udp_request_response(lab):
     got = set()
     for i in range(30):
         r = cl.run(sys.executable, "-c", f"""
-import socket
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(2)
 s.bind(("10.70.0.1", 0)); s.sendto(b"q{i}", ("192.168.77.130", 53))
 print(s.recvfrom(2048)[0].decode())""", check=False)
@@ -203,7 +200,6 @@ def test_a_dead_member_is_taken_out_and_comes_back(lab):
 def test_an_idle_flow_is_reset_at_both_ends(lab):
     be, cl = lab["be"], lab["cl"]
     server = be.popen(sys.executable, "-c", """
-import socket
 l = socket.socket(); l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 l.bind(("10.71.0.11", 7000)); l.listen(1); print("listening", flush=True)
 c, _ = l.accept(); c.settimeout(15)
@@ -215,7 +211,6 @@ except ConnectionResetError:
     try:
         assert server.stdout.readline().strip() == "listening"
         r = cl.run(sys.executable, "-c", """
-import socket
 s = socket.create_connection(("192.168.77.132", 7000), timeout=15)
 try:
     s.recv(10); print("no reset")

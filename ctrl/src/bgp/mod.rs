@@ -430,6 +430,18 @@ impl Speaker {
     /// wait `delay` (when a session was Established), withdraw, Cease /
     /// Administrative Shutdown, close. Sessions stay down afterwards.
     pub async fn drain(&self, delay: Duration) {
+        self.drain_then(delay, async {}).await;
+    }
+
+    /// [`Speaker::drain`] with `before_close` run after the withdrawal and
+    /// before the Cease (the drain sends BFD AdminDown there: a peer that
+    /// answers AdminDown by closing BGP, as FRR 8.4 does, has the
+    /// withdrawal already).
+    pub async fn drain_then(
+        &self,
+        delay: Duration,
+        before_close: impl std::future::Future<Output = ()>,
+    ) {
         let mut acks = Vec::new();
         for c in self.commands() {
             let (tx, rx) = oneshot::channel();
@@ -450,17 +462,26 @@ impl Speaker {
             );
             tokio::time::sleep(delay).await;
         }
+        self.each(Command::Withdraw).await;
+        before_close.await;
+        self.each(|tx| Command::Stop(SHUTDOWN_MESSAGE.into(), tx))
+            .await;
+        tracing::info!("BGP drained");
+    }
+
+    /// Sends every neighbor the command `make` builds and waits (5 s at
+    /// most each) for their answers.
+    async fn each(&self, make: impl Fn(oneshot::Sender<()>) -> Command) {
         let mut acks = Vec::new();
         for c in self.commands() {
             let (tx, rx) = oneshot::channel();
-            if c.send(Command::Stop(SHUTDOWN_MESSAGE.into(), tx)).is_ok() {
+            if c.send(make(tx)).is_ok() {
                 acks.push(rx);
             }
         }
         for a in acks {
             let _ = tokio::time::timeout(Duration::from_secs(5), a).await;
         }
-        tracing::info!("BGP drained");
     }
 
     fn to_peer(&self, peer: IpAddr, c: impl Fn() -> Command) -> bool {

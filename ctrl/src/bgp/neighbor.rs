@@ -91,6 +91,10 @@ pub(crate) enum Command {
     /// Re-announce everything with GRACEFUL_SHUTDOWN; answers whether a
     /// session was Established.
     GracefulShutdown(oneshot::Sender<bool>),
+    /// Withdraw everything and announce nothing more, keeping the session
+    /// (drain: the withdrawal must reach the peer before anything that may
+    /// close the session); answers when the bytes are out.
+    Withdraw(oneshot::Sender<()>),
     /// Withdraw everything, send Cease / Administrative Shutdown with this
     /// message, close, stay down; answers when the bytes are out.
     Stop(String, oneshot::Sender<()>),
@@ -636,6 +640,16 @@ impl Neighbor {
                     self.announce(&routes);
                 }
                 let _ = reply.send(up);
+            }
+            Command::Withdraw(reply) => {
+                self.draining = true;
+                let routes: Vec<Prefix> = self.adj_out.iter().copied().collect();
+                self.withdraw(&routes);
+                self.adj_out.clear();
+                self.status.advertised = Arc::default();
+                self.publish();
+                self.flush_closing().await;
+                let _ = reply.send(());
             }
             Command::Stop(msg, reply) => {
                 self.stopped = true;
