@@ -57,6 +57,9 @@ fn main() {
     for f in &cflags {
         cc.flag(f);
     }
-    cc.include(&here).opt_level(3).file(here.join("shim.c")).warnings(false);
+    cc.include(&here)
+        .opt_level(3)
+        .file(here.join("shim.c"))
+        .warnings(false);
     cc.compile("pollux_dpdk_shim");
 }

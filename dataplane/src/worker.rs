@@ -282,7 +282,7 @@ impl Worker {
         }
         if let Ok(mut d) = self.bfd_io.shared.drops.try_lock() {
             if let Some(slot) = d.get_mut(self.bfd_io.worker) {
-                *slot = self.bfd.drops().clone();
+                *slot = *self.bfd.drops();
             }
         }
     }
@@ -552,7 +552,7 @@ impl Worker {
                 }
                 FromTap::Flood => {
                     let c = &mut p.host.counters;
-                    if p.host.vlan.map_or(true, |v| m.insert_vlan(v)) {
+                    if p.host.vlan.is_none_or(|v| m.insert_vlan(v)) {
                         push(
                             &mut p.port_tx,
                             m,
@@ -672,7 +672,7 @@ fn bfd_send(p: &mut WorkerPort, now: Nanos, tx: &bfd::Transmit<'_>) {
 fn send_to(host: &mut Host, tx: &mut TxBuffer, mut m: Mbuf, mac: Mac) {
     host.set_macs(m.data_mut(), mac);
     let c = &mut host.counters;
-    if host.vlan.map_or(true, |v| m.insert_vlan(v)) {
+    if host.vlan.is_none_or(|v| m.insert_vlan(v)) {
         push(
             tx,
             m,

@@ -42,8 +42,8 @@ fn check(call: &'static str, rc: i32) -> Result<i32> {
     if rc >= 0 {
         return Ok(rc);
     }
-    // SAFETY: reads the calling thread's rte_errno through the shim.
     let errno = if rc == -1 {
+        // SAFETY: reads the calling thread's rte_errno through the shim.
         unsafe { dpdk_sys::pollux_errno() }
     } else {
         -rc

@@ -72,7 +72,7 @@ pub struct Fib {
 impl Fib {
     /// Sorts the routes longest prefix first.
     pub fn new(mut routes: Vec<Route>) -> Fib {
-        routes.sort_by(|a, b| b.prefix.len.cmp(&a.prefix.len));
+        routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len));
         Fib { routes }
     }
 
