@@ -1725,3 +1725,262 @@ fn session_replays_the_bird_side_against_recorded_frr() {
         Err(RxError::BadTtl)
     );
 }
+
+// ---- the worker's loop, replayed --------------------------------------------
+
+/// BIRD's discriminator in the lab recording below; ours was 65538 (worker
+/// 0, peer 1).
+const LAB_BIRD_DISCR: u32 = 2_622_982_581;
+const LAB_OUR_DISCR: u32 = (1 << 16) | 2;
+
+/// Every packet pollux's worker accepted from BIRD in a lab run
+/// (tests/integration/test_bfd.py: 50 ms × 3, `pollMode: adaptive`, two CPU
+/// hogs then still in pytest's session), from start-up to the flap: µs on
+/// the worker's clock, State, P, F, Desired Min TX (ms), Your Discriminator.
+/// Required Min RX was 50 ms and Detect Mult 3 throughout. The worker went
+/// Down (diag 1) at [`LAB_DOWN_AT_US`]. The hogs started at about 1.95 s.
+#[rustfmt::skip]
+const LAB_BIRD_RX: [(u64, State, bool, bool, u32, u32); 29] = [
+    (114_603, State::Down, false, false, 1000, 0),
+    (952_442, State::Down, false, false, 1000, 0),
+    (967_935, State::Up, true, false, 50, LAB_OUR_DISCR),
+    (1_006_126, State::Up, false, false, 50, LAB_OUR_DISCR),
+    (1_007_979, State::Up, false, true, 50, LAB_OUR_DISCR),
+    (1_049_032, State::Up, false, false, 50, LAB_OUR_DISCR),
+    (1_093_066, State::Up, false, false, 50, LAB_OUR_DISCR),
+    (1_131_127, State::Up, false, false, 50, LAB_OUR_DISCR),
+    (1_174_437, State::Up, false, false, 50, LAB_OUR_DISCR),
+    (1_214_801, State::Up, false, false, 50, LAB_OUR_DISCR),
+    (1_256_517, State::Up, false, false, 50, LAB_OUR_DISCR),
+    (1_294_438, State::Up, false, false, 50, LAB_OUR_DISCR),
+    (1_334_805, State::Up, false, false, 50, LAB_OUR_DISCR),
+    (1_375_155, State::Up, false, false, 50, LAB_OUR_DISCR),
+    (1_418_337, State::Up, false, false, 50, LAB_OUR_DISCR),
+    (1_453_244, State::Up, false, false, 50, LAB_OUR_DISCR),
+    (1_496_340, State::Up, false, false, 50, LAB_OUR_DISCR),
+    (1_539_327, State::Up, false, false, 50, LAB_OUR_DISCR),
+    (1_581_855, State::Up, false, false, 50, LAB_OUR_DISCR),
+    (1_619_774, State::Up, false, false, 50, LAB_OUR_DISCR),
+    (1_658_912, State::Up, false, false, 50, LAB_OUR_DISCR),
+    (1_703_533, State::Up, false, false, 50, LAB_OUR_DISCR),
+    (1_741_578, State::Up, false, false, 50, LAB_OUR_DISCR),
+    (1_783_989, State::Up, false, false, 50, LAB_OUR_DISCR),
+    (1_827_118, State::Up, false, false, 50, LAB_OUR_DISCR),
+    (1_868_070, State::Up, false, false, 50, LAB_OUR_DISCR),
+    (1_908_939, State::Up, false, false, 50, LAB_OUR_DISCR),
+    (1_954_004, State::Up, false, false, 50, LAB_OUR_DISCR),
+    // 81.8 ms, then 167 ms of silence: BIRD's own capture on its interface
+    // shows the same gaps. It was runnable but not scheduled (ftrace).
+    (2_035_782, State::Up, false, false, 50, LAB_OUR_DISCR),
+];
+const LAB_DOWN_AT_US: u64 = 2_185_847;
+
+fn bird_packet(state: State, poll: bool, final_: bool, tx_ms: u32, your: u32) -> [u8; HEADER_LEN] {
+    let r = Repr {
+        version: 1,
+        diag: Diag::None,
+        state,
+        poll,
+        final_,
+        control_plane_independent: false,
+        demand: false,
+        multipoint: false,
+        detect_mult: 3,
+        my_discr: LAB_BIRD_DISCR,
+        your_discr: your,
+        desired_min_tx: tx_ms * 1000,
+        required_min_rx: 50_000,
+        required_min_echo_rx: 0,
+        auth: None,
+    };
+    let mut b = [0u8; HEADER_LEN];
+    assert_eq!(r.emit(&mut b), Ok(HEADER_LEN));
+    b
+}
+
+/// The BFD part of one iteration of the worker's loop (`worker.rs`): the
+/// burst's payloads through `handle_rx`, then `poll_timers` only if the
+/// table's earliest deadline has come, all with the iteration's `now`.
+struct WorkerLoop {
+    table: SessionTable,
+    peer: PeerKey,
+    events: Vec<StateChange>,
+    /// The iterations' `now`s, and when the last payload was accepted.
+    iterations: Vec<u64>,
+    last_rx: u64,
+}
+
+impl WorkerLoop {
+    fn new(now: u64) -> WorkerLoop {
+        let mut table = SessionTable::with_capacity(2);
+        let peer = PeerKey {
+            addr: IpAddr::V4(Ipv4Addr::new(10, 60, 0, 1)),
+            iface: 1,
+        };
+        let c = SessionConfig::single_hop(LAB_OUR_DISCR, Timers::symmetric_us(50_000, 3));
+        table.add(now, peer, c).unwrap();
+        WorkerLoop {
+            table,
+            peer,
+            events: Vec::new(),
+            iterations: Vec::new(),
+            last_rx: 0,
+        }
+    }
+
+    fn iteration(&mut self, now: u64, burst: &[[u8; HEADER_LEN]]) {
+        let WorkerLoop {
+            table,
+            peer,
+            events,
+            ..
+        } = self;
+        let meta = RxMeta {
+            peer: *peer,
+            ttl: 255,
+            multihop: false,
+        };
+        for payload in burst {
+            events.extend(table.handle_rx(now, &meta, payload).unwrap());
+            self.last_rx = now;
+        }
+        if table.next_deadline() <= now {
+            table.poll_timers(now, &mut |o| {
+                if let Output::StateChange(ev) = o {
+                    events.push(ev);
+                }
+            });
+        }
+        // The adaptive sleep is capped by the table's earliest deadline: it
+        // may be early (lazy heap keys), never later than the session's.
+        let (_, s) = table.iter().next().unwrap();
+        assert!(table.next_deadline() <= s.next_deadline());
+        assert!(s.next_deadline() > now, "a due deadline left behind");
+        self.iterations.push(now);
+    }
+
+    fn session(&self) -> &Session {
+        self.table.iter().next().unwrap().1
+    }
+}
+
+/// The lab flap replayed through the loop as adaptive mode runs it (an
+/// iteration every 100 to 200 µs; the recorded receptions are iterations):
+/// the session comes up through BIRD's Poll, stays Up across every gap the
+/// peer left, up to 81.8 ms, and goes Down at the first iteration after
+/// BIRD's last packet + 150 ms, as it did in the lab. The flap is the
+/// detection of a silent peer, not a timing slip of the session or table.
+#[test]
+fn lab_flap_replayed_is_the_detection_of_a_silent_peer() {
+    let mut rng = super::session::Xorshift::new(7);
+    let mut w = WorkerLoop::new(0);
+    let mut now = 0;
+    let mut rx = LAB_BIRD_RX.iter().peekable();
+    while now < 2_300 * MS {
+        let mut next = now + 100 * US + u64::from(rng.next_u32() % 101) * US;
+        if let Some(&&(t, ..)) = rx.peek() {
+            next = next.min(t * US);
+        }
+        now = next;
+        let mut burst = Vec::new();
+        while let Some(&&(t, state, p, f, tx_ms, your)) = rx.peek() {
+            if t * US > now {
+                break;
+            }
+            burst.push(bird_packet(state, p, f, tx_ms, your));
+            rx.next();
+        }
+        w.iteration(now, &burst);
+        if w.session().state() == State::Up {
+            // From BIRD's Poll on: 3 × 50 ms.
+            assert_eq!(w.session().detection_time_ns(), 150 * MS);
+        }
+    }
+    let deadline = 2_035_782 * US + 150 * MS;
+    let first_after = *w.iterations.iter().find(|&&t| t >= deadline).unwrap();
+    let got: Vec<_> = w
+        .events
+        .iter()
+        .map(|e| (e.at, e.old, e.new, e.diag))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (114_603 * US, State::Down, State::Init, Diag::None),
+            (967_935 * US, State::Init, State::Up, Diag::None),
+            (
+                first_after,
+                State::Up,
+                State::Down,
+                Diag::ControlDetectionTimeExpired
+            ),
+        ]
+    );
+    // The lab's worker went Down at its own first iteration after the same
+    // deadline (65 µs after it).
+    assert!((deadline..deadline + 200 * US).contains(&(LAB_DOWN_AT_US * US)));
+}
+
+mod worker_loop_props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Whatever the loop's pace (iterations 10 µs to 8 ms apart, as
+        /// adaptive sleeping and a loaded CPU give) and however the peer's
+        /// packets fall (gaps up to 140 ms, so < 150 ms even after waiting
+        /// for an iteration), the session stays Up until the peer goes
+        /// silent, then goes Down at the first iteration at or after its
+        /// last reception + 150 ms, unless the next packet is handled first
+        /// (an iteration takes its burst before its timers). Sessions are
+        /// added on the loop's clock 3 ms before its first iteration, as
+        /// `build_worker` does.
+        #[test]
+        fn adaptive_loop_pace_detects_exactly_the_silence(
+            seed in any::<u64>(),
+            gaps in prop::collection::vec(prop_oneof![37_500u64..=50_000, 50_000u64..=140_000], 1..80),
+            silence in 140_000u64..=400_000,
+        ) {
+            let mut rng = super::super::session::Xorshift::new(seed);
+            let mut w = WorkerLoop::new(0);
+            // Arrivals (µs): BIRD's start-up sequence, the gaps, and one
+            // packet after the silence.
+            let up = bird_packet(State::Up, false, false, 50, LAB_OUR_DISCR);
+            let mut arrivals = vec![
+                (20_000, bird_packet(State::Down, false, false, 1000, 0)),
+                (30_000, bird_packet(State::Up, true, false, 50, LAB_OUR_DISCR)),
+                (31_000, bird_packet(State::Up, false, true, 50, LAB_OUR_DISCR)),
+            ];
+            let mut t = 31_000;
+            for g in &gaps {
+                t += g;
+                arrivals.push((t, up));
+            }
+            arrivals.push((t + silence, up));
+            // The iteration that handled each arrival.
+            let mut handled_at = Vec::new();
+            let mut now = 3 * MS;
+            while handled_at.len() < arrivals.len() || now < handled_at[arrivals.len() - 1] + 10 * MS {
+                let mut burst = Vec::new();
+                while handled_at.len() < arrivals.len() && arrivals[handled_at.len()].0 * US <= now {
+                    burst.push(arrivals[handled_at.len()].1);
+                    handled_at.push(now);
+                }
+                w.iteration(now, &burst);
+                now += 10 * US + u64::from(rng.next_u32()) % (8 * MS - 10 * US);
+            }
+            let n = arrivals.len();
+            let (last, next) = (handled_at[n - 2], handled_at[n - 1]);
+            let want = match w.iterations.iter().find(|&&t| t >= last + 150 * MS) {
+                Some(&t) if t < next => vec![(t, Diag::ControlDetectionTimeExpired)],
+                _ => vec![],
+            };
+            let downs: Vec<_> = w.events.iter().filter(|e| e.old == State::Up).map(|e| (e.at, e.diag)).collect();
+            prop_assert_eq!(downs, want);
+            let ups: Vec<_> = w.events.iter().filter(|e| e.new == State::Up).map(|e| e.at).collect();
+            prop_assert_eq!(ups, vec![handled_at[1]]);
+        }
+    }
+}
