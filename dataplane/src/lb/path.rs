@@ -291,6 +291,15 @@ pub fn snat_port_owner(ports: (u16, u16), workers: u16, port: u16) -> Option<u16
     (w < workers.max(1)).then_some(w)
 }
 
+/// Which way a flow's packet travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    /// Client → member.
+    In,
+    /// Member → client.
+    Out,
+}
+
 /// A token bucket refilled per second of the burst clock.
 #[derive(Debug, Clone, Copy)]
 struct TokenBucket {
@@ -802,26 +811,7 @@ impl L4 {
         member: u16,
         tables: &VsTable,
     ) -> L4Verdict {
-        if p.ttl <= 1 {
-            return self.drop_with(L4Drop::TtlExpired);
-        }
-        let dst = apply(frame, p, rw);
-        self.counters.forwarded += 1;
-        let bytes = len as u64;
-        if let Some(c) = self.vs_counters.get_mut(vs as usize) {
-            c.packets_in += 1;
-            c.bytes_in += bytes;
-        }
-        if let Some(c) = self
-            .member_counters
-            .get_mut(tables.member_base(vs) + usize::from(member))
-        {
-            c.packets_in += 1;
-            c.bytes_in += bytes;
-        }
-        L4Verdict::Forward {
-            dst: ip_of(p.family, &dst),
-        }
+        self.pass(frame, len, p, rw, (vs, member), tables, Direction::In)
     }
 
     /// Member → client: rewrite, count, route to the client.
@@ -837,22 +827,52 @@ impl L4 {
         member: u16,
         tables: &VsTable,
     ) -> L4Verdict {
+        self.pass(frame, len, p, rw, (vs, member), tables, Direction::Out)
+    }
+
+    /// Rewrites a packet of a flow, counts it for its virtual server and
+    /// member in `dir`, and routes it to its new destination.
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    fn pass(
+        &mut self,
+        frame: &mut [u8],
+        len: usize,
+        p: &Pkt,
+        rw: Rewrite,
+        (vs, member): (u32, u16),
+        tables: &VsTable,
+        dir: Direction,
+    ) -> L4Verdict {
         if p.ttl <= 1 {
             return self.drop_with(L4Drop::TtlExpired);
         }
         let dst = apply(frame, p, rw);
-        self.counters.returned += 1;
         let bytes = len as u64;
-        if let Some(c) = self.vs_counters.get_mut(vs as usize) {
-            c.packets_out += 1;
-            c.bytes_out += bytes;
-        }
-        if let Some(c) = self
-            .member_counters
-            .get_mut(tables.member_base(vs) + usize::from(member))
-        {
-            c.packets_out += 1;
-            c.bytes_out += bytes;
+        let slot = tables.member_base(vs) + usize::from(member);
+        match dir {
+            Direction::In => {
+                self.counters.forwarded += 1;
+                if let Some(c) = self.vs_counters.get_mut(vs as usize) {
+                    c.packets_in += 1;
+                    c.bytes_in += bytes;
+                }
+                if let Some(c) = self.member_counters.get_mut(slot) {
+                    c.packets_in += 1;
+                    c.bytes_in += bytes;
+                }
+            }
+            Direction::Out => {
+                self.counters.returned += 1;
+                if let Some(c) = self.vs_counters.get_mut(vs as usize) {
+                    c.packets_out += 1;
+                    c.bytes_out += bytes;
+                }
+                if let Some(c) = self.member_counters.get_mut(slot) {
+                    c.packets_out += 1;
+                    c.bytes_out += bytes;
+                }
+            }
         }
         L4Verdict::Forward {
             dst: ip_of(p.family, &dst),
