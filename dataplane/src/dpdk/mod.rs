@@ -1,5 +1,7 @@
-//! The safe layer over DPDK: the only code in the workspace that calls
-//! `dpdk-sys`, and with `vfio::sys` the only place `unsafe` is allowed.
+//! The safe layer over DPDK and worker memory: the only code in the
+//! workspace that calls `dpdk-sys`, and with `vfio::sys` the only place
+//! `unsafe` is allowed. [`hugemem`] holds the worker tables' hugepage
+//! allocation (first touch by the pinned worker).
 //!
 //! Ownership rule that makes the rest safe: after `rx_burst` the software
 //! owns an mbuf (an [`Mbuf`]) until `tx_burst` accepts it or it is freed;
@@ -8,6 +10,7 @@
 #![allow(unsafe_code)]
 
 mod eal;
+pub mod hugemem;
 mod mbuf;
 mod mempool;
 mod port;

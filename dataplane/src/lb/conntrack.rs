@@ -58,8 +58,8 @@
 
 use std::fmt;
 
-use super::alloc::{prefetch, Backing, HugeArray};
 use super::flow::{Family, FlowKey, PROTO_TCP};
+use crate::dpdk::hugemem::{prefetch, Backing, HugeArray};
 
 /// Slots per bucket (one cache line of signatures and stamps).
 pub const SLOTS_PER_BUCKET: usize = 8;

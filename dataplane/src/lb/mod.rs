@@ -27,13 +27,12 @@
 //!   ICMP port unreachable builders.
 //! - [`path`]: the per-worker L4 data path ([`L4::process`],
 //!   [`L4::sweep`]): conntrack + Maglev + NAT over a frame.
-//! - `alloc`: the one place with `unsafe`: hugepage-backed arrays for
-//!   worker tables (DESIGN.md §2) and a prefetch hint.
+//! - The connection table's hugepage-backed array and prefetch hint come
+//!   from `crate::dpdk::hugemem` (the DPDK layer holds all the `unsafe`).
 //!
 //! Everything here is `core`/`std` + `thiserror` + `hugepage-rs` + `libc`;
 //! no locks, and no allocation in any per-packet function.
 
-mod alloc;
 pub mod conntrack;
 pub mod flow;
 pub mod hash;
@@ -44,7 +43,7 @@ pub mod path;
 mod tests;
 pub mod vs;
 
-pub use alloc::Backing;
+pub use crate::dpdk::hugemem::Backing;
 pub use conntrack::{
     ConnTable, ConnTableError, Counters, Entry, Expired, FlowRef, FlowValue, InsertError, Secs,
     TcpState, Timeouts, FLAG_RESET_ON_TIMEOUT,

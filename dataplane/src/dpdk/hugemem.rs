@@ -1,5 +1,5 @@
-//! Memory for worker-private tables, and a prefetch hint: the only `unsafe`
-//! in `lb`.
+//! Memory for worker-private tables (the connection table), and a prefetch
+//! hint: `unsafe`, so it lives in the DPDK layer beside the other raw memory.
 //!
 //! DESIGN.md §2: worker tables are allocated by the worker after it is
 //! pinned, in hugepages (`hugepage_rs::alloc`, so first touch puts them on
@@ -21,7 +21,7 @@
 //! would show up here as SIGBUS, at start-up, never later.
 //!
 //! `T: Copy` keeps this simple: elements have no destructors.
-#![allow(unsafe_code)]
+// (unsafe_code is allowed by the parent module, dpdk.)
 
 use std::alloc::Layout;
 use std::ops::{Deref, DerefMut};
