@@ -87,16 +87,14 @@ pub async fn follow(state: Arc<State>, mut rx: watch::Receiver<Health>) {
     }
 }
 
-fn sum<T: Copy + Default>(
+/// One counter set summed over the workers' snapshots (`get` picks it).
+fn sum<T: Copy + Default + std::ops::AddAssign>(
     snaps: &[L4Snapshot],
     get: impl Fn(&L4Snapshot) -> Option<T>,
-    add: impl Fn(&mut T, T),
 ) -> T {
     let mut acc = T::default();
-    for s in snaps {
-        if let Some(v) = get(s) {
-            add(&mut acc, v);
-        }
+    for v in snaps.iter().filter_map(get) {
+        acc += v;
     }
     acc
 }
@@ -115,29 +113,13 @@ pub fn show_json(state: &State, health: Option<&Health>) -> Value {
         .iter()
         .enumerate()
         .map(|(v, vs)| {
-            let c = sum(&snaps, |s| s.vs.get(v).copied(), |a, b| {
-                a.packets_in += b.packets_in;
-                a.bytes_in += b.bytes_in;
-                a.packets_out += b.packets_out;
-                a.bytes_out += b.bytes_out;
-                a.new_flows += b.new_flows;
-                a.active_flows += b.active_flows;
-                a.no_member += b.no_member;
-                a.untracked += b.untracked;
-            });
+            let c = sum(&snaps, |s| s.vs.get(v).copied());
             let members: Vec<Value> = vs
                 .members
                 .iter()
                 .enumerate()
                 .map(|(i, m)| {
-                    let mc = sum(&snaps, |s| s.members.get(v).and_then(|ms| ms.get(i)).copied(), |a, b| {
-                        a.packets_in += b.packets_in;
-                        a.bytes_in += b.bytes_in;
-                        a.packets_out += b.packets_out;
-                        a.bytes_out += b.bytes_out;
-                        a.new_flows += b.new_flows;
-                        a.active_flows += b.active_flows;
-                    });
+                    let mc = sum(&snaps, |s| s.members.get(v).and_then(|ms| ms.get(i)).copied());
                     json!({
                         "address": m.address.to_string(), "port": m.port, "weight": m.weight,
                         "healthy": health::member_up(health, vs, m.address, m.port),

@@ -390,6 +390,12 @@ impl Worker {
             c.to_tap += to_tap;
             c.drops[Drop::TapFull as usize] += drops[0];
             c.drops[Drop::NoMbuf as usize] += drops[1];
+            // What waited for a neighbor this frame taught us goes out now.
+            for &(ip, mac) in &resolved[..n_resolved] {
+                let (host, tx) = (&mut p.host, &mut p.port_tx);
+                p.pending.take_for(ip, |m| send_to(host, tx, m, mac));
+            }
+            let c = &mut p.host.counters;
             match verdict {
                 FromWire::Reply(n) => {
                     if m.set_len(n) {
@@ -402,10 +408,6 @@ impl Worker {
                     }
                 }
                 FromWire::Punt | FromWire::Transit => {
-                    for &(ip, mac) in &resolved[..n_resolved] {
-                        let (host, tx) = (&mut p.host, &mut p.port_tx);
-                        p.pending.take_for(ip, |m| send_to(host, tx, m, mac));
-                    }
                     self.l4_stage(pi, m, verdict, now, tables);
                     continue;
                 }
@@ -417,18 +419,10 @@ impl Worker {
                     ttl,
                     multihop,
                 } => {
-                    for &(ip, mac) in &resolved[..n_resolved] {
-                        let (host, tx) = (&mut p.host, &mut p.port_tx);
-                        p.pending.take_for(ip, |m| send_to(host, tx, m, mac));
-                    }
                     let port = p.host.index;
                     self.bfd_rx(now, port, &m.data()[a..b], src, ttl, multihop);
                     continue;
                 }
-            }
-            for &(ip, mac) in &resolved[..n_resolved] {
-                let (host, tx) = (&mut p.host, &mut p.port_tx);
-                p.pending.take_for(ip, |m| send_to(host, tx, m, mac));
             }
         }
         n
@@ -579,17 +573,12 @@ impl Worker {
             drop(m);
             p.host.counters.drop(Drop::NeighborQueueFull);
         }
-        self.solicit(ei, next_hop, now);
-    }
-
-    fn solicit(&mut self, ei: usize, ip: IpAddr, now: Nanos) {
-        solicit(&mut self.ports[ei], ip, now);
+        solicit(p, next_hop, now);
     }
 
     fn timers(&mut self, now: Nanos, tables: &Tables) {
         self.sweep(now, tables);
-        for ei in 0..self.ports.len() {
-            let p = &mut self.ports[ei];
+        for p in &mut self.ports {
             let c = &mut p.host.counters;
             p.pending.expire(now, |m| {
                 drop(m);
@@ -600,7 +589,7 @@ impl Worker {
                 *slot = Some(ip);
             }
             for ip in waiting.into_iter().flatten() {
-                self.solicit(ei, ip, now);
+                solicit(p, ip, now);
             }
         }
     }

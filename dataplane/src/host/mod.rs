@@ -229,12 +229,13 @@ impl Host {
         arp::Packet::new_checked(&mut buf[hdr..len])
             .map(|mut p| p.make_reply(self.mac))
             .ok();
-        self.swap_macs(buf, smac);
+        self.set_macs(buf, smac);
         self.counters.arp_replies += 1;
         FromWire::Reply(len)
     }
 
-    fn swap_macs(&self, buf: &mut [u8], to: Mac) {
+    /// Addresses a frame (its first 12 bytes) to `to` from this port.
+    pub fn set_macs(&self, buf: &mut [u8], to: Mac) {
         buf[0..6].copy_from_slice(&to.0);
         buf[6..12].copy_from_slice(&self.mac.0);
     }
@@ -293,7 +294,7 @@ impl Host {
                 i.make_echo_reply();
             }
         }
-        self.swap_macs(buf, src_mac);
+        self.set_macs(buf, src_mac);
         self.counters.echo_replies += 1;
         FromWire::Reply(len)
     }
@@ -403,7 +404,7 @@ impl Host {
                         i.make_echo_reply();
                     }
                 }
-                self.swap_macs(buf, src_mac);
+                self.set_macs(buf, src_mac);
                 self.counters.echo_replies += 1;
                 FromWire::Reply(len)
             }
@@ -438,7 +439,7 @@ impl Host {
         } else {
             (to, to_mac, icmpv6::NA_SOLICITED | icmpv6::NA_OVERRIDE)
         };
-        self.swap_macs(buf, dst_mac);
+        self.set_macs(buf, dst_mac);
         ipv6::emit(
             &mut buf[hdr..],
             (icmpv6::ND_LEN + 8) as u16,
@@ -479,7 +480,7 @@ impl Host {
                 arp::Packet::new_checked(&mut buf[hdr..len])
                     .map(|mut p| p.make_reply(self.mac))
                     .ok();
-                self.swap_macs(buf, asker);
+                self.set_macs(buf, asker);
                 FromTap::ReplyToTap(len)
             }
             ethertype::IPV4 => match ipv4::Packet::new_checked(&buf[hdr..len]) {
@@ -684,12 +685,6 @@ impl Host {
             .find(|s| s.prefix().contains(ip))
             .or_else(|| self.self_ips.iter().find(same_family))
             .map(|s| s.addr)
-    }
-
-    /// Points a forwarded frame at `dst` from this port (the frame's first
-    /// 12 bytes).
-    pub fn set_macs(&self, buf: &mut [u8], dst: Mac) {
-        self.swap_macs(buf, dst);
     }
 }
 

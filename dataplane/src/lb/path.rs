@@ -225,6 +225,20 @@ pub struct VsCounters {
     pub untracked: u64,
 }
 
+impl std::ops::AddAssign for VsCounters {
+    /// Sums workers' shares.
+    fn add_assign(&mut self, o: Self) {
+        self.packets_in += o.packets_in;
+        self.bytes_in += o.bytes_in;
+        self.packets_out += o.packets_out;
+        self.bytes_out += o.bytes_out;
+        self.new_flows += o.new_flows;
+        self.active_flows += o.active_flows;
+        self.no_member += o.no_member;
+        self.untracked += o.untracked;
+    }
+}
+
 /// Per member of a virtual server, this worker's share.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MemberCounters {
@@ -234,6 +248,18 @@ pub struct MemberCounters {
     pub bytes_out: u64,
     pub new_flows: u64,
     pub active_flows: u64,
+}
+
+impl std::ops::AddAssign for MemberCounters {
+    /// Sums workers' shares.
+    fn add_assign(&mut self, o: Self) {
+        self.packets_in += o.packets_in;
+        self.bytes_in += o.bytes_in;
+        self.packets_out += o.packets_out;
+        self.bytes_out += o.bytes_out;
+        self.new_flows += o.new_flows;
+        self.active_flows += o.active_flows;
+    }
 }
 
 /// Construction parameters of one worker's [`L4`].
