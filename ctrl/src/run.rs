@@ -77,6 +77,9 @@ pub fn run(mut config: Config) -> anyhow::Result<Exit> {
         ));
     }
     let exit = rt.block_on(control(state.clone()));
+    // The drain's last segments (BGP's Cease, TCP FINs) leave the kernel
+    // through the TAPs and the workers: let them out before stopping.
+    rt.block_on(quiesce(&state));
     // Stop the workers, then release ports, TAPs, mempool and EAL.
     if let Ok(mut dp) = state.dataplane.lock() {
         if let Some(mut dp) = dp.take() {
@@ -126,6 +129,26 @@ async fn control(state: Arc<State>) -> anyhow::Result<Exit> {
                 }
             }
         }
+    }
+}
+
+/// Waits until the kernel has sent nothing through the TAPs for 50 ms
+/// (bounded: 1 s).
+async fn quiesce(state: &State) {
+    let from_tap = || {
+        state
+            .stats()
+            .map(|s| s.ports.iter().map(|p| p.counters.from_tap).sum::<u64>())
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    let mut last = from_tap();
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = from_tap();
+        if now == last {
+            return;
+        }
+        last = now;
     }
 }
 

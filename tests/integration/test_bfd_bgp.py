@@ -168,7 +168,7 @@ def test_sigterm_sends_admin_down_then_withdraws_then_closes(lab):
     assert p.proc.wait(30) == 0, p.logs()
     peer = next(x for x in frr.json("show bfd peers") if x["peer"] == "10.55.0.2")
     assert peer["status"] == "down" and "administratively down" in peer["remote-diagnostic"], peer
-    assert not in_fib(f)
+    wait_for("the VIP to leave FRR's FIB", lambda: not in_fib(f), timeout=5)
     close = r"NOTIFICATION: (received from|sent to) neighbor 10\.55\.0\.2 6/(2|10)"
     try:
         wait_for("FRR to log the session's close", lambda: re.search(close, frr.log()[log_start:]), timeout=5)
