@@ -46,6 +46,41 @@ impl Mempool {
         NonNull::new(m).map(|m| unsafe { Mbuf::from_raw(m) })
     }
 
+    /// Appends `n` fresh mbufs to `out`, all or none (`rte_pktmbuf_alloc_bulk`:
+    /// one trip to the pool's cache for a whole burst). Returns false, and
+    /// appends nothing, when the pool cannot supply `n`.
+    pub fn alloc_bulk(&self, n: usize, out: &mut Vec<Mbuf>) -> bool {
+        let mut raw = [std::ptr::null_mut(); super::BURST];
+        let Some(raw) = raw.get_mut(..n) else {
+            // More than one burst: in burst-sized steps, all or none.
+            let before = out.len();
+            let mut left = n;
+            while left > 0 {
+                let k = left.min(super::BURST);
+                if !self.alloc_bulk(k, out) {
+                    out.truncate(before); // drops (frees) what this call got
+                    return false;
+                }
+                left -= k;
+            }
+            return true;
+        };
+        // SAFETY: the pool is valid; `raw` has room for n pointers, which
+        // the call fills with fresh mbufs (rc 0) or leaves untouched (rc < 0).
+        let rc = unsafe {
+            dpdk_sys::pollux_pktmbuf_alloc_bulk(self.raw.as_ptr(), raw.as_mut_ptr(), n as u32)
+        };
+        if rc != 0 {
+            return false;
+        }
+        out.extend(raw.iter().map(|&m| {
+            // SAFETY: rc 0: each pointer is a valid, freshly reset mbuf that
+            // nobody else owns; each is wrapped exactly once.
+            unsafe { Mbuf::from_raw(NonNull::new_unchecked(m)) }
+        }));
+        true
+    }
+
     /// Mbufs currently free in the pool (for counters and leak tests).
     pub fn available(&self) -> u32 {
         // SAFETY: read-only query on a valid pool.
