@@ -44,7 +44,8 @@ Instants (wall clock, one machine):
                with rib == N (zebra's RIB) and fib == N (installed: the kernel
                acknowledged them through zebra's dataplane); afterwards
                `ip route show proto bgp` in the FRR namespace must hold N
-               routes. Polls go every ~50 ms and are timed at the end of the
+               routes. Polls (bgpd and zebra until pfxRcd == N, then zebra
+               alone) go every ~50 ms and are timed at the end of the
                vtysh call (an upper bound; a busy bgpd/zebra answers in
                50-300 ms, which is the resolution of these two instants).
 
@@ -179,20 +180,26 @@ def measure(kind: str, count: int, run: int, logs: Path, bird_text: str) -> dict
             bird = Bird(s, bird_text)
 
         rcv_poll = rib = fib = None
+        peer: dict = {}
         deadline = t_start + DEADLINE
         last = ""
         while time.time() < deadline:
             if spk is not None and spk.poll() is not None:
                 raise Fail(f"{tag}: pollux-bgp-vips exited {spk.returncode} (see {logs / (tag + '-speaker.log')})")
             try:
-                out = frr.vtysh("show bgp ipv4 unicast summary json", "show ip route summary json")
-                now = time.time()
-                bgp, zebra = two_json(out)
+                # Once bgpd has everything, only zebra is asked.
+                if rcv_poll is None:
+                    out = frr.vtysh("show bgp ipv4 unicast summary json", "show ip route summary json")
+                    now = time.time()
+                    bgp, zebra = two_json(out)
+                    peer = bgp.get("peers", {}).get(SPK_IP, {})
+                else:
+                    zebra = frr.json("show ip route summary")
+                    now = time.time()
             except (subprocess.SubprocessError, ValueError) as e:
                 last = repr(e)
                 time.sleep(0.05)
                 continue
-            peer = bgp.get("peers", {}).get(SPK_IP, {})
             eb = next((r for r in zebra.get("routes", []) if r.get("type") == "ebgp"), {})
             last = f"state={peer.get('state')} pfxRcd={peer.get('pfxRcd')} zebra={eb}"
             if rcv_poll is None and peer.get("pfxRcd", 0) >= count:
