@@ -580,8 +580,8 @@ impl Template {
 /// What a received frame is, to the generator.
 #[derive(Debug, PartialEq)]
 enum Rx {
-    /// Ours: (magic with epoch, sequence, TX TSC).
-    Magic(u32, u32, u64),
+    /// Ours: (magic with epoch, sequence, TX TSC, IPv4 destination).
+    Magic(u32, u32, u64, u32),
     /// An ARP request; the target address.
     ArpRequest(u32),
     Other,
@@ -632,7 +632,8 @@ fn classify_ipv4(ip: &[u8]) -> Rx {
     }
     let seq = u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
     let tsc = u64::from_be_bytes([p[8], p[9], p[10], p[11], p[12], p[13], p[14], p[15]]);
-    Rx::Magic(magic, seq, tsc)
+    let dst = u32::from_be_bytes([ip[16], ip[17], ip[18], ip[19]]);
+    Rx::Magic(magic, seq, tsc, dst)
 }
 
 /// Turns an ARP request (as classified) into the reply from `mac`, in place.
@@ -763,6 +764,8 @@ struct Counts {
     /// Our frames of this window's epoch back; of another epoch (late).
     rx: u64,
     rx_stale: u64,
+    /// Ours with another IPv4 destination than sent (NATed on the way).
+    rx_rewritten: u64,
     /// Frames without our magic (not ARP requests).
     rx_other: u64,
     arp_replies: u64,
@@ -807,6 +810,8 @@ struct Engine {
     burst: Burst,
     arp_tx: TxBuffer,
     epoch: u8,
+    /// The current phase's destination (to count rewritten frames).
+    dst: u32,
     seq: u64,
     c: Counts,
     lat: Latency,
@@ -828,8 +833,9 @@ impl Engine {
         let want = MAGIC | u32::from(self.epoch);
         for mut m in self.burst.drain() {
             match classify(m.data()) {
-                Rx::Magic(magic, seq, tsc) if magic == want => {
+                Rx::Magic(magic, seq, tsc, dst) if magic == want => {
                     self.c.rx += 1;
+                    self.c.rx_rewritten += u64::from(dst != self.dst);
                     if seq % LAT_EVERY == 0 {
                         let ticks = now.saturating_sub(tsc);
                         self.lat
@@ -880,11 +886,15 @@ impl Engine {
         let (s, d) = self.gen_tx.flush();
         self.c.tx += s as u64;
         self.c.tx_refused += d as u64;
+        // The buffer starts empty and holds more than a burst, so the ring
+        // refused the tail of this burst: those sequence numbers (and
+        // flows) go out again next time, and a warm-up misses no flow.
+        self.seq -= d as u64;
         n
     }
 
-    /// Sends `p`'s traffic at `rate` (None = max) for `secs` or until
-    /// `count` packets were offered, polling RX all along; then drains RX
+    /// Sends `p`'s traffic at `rate` (None = max) for `secs` or until the
+    /// port accepted `count` packets, polling RX all along; then drains RX
     /// for `drain_ms`. Returns false if stopped.
     fn stream(&mut self, p: &Phase, t: &[(u16, Template)], rate: Option<f64>, secs: f64, count: Option<u64>, stop: &AtomicBool) -> bool {
         let start = dpdk::tsc();
@@ -894,7 +904,7 @@ impl Engine {
         loop {
             self.poll_rx();
             let now = dpdk::tsc();
-            if now >= end || count.is_some_and(|c| offered >= c) || stop.load(Relaxed) {
+            if now >= end || count.is_some_and(|c| self.c.tx >= c) || stop.load(Relaxed) {
                 break;
             }
             let due = match rate {
@@ -904,7 +914,7 @@ impl Engine {
                     should.saturating_sub(offered).min(BURST as u64)
                 }
             };
-            let due = count.map_or(due, |c| due.min(c - offered));
+            let due = count.map_or(due, |c| due.min(c.saturating_sub(self.c.tx)));
             if due > 0 {
                 self.send(p, t, due as usize);
                 offered += due;
@@ -946,6 +956,7 @@ impl Engine {
             .map(|s| (s, Template::new(p, self.mac, s)))
             .collect();
         let began = dpdk::tsc();
+        self.dst = u32::from(p.dst_ip);
         let mut r = Report {
             phase: id,
             desc: describe(p),
@@ -1064,8 +1075,8 @@ fn print_report(r: &Report, hz: u64, arp_total: u64) {
         .lat
         .map_or(("".into(), "".into(), "".into()), |(a, b, m)| (us(a), us(b), us(m)));
     let mut line = format!(
-        "result phase={} {} warm_tx={} window_s={secs:.3} tx={} tx_refused={} no_mbuf={} rx={} rx_stale={} rx_other={} tx_mpps={:.3} rx_mpps={:.3} loss={loss:.6} lat_p50_us={p50} lat_p99_us={p99} lat_max_us={max} lat_samples={} arp_replies={} arp_total={arp_total} aborted={} phase_s={:.2}",
-        r.phase, r.desc, r.warm_tx, c.tx, c.tx_refused, c.no_mbuf, c.rx, c.rx_stale, c.rx_other,
+        "result phase={} {} warm_tx={} window_s={secs:.3} tx={} tx_refused={} no_mbuf={} rx={} rx_rewritten={} rx_stale={} rx_other={} tx_mpps={:.3} rx_mpps={:.3} loss={loss:.6} lat_p50_us={p50} lat_p99_us={p99} lat_max_us={max} lat_samples={} arp_replies={} arp_total={arp_total} aborted={} phase_s={:.2}",
+        r.phase, r.desc, r.warm_tx, c.tx, c.tx_refused, c.no_mbuf, c.rx, c.rx_rewritten, c.rx_stale, c.rx_other,
         mpps(c.tx), mpps(c.rx), r.lat_samples, c.arp_replies, u8::from(r.aborted), r.secs,
     );
     for (k, v) in [("ndr", r.ndr), ("pdr", r.pdr)] {
@@ -1202,6 +1213,7 @@ fn run(o: Opts) -> Result<(), BoxError> {
         burst: Burst::default(),
         arp_tx: TxBuffer::new(port.tx(0)),
         epoch: 0,
+        dst: 0,
         seq: 0,
         c: Counts::default(),
         lat: Latency::default(),
@@ -1253,5 +1265,228 @@ fn main() -> ExitCode {
             eprintln!("pollux-gen: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use etherparse::{NetSlice, SlicedPacket, TransportSlice};
+
+    fn v(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    fn phase(extra: &str) -> Phase {
+        let mut p = default_phase();
+        p.dst_mac = Some([2, 0, 0, 0, 0, 2]);
+        parse_phase(&v(extra), &mut p).unwrap();
+        p
+    }
+
+    const SRC_MAC: [u8; 6] = [2, 0, 0, 0, 0, 1];
+
+    fn frame(p: &Phase, size: u16, src: u32, sport: u16, seq: u32, tsc: u64) -> Vec<u8> {
+        let t = Template::new(p, SRC_MAC, size);
+        let mut b = vec![0u8; t.bytes.len()];
+        t.fill(&mut b, src, sport, MAGIC | 7, seq, tsc);
+        b
+    }
+
+    /// Checks the frame with etherparse: addresses, lengths, both checksums.
+    fn check_frame(p: &Phase, b: &[u8], src: u32, sport: u16) {
+        let pkt = SlicedPacket::from_ethernet(b).unwrap();
+        let Some(NetSlice::Ipv4(ip)) = pkt.net else { panic!("not IPv4") };
+        let iph = ip.header().to_header();
+        assert_eq!(iph.header_checksum, iph.calc_header_checksum(), "IPv4 checksum");
+        assert_eq!(iph.source, src.to_be_bytes());
+        assert_eq!(iph.destination, p.dst_ip.octets());
+        assert_eq!(usize::from(iph.total_len), b.len() - ETH);
+        match pkt.transport {
+            Some(TransportSlice::Udp(u)) => {
+                let h = u.to_header();
+                assert_eq!((h.source_port, h.destination_port), (sport, p.dst_port));
+                assert_eq!(usize::from(h.length), b.len() - ETH - IP);
+                let want = h.calc_checksum_ipv4(&iph, u.payload()).unwrap();
+                assert_eq!(h.checksum, want, "UDP checksum");
+            }
+            Some(TransportSlice::Tcp(t)) => {
+                let h = t.to_header();
+                assert_eq!((h.source_port, h.destination_port), (sport, p.dst_port));
+                assert!(h.ack && !h.syn);
+                let want = h.calc_checksum_ipv4(&iph, t.payload()).unwrap();
+                assert_eq!(h.checksum, want, "TCP checksum");
+            }
+            other => panic!("unexpected transport {other:?}"),
+        }
+    }
+
+    #[test]
+    fn frames_have_correct_checksums_at_every_size() {
+        let udp = phase("");
+        for size in [64u16, 65, 128, 570, 1024, 1518] {
+            for (src, sport, seq, tsc) in [
+                (0xac10_0000u32, 1024u16, 0u32, 0u64),
+                (0xac1f_ffff, 65535, u32::MAX, u64::MAX),
+                (0x0a00_0001, 4242, 0x1234_5678, 0x0123_4567_89ab_cdef),
+            ] {
+                let b = frame(&udp, size, src, sport, seq, tsc);
+                assert_eq!(b.len(), usize::from(size) - 4);
+                check_frame(&udp, &b, src, sport);
+            }
+        }
+        let tcp = phase("--proto tcp --size 74");
+        for size in [74u16, 1518] {
+            let b = frame(&tcp, size, 0xac10_0102, 5555, 99, 123_456_789);
+            check_frame(&tcp, &b, 0xac10_0102, 5555);
+        }
+    }
+
+    #[test]
+    fn udp_checksum_zero_is_sent_as_all_ones() {
+        // Search a few sequence numbers for one whose checksum folds to 0.
+        let p = phase("");
+        let t = Template::new(&p, SRC_MAC, 64);
+        let mut b = vec![0u8; t.bytes.len()];
+        let mut seen = false;
+        for seq in 0..200_000u32 {
+            t.fill(&mut b, 0xac10_0000, 1024, MAGIC, seq, 0);
+            let c = u16::from_be_bytes([b[ETH + IP + 6], b[ETH + IP + 7]]);
+            assert_ne!(c, 0);
+            seen |= c == 0xffff;
+        }
+        assert!(seen, "no case of a zero checksum in the range");
+    }
+
+    #[test]
+    fn classify_finds_the_magic_whatever_the_headers() {
+        let p = phase("");
+        let mut b = frame(&p, 64, 0xac10_0001, 2000, 77, 999);
+        assert_eq!(classify(&b), Rx::Magic(MAGIC | 7, 77, 999, u32::from(p.dst_ip)));
+        // NAT rewrote the destination: still ours, another destination.
+        b[ETH + 16..ETH + 20].copy_from_slice(&[10, 0, 1, 3]);
+        assert_eq!(classify(&b), Rx::Magic(MAGIC | 7, 77, 999, 0x0a00_0103));
+        // TCP: the payload is found by the data offset.
+        let t = phase("--proto tcp --size 90");
+        let b = frame(&t, 90, 1, 2, 5, 6);
+        assert!(matches!(classify(&b), Rx::Magic(_, 5, 6, _)));
+        assert_eq!(classify(&b[..40]), Rx::Other);
+        let mut x = b.clone();
+        x[ETH + IP + 20] ^= 0xff; // not our magic
+        assert_eq!(classify(&x), Rx::Other);
+    }
+
+    #[test]
+    fn arp_requests_are_answered_with_our_mac() {
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&[2, 0, 0, 0, 0, 9]); // requester
+        f.extend_from_slice(&[8, 6, 0, 1, 8, 0, 6, 4, 0, 1]);
+        f.extend_from_slice(&[2, 0, 0, 0, 0, 9, 10, 0, 0, 1]); // sha, spa
+        f.extend_from_slice(&[0, 0, 0, 0, 0, 0, 10, 0, 1, 3]); // tha, tpa
+        f.resize(60, 0);
+        assert_eq!(classify(&f), Rx::ArpRequest(0x0a00_0103));
+        arp_reply(&mut f, SRC_MAC);
+        assert_eq!(&f[0..6], &[2, 0, 0, 0, 0, 9]);
+        assert_eq!(&f[6..12], &SRC_MAC);
+        assert_eq!(&f[20..22], &[0, 2]);
+        assert_eq!(&f[22..28], &SRC_MAC);
+        assert_eq!(&f[28..32], &[10, 0, 1, 3]);
+        assert_eq!(&f[32..38], &[2, 0, 0, 0, 0, 9]);
+        assert_eq!(&f[38..42], &[10, 0, 0, 1]);
+        assert_eq!(classify(&f), Rx::Other, "a reply is not a request");
+        assert_eq!(parse_prefix("10.0.1.7/24").unwrap(), (0x0a00_0100, 0xffff_ff00));
+    }
+
+    #[test]
+    fn flows_walk_the_range_like_pktgen() {
+        let s = FlowSpace { ip_base: 0xac10_0000, ips: 4, port_base: 1000, ports: 3 };
+        assert_eq!(s.size(), 12);
+        let all: Vec<_> = (0..12).map(|i| s.tuple(i)).collect();
+        assert_eq!(all[0], (0xac10_0000, 1000));
+        assert_eq!(all[1], (0xac10_0001, 1000));
+        assert_eq!(all[4], (0xac10_0000, 1001));
+        assert_eq!(all[11], (0xac10_0003, 1002));
+        let distinct: std::collections::HashSet<_> = all.iter().collect();
+        assert_eq!(distinct.len(), 12);
+        assert_eq!(s.tuple(12), s.tuple(0), "wraps after the range");
+        // N flows: round robin; new-flow mode: every packet its own.
+        assert_eq!(flow_of(2500, 1000), 500);
+        assert_eq!(flow_of(2500, 0), 2500);
+        let d = default_phase().space;
+        let new: std::collections::HashSet<_> = (0..300_000).map(|i| d.tuple(flow_of(i, 0))).collect();
+        assert_eq!(new.len(), 300_000);
+        assert!(d.size() > 60_000_000_000);
+    }
+
+    #[test]
+    fn imix_is_7_4_1() {
+        let s = Sizes::Imix;
+        let mut n = std::collections::HashMap::new();
+        for seq in 0..1200 {
+            *n.entry(s.of(seq)).or_insert(0) += 1;
+        }
+        assert_eq!((n[&64], n[&570], n[&1518]), (700, 400, 100));
+        let mean = (0..12).map(|i| f64::from(s.of(i))).sum::<f64>() / 12.0;
+        assert!((mean - 353.83).abs() < 0.01);
+        assert_eq!(Sizes::Fixed(128).of(5), 128);
+        assert_eq!(s.distinct(), vec![64, 570, 1518]);
+    }
+
+    /// A link that forwards up to `cap` pps and drops the excess.
+    fn link(cap: f64) -> impl FnMut(f64) -> Option<Trial> {
+        move |rate: f64| {
+            let tx = rate as u64;
+            Some(Trial { tx, rx: tx.min(cap as u64) })
+        }
+    }
+
+    #[test]
+    fn rfc2544_search_finds_ndr_and_pdr() {
+        let cap = 7_300_000.0;
+        let (ndr, n) = search(0.0, 0.0, 10e6, 16, link(cap));
+        assert!(ndr <= cap && ndr >= cap * 0.99, "ndr {ndr}");
+        assert!(n <= 16);
+        // PDR: 0.1 % loss allowed: up to cap / 0.999.
+        let (pdr, _) = search(0.001, ndr, 10e6, 16, link(cap));
+        assert!(pdr >= ndr && pdr <= cap / 0.999 + 1.0, "pdr {pdr}");
+        // The upper bound passes: one trial.
+        assert_eq!(search(0.0, 0.0, 5e6, 8, link(cap)), (5e6, 1));
+        // Nothing passes: 0; the trial budget is respected.
+        let (r, n) = search(0.0, 0.0, 5e6, 5, |_| Some(Trial { tx: 100, rx: 0 }));
+        assert_eq!((r, n), (0.0, 5));
+        // A stopped trial ends the search.
+        assert_eq!(search(0.0, 0.0, 5e6, 5, |_| None), (0.0, 0));
+    }
+
+    #[test]
+    fn latency_percentiles_are_nearest_rank() {
+        let mut l = Latency::default();
+        assert_eq!(l.summary(), None);
+        for ns in (1..=100).rev() {
+            l.add(ns * 1000);
+        }
+        assert_eq!(l.summary(), Some((50_000, 99_000, 100_000)));
+        let s = [5u32];
+        assert_eq!((percentile(&s, 50.0), percentile(&s, 99.0)), (5, 5));
+    }
+
+    #[test]
+    fn args_and_phase_lines() {
+        let o = parse_args(&v("--dst-mac 02:00:00:00:00:02 --flows new --size imix --rate 1e6 --warm 0.5 --arp 10.0.1.0/24 --stdin -- -l 0,1")).unwrap();
+        assert_eq!(o.phase.flows, 0);
+        assert_eq!(o.phase.sizes, Sizes::Imix);
+        assert_eq!(o.phase.rate, Some(1e6));
+        assert_eq!(o.phase.warm, Warm::Secs(0.5));
+        assert!(o.stdin);
+        assert_eq!(o.eal, v("-l 0,1"));
+        assert!(parse_args(&v("--flows 10 -- -l 0")).is_err(), "--dst-mac is required");
+        assert!(parse_args(&v("--dst-mac 1:2:3 -- -l 0")).is_err());
+        let mut p = default_phase();
+        assert!(parse_phase(&v("--proto tcp --size 64"), &mut p).is_err(), "tcp needs 74 B");
+        let mut p = default_phase();
+        assert!(parse_phase(&v("--size 1519"), &mut p).is_err());
+        let mut p = default_phase();
+        assert!(parse_phase(&v("--src-ips 10 --src-ports 10 --flows 101"), &mut p).is_err());
+        assert_eq!(worker_lcore(&v("-l 0,1 --main-lcore 0")), Some(1));
     }
 }
