@@ -175,7 +175,7 @@ fn name(s: State) -> String {
 }
 
 fn session_json(s: &BfdSessionStatus, h: &History, ports: &[String]) -> Value {
-    let mut v = json!({ "peer": s.peer.to_string(), "port": ports.get(s.port), "up_transitions": h.up, "down_transitions": h.down });
+    let mut v = json!({ "peer": s.peer.to_string(), "port": ports.get(s.port), "up_transitions": h.up, "down_transitions": h.down, "last_change_unix_ns": s.last_change_unix_ns });
     if let Some(i) = &s.info {
         let m = v.as_object_mut().expect("object");
         for (k, val) in [
@@ -291,6 +291,40 @@ pub fn metrics(state: &Ctrl, e: &mut Encoder) {
             "bfd_drops_total",
             &[("instance", inst), ("reason", reason)],
             n,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn session_json_dates_the_last_change() {
+        let mut s = BfdSessionStatus {
+            peer: "10.0.0.1".parse().unwrap(),
+            port: 0,
+            info: None,
+            last_change_unix_ns: None,
+        };
+        let h = History {
+            up: 1,
+            down: 2,
+            last_change_ms: None,
+        };
+        let ports = ["ext".to_string()];
+        let v = session_json(&s, &h, &ports);
+        assert_eq!(v["last_change_unix_ns"], Value::Null);
+        assert_eq!(
+            (v["state"].as_str(), v["down_transitions"].as_u64()),
+            (Some("Down"), Some(2))
+        );
+        s.last_change_unix_ns = Some(1_800_000_000_123_456_789);
+        let v = session_json(&s, &h, &ports);
+        // Exact in JSON (an integer, not a float).
+        assert_eq!(
+            v["last_change_unix_ns"].as_u64(),
+            Some(1_800_000_000_123_456_789)
         );
     }
 }

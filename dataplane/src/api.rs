@@ -96,6 +96,11 @@ pub struct BfdSessionStatus {
     pub port: usize,
     /// `None` until its worker published it.
     pub info: Option<SessionInfo>,
+    /// When the session last changed state, in ns since the Unix epoch
+    /// (CLOCK_REALTIME), dated by its worker's clock at the change (the
+    /// `now` of the loop iteration that made it; a detection-time expiry is
+    /// dated when the worker noticed it). `None` before the first change.
+    pub last_change_unix_ns: Option<u64>,
 }
 
 /// A worker: the EAL lcore id it runs as and the CPU it is pinned to.
@@ -258,6 +263,14 @@ pub enum Error {
     Conntrack(String),
 }
 
+/// The system-clock time of `at`, a reading of a worker's clock taken
+/// before `clock_now`, which was read together with `unix_now`. Dating by
+/// age keeps the error to the clock's rate error over the age, not over
+/// the process's uptime.
+fn unix_time_of(at: u64, clock_now: u64, unix_now: u64) -> u64 {
+    unix_now.saturating_sub(clock_now.saturating_sub(at))
+}
+
 /// A running data plane. Dropping it stops the workers and releases ports,
 /// TAPs, the mempool and the EAL, in that order.
 #[derive(Debug)]
@@ -270,6 +283,8 @@ pub struct Dataplane {
     bfd_events: Arc<ArrayQueue<StateChange>>,
     bfd_commands: Vec<Arc<ArrayQueue<BfdCommand>>>,
     bfd_shared: Arc<SharedBfd>,
+    /// Each worker's clock, to date its BFD state changes.
+    clocks: Vec<dpdk::Clock>,
     l4_shared: Vec<Arc<SharedL4>>,
     // Drop order: ports (stop, close) → pools → EAL.
     ports: Vec<(Port, Port)>,
@@ -385,6 +400,7 @@ impl Dataplane {
             bfd_events: Arc::new(ArrayQueue::new(4096)),
             bfd_commands: Vec::new(),
             bfd_shared: Arc::new(SharedBfd::default()),
+            clocks: Vec::new(),
             ports,
             pools,
             _eal: eal,
@@ -411,6 +427,7 @@ impl Dataplane {
                     peer: b.addr,
                     port,
                     info: None,
+                    last_change_unix_ns: None,
                 })
                 .collect();
         }
@@ -452,6 +469,7 @@ impl Dataplane {
         bfd_ports: &[usize],
     ) -> Result<Worker, Error> {
         let clock = crate::dpdk::Clock::new();
+        self.clocks.push(clock);
         let mine: Vec<(usize, &BfdPeer)> = cfg
             .bfd
             .iter()
@@ -609,13 +627,32 @@ impl Dataplane {
         std::iter::from_fn(|| self.bfd_events.pop()).collect()
     }
 
-    /// Every configured BFD session as its worker last published it.
+    /// Every configured BFD session as its worker last published it, with
+    /// the time of its last state change on the system clock.
     pub fn bfd_sessions(&self) -> Vec<BfdSessionStatus> {
-        self.bfd_shared
+        let mut sessions = self
+            .bfd_shared
             .sessions
             .lock()
             .map(|s| s.clone())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let unix_now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        for s in &mut sessions {
+            let worker = self
+                .interfaces
+                .get(s.port)
+                .and_then(|i| self.workers.iter().position(|(spec, ..)| *spec == i.worker));
+            let clock = worker.and_then(|w| self.clocks.get(w));
+            s.last_change_unix_ns = match (&s.info, clock) {
+                (Some(i), Some(c)) if i.stats.last_change_at != 0 => {
+                    Some(unix_time_of(i.stats.last_change_at, c.now(), unix_now))
+                }
+                _ => None,
+            };
+        }
+        sessions
     }
 
     /// BFD packets dropped by reason, summed over the workers.
@@ -753,5 +790,18 @@ mod tests {
     fn ports_are_dealt_round_robin() {
         let c = cfg();
         assert_eq!((c.worker_of(0), c.worker_of(1), c.worker_of(2)), (0, 1, 0));
+    }
+
+    #[test]
+    fn bfd_changes_are_dated_by_their_age() {
+        // A change 30 ms before the clock's reading is 30 ms before the
+        // system time read with it; ages past the epoch saturate.
+        let unix = 1_800_000_000_000_000_000;
+        assert_eq!(
+            unix_time_of(70_000_000, 100_000_000, unix),
+            unix - 30_000_000
+        );
+        assert_eq!(unix_time_of(100, 100, unix), unix);
+        assert_eq!(unix_time_of(0, 50, 10), 0);
     }
 }
