@@ -128,6 +128,7 @@ mod tests {
             snat_ports: (61000, 65535),
             mbufs: 2047,
             panic_for_test: false,
+            hash_seed: None,
         };
         assert_eq!(
             commands(&cfg),

@@ -62,9 +62,14 @@ pub fn specs(cfg: &Config, health: &Health) -> Vec<VsSpec> {
         .collect()
 }
 
+/// The workers' table for the configuration and the members' health.
+pub fn table(config: &Config, health: &Health) -> Result<VsTable, dataplane::lb::VsError> {
+    VsTable::build(&specs(config, health))
+}
+
 /// Builds the table for the current health and hands it to the workers.
 pub fn publish(state: &State, health: &Health) {
-    match VsTable::build(&specs(&state.config, health)) {
+    match table(&state.config, health) {
         Ok(table) => {
             if let Ok(dp) = state.dataplane.lock() {
                 if let Some(dp) = dp.as_ref() {

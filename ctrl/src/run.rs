@@ -25,7 +25,10 @@ pub fn run(mut config: Config) -> anyhow::Result<Exit> {
     config.dataplane.bfd =
         crate::bfd::peers(&config).map_err(|e| anyhow::anyhow!("BFD peers: {e}"))?;
     tracing::info!(instance = %config.name, dpdk = dataplane::dpdk::version(), eal = ?config.dataplane.eal_args(), "starting");
-    let dp = Dataplane::start(&config.dataplane).context("starting the data plane")?;
+    // Health-checked members start down; the workers' first table says so.
+    let vs = crate::lb::table(&config, &Default::default())
+        .context("building the virtual-server table")?;
+    let dp = Dataplane::start(&config.dataplane, vs).context("starting the data plane")?;
     kernel::configure(&config.dataplane)?;
     let mut state = State::new(config, dp);
     let rt = tokio::runtime::Builder::new_multi_thread()

@@ -136,6 +136,11 @@ pub struct Config {
     pub mbufs: u32,
     /// Test hook: make a worker panic after it starts.
     pub panic_for_test: bool,
+    /// Benchmark hook: a fixed seed for the connection tables' hash, so
+    /// that callgrind's instruction counts repeat exactly (the default is
+    /// a random seed per worker: flow keys an attacker picks cannot be
+    /// aimed at one bucket).
+    pub hash_seed: Option<u64>,
 }
 
 impl Config {
@@ -333,8 +338,10 @@ pub struct WorkerSnapshot {
 
 impl Dataplane {
     /// Initialises DPDK, opens every port and its TAP, and launches the
-    /// workers. Nothing is left behind on error.
-    pub fn start(cfg: &Config) -> Result<Dataplane, Error> {
+    /// workers with `vs` as their first virtual-server table (so that VIP
+    /// traffic is served from the first packet). Nothing is left behind
+    /// on error.
+    pub fn start(cfg: &Config, vs: VsTable) -> Result<Dataplane, Error> {
         let fib = cfg.fib().map_err(Error::Routes)?;
         let eal = Eal::init(&cfg.eal_args())?;
         let mbufs = cfg.mbufs.max(cfg.mbufs_needed());
@@ -394,7 +401,7 @@ impl Dataplane {
             interfaces,
             tables: Arc::new(ArcSwap::from_pointee(Tables {
                 fib: fib.clone(),
-                vs: Arc::new(VsTable::default()),
+                vs: Arc::new(vs),
             })),
             l4_shared: Vec::new(),
             bfd_events: Arc::new(ArrayQueue::new(4096)),
@@ -504,7 +511,7 @@ impl Dataplane {
         let mut l4c = L4Config::new(cfg.connections, w as u16, cfg.workers.len() as u16);
         l4c.conntrack.new_flows_per_sec = cfg.new_flows_per_sec;
         l4c.snat_ports = cfg.snat_ports;
-        l4c.seed = crate::dpdk::tsc() ^ ((w as u64) << 32);
+        l4c.seed = cfg.hash_seed.unwrap_or_else(crate::dpdk::tsc) ^ ((w as u64) << 32);
         let mut l4 = L4::new(l4c).map_err(|e| Error::Conntrack(format!("worker {w}: {e}")))?;
         let self_ips: Vec<IpAddr> = cfg
             .ports
@@ -756,6 +763,7 @@ mod tests {
             snat_ports: (61000, 65535),
             mbufs: 4095,
             panic_for_test: false,
+            hash_seed: None,
         }
     }
 

@@ -385,6 +385,9 @@ fn dataplane(raw: &raw::Dataplane, instance: &str, host: &HostFacts) -> Result<a
         snat_ports: (61000, 65535),
         mbufs: raw.mbufs.clamp(1023, 1 << 22),
         panic_for_test: std::env::var_os("POLLUX_TEST_WORKER_PANIC").is_some(),
+        hash_seed: std::env::var("POLLUX_HASH_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok()),
     };
     // Each static route's next hop must be on a connected subnet.
     for (i, r) in cfg.routes.iter().enumerate() {
