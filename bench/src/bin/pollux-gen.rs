@@ -757,9 +757,12 @@ fn search(
 /// Counters of one window.
 #[derive(Debug, Default, Clone, Copy)]
 struct Counts {
-    /// Frames the port accepted / refused (ring full) / could not allocate.
+    /// Frames the port accepted; TX calls that left frames queued (ring
+    /// full, retried); frames dropped at the end of the window (still
+    /// refused); frames that could not be allocated.
     tx: u64,
     tx_refused: u64,
+    tx_dropped: u64,
     no_mbuf: u64,
     /// Our frames of this window's epoch back; of another epoch (late).
     rx: u64,
@@ -858,12 +861,14 @@ impl Engine {
         n
     }
 
-    /// Builds and transmits up to `n` packets of `p` (n ≤ BURST).
+    /// Builds `n` packets of `p` (n ≤ BURST) into the (empty) TX buffer
+    /// and offers them to the ring. Returns how many were built.
     fn send(&mut self, p: &Phase, t: &[(u16, Template)], n: usize) -> usize {
         if !self.pool.alloc_bulk(n, &mut self.mbufs) {
             self.c.no_mbuf += n as u64;
             return 0;
         }
+        let mut built = 0;
         let tsc = dpdk::tsc();
         let magic = MAGIC | u32::from(self.epoch);
         let mut mbufs = std::mem::take(&mut self.mbufs);
@@ -878,19 +883,24 @@ impl Engine {
                 continue;
             }
             tpl.fill(m.data_mut(), src, sport, magic, seq as u32, tsc);
-            let (s, d) = self.gen_tx.push(m);
-            self.c.tx += s as u64;
-            self.c.tx_refused += d as u64;
+            // The buffer holds two bursts and starts empty: no flush here.
+            self.gen_tx.push(m);
+            built += 1;
         }
         self.mbufs = mbufs;
-        let (s, d) = self.gen_tx.flush();
-        self.c.tx += s as u64;
-        self.c.tx_refused += d as u64;
-        // The buffer starts empty and holds more than a burst, so the ring
-        // refused the tail of this burst: those sequence numbers (and
-        // flows) go out again next time, and a warm-up misses no flow.
-        self.seq -= d as u64;
-        n
+        self.retry();
+        built
+    }
+
+    /// Offers the TX buffer to the ring again; what it refuses stays
+    /// queued, in order (no frame is dropped by the generator, and a
+    /// warm-up misses no flow).
+    #[inline]
+    fn retry(&mut self) {
+        self.c.tx += self.gen_tx.flush_keep() as u64;
+        if !self.gen_tx.is_empty() {
+            self.c.tx_refused += 1;
+        }
     }
 
     /// Sends `p`'s traffic at `rate` (None = max) for `secs` or until the
@@ -899,31 +909,42 @@ impl Engine {
     fn stream(&mut self, p: &Phase, t: &[(u16, Template)], rate: Option<f64>, secs: f64, count: Option<u64>, stop: &AtomicBool) -> bool {
         let start = dpdk::tsc();
         let end = start + (secs * self.hz as f64) as u64;
-        let mut offered = 0u64;
+        // Packets built so far: the pacing's and the count's measure.
+        let mut built = 0u64;
         let (mut first, mut last) = (0u64, 0u64);
         loop {
             self.poll_rx();
             let now = dpdk::tsc();
-            if now >= end || count.is_some_and(|c| self.c.tx >= c) || stop.load(Relaxed) {
+            if now >= end || stop.load(Relaxed) {
+                break;
+            }
+            if !self.gen_tx.is_empty() {
+                self.retry();
+                continue;
+            }
+            if count.is_some_and(|c| built >= c) {
                 break;
             }
             let due = match rate {
                 None => BURST as u64,
                 Some(r) => {
                     let should = (u128::from(now - start) * (r as u128) / u128::from(self.hz)) as u64;
-                    should.saturating_sub(offered).min(BURST as u64)
+                    should.saturating_sub(built).min(BURST as u64)
                 }
             };
-            let due = count.map_or(due, |c| due.min(c.saturating_sub(self.c.tx)));
+            let due = count.map_or(due, |c| due.min(c - built));
             if due > 0 {
-                self.send(p, t, due as usize);
-                offered += due;
+                built += self.send(p, t, due as usize) as u64;
                 if first == 0 {
                     first = now;
                 }
                 last = now;
             }
         }
+        // What the ring still refuses now is dropped (counted as not sent).
+        let (sent, dropped) = self.gen_tx.flush();
+        self.c.tx += sent as u64;
+        self.c.tx_dropped += dropped as u64;
         self.c.tx_ticks = last.saturating_sub(first);
         self.drain(p.drain_ms, stop)
     }
@@ -1075,8 +1096,8 @@ fn print_report(r: &Report, hz: u64, arp_total: u64) {
         .lat
         .map_or(("".into(), "".into(), "".into()), |(a, b, m)| (us(a), us(b), us(m)));
     let mut line = format!(
-        "result phase={} {} warm_tx={} window_s={secs:.3} tx={} tx_refused={} no_mbuf={} rx={} rx_rewritten={} rx_stale={} rx_other={} tx_mpps={:.3} rx_mpps={:.3} loss={loss:.6} lat_p50_us={p50} lat_p99_us={p99} lat_max_us={max} lat_samples={} arp_replies={} arp_total={arp_total} aborted={} phase_s={:.2}",
-        r.phase, r.desc, r.warm_tx, c.tx, c.tx_refused, c.no_mbuf, c.rx, c.rx_rewritten, c.rx_stale, c.rx_other,
+        "result phase={} {} warm_tx={} window_s={secs:.3} tx={} tx_refused={} tx_dropped={} no_mbuf={} rx={} rx_rewritten={} rx_stale={} rx_other={} tx_mpps={:.3} rx_mpps={:.3} loss={loss:.6} lat_p50_us={p50} lat_p99_us={p99} lat_max_us={max} lat_samples={} arp_replies={} arp_total={arp_total} aborted={} phase_s={:.2}",
+        r.phase, r.desc, r.warm_tx, c.tx, c.tx_refused, c.tx_dropped, c.no_mbuf, c.rx, c.rx_rewritten, c.rx_stale, c.rx_other,
         mpps(c.tx), mpps(c.rx), r.lat_samples, c.arp_replies, u8::from(r.aborted), r.secs,
     );
     for (k, v) in [("ndr", r.ndr), ("pdr", r.pdr)] {

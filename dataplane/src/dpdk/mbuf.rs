@@ -285,6 +285,38 @@ impl TxBuffer {
     }
 }
 
+impl TxBuffer {
+    /// Packets queued (not yet accepted by the ring).
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Transmits what is queued and keeps what the ring refused, in order,
+    /// for the next call (a generator retries instead of dropping).
+    /// Returns how many the ring accepted.
+    #[inline]
+    pub fn flush_keep(&mut self) -> usize {
+        if self.len == 0 {
+            return 0;
+        }
+        let n = self.len;
+        // SAFETY: the first n pointers are owned mbufs; the PMD takes the
+        // first `sent` of them and leaves the rest to us.
+        let sent = usize::from(unsafe {
+            dpdk_sys::pollux_tx_burst(
+                self.q.port.0,
+                self.q.queue,
+                self.ptrs.as_mut_ptr(),
+                n as u16,
+            )
+        });
+        // The refused ones (still ours) move to the front.
+        self.ptrs.copy_within(sent..n, 0);
+        self.len = n - sent;
+        sent
+    }
+}
+
 impl Drop for TxBuffer {
     fn drop(&mut self) {
         let n = self.len;
