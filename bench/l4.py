@@ -262,6 +262,21 @@ api: {{ socket: {self.api} }}
         keys = ("new_flows", "untracked", "insert_failed_full", "insert_refused_flood", "entries", "expired")
         return {k: sum(x.get(k, 0) for x in w) for k in keys}
 
+    def worker_counters(self):
+        """Summed port and worker counters, for per-phase deltas in the log."""
+        s = self.show("stats")
+        d = {"rx": 0, "tx": 0, "busy_polls": 0, "idle_polls": 0}
+        for p in s["ports"]:
+            d["rx"] += p["rx_packets"]
+            d["tx"] += p["tx_packets"]
+            for k, v in p["drops"].items():
+                d["drop_" + k] = d.get("drop_" + k, 0) + v
+        for w in s["workers"]:
+            d["busy_polls"] += w.get("busy_polls", 0)
+            d["idle_polls"] += w.get("idle_polls", 0)
+        d["max_gap_us"] = max((w.get("max_gap_us", 0) for w in s["workers"]), default=0)
+        return d
+
     def stop(self):
         rc = self.proc.stop(signal.SIGTERM, 20)
         if rc != 0:
@@ -327,7 +342,16 @@ def forwarder_run(kind, run, work, logdir, ph):
         probe(gen)
         for key, args, timeout in ph:
             before = fwd.conns() if kind == "pollux" and key == "c" else None
+            wc0 = fwd.worker_counters() if kind == "pollux" else None
             r = gen.phase(args, timeout)
+            if wc0 is not None:
+                wc1 = fwd.worker_counters()
+                d = {k: wc1[k] - wc0[k] for k in wc0 if k != "max_gap_us" and wc1[k] != wc0[k]}
+                busy = d.get("busy_polls", 0)
+                log(f"run {run} pollux {key}: worker rx +{d.get('rx', 0)} tx +{d.get('tx', 0)}, "
+                    f"{d.get('rx', 0) / busy if busy else 0:.1f} packets per busy poll, idle polls +{d.get('idle_polls', 0)}, "
+                    f"max gap {wc1['max_gap_us']} us (since start); other changes: "
+                    f"{ {k: v for k, v in d.items() if k.startswith('drop_')} }")
             out[key] = r["rx_mpps"]
             if key == "lat":
                 out["lat_p50"], out["lat_p99"] = r["lat_p50_us"], r["lat_p99_us"]

@@ -24,7 +24,10 @@
 //!   `--flows new` walks the whole range sequentially instead, so that
 //!   every packet is a new 5-tuple;
 //! - at a fixed rate (TSC pacing: each loop sends what is due, at most a
-//!   burst) or at the maximum rate (a full burst every loop);
+//!   burst) or at the maximum rate (a full burst every loop); what the TX
+//!   ring refuses stays queued and is offered again (no new frames are
+//!   built meanwhile), so the generator itself drops nothing and its core
+//!   is not spent building frames that are thrown away;
 //! - the payload is `magic | epoch`, a sequence number and the TX TSC. A
 //!   received frame counts if it carries the magic of the current window's
 //!   epoch, whatever its headers (pollux rewrites them, testpmd io does
@@ -89,6 +92,7 @@ const USAGE: &str = "usage: pollux-gen [OPTIONS] -- EAL ARGS...
   --search           RFC 2544: NDR and PDR (<= --pdr-loss) by binary search on the rate
   --trial-secs S     one search trial (default 1)   --trials N  trials per search (default 8)
   --pdr-loss F       loss fraction for the PDR (default 0.001)
+  --backoff-ns N     while the TX ring is full, retry every N ns (default 0: every loop)
   --arp PREFIX       answer ARP requests for addresses in PREFIX (e.g. 10.0.1.0/24)
   --stdin            read phases / pause / resume / quit from stdin (one per line)
   --timeout S        stop after S seconds in all (default 600)";
@@ -164,6 +168,8 @@ struct Phase {
     trial_secs: f64,
     trials: u32,
     pdr_loss: f64,
+    /// Pause between TX attempts while the ring refuses (ns).
+    backoff_ns: u64,
 }
 
 #[derive(Debug)]
@@ -201,6 +207,7 @@ fn default_phase() -> Phase {
         trial_secs: 1.0,
         trials: 8,
         pdr_loss: 0.001,
+        backoff_ns: 0,
     }
 }
 
@@ -286,6 +293,7 @@ fn parse_phase<'a>(args: &'a [String], p: &mut Phase) -> Result<Vec<&'a String>,
             "--trial-secs" => p.trial_secs = val()?.parse()?,
             "--trials" => p.trials = val()?.parse()?,
             "--pdr-loss" => p.pdr_loss = val()?.parse()?,
+            "--backoff-ns" => p.backoff_ns = val()?.parse()?,
             _ => rest.push(a),
         }
     }
@@ -322,8 +330,8 @@ fn check_phase(p: &Phase) -> Result<(), BoxError> {
     if matches!(p.warm, Warm::Secs(w) if !(0.0..=60.0).contains(&w)) {
         return Err("--warm must be once, none or 0..60 seconds".into());
     }
-    if p.trials == 0 || p.trials > 32 || p.drain_ms > 5000 {
-        return Err("--trials must be 1..32 and --drain-ms <= 5000".into());
+    if p.trials == 0 || p.trials > 32 || p.drain_ms > 5000 || p.backoff_ns > 1_000_000 {
+        return Err("--trials must be 1..32, --drain-ms <= 5000, --backoff-ns <= 1000000".into());
     }
     Ok(())
 }
@@ -912,6 +920,7 @@ impl Engine {
         // Packets built so far: the pacing's and the count's measure.
         let mut built = 0u64;
         let (mut first, mut last) = (0u64, 0u64);
+        let (backoff, mut retry_at) = (p.backoff_ns * self.hz / 1_000_000_000, 0u64);
         loop {
             self.poll_rx();
             let now = dpdk::tsc();
@@ -919,7 +928,13 @@ impl Engine {
                 break;
             }
             if !self.gen_tx.is_empty() {
-                self.retry();
+                // Ring full: back off a little (RX keeps being polled), so
+                // that failed TX calls do not hammer the ring's shared
+                // cache lines while the peer drains it.
+                if now >= retry_at {
+                    self.retry();
+                    retry_at = now + backoff;
+                }
                 continue;
             }
             if count.is_some_and(|c| built >= c) {
