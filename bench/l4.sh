@@ -6,6 +6,7 @@
 #   (c) new flows per second per worker, every packet a new 5-tuple (goal >= 2 M/s),
 #       from pollux's own counters; reference: testpmd io's returned Mpps, same traffic
 #   and the generator's latency p50/p99 at a fixed rate for row (a)'s traffic.
+#   Row (a) is also given against testpmd macswap (row a-macswap).
 #
 # Usage: sudo bench/l4.sh --out DIR [--runs N] [--quick]
 #   --runs N   repetitions (default 3; pollux and testpmd alternate their order)
