@@ -55,12 +55,14 @@ impl Cache {
     }
 
     fn home(&self, k: &[u8; 16]) -> usize {
-        // FNV-1a: small, fixed, good enough for a few hundred next hops.
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in k {
-            h = (h ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
-        }
-        (h as usize) & self.mask
+        // Multiplicative hashing of the two halves, high bits taken: one
+        // multiply per packet (this runs for every forwarded packet), good
+        // enough for a few hundred next hops.
+        let (a, b) = k.split_at(8);
+        let a = u64::from_ne_bytes(a.try_into().unwrap_or_default());
+        let b = u64::from_ne_bytes(b.try_into().unwrap_or_default());
+        let h = (a ^ b.rotate_left(23)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (h >> 32) as usize & self.mask
     }
 
     fn find(&self, k: &[u8; 16]) -> Option<usize> {

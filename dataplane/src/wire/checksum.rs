@@ -18,11 +18,15 @@ pub fn sum(data: &[u8]) -> u32 {
     if i < rest.len() {
         acc += u64::from(rest[i]) << 8;
     }
-    // Fold 64 -> 32 bits; the caller folds to 16 with `fold`.
-    while acc >> 32 != 0 {
-        acc = (acc & 0xffff_ffff) + (acc >> 32);
-    }
-    acc as u32
+    fold64(acc)
+}
+
+/// 64 → 32 bits, end-around carry: two steps always suffice
+/// (≤ 0x1_ffff_fffe after the first, ≤ 0xffff_ffff after the second).
+#[inline(always)]
+fn fold64(acc: u64) -> u32 {
+    let acc = (acc & 0xffff_ffff) + (acc >> 32);
+    ((acc & 0xffff_ffff) + (acc >> 32)) as u32
 }
 
 /// Adds two partial sums with end-around carry (never overflows).
@@ -32,10 +36,11 @@ pub fn add(a: u32, b: u32) -> u32 {
 }
 
 /// Fold a 32-bit sum to 16 bits and complement it: the value to store.
-pub fn fold(mut acc: u32) -> u16 {
-    while acc >> 16 != 0 {
-        acc = (acc & 0xffff) + (acc >> 16);
-    }
+#[inline]
+pub fn fold(acc: u32) -> u16 {
+    // Two steps always suffice: ≤ 0x1_fffe, then ≤ 0xffff.
+    let acc = (acc & 0xffff) + (acc >> 16);
+    let acc = (acc & 0xffff) + (acc >> 16);
     !(acc as u16)
 }
 
@@ -60,10 +65,7 @@ pub fn pseudo_v4(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, len: u16) -> u32 {
 pub fn pseudo_v6(src: &Ipv6Addr, dst: &Ipv6Addr, next_header: u8, len: u32) -> u32 {
     let mut acc = sum(&src.octets()) as u64 + sum(&dst.octets()) as u64;
     acc += u64::from(len >> 16) + u64::from(len & 0xffff) + u64::from(next_header);
-    while acc >> 32 != 0 {
-        acc = (acc & 0xffff_ffff) + (acc >> 32);
-    }
-    acc as u32
+    fold64(acc)
 }
 
 /// RFC 1624 eqn. 3: the new checksum after a 16-bit field changed from
