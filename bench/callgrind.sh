@@ -157,7 +157,8 @@ finish_case() {
 # by the virtual server, none dropped.
 check_case() {
   local name=$1
-  show "$name" virtual-servers "$LOGS/$name.vs.json" && show "$name" stats "$LOGS/$name.stats.json" ||
+  show "$name" virtual-servers "$LOGS/$name.vs.json" && show "$name" stats "$LOGS/$name.stats.json" &&
+    show "$name" connections "$LOGS/$name.conn.json" ||
     { log "$name: no answer from its API"; return 1; }
   python3 - "$LOGS/$name.vs.json" "$LOGS/$name.stats.json" "$(( $(cat "$WORK/$name.n") - 1 ))" <<'EOF' || return 1
 import json, sys
@@ -202,9 +203,21 @@ if [ "$TWICE" = 1 ]; then
   fi
 fi
 
+# Row (e): the connection table's memory per tracked flow, from the running
+# pollux: bytes per slot × slots the flows took.
+BPF=$(python3 - "$LOGS/est.conn.json" "$LOGS/est.vs.json" <<'EOF'
+import json, sys
+w = json.load(open(sys.argv[1]))["workers"][0]
+flows = json.load(open(sys.argv[2]))["virtual_servers"][0]["new_flows"]
+print(f'{w["table_bytes"] / w["capacity"] * w["entries"] / flows:.1f}')
+EOF
+) || die "bytes per flow"
+log "connection table: $BPF bytes per tracked flow"
+
 CSV=$OUT/callgrind.csv
 {
   echo "row,name,unit,runs,pollux_median,pollux_min,pollux_max,ref_name,ref_median,ref_min,ref_max,ratio,goal"
   echo "d,\"pollux's own instructions/packet, established UDP flow ($FLOWS flows, callgrind)\",instr/pkt,1,$EST,$EST,$EST,testpmd io (PMD + loop),$TPP,$TPP,$TPP,,<=100"
   echo "d,\"pollux's own instructions/packet, first packet of a new flow (callgrind)\",instr/pkt,1,$NEW,$NEW,$NEW,testpmd io (PMD + loop),$TPP,$TPP,$TPP,,"
+  echo "e,\"connection table bytes per tracked flow (buckets + entries)\",B/flow,1,$BPF,$BPF,$BPF,,,,,,<=64"
 } >"$CSV"

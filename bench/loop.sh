@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# pollux benchmarks, printed as a table (DESIGN.md §6, issues 3 and 8).
+# The loop row of `make bench` (bench/run.sh; DESIGN.md §6, issues 3 and 8).
 #
 # Row "loop rx→tx, 64 B, 1 worker, memif": pollux's worker loop with no
 # per-packet work (bench/src/bin/pollux-fwd.rs) against
@@ -21,9 +21,11 @@
 # Each repetition runs (a) and (b) back to back (order alternating); RUNS repetitions (default 5, at least 3);
 # the table shows median/min/max Mpps of each and the ratio of the medians.
 # Nothing is asserted: the numbers are printed and written as CSV under
-# bench/results/<stamp>/ (gitignored).
+# DIR (--out; default bench/results/<stamp>/, gitignored): loop.csv in the
+# common schema of bench/report.py, loop-runs.csv per run, loop.txt.
 #
-# Usage: sudo bench/run.sh [--runs N] [--no-huge] [--build]
+# Usage: sudo bench/loop.sh [--out DIR] [--runs N] [--no-huge] [--build]
+#   --out DIR   where results and logs go
 #   --runs N    repetitions (>= 3; default 5: this shared VM switches
 #               between a fast and a slow mode for seconds at a time)
 #   --no-huge   do not try hugepages (EAL --no-huge -m 256)
@@ -35,18 +37,21 @@
 # then testpmd in even ones, so that a drift of the shared machine does not
 # favour one side; ab: testpmd then pollux in every repetition).
 #
-# Memory: reserves HUGEPAGES 2 MiB pages, mounts hugetlbfs at a private mount
-# point, gives every process --huge-dir there and --huge-unlink, and restores
-# nr_hugepages on exit. Falls back to --no-huge (and says so) when that fails.
+# Memory: BENCH_MEM (EAL memory arguments, set by bench/run.sh) when given;
+# otherwise reserves HUGEPAGES 2 MiB pages, mounts hugetlbfs at a private
+# mount point, gives every process --huge-dir there and --huge-unlink, and
+# restores nr_hugepages on exit (bench/lib.sh). Falls back to --no-huge (and
+# says so) when that fails.
 # Every process gets its own --file-prefix (pxbench-<pid>-...) and --no-pci.
 # Every wait is bounded; an EXIT trap stops what this script started (memif
 # peers are told to stop forwarding before either side quits: a peer that
 # disconnects while the other polls can segfault it in DPDK 22.11).
 set -u -o pipefail
 
-RUNS=5; NOHUGE=0; BUILD=0
+RUNS=5; NOHUGE=0; BUILD=0; OUT=""
 while [ $# -gt 0 ]; do
   case "$1" in
+    --out) OUT=${2:?--out needs a folder}; shift 2 ;;
     --runs) RUNS=${2:?--runs needs a number}; shift 2 ;;
     --no-huge) NOHUGE=1; shift ;;
     --build) BUILD=1; shift ;;
@@ -57,6 +62,8 @@ done
 [ "$RUNS" -ge 3 ] 2>/dev/null || { echo "--runs must be a number >= 3" >&2; exit 2; }
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=bench/lib.sh
+. "$REPO/bench/lib.sh"
 FWD=${POLLUX_FWD:-$REPO/target/release/pollux-fwd}
 TP=${TESTPMD:-dpdk-testpmd}
 WARM=${WARM:-2}
@@ -66,13 +73,9 @@ ORDER=${ORDER:-alt}   # ab: testpmd then pollux in every repetition; alt: ab, ba
 BUDGET=270            # seconds: stop starting new repetitions after this
 TAG=pxbench-$$
 STAMP=$(date +%Y%m%d-%H%M%S)
-RESULTS=$REPO/bench/results
-OUT=$RESULTS/$STAMP
-LOGS=$OUT/logs
+OUT=${OUT:-$REPO/bench/results/$STAMP}
+LOGS=$OUT/logs/loop
 APP="--no-flush-rx --total-num-mbufs=16384 --burst=32"
-
-log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-die() { log "FATAL: $*"; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "run as root (sudo bench/run.sh): DPDK needs hugepages and /var/run/dpdk"
 command -v "$TP" >/dev/null || die "$TP not found (apt-get install dpdk)"
@@ -87,8 +90,6 @@ WORK=$(mktemp -d "/tmp/$TAG.XXXXXX") || die "mktemp"
 # ---------------------------------------------------------------- cleanup
 declare -A TP_FD=() TP_PID=()
 FWD_PID=""
-HP_MNT=""; HP_ADDED=0
-HP_SYS=/sys/kernel/mm/hugepages/hugepages-2048kB
 
 alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
 
@@ -124,20 +125,6 @@ fwd_stop() { # SIGTERM pollux-fwd, wait for its clean exit (bounded)
   FWD_PID=""
 }
 
-hp_down() {
-  if [ -n "$HP_MNT" ]; then
-    rm -f "$HP_MNT"/pxbench-* 2>/dev/null
-    umount "$HP_MNT" 2>/dev/null || log "WARN: could not unmount $HP_MNT"
-    rmdir "$HP_MNT" 2>/dev/null
-    HP_MNT=""
-  fi
-  if [ "$HP_ADDED" -gt 0 ]; then
-    local cur; cur=$(cat "$HP_SYS/nr_hugepages")
-    echo $((cur > HP_ADDED ? cur - HP_ADDED : 0)) >"$HP_SYS/nr_hugepages" 2>/dev/null
-    HP_ADDED=0
-  fi
-}
-
 cleanup() {
   local rc=$? id
   trap - EXIT INT TERM
@@ -153,30 +140,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'log "interrupted"; exit 130' INT TERM
 
-# ------------------------------------------------------------- hugepages
-hp_up() {
-  [ -w "$HP_SYS/nr_hugepages" ] || { HP_WHY="$HP_SYS/nr_hugepages is not writable"; return 1; }
-  local prev free want got
-  prev=$(cat "$HP_SYS/nr_hugepages"); free=$(cat "$HP_SYS/free_hugepages")
-  want=$((HUGEPAGES > free ? HUGEPAGES - free : 0))
-  if [ "$want" -gt 0 ]; then
-    echo $((prev + want)) >"$HP_SYS/nr_hugepages" 2>/dev/null
-    got=$(cat "$HP_SYS/nr_hugepages"); HP_ADDED=$((got > prev ? got - prev : 0))
-  fi
-  free=$(cat "$HP_SYS/free_hugepages")
-  if [ "$free" -lt $((HUGEPAGES / 2)) ]; then
-    HP_WHY="only $free free 2 MiB hugepages (asked for $HUGEPAGES)"; hp_down; return 1
-  fi
-  HP_MNT=$(mktemp -d "/tmp/$TAG-hugepages.XXXXXX") || { HP_WHY="mktemp"; hp_down; return 1; }
-  if ! mount -t hugetlbfs -o pagesize=2M nodev "$HP_MNT" 2>"$WORK/mount.err"; then
-    HP_WHY="mount -t hugetlbfs failed: $(cat "$WORK/mount.err")"; rmdir "$HP_MNT"; HP_MNT=""; hp_down; return 1
-  fi
-  HP_FREE=$free
-  return 0
-}
-
+# ------------------------------------------------------------- memory
 MEM_NOTE=""
-if [ "$NOHUGE" = 0 ] && hp_up; then
+if [ -n "${BENCH_MEM:-}" ]; then
+  MEM=$BENCH_MEM
+  MEM_DESC="EAL memory: $BENCH_MEM"
+elif [ "$NOHUGE" = 0 ] && hp_up "$HUGEPAGES" "$TAG"; then
   MEM="--huge-dir=$HP_MNT --huge-unlink"
   MEM_DESC="hugepages (2 MiB, $HP_FREE free, private hugetlbfs, --huge-unlink)"
 else
@@ -289,7 +258,7 @@ NCPU=$(grep -c '^processor' /proc/cpuinfo)
 DPDK_VER=$(pkg-config --modversion libdpdk 2>/dev/null || dpkg-query -W -f='${Version}' dpdk 2>/dev/null || echo "?")
 LOAD0=$(cut -d' ' -f1-3 /proc/loadavg)
 
-CSV=$OUT/runs.csv
+CSV=$OUT/loop-runs.csv
 echo "stamp,run,forwarder,mem,frame_bytes,gen_rx_pps,gen_tx_pps,fwd_rx_pps,fwd_busy_cycles_per_pkt,tsc_mhz,fwd_busy_fraction" >"$CSV"
 T_RX=(); P_RX=(); T_CPP=(); P_CPP=(); PAIRED=(); FAILS=0; DONE=0; FRAME="?"; R_FWD_VER=""; MHZ="?"
 # busy fraction of the forwarder's lcore in the window = cycles/pkt × pps / Hz
@@ -362,12 +331,13 @@ list() { local f=$1 v; shift; for v in "$@"; do printf '%s ' "$("$f" "$v")"; don
   echo "per run, generator Rx Mpps: testpmd io: $(list mpps "${T_RX[@]+"${T_RX[@]}"}")| pollux: $(list mpps "${P_RX[@]+"${P_RX[@]}"}")"
   echo "per run, busy cycles/pkt:   testpmd io: $(list num "${T_CPP[@]+"${T_CPP[@]}"}")| pollux: $(list num "${P_CPP[@]+"${P_CPP[@]}"}")"
   echo "csv: $CSV"
-} | tee "$OUT/table.txt"
+} | tee "$OUT/loop.txt" >&2
 
-S=$OUT/summary.csv
-echo "stamp,row,metric,mem,frame_bytes,cpu,ncpu,dpdk,runs_ref,ref_min,ref_median,ref_max,runs_pollux,pollux_min,pollux_median,pollux_max,ratio" >"$S"
-echo "$STAMP,\"$ROW\",mpps_pps,${MEM%% *},$FRAME,\"$CPU_MODEL\",$NCPU,$DPDK_VER,${#T_RX[@]},$tmin,$tmed,$tmax,${#P_RX[@]},$pmin,$pmed,$pmax,$RATIO" >>"$S"
-echo "$STAMP,\"$CROW\",busy_cycles_per_pkt,${MEM%% *},$FRAME,\"$CPU_MODEL\",$NCPU,$DPDK_VER,${#T_CPP[@]},$tcmin,$tcmed,$tcmax,${#P_CPP[@]},$pcmin,$pcmed,$pcmax,$CRATIO" >>"$S"
-[ -f "$RESULTS/summary.csv" ] || head -1 "$S" >"$RESULTS/summary.csv"
-tail -n +2 "$S" >>"$RESULTS/summary.csv"
+# The common schema of bench/report.py.
+{
+  echo "row,name,unit,runs,pollux_median,pollux_min,pollux_max,ref_name,ref_median,ref_min,ref_max,ratio,goal"
+  m() { [ "$1" = - ] && return; awk -v v="$1" 'BEGIN {printf "%.3f", v/1e6}'; }
+  echo "loop,\"$ROW (pollux-fwd)\",Mpps,${#P_RX[@]},$(m "$pmed"),$(m "$pmin"),$(m "$pmax"),testpmd io,$(m "$tmed"),$(m "$tmin"),$(m "$tmax"),${RATIO/-/},>=0.95"
+  echo "loop,\"$CROW (lower is better)\",cycles/pkt,${#P_CPP[@]},${pcmed/-/},${pcmin/-/},${pcmax/-/},testpmd io,${tcmed/-/},${tcmin/-/},${tcmax/-/},$(div "$pcmed" "$tcmed" | sed 's/^-$//'),"
+} >"$OUT/loop.csv"
 [ "${#T_RX[@]}" -gt 0 ] && [ "${#P_RX[@]}" -gt 0 ]

@@ -110,8 +110,11 @@ pub struct L4Snapshot {
     pub vs: Vec<crate::lb::VsCounters>,
     /// Per VS, per member (in table order).
     pub members: Vec<Vec<crate::lb::MemberCounters>>,
+    /// Connection-table slots in use and in all (a tracked flow takes two).
     pub flows: usize,
     pub capacity: usize,
+    /// The table's memory (buckets and entries).
+    pub table_bytes: usize,
     pub conntrack: crate::lb::conntrack::Counters,
 }
 
@@ -244,6 +247,7 @@ impl Worker {
             snap.counters.clone_from(self.l4.counters());
             snap.flows = self.l4.conntrack().occupied();
             snap.capacity = self.l4.conntrack().capacity();
+            snap.table_bytes = self.l4.conntrack().bytes();
             snap.conntrack = *self.l4.conntrack().counters();
             snap.vs.resize(vs.len(), Default::default());
             snap.members.resize_with(vs.len(), Vec::new);
