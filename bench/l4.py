@@ -492,7 +492,7 @@ def main():
     win = float(os.environ.get("WIN", 1.0 if a.quick else 2.0))
     cwin = float(os.environ.get("CWIN", 0.5 if a.quick else 1.0))
     lwin = float(os.environ.get("LWIN", 0.5 if a.quick else 1.0))
-    lat_rate = float(os.environ.get("LAT_RATE", 1e6))
+    lat_rate = float(os.environ.get("LAT_RATE", 5e5))
     for b in (GEN, POLLUX):
         if not os.access(b, os.X_OK):
             sys.exit(f"l4: {b} is missing: cargo build --release -p ctrl -p bench")

@@ -17,7 +17,7 @@
 # Needs target/release/{pollux,pollux-gen} (cargo build --release -p ctrl -p bench).
 # Env: BENCH_MEM (EAL memory args for all three processes, default
 # "--no-huge -m 512"), WIN (2 s), CWIN (row c, 1 s), LWIN (latency, 1 s),
-# LAT_RATE (1e6 pps), POLLUX, POLLUX_GEN, TESTPMD (binaries).
+# LAT_RATE (5e5 pps: well below both forwarders, also in the VM's slow mode), POLLUX, POLLUX_GEN, TESTPMD (binaries).
 # Own names only: DPDK --file-prefix pxbl4-<pid>-*, memif sockets
 # /run/pxbl4-<pid>-*.sock; every wait is bounded; the Python side stops what
 # it started on exit, SIGINT or SIGTERM (generator paused before its memif
