@@ -136,8 +136,8 @@ struct WireIo<'a> {
     tap_tx: &'a mut TxBuffer,
     to_tap: u64,
     drops: [u64; 2], // TapFull, NoMbuf
-    resolved: [(IpAddr, Mac); 4],
-    n_resolved: usize,
+    /// The neighbor this frame taught us (ARP and ND teach one per frame).
+    resolved: Option<(IpAddr, Mac)>,
 }
 
 impl HostIo for WireIo<'_> {
@@ -160,10 +160,7 @@ impl HostIo for WireIo<'_> {
     }
 
     fn resolved(&mut self, ip: IpAddr, mac: Mac) {
-        if self.n_resolved < self.resolved.len() {
-            self.resolved[self.n_resolved] = (ip, mac);
-            self.n_resolved += 1;
-        }
+        self.resolved = Some((ip, mac));
     }
 }
 
@@ -390,8 +387,7 @@ impl Worker {
                 tap_tx: &mut p.tap_tx,
                 to_tap: 0,
                 drops: [0; 2],
-                resolved: [(IpAddr::from([0u8; 4]), Mac::ZERO); 4],
-                n_resolved: 0,
+                resolved: None,
             };
             let verdict = p
                 .host
@@ -400,7 +396,6 @@ impl Worker {
                 to_tap,
                 drops,
                 resolved,
-                n_resolved,
                 ..
             } = io;
             let c = &mut p.host.counters;
@@ -408,7 +403,7 @@ impl Worker {
             c.drops[Drop::TapFull as usize] += drops[0];
             c.drops[Drop::NoMbuf as usize] += drops[1];
             // What waited for a neighbor this frame taught us goes out now.
-            for &(ip, mac) in &resolved[..n_resolved] {
+            if let Some((ip, mac)) = resolved {
                 let (host, tx) = (&mut p.host, &mut p.port_tx);
                 p.pending.take_for(ip, |m| send_to(host, tx, m, mac));
             }
