@@ -33,6 +33,9 @@ use crate::lb::{Expired, L4Verdict, Side, L4};
 use crate::wire::Mac;
 
 const MS: Nanos = 1_000_000;
+/// How often the exception path (the TAPs) is read: the kernel's traffic
+/// (BGP, ARP it originates) waits at most this long.
+const TAP_POLL_NS: Nanos = 50_000;
 /// Frames that may wait for ARP/ND per port.
 const PENDING: usize = 64;
 
@@ -170,7 +173,7 @@ impl Worker {
         let clock = self.clock;
         let mut burst = Burst::default();
         let mut counters = WorkerCounters::default();
-        let (mut last_timers, mut last_publish) = (0, 0);
+        let (mut last_timers, mut last_publish, mut last_tap) = (0, 0, 0);
         let mut idle_streak: u32 = 0;
         self.shared.running.store(true, Relaxed);
         let mut last_now = clock.now();
@@ -180,9 +183,18 @@ impl Worker {
             last_now = now;
             let tables = self.tables.load();
             let mut work = 0;
+            // The TAP's receive is a read() system call: polled every
+            // TAP_POLL_NS, not on every pass, or it costs the wire a
+            // syscall per burst.
+            let tap_due = now - last_tap >= TAP_POLL_NS;
+            if tap_due {
+                last_tap = now;
+            }
             for pi in 0..self.ports.len() {
                 work += self.poll_wire(pi, now, &mut burst, &tables);
-                work += self.poll_tap(pi, now, &mut burst, &tables);
+                if tap_due {
+                    work += self.poll_tap(pi, now, &mut burst, &tables);
+                }
             }
             self.bfd_timers(now);
             for p in &mut self.ports {
