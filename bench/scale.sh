@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Row (h) of issue 8: pollux's L4 NAT throughput at 1, 2, 4, 8 workers, each
+# beside dpdk-testpmd --forward-mode=io with the same number of forwarding
+# cores on the same memif links, in the same run; the ratio per worker count
+# and the scaling efficiency Mpps(N) / (N x Mpps(1)) of both.
+# N workers = N memif links = N pollux-gen processes (one busy lcore each);
+# pollux gets one port per worker (its ports are dealt round-robin to the
+# workers), one virtual server per port with its members on that port's
+# subnet, so every link carries its own flows; testpmd gets the same N links,
+# --nb-cores=N --port-topology=loop. Details: the docstring of bench/scale.py.
+#
+# Usage: sudo bench/scale.sh --out DIR [--workers "1 2 4 8"] [--runs 3] [--oversubscribe]
+#   --workers     worker counts (default "1 2 4 8"); each needs 2N CPUs
+#                 (N generators + N forwarder cores), plus one spare for the
+#                 housekeeping threads when there is one (2N+1); counts that
+#                 do not fit the CPUs this process may use are refused
+#   --runs N      repetitions per worker count (default 3; pollux and testpmd
+#                 alternate their order)
+#   --oversubscribe  run counts that do not fit anyway (checks the code path
+#                 only: the numbers mean nothing, and the CSV says so)
+# Writes DIR/scale.csv (the schema of bench/report.py: row h, one line per N
+# with pollux median/min/max, testpmd io, ratio; one line per N > 1 with the
+# scaling efficiency of both), DIR/scale-runs.csv (per run and link), and logs
+# under DIR/logs/scale/. Exits non-zero if a measurement failed.
+# Env: BENCH_MEM (EAL memory args of every DPDK process; default: 2 MiB
+# hugepages from a hugetlbfs mount with >= 1 GiB free, else "--no-huge -m
+# 1024"), WIN (measurement window, 2 s), DPDK_PMD_ARGS (added to every EAL
+# command line; set by .bundle/env.sh, which this script sources if it exists
+# and DPDK_PMD_ARGS is unset), POLLUX, POLLUX_GEN, TESTPMD (binaries; default
+# .bundle/bin/<name> if there, else target/release/<name> and dpdk-testpmd).
+# Own names only: DPDK --file-prefix pxbsc-<pid>-*, memif sockets
+# /run/pxbsc-<pid>-*.sock, TAPs pxsc<pid>p<i>; every wait is bounded; what it
+# started is stopped on exit, SIGINT or SIGTERM (generators paused before
+# their memif peer quits).
+#
+# On the 16-core device machine (../shared/lab/device.md; it has no DPDK):
+#   here, in the project root:
+#     cargo build --release -p ctrl -p bench
+#     echo /.bundle/ >> .git/info/exclude
+#     ../shared/lab/dpdk-bundle.sh .bundle target/release/pollux target/release/pollux-gen $(command -v dpdk-testpmd)
+#   copy the tree with .bundle/ and target/release/{pollux,pollux-gen} (and
+#   bench/) to the device machine; there, as root, in the tree's root:
+#     . .bundle/env.sh
+#     echo 2048 > /proc/sys/vm/nr_hugepages; mkdir -p /dev/hugepages
+#     mountpoint -q /dev/hugepages || mount -t hugetlbfs -o pagesize=2M nodev /dev/hugepages
+#     bash bench/scale.sh --out /tmp/scale --workers "1 2 4 8"
+#     cat /tmp/scale/scale.csv
+#   (16 CPUs: N=1,2,4 get a spare housekeeping CPU, N=8 uses all 16 with the
+#   housekeeping threads sharing a generator's / a forwarder's CPU.)
+# Smoke test on a 2-core machine: sudo bench/scale.sh --out /tmp/s --workers 1 --runs 1
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+if [ -z "${DPDK_PMD_ARGS:-}" ] && [ -f "$here/../.bundle/env.sh" ]; then
+  # shellcheck disable=SC1091
+  . "$here/../.bundle/env.sh"
+  export LD_LIBRARY_PATH DPDK_PMD_ARGS
+fi
+exec python3 "$here/scale.py" "$@"
