@@ -38,8 +38,9 @@
 #     cargo build --release -p ctrl -p bench
 #     echo /.bundle/ >> .git/info/exclude
 #     ../shared/lab/dpdk-bundle.sh .bundle target/release/pollux target/release/pollux-gen $(command -v dpdk-testpmd)
-#   copy the tree with .bundle/ and target/release/{pollux,pollux-gen} (and
-#   bench/) to the device machine; there, as root, in the tree's root:
+#   copy the tree with .bundle/ (and bench/) to the device machine, not under
+#   /tmp (EAL refuses -d drivers below a world-writable folder); there, as
+#   root, in the tree's root (binaries: .bundle/bin/ first):
 #     . .bundle/env.sh
 #     echo 2048 > /proc/sys/vm/nr_hugepages; mkdir -p /dev/hugepages
 #     mountpoint -q /dev/hugepages || mount -t hugetlbfs -o pagesize=2M nodev /dev/hugepages
