@@ -438,7 +438,9 @@ def m3(xs):
 
 
 def fmt(x, nd):
-    return "" if x is None else f"{x:.{nd}f}"
+    """A number with nd decimals; empty for what is not one (a phase that
+    got no samples, e.g. no frame back in a latency window)."""
+    return f"{x:.{nd}f}" if isinstance(x, (int, float)) and not isinstance(x, bool) else ""
 
 
 ROWS = [

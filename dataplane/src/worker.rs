@@ -383,6 +383,12 @@ impl Worker {
     /// packet by collecting inside this function only.
     #[inline(never)]
     fn wire_burst(&mut self, pi: usize, now: Nanos, burst: &mut Burst, tables: &Tables) {
+        if !tables.vs.is_empty() {
+            let vlan = if self.ports[pi].host.vlan.is_some() { 4 } else { 0 };
+            for frame in burst.frames() {
+                self.l4.prefetch(frame, vlan);
+            }
+        }
         for mut m in burst.drain() {
             let p = &mut self.ports[pi];
             let pool = &*p.pool;

@@ -62,15 +62,7 @@ impl Mbuf {
     /// The frame.
     #[inline]
     pub fn data(&self) -> &[u8] {
-        let m = self.m();
-        // SAFETY: buf_addr + data_off .. + data_len lies inside the buffer
-        // of an mbuf we own; nothing else writes it while we hold it.
-        unsafe {
-            std::slice::from_raw_parts(
-                m.buf_addr.cast::<u8>().add(usize::from(m.data_off)),
-                usize::from(m.data_len),
-            )
-        }
+        frame(self.m())
     }
 
     /// The frame followed by the tailroom (for replies that grow).
@@ -159,6 +151,20 @@ impl Drop for Mbuf {
     }
 }
 
+/// The first segment's data of `m`.
+#[inline(always)]
+fn frame(m: &rte_mbuf) -> &[u8] {
+    // SAFETY: buf_addr + data_off .. + data_len lies inside the buffer of
+    // an mbuf its owner lends us for the lifetime of `m`; nothing else
+    // writes it meanwhile.
+    unsafe {
+        std::slice::from_raw_parts(
+            m.buf_addr.cast::<u8>().add(usize::from(m.data_off)),
+            usize::from(m.data_len),
+        )
+    }
+}
+
 /// The packets of one RX burst; a fixed array reused every loop.
 #[derive(Debug)]
 pub struct Burst {
@@ -191,6 +197,18 @@ impl Burst {
         };
         self.len = usize::from(n);
         self.len
+    }
+
+    /// The received frames, read-only and still in the burst (to prefetch
+    /// what handling them will touch before handling any).
+    #[inline]
+    pub fn frames(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.ptrs[..self.len].iter().map(|&p| {
+            // SAFETY: the first len pointers are valid mbufs this burst
+            // owns; the shared borrow of self keeps them from being handed
+            // out or freed while the views live.
+            frame(unsafe { &*p })
+        })
     }
 
     /// Hands out the received packets one by one, leaving the burst empty.

@@ -688,6 +688,26 @@ impl L4 {
         L4Verdict::Drop(why)
     }
 
+    /// Prefetches the connection-table buckets the TCP/UDP frame `frame`
+    /// (IP header after `vlan_hdr_len` bytes of tag) will be looked up in.
+    /// Called for a whole burst before [`process`](Self::process) handles
+    /// any of it, so that the bucket misses of the burst overlap (VPP's lb
+    /// node does the same); anything it cannot parse it leaves alone.
+    #[inline]
+    pub fn prefetch(&self, frame: &[u8], vlan_hdr_len: usize) {
+        let ip = crate::wire::ethernet::HEADER_LEN + vlan_hdr_len;
+        let Ok(p) = parse_ip(frame, ip, frame.len()) else {
+            return;
+        };
+        if p.frag || !matches!(p.proto, PROTO_TCP | PROTO_UDP) {
+            return;
+        }
+        if let Ok(ports) = parse_l4(frame, &p) {
+            let key = FlowKey::from_parts(p.src, p.dst, ports.sport, ports.dport, p.proto, p.family);
+            self.ct.prefetch(self.hasher.hash(&key));
+        }
+    }
+
     /// Handles one IP frame: `frame[..len]` is the frame, whose IP header
     /// starts after the Ethernet header and `vlan_hdr_len` bytes of VLAN
     /// tag (0 or 4); `frame` may be longer (tailroom for an ICMP reply).
