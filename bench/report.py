@@ -26,8 +26,9 @@ from pathlib import Path
 
 FIELDS = ["row", "name", "unit", "runs", "pollux_median", "pollux_min", "pollux_max",
           "ref_name", "ref_median", "ref_min", "ref_max", "ratio", "goal"]
-# The order rows are shown in: the issue's letters first.
-ORDER = ["loop", "a", "b", "c", "lat", "d", "e", "f", "g", "h"]
+# The order rows are shown in, by the row tag's leading letters ("b-100k"
+# and "g1" sort as "b" and "g"); rows of one letter keep their file order.
+ORDER = ["loop", "a", "b", "c", "d", "e", "f", "g", "h"]
 
 
 def read_rows(folder: Path) -> list[dict]:
@@ -41,7 +42,7 @@ def read_rows(folder: Path) -> list[dict]:
                 continue  # per-run detail files (l4-runs.csv, ...)
             rows.extend(dict(x, source=f.name) for x in r)
     key = {k: i for i, k in enumerate(ORDER)}
-    rows.sort(key=lambda x: key.get(x["row"], len(ORDER)))
+    rows.sort(key=lambda x: key.get(re.match(r"[a-z]*", x["row"]).group(0), len(ORDER)))
     return rows
 
 
@@ -75,14 +76,17 @@ def spread(r: dict, side: str) -> str:
 
 
 def verdict(r: dict) -> str:
-    """Whether the goal is met: on the ratio when the goal is written for it
-    (a rate against a reference), else on pollux's median."""
-    m = re.fullmatch(r"\s*(<=|>=)\s*([0-9.]+)\s*", r.get("goal") or "")
-    if not m:
-        return ""
-    op, bound = m.group(1), float(m.group(2))
+    """Whether the goal is met. A bare number after >= on a row with a
+    ratio is a goal on the ratio (">=0.85": 85 % of the reference); a
+    goal with a unit or on a row without a ratio is on pollux's median
+    (">=2 M/s", "<=100")."""
+    m = re.fullmatch(r"\s*(<=|>=)\s*([0-9.]+)\s*(.*)", r.get("goal") or "")
+    if not m or m.group(3).startswith("+"):
+        return ""  # e.g. "<=30+jitter": a bound to read, not to check
+    op, bound, unit = m.group(1), float(m.group(2)), m.group(3)
     ratio = num(r["ratio"])
-    value = ratio if (ratio is not None and bound <= 2 and op == ">=") else num(r["pollux_median"])
+    on_ratio = ratio is not None and op == ">=" and not unit and bound <= 2
+    value = ratio if on_ratio else num(r["pollux_median"])
     if value is None:
         return ""
     ok = value >= bound if op == ">=" else value <= bound
@@ -117,7 +121,8 @@ def plot(rows: list[dict], path: Path, title: str) -> str | None:
     ratios = [num(r["ratio"]) for r in shown]
     fig, ax = plt.subplots(figsize=(11, 0.45 * len(shown) + 1.6))
     y = range(len(shown))
-    ax.barh(y, ratios, color=["#3a7" if verdict(r) != "NOT met" else "#c53" for r in shown])
+    colour = {"met": "#3a7", "NOT met": "#c53"}  # no goal: grey
+    ax.barh(y, ratios, color=[colour.get(verdict(r), "#999") for r in shown])
     ax.axvline(1.0, color="#444", lw=0.8)
     ax.set_yticks(list(y), labels, fontsize=8)
     ax.invert_yaxis()

@@ -90,7 +90,8 @@ for n in 1 2 4 8; do [ "$n" -le "$FIT" ] && WORKERS="$WORKERS $n"; done
 row scale "$REPO/bench/scale.sh" --out "$OUT" --runs "$RUNS" --workers "${WORKERS# }"
 
 echo
-python3 "$REPO/bench/report.py" "$OUT" \
+PY=python3; [ -x "$REPO/.venv/bin/python3" ] && PY=$REPO/.venv/bin/python3   # matplotlib
+"$PY" "$REPO/bench/report.py" "$OUT" \
   --header "pollux bench — $(date '+%Y-%m-%d %H:%M %Z') — $(git -C "$REPO" describe --always --dirty 2>/dev/null)" \
   --header "machine: $(machine_line); $MEM_DESC" \
   --header "load average $LOAD0 at start, $(cut -d' ' -f1-3 /proc/loadavg) at end; took $((SECONDS / 60)) min $((SECONDS % 60)) s" \

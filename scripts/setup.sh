@@ -34,11 +34,12 @@ if ! grep -q "hugetlbfs /dev/hugepages" /proc/mounts; then
   mkdir -p /dev/hugepages && mount -t hugetlbfs -o pagesize=2M nodev /dev/hugepages 2>/dev/null || true
 fi
 
-# Python venv for the integration and chart tests.
-if [ ! -x .venv/bin/pytest ] || [ tests/helm/requirements.txt -nt .venv/.stamp ]; then
+# Python venv for the integration and chart tests (and the bench's plot).
+if [ ! -x .venv/bin/pytest ] || [ tests/helm/requirements.txt -nt .venv/.stamp ] ||
+   [ bench/requirements.txt -nt .venv/.stamp ]; then
   say "creating the Python venv (.venv)"
   python3 -m venv .venv
-  .venv/bin/pip install -q --disable-pip-version-check -r tests/helm/requirements.txt
+  .venv/bin/pip install -q --disable-pip-version-check -r tests/helm/requirements.txt -r bench/requirements.txt
   touch .venv/.stamp
 fi
 
