@@ -58,119 +58,8 @@ CONNECTIONS = 1 << 24  # slots: 1.1M established flows (2 slots each) + row c's 
 BUDGET_S = 300  # no new run starts after this
 CSV_HEADER = "row,name,unit,runs,pollux_median,pollux_min,pollux_max,ref_name,ref_median,ref_min,ref_max,ratio,goal"
 
-LOG = None  # the script's own log file
-
-
-def log(msg):
-    line = f"[{time.strftime('%H:%M:%S')}] {msg}"
-    print(line, file=sys.stderr, flush=True)
-    if LOG:
-        LOG.write(line + "\n")
-        LOG.flush()
-
-
-class Fail(Exception):
-    pass
-
-
-def wait_for(what, fn, timeout, every=0.05):
-    """Polls fn() until it returns a truthy value; Fail after timeout s."""
-    end = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > end:
-            raise Fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(every)
-
-
-class Proc:
-    """A child process with its output in a log file, read incrementally."""
-
-    live = []  # every Proc not yet reaped, for the cleanup
-
-    def __init__(self, name, cmd, logpath, stdin=False):
-        self.name, self.logpath = name, logpath
-        self.out = open(logpath, "w")
-        self.out.write(" ".join(cmd) + "\n")
-        self.out.flush()
-        self.p = subprocess.Popen(cmd, stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
-                                  stdout=self.out, stderr=subprocess.STDOUT, text=True,
-                                  start_new_session=True)
-        self.pos = 0
-        Proc.live.append(self)
-
-    def alive(self):
-        return self.p.poll() is None
-
-    def new_lines(self):
-        with open(self.logpath, errors="replace") as f:
-            f.seek(self.pos)
-            data = f.read()
-        cut = data.rfind("\n") + 1
-        self.pos += len(data[:cut].encode(errors="replace"))
-        return data[:cut].splitlines()
-
-    def text(self):
-        return Path(self.logpath).read_text(errors="replace")
-
-    def send(self, line):
-        if self.alive() and self.p.stdin:
-            try:
-                self.p.stdin.write(line + "\n")
-                self.p.stdin.flush()
-            except (BrokenPipeError, OSError):
-                pass
-
-    def wait_line(self, pred, timeout, what):
-        def seen():
-            for line in self.new_lines():
-                if pred(line):
-                    return line
-            if not self.alive():
-                raise Fail(f"{self.name} exited (rc {self.p.returncode}) while waiting for {what}; see {self.logpath}")
-            return None
-        return wait_for(f"{what} from {self.name}", seen, timeout, 0.02)
-
-    def stop(self, sig=signal.SIGTERM, timeout=15):
-        """Signal, wait (bounded), then SIGKILL. Returns the exit code."""
-        if self.alive():
-            try:
-                self.p.send_signal(sig)
-            except ProcessLookupError:
-                pass
-        return self.reap(timeout)
-
-    def reap(self, timeout):
-        try:
-            rc = self.p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            log(f"{self.name} did not exit within {timeout} s: SIGKILL")
-            self.p.kill()
-            rc = self.p.wait(5)
-        if self.p.stdin:
-            try:
-                self.p.stdin.close()
-            except OSError:
-                pass
-        self.out.close()
-        if self in Proc.live:
-            Proc.live.remove(self)
-        return rc
-
-
-def kv(line):
-    """`result k=v k=v ...` → dict (numbers as floats where they parse)."""
-    d = {}
-    for tok in line.split()[1:]:
-        if "=" in tok:
-            k, v = tok.split("=", 1)
-            try:
-                d[k] = float(v)
-            except ValueError:
-                d[k] = v
-    return d
+import benchproc  # noqa: E402  (bench/ is on sys.path: the script's folder)
+from benchproc import Fail, Proc, kv, log, wait_for  # noqa: E402
 
 
 class Gen:
@@ -480,7 +369,6 @@ def table(results, lat_rate):
 
 
 def main():
-    global LOG
     ap = argparse.ArgumentParser(description="pollux L4 bench rows (a), (b), (c) against testpmd io")
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--runs", type=int, default=3)
@@ -502,7 +390,7 @@ def main():
         sys.exit(f"l4: {TESTPMD} not found (apt-get install dpdk)")
     logdir = a.out / "logs"
     logdir.mkdir(parents=True, exist_ok=True)
-    LOG = open(logdir / "l4.log", "w")
+    benchproc.LOG = open(logdir / "l4.log", "w")
     work = Path(tempfile.mkdtemp(prefix=f"{TAG}-"))
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
     log(f"l4: {runs} run(s), windows {win}/{cwin}/{lwin} s, latency at {lat_rate:.0f} pps, EAL memory {' '.join(MEM)}; "

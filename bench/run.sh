@@ -82,7 +82,7 @@ row() { # NAME CMD...: runs one row script, its output in logs/NAME.out
 }
 row loop "$REPO/bench/loop.sh" --out "$OUT" --runs "$RUNS"
 row l4 "$REPO/bench/l4.sh" --out "$OUT" --runs "$RUNS"
-row callgrind "$REPO/bench/callgrind.sh" --out "$OUT"
+row callgrind "$REPO/bench/callgrind.sh" --out "$OUT" --twice   # checks the counts repeat
 row bgp python3 "$REPO/bench/bgp.py" --out "$OUT" --runs "$RUNS"
 row bfd python3 "$REPO/bench/bfd.py" --out "$OUT"
 FIT=$(( $(nproc) / 2 )); WORKERS=""

@@ -57,10 +57,10 @@ pub fn run(mut config: Config) -> anyhow::Result<Exit> {
         state.bgp = Some(speaker);
     }
     let state = Arc::new(state);
-    // The workers' virtual-server table follows the same verdicts.
-    match &state.health {
-        Some(h) => drop(tokio::spawn(crate::lb::follow(state.clone(), h.clone()))),
-        None => crate::lb::publish(&state, &Default::default()),
+    // The workers' virtual-server table follows the same verdicts (without
+    // health checks the table they started with stays).
+    if let Some(h) = &state.health {
+        drop(tokio::spawn(crate::lb::follow(state.clone(), h.clone())));
     }
     if let Some(h) = health {
         let st = state.clone();

@@ -176,6 +176,9 @@ impl Worker {
         let (mut last_timers, mut last_publish, mut last_tap) = (0, 0, 0);
         let mut idle_streak: u32 = 0;
         self.shared.running.store(true, Relaxed);
+        // The first table's counters are set up here, not on the first
+        // packet (adopting allocates).
+        self.l4.adopt(&self.tables.load().vs);
         let mut last_now = clock.now();
         while !self.stop.load(Relaxed) {
             let now = clock.now();

@@ -37,6 +37,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bench::worker_lcore;
 use dataplane::dpdk::{self, Burst, Clock, Eal, Mempool, Port, PortStats, Queue, TxBuffer};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -104,33 +105,6 @@ fn parse_args(args: &[String]) -> Result<Opts, BoxError> {
         return Err(format!("EAL arguments are missing after --\n{USAGE}").into());
     }
     Ok(o)
-}
-
-/// The first lcore of `-l LIST` that is not the main lcore (`--main-lcore`,
-/// or the first of the list).
-fn worker_lcore(eal: &[String]) -> Option<u32> {
-    let (mut list, mut main) = (None::<String>, None::<u32>);
-    let mut it = eal.iter();
-    while let Some(a) = it.next() {
-        if a == "-l" {
-            list = it.next().cloned();
-        } else if let Some(l) = a.strip_prefix("-l").filter(|l| !l.is_empty()) {
-            list = Some(l.to_string());
-        } else if a == "--main-lcore" {
-            main = it.next().and_then(|m| m.parse().ok());
-        } else if let Some(m) = a.strip_prefix("--main-lcore=") {
-            main = m.parse().ok();
-        }
-    }
-    let mut lcores = Vec::new();
-    for part in list?.split(',') {
-        match part.split_once('-') {
-            Some((a, b)) => lcores.extend(a.parse::<u32>().ok()?..=b.parse::<u32>().ok()?),
-            None => lcores.push(part.parse().ok()?),
-        }
-    }
-    let main = main.or_else(|| lcores.first().copied())?;
-    lcores.into_iter().find(|&l| l != main)
 }
 
 /// What the worker publishes every 10 ms (and when it stops).
@@ -449,16 +423,6 @@ mod tests {
 
     fn v(s: &str) -> Vec<String> {
         s.split_whitespace().map(String::from).collect()
-    }
-
-    #[test]
-    fn worker_lcore_is_the_first_non_main() {
-        assert_eq!(worker_lcore(&v("-l 0,1 --main-lcore 1")), Some(0));
-        assert_eq!(worker_lcore(&v("-l 0,1 --main-lcore 0")), Some(1));
-        assert_eq!(worker_lcore(&v("-l 0-3")), Some(1));
-        assert_eq!(worker_lcore(&v("-l2,5 --main-lcore=2")), Some(5));
-        assert_eq!(worker_lcore(&v("-l 0")), None);
-        assert_eq!(worker_lcore(&v("--lcores=0@1,1@0")), None);
     }
 
     #[test]

@@ -64,6 +64,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bench::worker_lcore;
 use dataplane::dpdk::{self, Burst, Eal, Mbuf, Mempool, Port, Queue, TxBuffer, BURST};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
@@ -380,32 +381,6 @@ fn parse_args(args: &[String]) -> Result<Opts, BoxError> {
         return Err(format!("--dst-mac is required\n{USAGE}").into());
     }
     Ok(o)
-}
-
-/// The first lcore of `-l LIST` that is not the main lcore (as pollux-fwd).
-fn worker_lcore(eal: &[String]) -> Option<u32> {
-    let (mut list, mut main) = (None::<String>, None::<u32>);
-    let mut it = eal.iter();
-    while let Some(a) = it.next() {
-        if a == "-l" {
-            list = it.next().cloned();
-        } else if let Some(l) = a.strip_prefix("-l").filter(|l| !l.is_empty()) {
-            list = Some(l.to_string());
-        } else if a == "--main-lcore" {
-            main = it.next().and_then(|m| m.parse().ok());
-        } else if let Some(m) = a.strip_prefix("--main-lcore=") {
-            main = m.parse().ok();
-        }
-    }
-    let mut lcores = Vec::new();
-    for part in list?.split(',') {
-        match part.split_once('-') {
-            Some((a, b)) => lcores.extend(a.parse::<u32>().ok()?..=b.parse::<u32>().ok()?),
-            None => lcores.push(part.parse().ok()?),
-        }
-    }
-    let main = main.or_else(|| lcores.first().copied())?;
-    lcores.into_iter().find(|&l| l != main)
 }
 
 // ------------------------------------------------------------------ flows
@@ -1523,6 +1498,5 @@ mod tests {
         assert!(parse_phase(&v("--size 1519"), &mut p).is_err());
         let mut p = default_phase();
         assert!(parse_phase(&v("--src-ips 10 --src-ports 10 --flows 101"), &mut p).is_err());
-        assert_eq!(worker_lcore(&v("-l 0,1 --main-lcore 0")), Some(1));
     }
 }

@@ -271,6 +271,22 @@ impl TxBuffer {
         self.len == 0
     }
 
+    /// Offers the queued mbufs to the ring; returns how many it took (the
+    /// first `sent`: ours no more). The rest are still queued and ours.
+    #[inline(always)]
+    fn transmit(&mut self) -> usize {
+        // SAFETY: the first len pointers are owned mbufs; the PMD takes the
+        // first `sent` of them and leaves the rest to us.
+        usize::from(unsafe {
+            dpdk_sys::pollux_tx_burst(
+                self.q.port.0,
+                self.q.queue,
+                self.ptrs.as_mut_ptr(),
+                self.len as u16,
+            )
+        })
+    }
+
     /// Transmits what is queued; frees what the ring refused. Returns
     /// (sent, dropped).
     #[inline]
@@ -279,17 +295,8 @@ impl TxBuffer {
             return (0, 0);
         }
         let n = self.len;
+        let sent = self.transmit();
         self.len = 0;
-        // SAFETY: the first n pointers are owned mbufs; the PMD takes the
-        // first `sent` of them.
-        let sent = usize::from(unsafe {
-            dpdk_sys::pollux_tx_burst(
-                self.q.port.0,
-                self.q.queue,
-                self.ptrs.as_mut_ptr(),
-                n as u16,
-            )
-        });
         if sent < n {
             // SAFETY: the refused mbufs are still ours: free each once.
             unsafe {
@@ -301,9 +308,7 @@ impl TxBuffer {
         }
         (sent, n - sent)
     }
-}
 
-impl TxBuffer {
     /// Packets queued (not yet accepted by the ring).
     pub fn len(&self) -> usize {
         self.len
@@ -318,16 +323,7 @@ impl TxBuffer {
             return 0;
         }
         let n = self.len;
-        // SAFETY: the first n pointers are owned mbufs; the PMD takes the
-        // first `sent` of them and leaves the rest to us.
-        let sent = usize::from(unsafe {
-            dpdk_sys::pollux_tx_burst(
-                self.q.port.0,
-                self.q.queue,
-                self.ptrs.as_mut_ptr(),
-                n as u16,
-            )
-        });
+        let sent = self.transmit();
         // The refused ones (still ours) move to the front.
         self.ptrs.copy_within(sent..n, 0);
         self.len = n - sent;
