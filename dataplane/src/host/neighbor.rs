@@ -21,16 +21,17 @@ pub const RESOLVE_INTERVAL: Nanos = SECOND;
 /// Give up on a packet that waited this long.
 pub const PENDING_TIMEOUT: Nanos = 3 * SECOND;
 
-fn key(ip: IpAddr) -> [u8; 16] {
+/// An address as one integer (IPv4 mapped into IPv6): one compare per probe.
+fn key(ip: IpAddr) -> u128 {
     match ip {
-        IpAddr::V4(a) => a.to_ipv6_mapped().octets(),
-        IpAddr::V6(a) => a.octets(),
+        IpAddr::V4(a) => u128::from(a.to_ipv6_mapped()),
+        IpAddr::V6(a) => u128::from(a),
     }
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
-    key: [u8; 16],
+    key: u128,
     /// `None` while a solicitation is outstanding.
     mac: Option<Mac>,
     confirmed: Nanos,
@@ -54,22 +55,19 @@ impl Cache {
         }
     }
 
-    fn home(&self, k: &[u8; 16]) -> usize {
+    fn home(&self, k: u128) -> usize {
         // Multiplicative hashing of the two halves, high bits taken: one
         // multiply per packet (this runs for every forwarded packet), good
         // enough for a few hundred next hops.
-        let (a, b) = k.split_at(8);
-        let a = u64::from_ne_bytes(a.try_into().unwrap_or_default());
-        let b = u64::from_ne_bytes(b.try_into().unwrap_or_default());
-        let h = (a ^ b.rotate_left(23)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let h = ((k as u64) ^ ((k >> 64) as u64).rotate_left(23)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         (h >> 32) as usize & self.mask
     }
 
-    fn find(&self, k: &[u8; 16]) -> Option<usize> {
+    fn find(&self, k: u128) -> Option<usize> {
         let mut i = self.home(k);
         for _ in 0..=self.mask {
             match &self.slots[i] {
-                Some(e) if &e.key == k => return Some(i),
+                Some(e) if e.key == k => return Some(i),
                 Some(_) => i = (i + 1) & self.mask,
                 None => return None,
             }
@@ -79,7 +77,7 @@ impl Cache {
 
     /// The MAC of `ip`, if known and not older than `REACHABLE`.
     pub fn lookup(&self, ip: IpAddr, now: Nanos) -> Option<Mac> {
-        let e = self.slots[self.find(&key(ip))?]?;
+        let e = self.slots[self.find(key(ip))?]?;
         let mac = e.mac?;
         (now.saturating_sub(e.confirmed) < REACHABLE).then_some(mac)
     }
@@ -88,7 +86,7 @@ impl Cache {
     /// (the caller counts it; forwarding still works by soliciting again).
     pub fn update(&mut self, ip: IpAddr, mac: Mac, now: Nanos) -> bool {
         let k = key(ip);
-        match self.slot_for(&k) {
+        match self.slot_for(k) {
             Some(i) => {
                 let solicited = self.slots[i].map_or(0, |e| e.solicited);
                 self.slots[i] = Some(Entry {
@@ -107,7 +105,7 @@ impl Cache {
     /// one per `RESOLVE_INTERVAL`); records it if so.
     pub fn should_solicit(&mut self, ip: IpAddr, now: Nanos) -> bool {
         let k = key(ip);
-        let Some(i) = self.slot_for(&k) else {
+        let Some(i) = self.slot_for(k) else {
             return false;
         };
         match &mut self.slots[i] {
@@ -132,14 +130,14 @@ impl Cache {
 
     /// Whether `ip` has an entry (resolved or being resolved).
     pub fn knows(&self, ip: IpAddr) -> bool {
-        self.find(&key(ip)).is_some()
+        self.find(key(ip)).is_some()
     }
 
-    fn slot_for(&self, k: &[u8; 16]) -> Option<usize> {
+    fn slot_for(&self, k: u128) -> Option<usize> {
         let mut i = self.home(k);
         for _ in 0..=self.mask {
             match &self.slots[i] {
-                Some(e) if &e.key == k => return Some(i),
+                Some(e) if e.key == k => return Some(i),
                 Some(_) => i = (i + 1) & self.mask,
                 None => return Some(i),
             }
