@@ -30,6 +30,10 @@ const SHOW: &[&str] = &[
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run in the foreground (logs to stderr; SIGTERM drains and exits 0).
+    #[command(after_help = "Environment:\n  \
+        POLLUX_LOG        log filter (tracing's EnvFilter syntax; default info)\n  \
+        POLLUX_HASH_SEED  fixed seed for the connection tables' hash (benchmarks: \
+        callgrind counts repeat); default random per worker")]
     Run {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
