@@ -3,6 +3,8 @@ that goes to stderr and a file, bounded polling, child processes whose
 output is read incrementally from their log file, and `result k=v ...`
 lines of pollux-gen."""
 
+import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -121,3 +123,91 @@ def kv(line):
             except ValueError:
                 d[k] = v
     return d
+
+
+class GenControl:
+    """A pollux-gen started with --stdin (self.proc, a Proc): phases go in
+    as lines, each answered by one `result k=v ...` line."""
+
+    proc: Proc
+    label = "pollux-gen"
+
+    def send_phase(self, args):
+        self.proc.send(args)
+
+    def result(self, args, timeout):
+        line = self.proc.wait_line(lambda l: l.startswith("result ") or l.startswith("pollux-gen: error"),
+                                   timeout, f"the result of phase `{args}`")
+        if not line.startswith("result "):
+            raise Fail(f"{self.label} refused phase `{args}`: {line}")
+        r = kv(line)
+        if r.get("aborted"):
+            raise Fail(f"{self.label}: phase `{args}` was aborted")
+        return r
+
+    def phase(self, args, timeout):
+        self.send_phase(args)
+        return self.result(args, timeout)
+
+    def pause(self):
+        if self.proc.alive():
+            self.proc.send("pause")
+            self.proc.wait_line(lambda l: l == "pollux-gen: paused", 10, "pause")
+
+    def quit(self):
+        if self.proc.alive():
+            self.proc.send("quit")
+            try:
+                self.proc.p.stdin.close()
+            except OSError:
+                pass
+        return self.proc.reap(15)
+
+
+def cleanup(tag):
+    """Stops whatever is still running — generators paused first (memif in
+    DPDK 22.11 crashes the side that polls when its peer goes) — and
+    removes the sockets and DPDK runtime folders named after `tag`."""
+    for p in list(Proc.live):
+        if p.name.startswith("pollux-gen") and p.alive():
+            p.send("pause")
+    time.sleep(0.3)
+    for p in list(Proc.live):
+        if not p.name.startswith("pollux-gen"):
+            p.stop(signal.SIGTERM, 15)
+    for p in list(Proc.live):
+        p.stop(signal.SIGTERM, 10)
+    for f in Path("/run").glob(f"{tag}-*.sock"):
+        f.unlink(missing_ok=True)
+    for d in Path("/var/run/dpdk").glob(f"{tag}-*"):
+        shutil.rmtree(d, ignore_errors=True)
+
+
+class PolluxControl:
+    """A `pollux run` child (self.proc) queried through its API socket
+    (self.api) with the `pollux` binary (self.binary); self.n, when set,
+    is how many workers it must report."""
+
+    proc: Proc
+    api: str
+    binary: str
+    n = None
+
+    def show(self, what):
+        r = subprocess.run([self.binary, "show", what, "--json", "--api", self.api],
+                           capture_output=True, text=True, timeout=10)
+        if r.returncode != 0:
+            raise Fail(f"pollux show {what}: {r.stderr.strip()}")
+        return json.loads(r.stdout)
+
+    def ready(self):
+        """Every worker running (for wait_for); Fail if pollux exited."""
+        if not self.proc.alive():
+            raise Fail(f"pollux exited (rc {self.proc.p.returncode}); see {self.proc.logpath}")
+        try:
+            s = self.show("stats")
+        except (Fail, json.JSONDecodeError, subprocess.TimeoutExpired):
+            return None
+        workers = s.get("workers", [])
+        return (s.get("workers_running") and all(w["running"] for w in workers)
+                and (self.n is None or len(workers) == self.n))

@@ -39,7 +39,6 @@ import os
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -59,10 +58,10 @@ BUDGET_S = 300  # no new run starts after this
 CSV_HEADER = "row,name,unit,runs,pollux_median,pollux_min,pollux_max,ref_name,ref_median,ref_min,ref_max,ratio,goal"
 
 import benchproc  # noqa: E402  (bench/ is on sys.path: the script's folder)
-from benchproc import Fail, Proc, kv, log, wait_for  # noqa: E402
+from benchproc import Fail, GenControl, PolluxControl, Proc, log, wait_for  # noqa: E402
 
 
-class Gen:
+class Gen(GenControl):
     """pollux-gen on the memif server side, driven through its stdin."""
 
     def __init__(self, name, sock, logdir):
@@ -73,33 +72,10 @@ class Gen:
         self.proc = Proc(f"pollux-gen ({name})", cmd, logdir / f"{name}-gen.log", stdin=True)
         self.proc.wait_line(lambda l: l.startswith("pollux-gen: running"), 30, "start")
 
-    def phase(self, args, timeout):
-        self.proc.send(args)
-        line = self.proc.wait_line(lambda l: l.startswith("result ") or l.startswith("pollux-gen: error"),
-                                   timeout, f"the result of phase `{args}`")
-        if not line.startswith("result "):
-            raise Fail(f"generator refused phase `{args}`: {line}")
-        r = kv(line)
-        if r.get("aborted"):
-            raise Fail(f"phase `{args}` was aborted")
-        return r
 
-    def pause(self):
-        if self.proc.alive():
-            self.proc.send("pause")
-            self.proc.wait_line(lambda l: l == "pollux-gen: paused", 10, "pause")
+class Pollux(PolluxControl):
+    binary = POLLUX
 
-    def quit(self):
-        if self.proc.alive():
-            self.proc.send("quit")
-            try:
-                self.proc.p.stdin.close()
-            except OSError:
-                pass
-        return self.proc.reap(15)
-
-
-class Pollux:
     def __init__(self, name, sock, work, logdir):
         self.api = f"/run/{TAG}-{name}-api.sock"
         cfg = work / f"{name}-pollux.yaml"
@@ -131,21 +107,7 @@ api: {{ socket: {self.api} }}
         self.proc = Proc(f"pollux ({name})", [POLLUX, "run", "--config", str(cfg)], logdir / f"{name}-pollux.log")
         wait_for("pollux workers running", self.ready, 40, 0.1)
 
-    def show(self, what):
-        r = subprocess.run([POLLUX, "show", what, "--json", "--api", self.api],
-                           capture_output=True, text=True, timeout=10)
-        if r.returncode != 0:
-            raise Fail(f"pollux show {what}: {r.stderr.strip()}")
-        return json.loads(r.stdout)
 
-    def ready(self):
-        if not self.proc.alive():
-            raise Fail(f"pollux exited (rc {self.proc.p.returncode}); see {self.proc.logpath}")
-        try:
-            s = self.show("stats")
-        except (Fail, json.JSONDecodeError, subprocess.TimeoutExpired):
-            return None
-        return s.get("workers_running") and all(w["running"] for w in s["workers"])
 
     def conns(self):
         w = self.show("connections")["workers"]
@@ -305,21 +267,9 @@ def stop_pair(gen, fwd):
             log(f"WARN: pollux-gen exited with rc {rc}; see {gen.proc.logpath}")
 
 
+
 def cleanup():
-    """Whatever is still running: stop it (gens paused first)."""
-    for p in list(Proc.live):
-        if p.name.startswith("pollux-gen") and p.alive():
-            p.send("pause")
-    time.sleep(0.3)
-    for p in list(Proc.live):
-        if not p.name.startswith("pollux-gen"):
-            p.stop(signal.SIGTERM, 15)
-    for p in list(Proc.live):
-        p.stop(signal.SIGTERM, 10)
-    for f in Path("/run").glob(f"{TAG}-*.sock"):
-        f.unlink(missing_ok=True)
-    for d in Path("/var/run/dpdk").glob(f"{TAG}-*"):
-        shutil.rmtree(d, ignore_errors=True)
+    benchproc.cleanup(TAG)
 
 
 def m3(xs):

@@ -45,7 +45,6 @@ import os
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -73,7 +72,7 @@ DEBUG = bool(os.environ.get("SCALE_DEBUG"))
 CSV_HEADER = "row,name,unit,runs,pollux_median,pollux_min,pollux_max,ref_name,ref_median,ref_min,ref_max,ratio,goal"
 
 import benchproc  # noqa: E402  (bench/ is on sys.path: the script's folder)
-from benchproc import Fail, Proc, kv, log, wait_for  # noqa: E402
+from benchproc import Fail, GenControl, PolluxControl, Proc, log, wait_for  # noqa: E402
 
 
 def gen_mac(i):
@@ -92,11 +91,11 @@ def members(i):
     return [f"10.{i + 1}.1.{h}" for h in range(1, 5)]
 
 
-class Gen:
+class Gen(GenControl):
     """pollux-gen i: memif server of link i, driven through its stdin."""
 
     def __init__(self, name, i, sock, cpu, house, mem, logdir):
-        self.i = i
+        self.i, self.label = i, f"generator {i}"
         cmd = [GEN, "--stdin", "--timeout", "900", "--lcore", "1", "--dst-mac", dut_mac(i), "--dst-ip", vip(i),
                "--dst-port", str(VIP_PORT), "--arp", f"10.{i + 1}.1.0/24", "--",
                f"--lcores=0@{house},1@{cpu}", "--main-lcore", "0", "--no-pci",
@@ -107,35 +106,10 @@ class Gen:
     def started(self):
         self.proc.wait_line(lambda l: l.startswith("pollux-gen: running"), 30, "start")
 
-    def send_phase(self, args):
-        self.proc.send(args)
 
-    def result(self, args, timeout):
-        line = self.proc.wait_line(lambda l: l.startswith("result ") or l.startswith("pollux-gen: error"),
-                                   timeout, f"the result of phase `{args}`")
-        if not line.startswith("result "):
-            raise Fail(f"generator {self.i} refused phase `{args}`: {line}")
-        r = kv(line)
-        if r.get("aborted"):
-            raise Fail(f"generator {self.i}: phase `{args}` was aborted")
-        return r
+class Pollux(PolluxControl):
+    binary = POLLUX
 
-    def pause(self):
-        if self.proc.alive():
-            self.proc.send("pause")
-            self.proc.wait_line(lambda l: l == "pollux-gen: paused", 10, "pause")
-
-    def quit(self):
-        if self.proc.alive():
-            self.proc.send("quit")
-            try:
-                self.proc.p.stdin.close()
-            except OSError:
-                pass
-        return self.proc.reap(15)
-
-
-class Pollux:
     def __init__(self, name, socks, cpus, house, mem, work, logdir, poll="busy"):
         n = len(socks)
         self.api = f"/run/{TAG}-{name}-api.sock"
@@ -171,21 +145,7 @@ api: {{ socket: {self.api} }}
     def wait_ready(self):
         wait_for("pollux workers running", self.ready, 60, 0.1)
 
-    def show(self, what):
-        r = subprocess.run([POLLUX, "show", what, "--json", "--api", self.api],
-                           capture_output=True, text=True, timeout=10)
-        if r.returncode != 0:
-            raise Fail(f"pollux show {what}: {r.stderr.strip()}")
-        return json.loads(r.stdout)
 
-    def ready(self):
-        if not self.proc.alive():
-            raise Fail(f"pollux exited (rc {self.proc.p.returncode}); see {self.proc.logpath}")
-        try:
-            s = self.show("stats")
-        except (Fail, json.JSONDecodeError, subprocess.TimeoutExpired):
-            return None
-        return s.get("workers_running") and len(s["workers"]) == self.n and all(w["running"] for w in s["workers"])
 
     def port_counters(self):
         s = self.show("stats")
@@ -361,20 +321,9 @@ def stop_all(gens, fwd):
             log(f"WARN: pollux-gen {g.i} exited with rc {rc}; see {g.proc.logpath}")
 
 
+
 def cleanup():
-    for p in list(Proc.live):
-        if p.name.startswith("pollux-gen") and p.alive():
-            p.send("pause")
-    time.sleep(0.3)
-    for p in list(Proc.live):
-        if not p.name.startswith("pollux-gen"):
-            p.stop(signal.SIGTERM, 15)
-    for p in list(Proc.live):
-        p.stop(signal.SIGTERM, 10)
-    for f in Path("/run").glob(f"{TAG}-*.sock"):
-        f.unlink(missing_ok=True)
-    for d in Path("/var/run/dpdk").glob(f"{TAG}-*"):
-        shutil.rmtree(d, ignore_errors=True)
+    benchproc.cleanup(TAG)
 
 
 # ---------------------------------------------------------------- layout, memory
