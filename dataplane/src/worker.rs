@@ -387,7 +387,11 @@ impl Worker {
     #[inline(never)]
     fn wire_burst(&mut self, pi: usize, now: Nanos, burst: &mut Burst, tables: &Tables) {
         if !tables.vs.is_empty() {
-            let vlan = if self.ports[pi].host.vlan.is_some() { 4 } else { 0 };
+            let vlan = if self.ports[pi].host.vlan.is_some() {
+                4
+            } else {
+                0
+            };
             for frame in burst.frames() {
                 self.l4.prefetch(frame, vlan);
             }

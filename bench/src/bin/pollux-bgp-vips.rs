@@ -79,7 +79,9 @@ fn parse_args() -> Result<Args, String> {
         if flag == "-h" || flag == "--help" {
             return Err(USAGE.into());
         }
-        let v = it.next().ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
+        let v = it
+            .next()
+            .ok_or_else(|| format!("{flag} needs a value\n{USAGE}"))?;
         let bad = |what: &str| format!("{flag}: {v:?} is not {what}");
         match flag.as_str() {
             "--local" => {

@@ -243,8 +243,7 @@ fn parse_phase<'a>(args: &'a [String], p: &mut Phase) -> Result<Vec<&'a String>,
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let mut val = || -> Result<&String, BoxError> {
-            it.next()
-                .ok_or_else(|| format!("{a} needs a value").into())
+            it.next().ok_or_else(|| format!("{a} needs a value").into())
         };
         match a.as_str() {
             "--dst-mac" => p.dst_mac = Some(parse_mac(val()?)?),
@@ -889,7 +888,15 @@ impl Engine {
     /// Sends `p`'s traffic at `rate` (None = max) for `secs` or until the
     /// port accepted `count` packets, polling RX all along; then drains RX
     /// for `drain_ms`. Returns false if stopped.
-    fn stream(&mut self, p: &Phase, t: &[(u16, Template)], rate: Option<f64>, secs: f64, count: Option<u64>, stop: &AtomicBool) -> bool {
+    fn stream(
+        &mut self,
+        p: &Phase,
+        t: &[(u16, Template)],
+        rate: Option<f64>,
+        secs: f64,
+        count: Option<u64>,
+        stop: &AtomicBool,
+    ) -> bool {
         let start = dpdk::tsc();
         let end = start + (secs * self.hz as f64) as u64;
         // Packets built so far: the pacing's and the count's measure.
@@ -918,7 +925,8 @@ impl Engine {
             let due = match rate {
                 None => BURST as u64,
                 Some(r) => {
-                    let should = (u128::from(now - start) * (r as u128) / u128::from(self.hz)) as u64;
+                    let should =
+                        (u128::from(now - start) * (r as u128) / u128::from(self.hz)) as u64;
                     should.saturating_sub(built).min(BURST as u64)
                 }
             };
@@ -1012,9 +1020,16 @@ impl Engine {
                 rate,
                 self.c.tx,
                 self.c.rx,
-                Trial { tx: self.c.tx, rx: self.c.rx }.loss()
+                Trial {
+                    tx: self.c.tx,
+                    rx: self.c.rx
+                }
+                .loss()
             );
-            Some(Trial { tx: self.c.tx, rx: self.c.rx })
+            Some(Trial {
+                tx: self.c.tx,
+                rx: self.c.rx,
+            })
         };
         let ndr = search(0.0, 0.0, hi, p.trials, &mut trial);
         let pdr = search(p.pdr_loss, ndr.0, hi, p.trials, &mut trial);
@@ -1027,7 +1042,11 @@ impl Engine {
 fn describe(p: &Phase) -> String {
     format!(
         "flows={} size={} proto={} rate={} dst={}:{}",
-        if p.flows == 0 { "new".into() } else { p.flows.to_string() },
+        if p.flows == 0 {
+            "new".into()
+        } else {
+            p.flows.to_string()
+        },
         p.sizes.name(),
         match p.proto {
             Proto::Udp => "udp",
@@ -1047,7 +1066,12 @@ fn rx_pps(c: &Counts, hz: u64) -> f64 {
 }
 
 /// The worker lcore: idle polling (ARP) between commands, phases on demand.
-fn worker(mut e: Engine, mut cmds: UnboundedReceiver<Cmd>, events: UnboundedSender<Event>, stop: &AtomicBool) {
+fn worker(
+    mut e: Engine,
+    mut cmds: UnboundedReceiver<Cmd>,
+    events: UnboundedSender<Event>,
+    stop: &AtomicBool,
+) {
     let mut paused = false;
     while !stop.load(Relaxed) {
         match cmds.try_recv() {
@@ -1079,12 +1103,20 @@ fn worker(mut e: Engine, mut cmds: UnboundedReceiver<Cmd>, events: UnboundedSend
 fn print_report(r: &Report, hz: u64, arp_total: u64) {
     let c = &r.c;
     let secs = c.tx_ticks as f64 / hz as f64;
-    let mpps = |n: u64| if secs > 0.0 { n as f64 / secs / 1e6 } else { 0.0 };
+    let mpps = |n: u64| {
+        if secs > 0.0 {
+            n as f64 / secs / 1e6
+        } else {
+            0.0
+        }
+    };
     let loss = Trial { tx: c.tx, rx: c.rx }.loss();
     let us = |ns: u32| format!("{:.2}", f64::from(ns) / 1000.0);
     let (p50, p99, max) = r
         .lat
-        .map_or(("".into(), "".into(), "".into()), |(a, b, m)| (us(a), us(b), us(m)));
+        .map_or(("".into(), "".into(), "".into()), |(a, b, m)| {
+            (us(a), us(b), us(m))
+        });
     let mut line = format!(
         "result phase={} {} warm_tx={} window_s={secs:.3} tx={} tx_refused={} tx_dropped={} no_mbuf={} rx={} rx_rewritten={} rx_stale={} rx_other={} tx_mpps={:.3} rx_mpps={:.3} loss={loss:.6} lat_p50_us={p50} lat_p99_us={p99} lat_max_us={max} lat_samples={} arp_replies={} arp_total={arp_total} aborted={} phase_s={:.2}",
         r.phase, r.desc, r.warm_tx, c.tx, c.tx_refused, c.tx_dropped, c.no_mbuf, c.rx, c.rx_rewritten, c.rx_stale, c.rx_other,
@@ -1307,9 +1339,15 @@ mod tests {
     /// Checks the frame with etherparse: addresses, lengths, both checksums.
     fn check_frame(p: &Phase, b: &[u8], src: u32, sport: u16) {
         let pkt = SlicedPacket::from_ethernet(b).unwrap();
-        let Some(NetSlice::Ipv4(ip)) = pkt.net else { panic!("not IPv4") };
+        let Some(NetSlice::Ipv4(ip)) = pkt.net else {
+            panic!("not IPv4")
+        };
         let iph = ip.header().to_header();
-        assert_eq!(iph.header_checksum, iph.calc_header_checksum(), "IPv4 checksum");
+        assert_eq!(
+            iph.header_checksum,
+            iph.calc_header_checksum(),
+            "IPv4 checksum"
+        );
         assert_eq!(iph.source, src.to_be_bytes());
         assert_eq!(iph.destination, p.dst_ip.octets());
         assert_eq!(usize::from(iph.total_len), b.len() - ETH);
@@ -1373,7 +1411,10 @@ mod tests {
     fn classify_finds_the_magic_whatever_the_headers() {
         let p = phase("");
         let mut b = frame(&p, 64, 0xac10_0001, 2000, 77, 999);
-        assert_eq!(classify(&b), Rx::Magic(MAGIC | 7, 77, 999, u32::from(p.dst_ip)));
+        assert_eq!(
+            classify(&b),
+            Rx::Magic(MAGIC | 7, 77, 999, u32::from(p.dst_ip))
+        );
         // NAT rewrote the destination: still ours, another destination.
         b[ETH + 16..ETH + 20].copy_from_slice(&[10, 0, 1, 3]);
         assert_eq!(classify(&b), Rx::Magic(MAGIC | 7, 77, 999, 0x0a00_0103));
@@ -1405,12 +1446,20 @@ mod tests {
         assert_eq!(&f[32..38], &[2, 0, 0, 0, 0, 9]);
         assert_eq!(&f[38..42], &[10, 0, 0, 1]);
         assert_eq!(classify(&f), Rx::Other, "a reply is not a request");
-        assert_eq!(parse_prefix("10.0.1.7/24").unwrap(), (0x0a00_0100, 0xffff_ff00));
+        assert_eq!(
+            parse_prefix("10.0.1.7/24").unwrap(),
+            (0x0a00_0100, 0xffff_ff00)
+        );
     }
 
     #[test]
     fn flows_walk_the_range_like_pktgen() {
-        let s = FlowSpace { ip_base: 0xac10_0000, ips: 4, port_base: 1000, ports: 3 };
+        let s = FlowSpace {
+            ip_base: 0xac10_0000,
+            ips: 4,
+            port_base: 1000,
+            ports: 3,
+        };
         assert_eq!(s.size(), 12);
         let all: Vec<_> = (0..12).map(|i| s.tuple(i)).collect();
         assert_eq!(all[0], (0xac10_0000, 1000));
@@ -1424,7 +1473,8 @@ mod tests {
         assert_eq!(flow_of(2500, 1000), 500);
         assert_eq!(flow_of(2500, 0), 2500);
         let d = default_phase().space;
-        let new: std::collections::HashSet<_> = (0..300_000).map(|i| d.tuple(flow_of(i, 0))).collect();
+        let new: std::collections::HashSet<_> =
+            (0..300_000).map(|i| d.tuple(flow_of(i, 0))).collect();
         assert_eq!(new.len(), 300_000);
         assert!(d.size() > 60_000_000_000);
     }
@@ -1447,7 +1497,10 @@ mod tests {
     fn link(cap: f64) -> impl FnMut(f64) -> Option<Trial> {
         move |rate: f64| {
             let tx = rate as u64;
-            Some(Trial { tx, rx: tx.min(cap as u64) })
+            Some(Trial {
+                tx,
+                rx: tx.min(cap as u64),
+            })
         }
     }
 
@@ -1490,10 +1543,16 @@ mod tests {
         assert_eq!(o.phase.warm, Warm::Secs(0.5));
         assert!(o.stdin);
         assert_eq!(o.eal, v("-l 0,1"));
-        assert!(parse_args(&v("--flows 10 -- -l 0")).is_err(), "--dst-mac is required");
+        assert!(
+            parse_args(&v("--flows 10 -- -l 0")).is_err(),
+            "--dst-mac is required"
+        );
         assert!(parse_args(&v("--dst-mac 1:2:3 -- -l 0")).is_err());
         let mut p = default_phase();
-        assert!(parse_phase(&v("--proto tcp --size 64"), &mut p).is_err(), "tcp needs 74 B");
+        assert!(
+            parse_phase(&v("--proto tcp --size 64"), &mut p).is_err(),
+            "tcp needs 74 B"
+        );
         let mut p = default_phase();
         assert!(parse_phase(&v("--size 1519"), &mut p).is_err());
         let mut p = default_phase();

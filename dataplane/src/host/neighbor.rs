@@ -59,7 +59,8 @@ impl Cache {
         // Multiplicative hashing of the two halves, high bits taken: one
         // multiply per packet (this runs for every forwarded packet), good
         // enough for a few hundred next hops.
-        let h = ((k as u64) ^ ((k >> 64) as u64).rotate_left(23)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let h =
+            ((k as u64) ^ ((k >> 64) as u64).rotate_left(23)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
         (h >> 32) as usize & self.mask
     }
 

@@ -703,7 +703,8 @@ impl L4 {
             return;
         }
         if let Ok(ports) = parse_l4(frame, &p) {
-            let key = FlowKey::from_parts(p.src, p.dst, ports.sport, ports.dport, p.proto, p.family);
+            let key =
+                FlowKey::from_parts(p.src, p.dst, ports.sport, ports.dport, p.proto, p.family);
             self.ct.prefetch(self.hasher.hash(&key));
         }
     }
