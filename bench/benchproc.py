@@ -211,3 +211,10 @@ class PolluxControl:
         workers = s.get("workers", [])
         return (s.get("workers_running") and all(w["running"] for w in workers)
                 and (self.n is None or len(workers) == self.n))
+
+    def stop(self):
+        """SIGTERM (pollux drains), bounded wait; a non-zero exit is logged."""
+        rc = self.proc.stop(signal.SIGTERM, 20)
+        if rc != 0:
+            log(f"WARN: pollux exited with rc {rc}; see {self.proc.logpath}")
+        return rc

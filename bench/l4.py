@@ -129,12 +129,6 @@ api: {{ socket: {self.api} }}
         d["max_gap_us"] = max((w.get("max_gap_us", 0) for w in s["workers"]), default=0)
         return d
 
-    def stop(self):
-        rc = self.proc.stop(signal.SIGTERM, 20)
-        if rc != 0:
-            log(f"WARN: pollux exited with rc {rc}; see {self.proc.logpath}")
-        return rc
-
 
 class Testpmd:
     def __init__(self, name, sock, logdir, mode="io"):

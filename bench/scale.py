@@ -154,12 +154,6 @@ api: {{ socket: {self.api} }}
     def stop_forwarding(self):
         pass
 
-    def stop(self):
-        rc = self.proc.stop(signal.SIGTERM, 20)
-        if rc != 0:
-            log(f"WARN: pollux exited with rc {rc}; see {self.proc.logpath}")
-        return rc
-
 
 class Testpmd:
     def __init__(self, name, socks, cpus, house, mem, logdir):
