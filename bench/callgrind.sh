@@ -126,7 +126,7 @@ start_case() {
   config "$name" "$pcap" >"$WORK/$name.yaml"
   # exec: $! is valgrind itself, which the deadline below and the EXIT
   # trap can stop
-  (POLLUX_HASH_SEED=$SEED exec valgrind --tool=callgrind --fair-sched=yes --collect-atstart=no \
+  (POLLUX_HASH_SEED=$SEED POLLUX_CLOCK_STEP_NS=1000 exec valgrind --tool=callgrind --fair-sched=yes --collect-atstart=no \
     "--toggle-collect=*Worker*wire_burst*" --callgrind-out-file="$LOGS/$name.out" \
     "$POLLUX" run --config "$WORK/$name.yaml" >"$LOGS/$name.log" 2>&1) &
   PIDS+=($!)

@@ -129,6 +129,7 @@ mod tests {
             mbufs: 2047,
             panic_for_test: false,
             hash_seed: None,
+            clock_step_ns: None,
         };
         assert_eq!(
             commands(&cfg),

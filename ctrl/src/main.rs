@@ -33,7 +33,9 @@ enum Command {
     #[command(after_help = "Environment:\n  \
         POLLUX_LOG        log filter (tracing's EnvFilter syntax; default info)\n  \
         POLLUX_HASH_SEED  fixed seed for the connection tables' hash (benchmarks: \
-        callgrind counts repeat); default random per worker")]
+        callgrind counts repeat); default random per worker\n  \
+        POLLUX_CLOCK_STEP_NS  benchmarks only: the workers' clock advances this \
+        many ns per loop pass instead of following time (callgrind counts repeat)")]
     Run {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,

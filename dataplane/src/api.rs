@@ -141,6 +141,12 @@ pub struct Config {
     /// a random seed per worker: flow keys an attacker picks cannot be
     /// aimed at one bucket).
     pub hash_seed: Option<u64>,
+    /// Benchmark hook: a virtual worker clock that advances this many
+    /// nanoseconds per loop pass instead of reading the TSC, so that what
+    /// the packet path does (which reads the clock) is a function of the
+    /// frames alone and callgrind's counts repeat exactly. Never in
+    /// production: BFD and timeouts then follow loop passes, not time.
+    pub clock_step_ns: Option<u64>,
 }
 
 impl Config {
@@ -560,6 +566,7 @@ impl Dataplane {
             bfd,
             bfd_io,
             clock,
+            clock_step: cfg.clock_step_ns,
             l4,
             l4_shared,
             expired: Default::default(),
@@ -764,6 +771,7 @@ mod tests {
             mbufs: 4095,
             panic_for_test: false,
             hash_seed: None,
+            clock_step_ns: None,
         }
     }
 

@@ -26,10 +26,10 @@ use crossbeam::queue::ArrayQueue;
 use crate::api::{BfdCommand, PollMode, SharedBfd, Tables};
 use crate::bfd::{self, PeerKey, RxMeta, SessionTable, StateChange};
 use crate::counters::{Drop, SharedPort, SharedWorker, WorkerCounters};
-use crate::dpdk::{Burst, Clock, Mbuf, Mempool, Queue, TxBuffer};
+use crate::dpdk::{Burst, Clock, Mbuf, Mempool, Queue, TxBuffer, BURST};
 use crate::host::neighbor::{Nanos, Pending};
 use crate::host::{FromTap, FromWire, Host, HostIo};
-use crate::lb::{Expired, L4Verdict, Side, L4};
+use crate::lb::{classify_v4, Expired, L4Verdict, Side, V4Flow, L4};
 use crate::wire::Mac;
 
 const MS: Nanos = 1_000_000;
@@ -92,6 +92,8 @@ pub struct Worker {
     /// `build_worker` before the BFD sessions are added, so their first
     /// deadlines and the loop's clock count from the same instant.
     pub clock: Clock,
+    /// `Config::clock_step_ns`: a virtual clock for benchmarks.
+    pub clock_step: Option<Nanos>,
     /// The L4 path: connection table, SNAT ports, counters.
     pub l4: L4,
     pub l4_shared: Arc<SharedL4>,
@@ -180,8 +182,17 @@ impl Worker {
         // packet (adopting allocates).
         self.l4.adopt(&self.tables.load().vs);
         let mut last_now = clock.now();
+        // A virtual clock starts on a whole second, so that a run's frames
+        // (the first ~10^5 passes) all fall in the same second.
+        let mut virtual_now = (last_now / 1_000_000_000 + 1) * 1_000_000_000;
         while !self.stop.load(Relaxed) {
-            let now = clock.now();
+            let now = match self.clock_step {
+                Some(step) => {
+                    virtual_now += step;
+                    virtual_now
+                }
+                None => clock.now(),
+            };
             counters.max_gap_ns = counters.max_gap_ns.max(now - last_now);
             last_now = now;
             let tables = self.tables.load();
@@ -384,9 +395,20 @@ impl Worker {
     /// the PMD's transmit runs in the loop's flush, not here). Never
     /// inlined: `bench/callgrind.sh` counts pollux's own instructions per
     /// packet by collecting inside this function only.
+    ///
+    /// ```text
+    ///   classify   every frame: fast class? key, hash, prefetch buckets
+    ///   in order, per frame:
+    ///     fast     match a tracked flow, route (memoised), commit, queue
+    ///     slow     host stage -> BFD | reply | punt | L4 stage -> route
+    /// ```
     #[inline(never)]
     fn wire_burst(&mut self, pi: usize, now: Nanos, burst: &mut Burst, tables: &Tables) {
-        if !tables.vs.is_empty() {
+        let mut flows = [None; BURST];
+        let fast = self.ports[pi].host.vlan.is_none() && self.l4.fast_ready(&tables.vs);
+        if fast {
+            self.classify(pi, burst, &mut flows);
+        } else if !tables.vs.is_empty() {
             let vlan = if self.ports[pi].host.vlan.is_some() {
                 4
             } else {
@@ -396,70 +418,165 @@ impl Worker {
                 self.l4.prefetch(frame, vlan);
             }
         }
-        for mut m in burst.drain() {
-            let p = &mut self.ports[pi];
-            let pool = &*p.pool;
-            let c = &mut p.host.counters;
-            c.rx_packets += 1;
-            c.rx_bytes += m.len() as u64;
-            if m.segments() != 1 {
-                c.drop(Drop::MultiSegment);
-                continue;
-            }
-            let len = m.len();
-            let mut io = WireIo {
-                pool,
-                tap_tx: &mut p.tap_tx,
-                to_tap: 0,
-                drops: [0; 2],
-                resolved: None,
+        let mut memo = NextHop::default();
+        let s = secs(now);
+        for (m, flow) in burst.drain().zip(flows) {
+            let m = match flow {
+                Some(flow) => match self.fast(pi, m, &flow, (now, s), tables, &mut memo) {
+                    Ok(()) => continue,
+                    Err(m) => m,
+                },
+                None => m,
             };
-            let verdict = p
-                .host
-                .rx_from_wire(now, m.data_and_tailroom(), len, &mut io);
-            let WireIo {
-                to_tap,
-                drops,
-                resolved,
-                ..
-            } = io;
-            let c = &mut p.host.counters;
-            c.to_tap += to_tap;
-            c.drops[Drop::TapFull as usize] += drops[0];
-            c.drops[Drop::NoMbuf as usize] += drops[1];
-            // What waited for a neighbor this frame taught us goes out now.
-            if let Some((ip, mac)) = resolved {
-                let (host, tx) = (&mut p.host, &mut p.port_tx);
-                p.pending.take_for(ip, |m| send_to(host, tx, m, mac));
+            // The slow path may learn a neighbour or change the table.
+            memo = NextHop::default();
+            self.slow(pi, m, now, tables);
+        }
+    }
+
+    /// Stage 1: which frames are of the fast class, their flow keys and
+    /// hashes; prefetches their connection-table buckets so that the
+    /// misses of the whole burst overlap.
+    #[inline(never)]
+    fn classify(&self, pi: usize, burst: &Burst, flows: &mut [Option<V4Flow>; BURST]) {
+        let host = &self.ports[pi].host;
+        let hasher = self.l4.hasher();
+        for (slot, frame) in flows.iter_mut().zip(burst.frames()) {
+            *slot = classify_v4(frame, &host.mac, host.mtu, hasher);
+            if let Some(f) = slot {
+                self.l4.prefetch_flow(f);
             }
-            let c = &mut p.host.counters;
-            match verdict {
-                FromWire::Reply(n) => {
-                    if m.set_len(n) {
-                        push(
-                            &mut p.port_tx,
-                            m,
-                            &mut c.tx_packets,
-                            &mut c.drops[Drop::TxFull as usize],
-                        );
-                    }
+        }
+    }
+
+    /// Stage 2: a frame of a tracked flow, translated and queued as the
+    /// slow path would; or handed back untouched (`Err`) for the slow path.
+    #[inline(never)]
+    fn fast(
+        &mut self,
+        pi: usize,
+        mut m: Mbuf,
+        flow: &V4Flow,
+        (now, s): (Nanos, crate::lb::conntrack::Secs),
+        tables: &Tables,
+        memo: &mut NextHop,
+    ) -> Result<(), Mbuf> {
+        if m.segments() != 1 {
+            return Err(m);
+        }
+        let Some(hit) = self.l4.fast_match(flow, s, &tables.vs) else {
+            return Err(m);
+        };
+        let dst = hit.dst(flow);
+        if memo.dst != Some(dst) {
+            let Some(ei) = self.resolve(IpAddr::from(dst), now, tables) else {
+                return Err(m);
+            };
+            *memo = ei;
+            memo.dst = Some(dst);
+        }
+        let c = &mut self.ports[pi].host.counters;
+        c.rx_packets += 1;
+        c.rx_bytes += m.len() as u64;
+        let frame = m.data_mut();
+        self.l4.fast_commit(&hit, flow, frame, s, &tables.vs);
+        // What `send_to` does, with the egress port's MACs prepared.
+        frame[..12].copy_from_slice(&memo.macs);
+        let p = &mut self.ports[memo.port];
+        let c = &mut p.host.counters;
+        push(
+            &mut p.port_tx,
+            m,
+            &mut c.tx_packets,
+            &mut c.drops[Drop::TxFull as usize],
+        );
+        Ok(())
+    }
+
+    /// The local, untagged port and next-hop MAC for `dst`, if both are
+    /// known now (what [`route`](Self::route) would send to at once).
+    #[inline]
+    fn resolve(&self, dst: IpAddr, now: Nanos, tables: &Tables) -> Option<NextHop> {
+        let (port, next_hop) = tables.fib.lookup(dst)?;
+        let ei = self.ports.iter().position(|q| q.host.index == port)?;
+        let host = &self.ports[ei].host;
+        if host.vlan.is_some() {
+            return None; // tagged egress: the slow path inserts the tag
+        }
+        let mac = host.neighbors.lookup(next_hop, now)?;
+        let mut macs = [0; 12];
+        host.set_macs(&mut macs, mac);
+        Some(NextHop {
+            dst: None,
+            port: ei,
+            macs,
+        })
+    }
+
+    /// Everything else, one frame: the host stage, then BFD, replies,
+    /// punts or the L4 stage.
+    #[inline(never)]
+    fn slow(&mut self, pi: usize, mut m: Mbuf, now: Nanos, tables: &Tables) {
+        let p = &mut self.ports[pi];
+        let pool = &*p.pool;
+        let c = &mut p.host.counters;
+        c.rx_packets += 1;
+        c.rx_bytes += m.len() as u64;
+        if m.segments() != 1 {
+            c.drop(Drop::MultiSegment);
+            return;
+        }
+        let len = m.len();
+        let mut io = WireIo {
+            pool,
+            tap_tx: &mut p.tap_tx,
+            to_tap: 0,
+            drops: [0; 2],
+            resolved: None,
+        };
+        let verdict = p
+            .host
+            .rx_from_wire(now, m.data_and_tailroom(), len, &mut io);
+        let WireIo {
+            to_tap,
+            drops,
+            resolved,
+            ..
+        } = io;
+        let c = &mut p.host.counters;
+        c.to_tap += to_tap;
+        c.drops[Drop::TapFull as usize] += drops[0];
+        c.drops[Drop::NoMbuf as usize] += drops[1];
+        // What waited for a neighbor this frame taught us goes out now.
+        if let Some((ip, mac)) = resolved {
+            let (host, tx) = (&mut p.host, &mut p.port_tx);
+            p.pending.take_for(ip, |m| send_to(host, tx, m, mac));
+        }
+        let c = &mut p.host.counters;
+        match verdict {
+            FromWire::Reply(n) => {
+                if m.set_len(n) {
+                    push(
+                        &mut p.port_tx,
+                        m,
+                        &mut c.tx_packets,
+                        &mut c.drops[Drop::TxFull as usize],
+                    );
                 }
-                FromWire::Punt | FromWire::Transit => {
-                    self.l4_stage(pi, m, verdict, now, tables);
-                    continue;
-                }
-                FromWire::Consumed => {}
-                FromWire::Drop(why) => c.drop(why),
-                FromWire::Bfd {
-                    payload: (a, b),
-                    src,
-                    ttl,
-                    multihop,
-                } => {
-                    let port = p.host.index;
-                    self.bfd_rx(now, port, &m.data()[a..b], src, ttl, multihop);
-                    continue;
-                }
+            }
+            FromWire::Punt | FromWire::Transit => {
+                self.l4_stage(pi, m, verdict, now, tables);
+            }
+            FromWire::Consumed => {}
+            FromWire::Drop(why) => c.drop(why),
+            FromWire::Bfd {
+                payload: (a, b),
+                src,
+                ttl,
+                multihop,
+            } => {
+                let port = p.host.index;
+                self.bfd_rx(now, port, &m.data()[a..b], src, ttl, multihop);
             }
         }
     }
@@ -635,6 +752,16 @@ impl Worker {
 #[inline]
 fn secs(now: Nanos) -> crate::lb::conntrack::Secs {
     (now / 1_000_000_000) as crate::lb::conntrack::Secs
+}
+
+/// The last route the fast path resolved in this burst (consecutive
+/// frames mostly go to the same member or gateway).
+#[derive(Debug, Default, Clone, Copy)]
+struct NextHop {
+    dst: Option<[u8; 4]>,
+    port: usize,
+    /// Destination and source MAC, as the frame starts.
+    macs: [u8; 12],
 }
 
 /// Sends an ARP request or NS for `ip` out of `p`, at most once a second.

@@ -388,6 +388,10 @@ fn dataplane(raw: &raw::Dataplane, instance: &str, host: &HostFacts) -> Result<a
         hash_seed: std::env::var("POLLUX_HASH_SEED")
             .ok()
             .and_then(|s| s.parse().ok()),
+        clock_step_ns: std::env::var("POLLUX_CLOCK_STEP_NS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .filter(|&n: &u64| n > 0),
     };
     // Each static route's next hop must be on a connected subnet.
     for (i, r) in cfg.routes.iter().enumerate() {

@@ -12,7 +12,7 @@
 //!
 //! ```text
 //! buckets: [Bucket; B]      one 64-byte line per bucket, 8 slots each
-//!   0   sig[8]        u16   16 B   hash bits 48..64 of the slot's key
+//!   0   sigs[2]       u64   16 B   8 × hash bits 48..64 of the slot's key
 //!   16  last_seen[8]  u32   32 B   second of the last packet
 //!   48  timeout[8]    u16   16 B   idle timeout in seconds; 0 = free slot
 //! entries: [Entry; 8B]      48 bytes per slot: the full key and the value
@@ -152,7 +152,7 @@ impl Default for Timeouts {
 /// The signature and timestamp line of 8 slots.
 ///
 /// ```text
-/// offset 0   sig[8]        u16  16 B
+/// offset 0   sigs[2]       u64  16 B    4 signatures per word
 /// offset 16  last_seen[8]  u32  32 B
 /// offset 48  timeout[8]    u16  16 B    0 = free
 /// size 64, align 64: exactly one cache line (tested)
@@ -160,18 +160,50 @@ impl Default for Timeouts {
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
 struct Bucket {
-    sig: [u16; SLOTS_PER_BUCKET],
+    /// Four 16-bit signatures per word, slot `s` in word `s / 4` at bit
+    /// `16 * (s % 4)`: compared four at a time ([`Bucket::sig_lanes`]).
+    sigs: [u64; SLOTS_PER_BUCKET / 4],
     last_seen: [Secs; SLOTS_PER_BUCKET],
     timeout: [u16; SLOTS_PER_BUCKET],
 }
 
 const EMPTY_BUCKET: Bucket = Bucket {
-    sig: [0; SLOTS_PER_BUCKET],
+    sigs: [0; SLOTS_PER_BUCKET / 4],
     last_seen: [0; SLOTS_PER_BUCKET],
     timeout: [0; SLOTS_PER_BUCKET],
 };
 
 impl Bucket {
+    #[inline(always)]
+    fn sig(&self, s: usize) -> u16 {
+        (self.sigs[s / 4] >> (16 * (s % 4))) as u16
+    }
+
+    #[inline(always)]
+    fn set_sig(&mut self, s: usize, sig: u16) {
+        let shift = 16 * (s % 4);
+        let w = &mut self.sigs[s / 4];
+        *w = (*w & !(0xffff << shift)) | u64::from(sig) << shift;
+    }
+
+    /// The slots whose signature is `sig`, as a bit mask (bit `s` for slot
+    /// `s`). SWAR: per word, the exact zero-lane test of `sigs ^ sig`
+    /// (no false positives) leaves each equal lane's top bit set; one
+    /// multiply gathers the four top bits (the partial products that are
+    /// not wanted land on other bits, without carries).
+    #[inline(always)]
+    fn sig_mask(&self, sig: u16) -> u32 {
+        const LO: u64 = 0x7fff_7fff_7fff_7fff;
+        const GATHER: u64 = 1 << 48 | 1 << 33 | 1 << 18 | 1 << 3;
+        let want = u64::from(sig) * 0x0001_0001_0001_0001;
+        let word = |w: u64| {
+            let x = w ^ want;
+            let zero = !(((x & LO) + LO) | x | LO);
+            ((zero >> 15).wrapping_mul(GATHER) >> 48) as u32 & 0xf
+        };
+        word(self.sigs[0]) | word(self.sigs[1]) << 4
+    }
+
     #[inline(always)]
     fn live(&self, s: usize, now: Secs) -> bool {
         let t = self.timeout[s];
@@ -258,6 +290,19 @@ impl Entry {
             && self.family == family
     }
 
+    /// `matches` for an IPv4 key given by parts (the fast path builds no
+    /// `FlowKey`): an IPv4 entry's address bytes past the fourth are zero,
+    /// so comparing the first four is comparing the key.
+    #[inline(always)]
+    fn matches_v4(&self, k: &V4Key) -> bool {
+        self.src[..4] == k.src
+            && self.dst[..4] == k.dst
+            && self.src_port == k.sport
+            && self.dst_port == k.dport
+            && self.proto == k.proto
+            && self.family == Family::V4
+    }
+
     /// The flow's key.
     pub fn key(&self) -> FlowKey {
         FlowKey::from_parts(
@@ -285,6 +330,25 @@ impl fmt::Debug for Entry {
             .field("flags", &self.flags)
             .finish()
     }
+}
+
+/// An IPv4 flow key by parts, as the fast path classifies it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct V4Key {
+    pub src: [u8; 4],
+    pub dst: [u8; 4],
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+}
+
+/// Where [`ConnTable::find_v4`] found a live flow. Valid until the table
+/// next changes (an insert may move entries, a remove frees them): use it
+/// at once, before any insert or remove.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slot {
+    bucket: u32,
+    slot: u32,
 }
 
 /// What `insert` stores for a new flow.
@@ -530,9 +594,15 @@ impl ConnTable {
     fn find_in(&self, b: usize, sig: u16, key: &FlowKey, now: Secs) -> Option<usize> {
         let bucket = &self.buckets[b];
         let base = b * SLOTS_PER_BUCKET;
-        (0..SLOTS_PER_BUCKET).find(|&s| {
-            bucket.sig[s] == sig && bucket.live(s, now) && self.entries[base + s].matches(key)
-        })
+        let mut m = bucket.sig_mask(sig);
+        while m != 0 {
+            let s = m.trailing_zeros() as usize;
+            if bucket.live(s, now) && self.entries[base + s].matches(key) {
+                return Some(s);
+            }
+            m &= m - 1;
+        }
+        None
     }
 
     #[inline(always)]
@@ -552,6 +622,47 @@ impl ConnTable {
             timeout: &mut self.buckets[b].timeout[s],
             new,
             evicted,
+        }
+    }
+
+    /// The live IPv4 flow `key` (`hash` = its flow hash), without marking
+    /// it seen or counting: the fast path looks first and commits with
+    /// [`touch`](Self::touch) only once it knows it will forward the packet
+    /// (so a packet it hands to the slow path is counted once, there).
+    #[inline(always)]
+    pub fn find_v4(&self, key: &V4Key, hash: u64, now: Secs) -> Option<Slot> {
+        let (b1, b2, sig) = self.locate(hash);
+        for b in [b1, b2] {
+            let bucket = &self.buckets[b];
+            let mut m = bucket.sig_mask(sig);
+            while m != 0 {
+                let s = m.trailing_zeros() as usize;
+                if bucket.live(s, now) && self.entries[b * SLOTS_PER_BUCKET + s].matches_v4(key) {
+                    return Some(Slot {
+                        bucket: b as u32,
+                        slot: s as u32,
+                    });
+                }
+                m &= m - 1;
+            }
+        }
+        None
+    }
+
+    /// The entry at `slot` (from [`find_v4`](Self::find_v4)).
+    #[inline(always)]
+    pub fn entry(&self, slot: Slot) -> &Entry {
+        &self.entries[slot.bucket as usize * SLOTS_PER_BUCKET + slot.slot as usize]
+    }
+
+    /// What [`lookup`](Self::lookup) does on a hit: count it and mark the
+    /// flow seen at `now`.
+    #[inline(always)]
+    pub fn touch(&mut self, slot: Slot, now: Secs) {
+        self.counters.hits += 1;
+        let seen = &mut self.buckets[slot.bucket as usize].last_seen[slot.slot as usize];
+        if *seen != now {
+            *seen = now;
         }
     }
 
@@ -597,14 +708,16 @@ impl ConnTable {
             let b = c.0;
             let bucket = &self.buckets[b];
             let base = b * SLOTS_PER_BUCKET;
+            let equal = bucket.sig_mask(sig);
             for s in 0..SLOTS_PER_BUCKET {
+                let sig_equal = equal >> s & 1 != 0;
                 if bucket.timeout[s] == 0 {
                     c.1 = c.1.or(Some(s));
                     c.3 += 1;
                 } else if !bucket.live(s, now) {
                     c.2 = c.2.or(Some(s));
                     c.3 += 1;
-                } else if bucket.sig[s] == sig && self.entries[base + s].matches(key) {
+                } else if sig_equal && self.entries[base + s].matches(key) {
                     self.counters.hits += 1;
                     self.buckets[b].last_seen[s] = now;
                     return Ok(self.flow_ref(b, s, false, None));
@@ -652,7 +765,7 @@ impl ConnTable {
         self.counters.inserts += 1;
         self.entries[b * SLOTS_PER_BUCKET + s] = Entry::new(key, &value);
         let bucket = &mut self.buckets[b];
-        bucket.sig[s] = sig;
+        bucket.set_sig(s, sig);
         bucket.last_seen[s] = now;
         bucket.timeout[s] = value.timeout.max(1);
         Ok(self.flow_ref(b, s, true, evicted))
@@ -665,7 +778,7 @@ impl ConnTable {
     #[inline(never)]
     fn displace(&mut self, b: usize) -> Option<(usize, usize)> {
         for s in 0..SLOTS_PER_BUCKET {
-            let sig = self.buckets[b].sig[s];
+            let sig = self.buckets[b].sig(s);
             let other = self.alt(b, sig);
             let Some(t) = (0..SLOTS_PER_BUCKET).find(|&t| self.buckets[other].timeout[t] == 0)
             else {
@@ -673,7 +786,7 @@ impl ConnTable {
             };
             let from = self.buckets[b];
             let to = &mut self.buckets[other];
-            to.sig[t] = sig;
+            to.set_sig(t, sig);
             to.last_seen[t] = from.last_seen[s];
             to.timeout[t] = from.timeout[s];
             self.entries[other * SLOTS_PER_BUCKET + t] = self.entries[b * SLOTS_PER_BUCKET + s];
@@ -761,6 +874,37 @@ mod tests {
             state: TcpState::SynSeen,
             flags: 0,
             timeout,
+        }
+    }
+
+    #[test]
+    fn sig_mask_finds_exactly_the_equal_signatures() {
+        let mut b = EMPTY_BUCKET;
+        for (s, sig) in [7, 0x8007, 7, 0xffff, 0, 7, 0x0107, 0x7fff]
+            .into_iter()
+            .enumerate()
+        {
+            b.set_sig(s, sig);
+            assert_eq!(b.sig(s), sig);
+        }
+        assert_eq!(b.sig_mask(7), 0b0010_0101);
+        assert_eq!(b.sig_mask(0xffff), 0b0000_1000);
+        assert_eq!(b.sig_mask(0), 0b0001_0000);
+        assert_eq!(b.sig_mask(0x7fff), 0b1000_0000);
+        assert_eq!(b.sig_mask(0x8007), 0b0000_0010);
+        assert_eq!(b.sig_mask(1), 0);
+    }
+
+    proptest! {
+        #[test]
+        fn sig_mask_equals_the_scalar_compare(sigs in any::<[u16; 8]>(), pick in 0usize..9, other in any::<u16>()) {
+            let mut b = EMPTY_BUCKET;
+            for (s, sig) in sigs.into_iter().enumerate() {
+                b.set_sig(s, sig);
+            }
+            let want = if pick < 8 { sigs[pick] } else { other };
+            let scalar = (0..8).filter(|&s| sigs[s] == want).fold(0u32, |m, s| m | 1 << s);
+            prop_assert_eq!(b.sig_mask(want), scalar);
         }
     }
 

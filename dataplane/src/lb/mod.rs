@@ -46,12 +46,12 @@ pub mod vs;
 pub use crate::dpdk::hugemem::Backing;
 pub use conntrack::{
     ConnTable, ConnTableError, Counters, Entry, Expired, FlowRef, FlowValue, InsertError, Secs,
-    TcpState, Timeouts, FLAG_RESET_ON_TIMEOUT,
+    Slot, TcpState, Timeouts, V4Key, FLAG_RESET_ON_TIMEOUT,
 };
 pub use flow::{Family, FlowHasher, FlowKey, PROTO_TCP, PROTO_UDP};
 pub use maglev::{MaglevError, Member, MemberKey, Table};
 pub use path::{
-    snat_port_owner, snat_range, L4Config, L4Counters, L4Drop, L4Verdict, MemberCounters, Side,
-    VsCounters, L4,
+    classify_v4, snat_port_owner, snat_range, FastHit, L4Config, L4Counters, L4Drop, L4Verdict,
+    MemberCounters, Side, V4Flow, VsCounters, L4,
 };
 pub use vs::{MemberSpec, Proto, Snat, Vs, VsError, VsSpec, VsTable};

@@ -74,6 +74,9 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+mod fast;
+pub use fast::{classify_v4, FastHit, V4Flow};
+
 use super::conntrack::{
     self, ConnTable, ConnTableError, Entry, Expired, FlowValue, Secs, TcpState,
     FLAG_RESET_ON_TIMEOUT,

@@ -1759,3 +1759,172 @@ fn a_members_reply_to_a_self_ip_is_not_a_flow() {
     l4.set_self_ips(&[self_ip.into()]);
     assert_eq!(reply(&mut l4), L4Verdict::NotL4);
 }
+
+// ------------------------------------------------- fast path = slow path
+
+/// What the worker does with a frame: the fast path (classify, match,
+/// commit) when it takes the frame, else the slow path. Returns the
+/// verdict, the output frame and whether the fast path took it.
+fn run_fast(l4: &mut L4, t: &VsTable, now: u32, input: &[u8]) -> (L4Verdict, Vec<u8>, bool) {
+    use super::path::classify_v4;
+    let mac = crate::wire::Mac(OUR_MAC);
+    if l4.fast_ready(t) {
+        if let Some(flow) = classify_v4(input, &mac, 1500, l4.hasher()) {
+            if let Some(hit) = l4.fast_match(&flow, now, t) {
+                let mut out = input.to_vec();
+                l4.fast_commit(&hit, &flow, &mut out, now, t);
+                let dst = IpAddr::from(hit.dst(&flow));
+                return (L4Verdict::Forward { dst }, out, true);
+            }
+        }
+    }
+    let (v, out) = run(l4, t, now, input);
+    (v, out, false)
+}
+
+/// The table of the differential tests: DNAT TCP to two members, an
+/// all-ports UDP VS, and a SNAT automap TCP VS.
+fn diff_table() -> VsTable {
+    table(&[
+        vs(
+            VIP,
+            80,
+            Proto::Tcp,
+            Snat::None,
+            vec![member(M1, 8080), member(M2, 8080)],
+        ),
+        vs(VIP, 0, Proto::Udp, Snat::None, vec![member(M2, 0)]),
+        vs(
+            "192.168.77.129",
+            443,
+            Proto::Tcp,
+            Snat::Automap(ip(SELF)),
+            vec![member(M1, 443)],
+        ),
+    ])
+}
+
+/// Everything the two L4s count, side by side.
+fn all_counters(l4: &L4, t: &VsTable) -> String {
+    let mut s = format!("{:?} {:?}", l4.counters(), l4.conntrack().counters());
+    for v in 0..t.len() as u32 {
+        s += &format!(" vs{v}={:?}", l4.vs_counters(v));
+        for m in 0..t.get(v).unwrap().members.len() as u16 {
+            s += &format!(" m{m}={:?}", l4.member_counters(t, v, m));
+        }
+    }
+    s
+}
+
+/// One frame of a differential sequence: which flow, which way, which
+/// TCP flags, and an optional corruption.
+fn diff_frame(kind: u8, client: u8, flags: u8, payload: usize, corrupt: (u8, u16, u8)) -> Vec<u8> {
+    const FLAGS: [&str; 6] = ["A", "PA", "S", "SA", "FA", "R"];
+    let c = format!("203.0.113.{}", 1 + client % 4);
+    let cport = 1000 + u16::from(client % 64);
+    let fl = FLAGS[usize::from(flags) % FLAGS.len()];
+    let data = vec![0x5a; payload];
+    let mut f = match kind % 6 {
+        0 => frame(&c, VIP, 64, tcp(cport, 80, 7, 9, fl), &data),
+        1 => frame(M1, &c, 64, tcp(8080, cport, 9, 8, fl), &data),
+        2 => frame(&c, VIP, 64, udp(cport, 53), &data),
+        3 => frame(M2, &c, 64, udp(53, cport), &data),
+        4 => frame(&c, "192.168.77.129", 64, tcp(cport, 443, 7, 9, fl), &data),
+        _ => frame(M1, SELF, 64, tcp(443, 40000, 9, 8, fl), &data),
+    };
+    // Corruptions the fast path must refuse exactly as the slow path does.
+    match corrupt.0 % 10 {
+        0 => {
+            let i = usize::from(corrupt.1) % f.len();
+            f[i] ^= corrupt.2 | 1;
+        }
+        1 => f[22] = corrupt.2 % 3, // TTL 0..2
+        2 => set_mf(&mut f),
+        3 if kind % 2 == 0 && f[23] == PROTO_UDP => {
+            f[40] = 0; // UDP checksum "none"
+            f[41] = 0;
+        }
+        _ => {}
+    }
+    f
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The fast path is a cache of the slow path's decisions: for any
+    /// sequence of frames (flows both ways, DNAT, SNAT, TCP state changes,
+    /// corruptions, time passing), the output frames, verdicts and every
+    /// counter are those of the slow path alone.
+    #[test]
+    fn fast_path_equals_slow_path(
+        steps in prop::collection::vec(
+            // Four flows per kind, so that sequences revisit established flows.
+            (any::<u8>(), 0u8..4, any::<u8>(), 0usize..40, any::<(u8, u16, u8)>(), 0u32..200),
+            1..60,
+        ),
+    ) {
+        let t = diff_table();
+        let (mut slow, mut fast) = (l4(), l4());
+        let mut now = 100;
+        for (kind, client, flags, payload, corrupt, dt) in steps {
+            now += dt;
+            let f = diff_frame(kind, client, flags, payload, corrupt);
+            let (v1, out1) = run(&mut slow, &t, now, &f);
+            let (v2, out2, _) = run_fast(&mut fast, &t, now, &f);
+            prop_assert_eq!(v1, v2);
+            prop_assert_eq!(hex(&out1), hex(&out2));
+            prop_assert_eq!(all_counters(&slow, &t), all_counters(&fast, &t));
+        }
+    }
+}
+
+/// The differential test above is only worth something if the fast path
+/// takes frames: established flows, both ways, DNAT and SNAT, TCP and UDP.
+#[test]
+fn fast_path_takes_established_flows_both_ways() {
+    let t = diff_table();
+    let (mut slow, mut fast) = (l4(), l4());
+    // A client whose TCP flow Maglev gives to M1 (the member diff_frame
+    // answers from).
+    let client = (0..64)
+        .find(|&c| {
+            let syn = diff_frame(0, c, 2, 0, (7, 0, 0));
+            run(&mut l4(), &t, 100, &syn).0 == L4Verdict::Forward { dst: ip(M1) }
+        })
+        .unwrap();
+    // (kind, flags, fast?): kind 0/1 TCP DNAT to/from the member, 2/3 UDP,
+    // 4/5 SNAT; flags 2 = SYN, 3 = SYN-ACK, 0 = ACK, 1 = PSH-ACK. Each
+    // direction's entry changes state on its first ACK (slow path); from
+    // then on every packet of the flow takes the fast path.
+    let script = [
+        (0, 2, false),
+        (1, 3, false),
+        (0, 0, false),
+        (1, 0, false),
+        (0, 1, true),
+        (1, 1, true),
+        (0, 0, true),
+        (2, 0, false),
+        (3, 0, true),
+        (2, 0, true),
+        (2, 9, true), // UDP checksum "none": stays 0
+        (4, 2, false),
+        (5, 3, false),
+        (4, 0, false),
+        (5, 0, false),
+        (4, 1, true),
+        (5, 1, true),
+    ];
+    for (i, (kind, flags, want_fast)) in script.into_iter().enumerate() {
+        let corrupt = if flags == 9 { (3, 0, 0) } else { (7, 0, 0) };
+        let f = diff_frame(kind, client, flags % 9, 10, corrupt);
+        let (v1, out1) = run(&mut slow, &t, 100, &f);
+        let (v2, out2, took) = run_fast(&mut fast, &t, 100, &f);
+        assert!(matches!(v1, L4Verdict::Forward { .. }), "step {i}: {v1:?}");
+        assert_eq!((v1, hex(&out1)), (v2, hex(&out2)), "step {i}");
+        verify_checksums(&out2);
+        assert_eq!(took, want_fast, "step {i}: kind {kind} flags {flags}");
+    }
+    assert_eq!(all_counters(&slow, &t), all_counters(&fast, &t));
+}

@@ -1,0 +1,393 @@
+//! The established-flow fast path: a cache of the slow path's decisions.
+//!
+//! Most packets a load balancer sees belong to flows it already tracks,
+//! and for those the answer is always the same: rewrite one or two
+//! addresses and ports, decrement the TTL, patch two checksums, send to a
+//! known next hop. The slow path ([`L4::process`] behind the host stage)
+//! finds that answer by validating the frame in three places, building the
+//! flow key and hashing it twice, and routing a per-member constant. This
+//! module finds it once, in stages over the whole burst (DPDK l3fwd's and
+//! VPP's shape), and hands every frame it is not sure about to the slow
+//! path, untouched:
+//!
+//! ```text
+//!   classify  (per frame, pure)   Ethernet to our MAC, IPv4 without options,
+//!                                 not a fragment, TTL > 1, header checksum,
+//!                                 TCP without SYN/FIN/RST or UDP (not BFD),
+//!                                 lengths consistent -> V4Flow {key, hash}
+//!                                 and prefetch its two bucket lines
+//!   match     (per frame, no side effects)  find_v4 in the connection
+//!                                 table; the entry must be live, not being
+//!                                 reset, TCP Established (no state change
+//!                                 possible), and fit its virtual server
+//!                                 -> FastHit {translation}
+//!   commit    mark seen + count (exactly what the slow path counts),
+//!                                 rewrite in place
+//! ```
+//!
+//! The worker routes the hit (FIB, neighbour, both memoised per burst) and
+//! commits only when the packet will certainly go out, so every frame is
+//! either fully handled here or not touched at all. The differential test
+//! (`lb/tests.rs`, `fast_path_equals_slow_path`) holds the fast path to
+//! byte-identical frames and equal counters against the slow path for any
+//! frame sequence: it is a cache, never a second policy.
+
+use super::{pool_index, Direction, FLAG_RESETTING, FLAG_REVERSE, L4};
+use crate::lb::conntrack::{Secs, Slot, TcpState, V4Key};
+use crate::lb::flow::{Family, FlowHasher, PROTO_TCP, PROTO_UDP};
+use crate::lb::vs::{Vs, VsTable};
+use crate::wire::{checksum, tcp, Mac};
+
+/// Ethernet + IPv4 (no options): where the transport header starts.
+const L4_AT: usize = 14 + 20;
+/// The shortest frame classify looks at: Ethernet, IPv4, a UDP header.
+const MIN_FRAME: usize = L4_AT + 8;
+/// BFD's UDP ports (RFC 5881, 5883): the host stage consumes those.
+const BFD_PORTS: [u16; 2] = [3784, 4784];
+
+/// One frame of the fast class, as classify found it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct V4Flow {
+    pub key: V4Key,
+    /// The connection table's hash of `key`.
+    pub hash: u64,
+    /// End of the IP packet in the frame (Ethernet padding excluded).
+    pub end: u16,
+}
+
+#[inline(always)]
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+/// The fast-path classification of `frame` on a port with MAC `mac`, MTU
+/// `mtu` and no VLAN: `Some` only for a frame that the host stage would
+/// pass to the L4 path unchanged and that the L4 path would parse without
+/// an error (stricter is allowed: anything else takes the slow path).
+#[inline(always)]
+pub fn classify_v4(frame: &[u8], mac: &Mac, mtu: u16, hasher: &FlowHasher) -> Option<V4Flow> {
+    let len = frame.len();
+    let h: &[u8; MIN_FRAME] = frame.get(..MIN_FRAME)?.try_into().ok()?;
+    // Our MAC, untagged IPv4, version 4 with a 20-byte header: two loads.
+    let m = mac.0;
+    let ours = u64::from_le_bytes([m[0], m[1], m[2], m[3], m[4], m[5], 0, 0]);
+    let w0 = u64::from_le_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]);
+    let w12 = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
+    if (w0 ^ ours) << 16 != 0 || w12 >> 8 != 0x08_00_45 {
+        return None;
+    }
+    let total = usize::from(be16(h, 16));
+    // Not a fragment (MF or offset), TTL left after the decrement.
+    if 14 + total > len || len - 14 > usize::from(mtu) || be16(h, 20) & 0x3fff != 0 || h[22] <= 1 {
+        return None;
+    }
+    // Multicast, class E and limited broadcast are the host's business.
+    let dst = [h[30], h[31], h[32], h[33]];
+    if dst[0] >= 224 || !header_checksum_ok(h) {
+        return None;
+    }
+    let proto = h[23];
+    let l4_len = total.wrapping_sub(20);
+    let (sport, dport) = (be16(h, L4_AT), be16(h, L4_AT + 2));
+    match proto {
+        PROTO_TCP => {
+            let t: &[u8; 20] = frame.get(L4_AT..L4_AT + 20)?.try_into().ok()?;
+            let data_at = usize::from(t[12] >> 4) * 4;
+            let no_state_change = t[13] & (tcp::SYN | tcp::FIN | tcp::RST) == 0;
+            if total < 40 || data_at < 20 || data_at > l4_len || !no_state_change {
+                return None;
+            }
+        }
+        PROTO_UDP => {
+            let ulen = usize::from(be16(h, L4_AT + 4));
+            if total < 28
+                || ulen < 8
+                || ulen > l4_len
+                || dport == BFD_PORTS[0]
+                || dport == BFD_PORTS[1]
+            {
+                return None;
+            }
+        }
+        _ => return None,
+    }
+    let key = V4Key {
+        src: [h[26], h[27], h[28], h[29]],
+        dst,
+        sport,
+        dport,
+        proto,
+    };
+    Some(V4Flow {
+        hash: hasher.hash_v4(key.src, key.dst, sport, dport, proto),
+        key,
+        end: (14 + total) as u16,
+    })
+}
+
+/// The IPv4 header checksum of a 20-byte header is right: five 32-bit
+/// words summed, folded (RFC 1071 §2(B)).
+#[inline(always)]
+fn header_checksum_ok(h: &[u8; MIN_FRAME]) -> bool {
+    let w = |at: usize| u64::from(u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]));
+    let sum = w(14) + w(18) + w(22) + w(26) + w(30);
+    let sum = (sum & 0xffff_ffff) + (sum >> 32);
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = (sum & 0xffff) + (sum >> 16);
+    let sum = (sum & 0xffff) + (sum >> 16);
+    sum == 0xffff
+}
+
+/// A new address and port for one end of a packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct V4Nat {
+    addr: [u8; 4],
+    port: u16,
+}
+
+/// The slow path's decision for a packet of an established flow.
+#[derive(Clone, Copy, Debug)]
+pub struct FastHit {
+    slot: Slot,
+    vs: u32,
+    member: u16,
+    dir: Direction,
+    src: Option<V4Nat>,
+    dst: Option<V4Nat>,
+}
+
+impl FastHit {
+    /// The packet's destination after the rewrite (where to route it).
+    #[inline(always)]
+    pub fn dst(&self, flow: &V4Flow) -> [u8; 4] {
+        match &self.dst {
+            Some(d) => d.addr,
+            None => flow.key.dst,
+        }
+    }
+}
+
+#[inline(always)]
+fn v4(b: &[u8; 16]) -> [u8; 4] {
+    [b[0], b[1], b[2], b[3]]
+}
+
+/// `fits_forward` for a fast-class packet.
+#[inline(always)]
+fn fits_forward(vs: &Vs, k: &V4Key, member: u16) -> bool {
+    vs.family == Family::V4
+        && v4(&vs.vip_bytes) == k.dst
+        && vs.proto_number == k.proto
+        && (vs.port == 0 || vs.port == k.dport)
+        && usize::from(member) < vs.members.len()
+}
+
+/// `fits_reverse` for a fast-class packet.
+#[inline(always)]
+fn fits_reverse(vs: &Vs, k: &V4Key, member: u16) -> bool {
+    vs.family == Family::V4
+        && vs.proto_number == k.proto
+        && vs
+            .members
+            .get(usize::from(member))
+            .is_some_and(|m| v4(&m.bytes) == k.src && (m.port == 0 || m.port == k.sport))
+}
+
+impl L4 {
+    /// Prefetches the two bucket lines `flow` will be looked up in.
+    #[inline(always)]
+    pub fn prefetch_flow(&self, flow: &V4Flow) {
+        self.ct.prefetch(flow.hash);
+    }
+
+    /// This worker's connection-table hasher (classify hashes with it).
+    #[inline(always)]
+    pub fn hasher(&self) -> &FlowHasher {
+        &self.hasher
+    }
+
+    /// Whether the fast path may run on `tables` (the L4 state follows
+    /// this table generation; else the slow path adopts it first).
+    #[inline(always)]
+    pub fn fast_ready(&self, tables: &VsTable) -> bool {
+        !tables.is_empty() && tables.generation() == self.generation
+    }
+
+    /// The match stage: what the slow path would do with this packet of a
+    /// tracked flow, if it is one the fast path handles. Changes nothing.
+    #[inline(always)]
+    pub fn fast_match(&self, flow: &V4Flow, now: Secs, tables: &VsTable) -> Option<FastHit> {
+        let slot = self.ct.find_v4(&flow.key, flow.hash, now)?;
+        let e = self.ct.entry(slot);
+        if e.flags & FLAG_RESETTING != 0 {
+            return None;
+        }
+        // TCP: no SYN/FIN/RST (classify) on an Established flow leaves the
+        // state and its timeout as they are.
+        if flow.key.proto == PROTO_TCP && e.state != TcpState::Established {
+            return None;
+        }
+        let vs = tables.get(e.vs)?;
+        let k = &flow.key;
+        let hit = |dir, src, dst| FastHit {
+            slot,
+            vs: e.vs,
+            member: e.member,
+            dir,
+            src,
+            dst,
+        };
+        if e.flags & FLAG_REVERSE == 0 {
+            // forward_rewrite
+            if !fits_forward(vs, k, e.member) {
+                return None;
+            }
+            let m = &vs.members[usize::from(e.member)];
+            let dst = V4Nat {
+                addr: v4(&m.bytes),
+                port: if m.port == 0 { k.dport } else { m.port },
+            };
+            let src = if vs.snats() {
+                vs.snat_bytes.get(pool_index(e.flags)).map(|a| V4Nat {
+                    addr: v4(a),
+                    port: e.nat_port,
+                })
+            } else {
+                None
+            };
+            Some(hit(Direction::In, src, Some(dst)))
+        } else {
+            if !fits_reverse(vs, k, e.member) {
+                return None;
+            }
+            let client = if vs.snats() {
+                let fk = self.slot_owner(k.proto, k.dport)?;
+                Some(V4Nat {
+                    addr: v4(fk.src_bytes()),
+                    port: fk.src_port(),
+                })
+            } else {
+                None
+            };
+            let vip = V4Nat {
+                addr: v4(&vs.vip_bytes),
+                port: e.nat_port,
+            };
+            Some(hit(Direction::Out, Some(vip), client))
+        }
+    }
+
+    /// The commit stage: marks the flow seen, rewrites the frame in place
+    /// and counts it, exactly as the slow path does for this packet.
+    /// `frame` is the whole frame (`len` bytes); the caller sends it.
+    #[inline(always)]
+    pub fn fast_commit(
+        &mut self,
+        hit: &FastHit,
+        flow: &V4Flow,
+        frame: &mut [u8],
+        now: Secs,
+        tables: &VsTable,
+    ) {
+        self.ct.touch(hit.slot, now);
+        let bytes = frame.len() as u64;
+        rewrite(frame, flow, hit.src, hit.dst);
+        // What `pass` counts.
+        let (vs, slot) = (
+            hit.vs as usize,
+            tables.member_base(hit.vs) + usize::from(hit.member),
+        );
+        match hit.dir {
+            Direction::In => {
+                self.counters.forwarded += 1;
+                if let Some(c) = self.vs_counters.get_mut(vs) {
+                    c.packets_in += 1;
+                    c.bytes_in += bytes;
+                }
+                if let Some(c) = self.member_counters.get_mut(slot) {
+                    c.packets_in += 1;
+                    c.bytes_in += bytes;
+                }
+            }
+            Direction::Out => {
+                self.counters.returned += 1;
+                if let Some(c) = self.vs_counters.get_mut(vs) {
+                    c.packets_out += 1;
+                    c.bytes_out += bytes;
+                }
+                if let Some(c) = self.member_counters.get_mut(slot) {
+                    c.packets_out += 1;
+                    c.bytes_out += bytes;
+                }
+            }
+        }
+    }
+}
+
+/// Σ ~old + Σ new over the two 16-bit words of an IPv4 address.
+#[inline(always)]
+fn delta(old: &[u8], new: [u8; 4]) -> u32 {
+    u32::from(!u16::from_be_bytes([old[0], old[1]]))
+        + u32::from(!u16::from_be_bytes([old[2], old[3]]))
+        + u32::from(u16::from_be_bytes([new[0], new[1]]))
+        + u32::from(u16::from_be_bytes([new[2], new[3]]))
+}
+
+#[inline(always)]
+fn put16(b: &mut [u8], at: usize, v: u16) {
+    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
+}
+
+/// `nat::rewrite_ip` + `nat::rewrite_l4` for a fast-class frame, with the
+/// same arithmetic term for term (so the checksums come out identical,
+/// including which of 0x0000/0xffff stands for zero).
+#[inline(always)]
+fn rewrite(frame: &mut [u8], flow: &V4Flow, src: Option<V4Nat>, dst: Option<V4Nat>) {
+    let Some(f) = frame.get_mut(..usize::from(flow.end)) else {
+        return; // classify saw the frame hold the packet
+    };
+    let (ip, l4) = f.split_at_mut(L4_AT);
+    let ip: &mut [u8; L4_AT] = match ip.try_into() {
+        Ok(ip) => ip,
+        Err(_) => return,
+    };
+    let mut d = 0u32;
+    if let Some(s) = src {
+        d += delta(&ip[26..30], s.addr);
+        ip[26..30].copy_from_slice(&s.addr);
+    }
+    if let Some(t) = dst {
+        d += delta(&ip[30..34], t.addr);
+        ip[30..34].copy_from_slice(&t.addr);
+    }
+    let old_ttl = be16(ip, 22);
+    ip[22] -= 1;
+    let hd = d + u32::from(!old_ttl) + u32::from(be16(ip, 22));
+    let c = checksum::fold(checksum::add(u32::from(!be16(ip, 24)), hd));
+    put16(ip, 24, c);
+    if l4.len() < 8 {
+        return;
+    }
+    if let Some(s) = src {
+        d += u32::from(!be16(l4, 0)) + u32::from(s.port);
+        put16(l4, 0, s.port);
+    }
+    if let Some(t) = dst {
+        d += u32::from(!be16(l4, 2)) + u32::from(t.port);
+        put16(l4, 2, t.port);
+    }
+    let udp = flow.key.proto == PROTO_UDP;
+    let at = if udp { 6 } else { 16 };
+    if l4.len() < at + 2 {
+        return;
+    }
+    let old = be16(l4, at);
+    if udp && old == 0 {
+        return; // no checksum, and it stays so
+    }
+    let mut c = checksum::fold(checksum::add(u32::from(!old), d));
+    if udp && c == 0 {
+        c = 0xffff;
+    }
+    put16(l4, at, c);
+}
