@@ -3,11 +3,18 @@
 # callgrind — deterministic, so it is the regression number (issue 8).
 #
 # Method
-#   input     a pcap (bench/flows_pcap.py): one ARP request from the member
-#             (pollux learns its MAC), then FLOWS UDP flows toward a
-#             virtual server (snat none, one member), 64-byte frames.
-#             new.pcap: every flow once (all new flows);
-#             est.pcap: every flow 1 + PASSES times (new, then established).
+#   input     pcaps (bench/flows_pcap.py): ARP requests from the member and
+#             the router (pollux learns their MACs), then FLOWS flows
+#             through a virtual server (snat none, one member), 64-byte
+#             frames, one pair of pcaps per traffic mode:
+#               udp   client -> VIP only
+#               udp2  client -> VIP and member -> client
+#               tcp   handshake, each direction's first ACK, then data one
+#                     way and ACKs the other
+#             new-M.pcap: each flow's creation frames (new flows and TCP
+#             state changes: the slow path);
+#             est-M.pcap: the same, then PASSES passes of established
+#             traffic (each pass: one frame per flow per direction).
 #   pollux    the real `pollux run` binary on net_pcap (rx_pcap = the file,
 #             no infinite loop: exactly the file's packets), under
 #             `valgrind --tool=callgrind --collect-atstart=no
@@ -17,9 +24,18 @@
 #             TX; not the PMD's rx/tx, not empty polls, not timers. The
 #             hash seed is fixed (POLLUX_HASH_SEED) so buckets repeat.
 #             Stopped (SIGTERM) once the port counted every frame.
-#   figures   established = (Ir(est) − Ir(new)) / (PASSES × FLOWS)
-#             new flow    =  Ir(new) / FLOWS   (first packet of a flow;
-#                                               the ARP frame included)
+#   figures   established = (Ir(est) − Ir(new)) / (established frames)
+#             new flow    =  Ir(new) / FLOWS   (udp: the first packet of a
+#                                               flow; tcp: its 4 creation
+#                                               frames; the ARP frames
+#                                               included)
+#             per stage   the same difference for each stage of wire_burst
+#                         (callgrind's inclusive cost of Worker::classify,
+#                         Worker::fast, Worker::slow)
+#   clock     POLLUX_CLOCK_STEP_NS: the workers' clock advances a fixed
+#             step per loop pass, so no second boundary (conntrack's
+#             clock) falls inside a run: the counts are a function of the
+#             frames alone, identical in every run of the same binary.
 #   reference dpdk-testpmd --forward-mode=io on the same PMD (net_pcap,
 #             infinite_rx, tx dropped) under callgrind --separate-threads:
 #             the forwarding lcore's instructions / RX-packets — what the
@@ -77,11 +93,19 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-python3 "$REPO/bench/flows_pcap.py" "$WORK/new.pcap" --flows "$FLOWS" --passes 1 --dst-mac $PCAP_MAC >"$WORK/new.n" || die "pcap"
-python3 "$REPO/bench/flows_pcap.py" "$WORK/est.pcap" --flows "$FLOWS" --passes $((1 + PASSES)) --dst-mac $PCAP_MAC >"$WORK/est.n" || die "pcap"
+MODES="udp udp2 tcp"
+for m in $MODES; do
+  python3 "$REPO/bench/flows_pcap.py" "$WORK/new-$m.pcap" --mode "$m" --flows "$FLOWS" --passes 1 \
+    --dst-mac $PCAP_MAC >"$WORK/new-$m.n" || die "pcap"
+  python3 "$REPO/bench/flows_pcap.py" "$WORK/est-$m.pcap" --mode "$m" --flows "$FLOWS" --passes $((1 + PASSES)) \
+    --dst-mac $PCAP_MAC >"$WORK/est-$m.n" || die "pcap"
+done
 
-# config NAME PCAP: a one-port pollux on net_pcap with one UDP virtual server
+# config NAME PCAP: a one-port pollux on net_pcap with one virtual server
+# (the protocol of the case's mode), a route to the clients via the router
 config() {
+  local proto=udp
+  case "$1" in *tcp*) proto=tcp ;; esac
   cat <<EOF
 instance: { name: $TAG-$1 }
 dataplane:
@@ -91,12 +115,13 @@ dataplane:
   connections: $((FLOWS * 8))
   mbufs: 4095
   ports:
-    - { name: cg$$$1, device: net_pcap0, selfIps: ["10.0.0.2/24"] }
+    - { name: cg$(($$ % 100000))c${CASE_NO[$1]}, device: net_pcap0, selfIps: ["10.0.0.2/24"] }
+  routes: [{ prefix: 10.1.0.0/16, via: 10.0.0.1 }]
 virtualServers:
   - name: bench
     address: 10.0.0.100
     port: 80
-    protocol: udp
+    protocol: $proto
     snat: none
     members: [{ address: 10.0.0.50, port: 8080 }]
 api: { socket: /run/$TAG-$1.sock }
@@ -121,8 +146,10 @@ rx_packets() { # NAME -> the port's rx_packets (empty if no answer)
 }
 
 # start_case NAME PCAP: pollux under callgrind, in the background
+declare -A CASE_NO=() PID=()
 start_case() {
   local name=$1 pcap=$2
+  CASE_NO[$name]=${#CASE_NO[@]}
   config "$name" "$pcap" >"$WORK/$name.yaml"
   # exec: $! is valgrind itself, which the deadline below and the EXIT
   # trap can stop
@@ -130,7 +157,7 @@ start_case() {
     "--toggle-collect=*Worker*wire_burst*" --callgrind-out-file="$LOGS/$name.out" \
     "$POLLUX" run --config "$WORK/$name.yaml" >"$LOGS/$name.log" 2>&1) &
   PIDS+=($!)
-  eval "PID_$name=$!"
+  PID[$name]=$!
 }
 
 # finish_case NAME FRAMES: waits (<= 300 s) until pollux counted FRAMES,
@@ -138,7 +165,7 @@ start_case() {
 # subshell: `wait` needs the shell that started the process)
 finish_case() {
   local name=$1 want=$2 pid n="" i
-  pid=$(eval echo "\$PID_$name")
+  pid=${PID[$name]}
   for ((i = 0; i < 1500; i++)); do
     n=$(rx_packets "$name")
     [ "$n" = "$want" ] && break
@@ -153,59 +180,94 @@ finish_case() {
   [ -n "${IR[$name]}" ]
 }
 
-# The run must have done what the figure claims: every UDP frame forwarded
-# by the virtual server, none dropped.
+# The run must have done what the figure claims: every frame but the ARP
+# requests forwarded by the virtual server (either way), none dropped.
 check_case() {
   local name=$1
   show "$name" virtual-servers "$LOGS/$name.vs.json" && show "$name" stats "$LOGS/$name.stats.json" &&
     show "$name" connections "$LOGS/$name.conn.json" ||
     { log "$name: no answer from its API"; return 1; }
-  python3 - "$LOGS/$name.vs.json" "$LOGS/$name.stats.json" "$(( $(cat "$WORK/${name%2}.n") - 1 ))" <<'EOF' || return 1
+  python3 - "$LOGS/$name.vs.json" "$LOGS/$name.stats.json" "$(cut -d' ' -f2 "$WORK/${name%-b}.n")" <<'EOF' || return 1
 import json, sys
 vs = json.load(open(sys.argv[1]))["virtual_servers"][0]
 st = json.load(open(sys.argv[2]))["ports"][0]
 want = int(sys.argv[3])
 drops = {k: v for k, v in st["drops"].items() if v}
-if vs["packets_in"] != want or drops:
-    sys.exit(f"virtual server forwarded {vs['packets_in']} of {want} frames; drops {drops}")
+got = vs["packets_in"] + vs["packets_out"]
+if got != want or drops:
+    sys.exit(f"virtual server forwarded {got} of {want} frames; drops {drops}")
 EOF
 }
 
+# stage NAME FN: callgrind's inclusive instructions of Worker::FN in NAME
+stage() {
+  callgrind_annotate --inclusive=yes "$LOGS/$1.out" 2>/dev/null |
+    awk -v f="Worker::$2 [" 'index($0, f) { gsub(",", "", $1); print $1; found = 1; exit } END { if (!found) print 0 }'
+}
+
 t0=$SECONDS
-log "pollux under callgrind: $FLOWS flows, new.pcap and est.pcap (1 + $PASSES passes), in parallel"
-cases="new est"; [ "$TWICE" = 1 ] && cases="new est new2 est2"
-for c in $cases; do start_case "$c" "$WORK/${c%2}.pcap"; done
+cases=""
+for m in $MODES; do cases+=" new-$m est-$m"; [ "$TWICE" = 1 ] && cases+=" new-$m-b est-$m-b"; done
+log "pollux under callgrind: $FLOWS flows, modes $MODES, creation and 1 + $PASSES passes, in parallel"
 declare -A IR=()
+for c in $cases; do start_case "$c" "$WORK/${c%-b}.pcap"; done
 for c in $cases; do
-  finish_case "$c" "$(cat "$WORK/${c%2}.n")" || die "$c failed"
+  finish_case "$c" "$(cut -d' ' -f1 "$WORK/${c%-b}.n")" || die "$c failed"
   log "$c: ${IR[$c]} instructions in wire_burst"
 done
 
 log "dpdk-testpmd io on net_pcap under callgrind (reference)"
 (sleep 12; echo) | timeout -k 5 120 valgrind --tool=callgrind --separate-threads=yes \
   --callgrind-out-file="$LOGS/testpmd.out" "$TP" -l 0,1 --no-pci --no-huge -m 128 \
-  --file-prefix="$TAG-tp" --vdev="net_pcap0,rx_pcap=$WORK/new.pcap,infinite_rx=1" -- \
+  --file-prefix="$TAG-tp" --vdev="net_pcap0,rx_pcap=$WORK/new-udp.pcap,infinite_rx=1" -- \
   --forward-mode=io --no-flush-rx --total-num-mbufs=4096 --burst=32 --nb-cores=1 \
   >"$LOGS/testpmd.log" 2>&1
 TP_RX=$(awk '/RX-packets:/ {print $2; exit}' "$LOGS/testpmd.log")
 # the forwarding lcore is the thread that executed the most
 TP_IR=$(cat "$LOGS"/testpmd.out-* 2>/dev/null | sed -n 's/^totals: *//p' | sort -n | tail -1)
 [ -n "$TP_RX" ] && [ "${TP_RX:-0}" -gt 0 ] && [ -n "$TP_IR" ] || die "testpmd reference failed; see $LOGS/testpmd.log"
+TPP=$(awk -v ti="$TP_IR" -v tr="$TP_RX" 'BEGIN {printf "%.1f", ti/tr}')
 
-read -r EST NEW TPP <<<"$(awk -v e="${IR[est]}" -v n="${IR[new]}" -v f="$FLOWS" -v k="$PASSES" \
-  -v ti="$TP_IR" -v tr="$TP_RX" 'BEGIN {printf "%.1f %.1f %.1f", (e-n)/(k*f), n/f, ti/tr}')"
-log "established $EST, new flow $NEW instructions/packet; testpmd io on net_pcap $TPP ($(( SECONDS - t0 )) s)"
 if [ "$TWICE" = 1 ]; then
-  if [ "${IR[new]}" = "${IR[new2]}" ] && [ "${IR[est]}" = "${IR[est2]}" ]; then
-    log "identical across two runs: new ${IR[new]} = ${IR[new2]}, est ${IR[est]} = ${IR[est2]}"
-  else
-    die "counts differ between runs: new ${IR[new]} vs ${IR[new2]}, est ${IR[est]} vs ${IR[est2]}"
-  fi
+  for c in $cases; do
+    case "$c" in *-b) [ "${IR[$c]}" = "${IR[${c%-b}]}" ] ||
+      die "counts differ between runs: ${c%-b} ${IR[${c%-b}]} vs ${IR[$c]}" ;; esac
+  done
+  log "identical across two runs: every case"
 fi
+
+N=1; SAME=""
+[ "$TWICE" = 1 ] && { N=2; SAME=", identical in 2 runs"; }
+CSV=$OUT/callgrind.csv
+echo "row,name,unit,runs,pollux_median,pollux_min,pollux_max,ref_name,ref_median,ref_min,ref_max,ratio,goal" >"$CSV"
+row() { # ID NAME VALUE [GOAL]: one callgrind row (a figure, no spread)
+  echo "$1,\"$2\",instr/pkt,$N,$3,$3,$3,testpmd io (PMD + loop),$TPP,$TPP,$TPP,,${4:-}" >>"$CSV"
+}
+declare -A WHAT=([udp]="established UDP, client -> VIP" [udp2]="established UDP, both directions"
+                 [tcp]="established TCP, data one way and ACKs the other")
+declare -A CREATE=([udp]="first packet of a UDP flow" [udp2]="first packet of a UDP flow"
+                   [tcp]="TCP handshake + first ACK each way, per flow (4 frames)")
+for m in $MODES; do
+  est_frames=$(( $(cut -d' ' -f2 "$WORK/est-$m.n") - $(cut -d' ' -f2 "$WORK/new-$m.n") ))
+  EST=$(awk -v e="${IR[est-$m]}" -v n="${IR[new-$m]}" -v k="$est_frames" 'BEGIN {printf "%.1f", (e-n)/k}')
+  NEW=$(awk -v n="${IR[new-$m]}" -v f="$FLOWS" 'BEGIN {printf "%.1f", n/f}')
+  row d "pollux's own instructions/packet, ${WHAT[$m]} ($FLOWS flows, callgrind$SAME)" "$EST" "<=100"
+  stages=""
+  for st in classify fast slow; do
+    v=$(awk -v e="$(stage "est-$m" $st)" -v n="$(stage "new-$m" $st)" -v k="$est_frames" \
+      'BEGIN {printf "%.1f", (e-n)/k}')
+    stages+=" $st $v"
+    row "d-$st" "  of which stage $st" "$v"
+  done
+  log "$m: established $EST instructions/packet (by stage:$stages), creation $NEW per flow"
+  row d-new "pollux's own instructions, ${CREATE[$m]} (callgrind$SAME)" "$NEW" \
+    "$([ "$m" = tcp ] || echo "<=300")"
+done
+log "testpmd io on net_pcap: $TPP instructions/packet ($(( SECONDS - t0 )) s)"
 
 # Row (e): the connection table's memory per tracked flow, from the running
 # pollux: bytes per slot × slots the flows took.
-BPF=$(python3 - "$LOGS/est.conn.json" "$LOGS/est.vs.json" <<'EOF'
+BPF=$(python3 - "$LOGS/est-udp.conn.json" "$LOGS/est-udp.vs.json" <<'EOF'
 import json, sys
 w = json.load(open(sys.argv[1]))["workers"][0]
 flows = json.load(open(sys.argv[2]))["virtual_servers"][0]["new_flows"]
@@ -213,13 +275,4 @@ print(f'{w["table_bytes"] / w["capacity"] * w["entries"] / flows:.1f}')
 EOF
 ) || die "bytes per flow"
 log "connection table: $BPF bytes per tracked flow"
-
-N=1; SAME=""
-[ "$TWICE" = 1 ] && { N=2; SAME=", identical in 2 runs"; }
-CSV=$OUT/callgrind.csv
-{
-  echo "row,name,unit,runs,pollux_median,pollux_min,pollux_max,ref_name,ref_median,ref_min,ref_max,ratio,goal"
-  echo "d,\"pollux's own instructions/packet, established UDP flow ($FLOWS flows, callgrind$SAME)\",instr/pkt,$N,$EST,$EST,$EST,testpmd io (PMD + loop),$TPP,$TPP,$TPP,,<=100"
-  echo "d,\"pollux's own instructions/packet, first packet of a new flow (callgrind$SAME)\",instr/pkt,$N,$NEW,$NEW,$NEW,testpmd io (PMD + loop),$TPP,$TPP,$TPP,,"
-  echo "e,\"connection table bytes per tracked flow (buckets + entries)\",B/flow,1,$BPF,$BPF,$BPF,,,,,,<=64"
-} >"$CSV"
+echo "e,\"connection table bytes per tracked flow (buckets + entries)\",B/flow,1,$BPF,$BPF,$BPF,,,,,,<=64" >>"$CSV"

@@ -1,14 +1,29 @@
 #!/usr/bin/env python3
 """Write the deterministic input of bench/callgrind.sh: a pcap of 64-byte
-(60 + FCS) IPv4/UDP frames from FLOWS clients toward one VIP, PASSES times
-over, preceded by one ARP request from the member asking for pollux's self
-IP (pollux learns the member's MAC from it, so nothing waits for a
-neighbor). Stdlib only.
+(60 + FCS) IPv4 frames of FLOWS flows through one VIP, preceded by ARP
+requests from the member and from the router toward the clients, both
+asking for pollux's self IP (pollux learns their MACs from them, so
+nothing waits for a neighbor). Stdlib only.
 
-Usage: flows_pcap.py OUT.pcap --flows N --passes K --dst-mac MAC
+Modes (--mode), each flow's frames in order:
+  udp   creation: client -> VIP (UDP);        each pass: client -> VIP
+  udp2  creation: client -> VIP (UDP);        each pass: client -> VIP,
+                                                         member -> client
+  tcp   creation: SYN, SYN-ACK, ACK, ACK (the handshake, and each
+        direction's first ACK: the state changes);
+                                              each pass: client PSH-ACK,
+                                                         member ACK
+  (--passes 1 writes the creation frames only; --passes 1+K adds K passes.)
+
+Prints two numbers: frames in the file, and the frames the virtual server
+forwards (both directions; every frame but the ARP requests).
+
+Usage: flows_pcap.py OUT.pcap --flows N --passes K --dst-mac MAC [--mode M]
            [--vip 10.0.0.100] [--vport 80] [--self-ip 10.0.0.2]
            [--member 10.0.0.50] [--member-mac 02:00:00:00:00:50]
-Client i is 10.1.(i/256).(i%256), source port 10000 + i % 50000."""
+           [--router 10.0.0.1] [--router-mac 02:00:00:00:00:01]
+Client i is 10.1.(i/256).(i%256), source port 10000 + i % 50000; the
+member answers the client's address (snat none)."""
 import argparse
 import struct
 
@@ -47,6 +62,35 @@ def udp_frame(dst_mac: bytes, src_mac: bytes, src: bytes, sport: int, dst: bytes
     return dst_mac + src_mac + b"\x08\x00" + ip + udp
 
 
+def tcp_frame(dst_mac: bytes, src_mac: bytes, src: bytes, sport: int, dst: bytes, dport: int,
+              flags: int, seq: int, ack: int) -> bytes:
+    tlen = 20
+    pseudo = src + dst + struct.pack("!BBH", 0, 6, tlen)
+    tcp = struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 5 << 4, flags, 65535, 0, 0)
+    tcp = tcp[:16] + struct.pack("!H", csum(pseudo + tcp)) + tcp[18:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + tlen, 0, 0, 64, 6, 0, src, dst)
+    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+    return (dst_mac + src_mac + b"\x08\x00" + ip + tcp).ljust(60, b"\0")
+
+
+FIN, SYN, RST, PSH, ACK = 1, 2, 4, 8, 16
+
+
+def flow_frames(a, mode: str, i: int, passes: int) -> list:
+    """Creation frames then `passes - 1` passes of one flow's frames."""
+    us, client_mac, member_mac = mac(a.dst_mac), mac("02:00:00:00:01:01"), mac(a.member_mac)
+    c, cport = bytes([10, 1, i // 256 % 256, i % 256]), 10000 + i % 50000
+    vip, m = ip4(a.vip), ip4(a.member)
+    if mode in ("udp", "udp2"):
+        fwd = udp_frame(us, client_mac, c, cport, vip, a.vport)
+        back = udp_frame(us, member_mac, m, 8080, c, cport)
+        return [fwd], [fwd] if mode == "udp" else [fwd, back]
+    t = lambda fl, seq, ack: tcp_frame(us, client_mac, c, cport, vip, a.vport, fl, seq, ack)
+    r = lambda fl, seq, ack: tcp_frame(us, member_mac, m, 8080, c, cport, fl, seq, ack)
+    create = [t(SYN, 1, 0), r(SYN | ACK, 100, 2), t(ACK, 2, 101), r(ACK, 101, 2)]
+    return create, [t(PSH | ACK, 2, 101), r(ACK, 101, 2)]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("out")
@@ -58,20 +102,23 @@ def main() -> None:
     ap.add_argument("--self-ip", default="10.0.0.2")
     ap.add_argument("--member", default="10.0.0.50")
     ap.add_argument("--member-mac", default="02:00:00:00:00:50")
+    ap.add_argument("--router", default="10.0.0.1")
+    ap.add_argument("--router-mac", default="02:00:00:00:00:01")
+    ap.add_argument("--mode", choices=("udp", "udp2", "tcp"), default="udp")
     a = ap.parse_args()
-    client_mac = mac("02:00:00:00:01:01")
-    frames = [arp_request(mac(a.member_mac), ip4(a.member), ip4(a.self_ip))]
-    flows = [
-        udp_frame(mac(a.dst_mac), client_mac, bytes([10, 1, i // 256 % 256, i % 256]),
-                  10000 + i % 50000, ip4(a.vip), a.vport)
-        for i in range(a.flows)
-    ]
-    frames += flows * a.passes
+    frames = [arp_request(mac(a.member_mac), ip4(a.member), ip4(a.self_ip)),
+              arp_request(mac(a.router_mac), ip4(a.router), ip4(a.self_ip))]
+    per_flow = [flow_frames(a, a.mode, i, a.passes) for i in range(a.flows)]
+    for create, _ in per_flow:
+        frames += create
+    for _ in range(a.passes - 1):
+        for _, each in per_flow:
+            frames += each
     with open(a.out, "wb") as f:
         f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
         for i, fr in enumerate(frames):
             f.write(struct.pack("<IIII", i // 1_000_000, i % 1_000_000, len(fr), len(fr)) + fr)
-    print(len(frames))
+    print(len(frames), len(frames) - 2)
 
 
 if __name__ == "__main__":

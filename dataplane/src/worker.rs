@@ -418,7 +418,9 @@ impl Worker {
                 self.l4.prefetch(frame, vlan);
             }
         }
-        let mut memo = NextHop::default();
+        // One memo per direction: client -> member frames mostly share a
+        // member's next hop, member -> client frames a gateway.
+        let mut memo = [NextHop::default(); 2];
         let s = secs(now);
         for (m, flow) in burst.drain().zip(flows) {
             let m = match flow {
@@ -429,7 +431,7 @@ impl Worker {
                 None => m,
             };
             // The slow path may learn a neighbour or change the table.
-            memo = NextHop::default();
+            memo = [NextHop::default(); 2];
             self.slow(pi, m, now, tables);
         }
     }
@@ -459,7 +461,7 @@ impl Worker {
         flow: &V4Flow,
         (now, s): (Nanos, crate::lb::conntrack::Secs),
         tables: &Tables,
-        memo: &mut NextHop,
+        memo: &mut [NextHop; 2],
     ) -> Result<(), Mbuf> {
         if m.segments() != 1 {
             return Err(m);
@@ -468,12 +470,9 @@ impl Worker {
             return Err(m);
         };
         let dst = hit.dst(flow);
-        if memo.dst != Some(dst) {
-            let Some(ei) = self.resolve(IpAddr::from(dst), now, tables) else {
-                return Err(m);
-            };
-            *memo = ei;
-            memo.dst = Some(dst);
+        let memo = &mut memo[usize::from(hit.is_reply())];
+        if memo.dst != Some(dst) && !self.resolve(dst, now, tables, memo) {
+            return Err(m);
         }
         let c = &mut self.ports[pi].host.counters;
         c.rx_packets += 1;
@@ -493,24 +492,38 @@ impl Worker {
         Ok(())
     }
 
-    /// The local, untagged port and next-hop MAC for `dst`, if both are
-    /// known now (what [`route`](Self::route) would send to at once).
+    /// Points `memo` at the local, untagged port and next-hop MACs for
+    /// `dst`, if both are known now (what [`route`](Self::route) would
+    /// send to at once); false if not. Consecutive frames through the
+    /// same next hop (a gateway, a member) skip the neighbour lookup.
     #[inline]
-    fn resolve(&self, dst: IpAddr, now: Nanos, tables: &Tables) -> Option<NextHop> {
-        let (port, next_hop) = tables.fib.lookup(dst)?;
-        let ei = self.ports.iter().position(|q| q.host.index == port)?;
-        let host = &self.ports[ei].host;
-        if host.vlan.is_some() {
-            return None; // tagged egress: the slow path inserts the tag
+    fn resolve(&self, dst: [u8; 4], now: Nanos, tables: &Tables, memo: &mut NextHop) -> bool {
+        let Some((port, next_hop)) = tables.fib.lookup_v4(dst) else {
+            return false;
+        };
+        if memo.dst.is_none() || memo.next_hop != next_hop || memo.port_index != port {
+            let Some(ei) = self.ports.iter().position(|q| q.host.index == port) else {
+                return false;
+            };
+            let host = &self.ports[ei].host;
+            if host.vlan.is_some() {
+                return false; // tagged egress: the slow path inserts the tag
+            }
+            let Some(mac) = host.neighbors.lookup(next_hop, now) else {
+                return false;
+            };
+            let mut macs = [0; 12];
+            host.set_macs(&mut macs, mac);
+            *memo = NextHop {
+                dst: None,
+                next_hop,
+                port_index: port,
+                port: ei,
+                macs,
+            };
         }
-        let mac = host.neighbors.lookup(next_hop, now)?;
-        let mut macs = [0; 12];
-        host.set_macs(&mut macs, mac);
-        Some(NextHop {
-            dst: None,
-            port: ei,
-            macs,
-        })
+        memo.dst = Some(dst);
+        true
     }
 
     /// Everything else, one frame: the host stage, then BFD, replies,
@@ -756,12 +769,29 @@ fn secs(now: Nanos) -> crate::lb::conntrack::Secs {
 
 /// The last route the fast path resolved in this burst (consecutive
 /// frames mostly go to the same member or gateway).
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 struct NextHop {
+    /// The last destination routed through it (`None`: nothing yet).
     dst: Option<[u8; 4]>,
+    next_hop: IpAddr,
+    /// The data plane's index of the egress port, and its place in
+    /// `Worker::ports`.
+    port_index: usize,
     port: usize,
     /// Destination and source MAC, as the frame starts.
     macs: [u8; 12],
+}
+
+impl Default for NextHop {
+    fn default() -> Self {
+        NextHop {
+            dst: None,
+            next_hop: IpAddr::from([0, 0, 0, 0]),
+            port_index: usize::MAX,
+            port: 0,
+            macs: [0; 12],
+        }
+    }
 }
 
 /// Sends an ARP request or NS for `ip` out of `p`, at most once a second.

@@ -67,13 +67,46 @@ pub struct Route {
 #[derive(Debug, Clone, Default)]
 pub struct Fib {
     routes: Vec<Route>,
+    /// The IPv4 routes in the same order, as integers (the fast path's
+    /// lookup: two operations per route).
+    v4: Vec<V4Route>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct V4Route {
+    net: u32,
+    mask: u32,
+    route: Route,
 }
 
 impl Fib {
     /// Sorts the routes longest prefix first.
     pub fn new(mut routes: Vec<Route>) -> Fib {
         routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len));
-        Fib { routes }
+        let v4 = routes
+            .iter()
+            .filter_map(|r| match r.prefix.addr {
+                IpAddr::V4(a) => Some(V4Route {
+                    net: u32::from(a),
+                    mask: u32::MAX
+                        .checked_shl(32 - u32::from(r.prefix.len.min(32)))
+                        .unwrap_or(0),
+                    route: *r,
+                }),
+                IpAddr::V6(_) => None,
+            })
+            .collect();
+        Fib { routes, v4 }
+    }
+
+    /// [`lookup`](Self::lookup) of an IPv4 destination given as bytes.
+    #[inline]
+    pub fn lookup_v4(&self, dst: [u8; 4]) -> Option<(usize, IpAddr)> {
+        let d = u32::from_be_bytes(dst);
+        self.v4
+            .iter()
+            .find(|r| d & r.mask == r.net)
+            .map(|r| (r.route.port, r.route.via.unwrap_or(IpAddr::from(dst))))
     }
 
     /// (egress port, next hop) for `dst`.
@@ -92,6 +125,34 @@ impl Fib {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn lookup_v4_is_lookup(
+            routes in prop::collection::vec((any::<[u8; 4]>(), 0u8..=32, 0usize..3, any::<bool>()), 0..8),
+            v6 in any::<bool>(),
+            dst in any::<[u8; 4]>(),
+        ) {
+            let mut rs: Vec<Route> = routes
+                .iter()
+                .map(|&(a, len, port, via)| Route {
+                    prefix: Prefix::new(IpAddr::from(a), len),
+                    port,
+                    via: via.then(|| IpAddr::from([10, 0, 0, 1])),
+                })
+                .collect();
+            if v6 {
+                rs.push(Route { prefix: Prefix::new("::".parse().unwrap(), 0), port: 9, via: None });
+            }
+            // Also a route that covers dst exactly, half the time.
+            if dst[0] % 2 == 0 {
+                rs.push(Route { prefix: Prefix::new(IpAddr::from(dst), 24), port: 7, via: None });
+            }
+            let fib = Fib::new(rs);
+            prop_assert_eq!(fib.lookup_v4(dst), fib.lookup(IpAddr::from(dst)));
+        }
+    }
 
     fn p(s: &str) -> Prefix {
         let (a, l) = s.split_once('/').unwrap();

@@ -157,6 +157,12 @@ pub struct FastHit {
 }
 
 impl FastHit {
+    /// Member -> client (else client -> member).
+    #[inline(always)]
+    pub fn is_reply(&self) -> bool {
+        self.dir == Direction::Out
+    }
+
     /// The packet's destination after the rewrite (where to route it).
     #[inline(always)]
     pub fn dst(&self, flow: &V4Flow) -> [u8; 4] {
