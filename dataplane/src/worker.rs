@@ -437,8 +437,8 @@ impl Worker {
     }
 
     /// Stage 1: which frames are of the fast class, their flow keys and
-    /// hashes; prefetches their connection-table buckets so that the
-    /// misses of the whole burst overlap.
+    /// hashes; prefetches their connection-table buckets, then their
+    /// entries, so that the misses of the whole burst overlap.
     #[inline(never)]
     fn classify(&self, pi: usize, burst: &Burst, flows: &mut [Option<V4Flow>; BURST]) {
         let host = &self.ports[pi].host;
@@ -448,6 +448,11 @@ impl Worker {
             if let Some(f) = slot {
                 self.l4.prefetch_flow(f);
             }
+        }
+        // The buckets of the first frames have arrived by now: start the
+        // dependent miss, each frame's entry, for the whole burst too.
+        for f in flows.iter().flatten() {
+            self.l4.prefetch_entry(f);
         }
     }
 

@@ -589,6 +589,23 @@ impl ConnTable {
         prefetch(&self.buckets[b2]);
     }
 
+    /// Prefetch the entry `hash` most likely names: the first slot of its
+    /// primary bucket (else its secondary) whose signature matches. Call it
+    /// once the bucket lines have arrived (a stage after
+    /// [`prefetch`](Self::prefetch)): the entry is the lookup's dependent
+    /// miss, which nothing else can start early.
+    #[inline(always)]
+    pub fn prefetch_entry(&self, hash: u64) {
+        let (b1, b2, sig) = self.locate(hash);
+        for b in [b1, b2] {
+            let m = self.buckets[b].sig_mask(sig);
+            if m != 0 {
+                prefetch(&self.entries[b * SLOTS_PER_BUCKET + m.trailing_zeros() as usize]);
+                return;
+            }
+        }
+    }
+
     /// The live slot holding `key` in bucket `b`, if any.
     #[inline(always)]
     fn find_in(&self, b: usize, sig: u16, key: &FlowKey, now: Secs) -> Option<usize> {

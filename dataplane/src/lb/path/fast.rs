@@ -206,6 +206,13 @@ impl L4 {
         self.ct.prefetch(flow.hash);
     }
 
+    /// Prefetches the entry `flow` most likely matches (once its bucket
+    /// lines are in: a stage after [`prefetch_flow`](Self::prefetch_flow)).
+    #[inline(always)]
+    pub fn prefetch_entry(&self, flow: &V4Flow) {
+        self.ct.prefetch_entry(flow.hash);
+    }
+
     /// This worker's connection-table hasher (classify hashes with it).
     #[inline(always)]
     pub fn hasher(&self) -> &FlowHasher {
