@@ -141,6 +141,14 @@ l4_drops! {
     /// A SNAT flow the connection table refused (full or flood): its
     /// return traffic could not be mapped back, so it is not forwarded.
     SnatUntracked => "snat_untracked",
+    /// A new DNAT flow the connection table refused whose replies could
+    /// not be translated back without state (its member serves several
+    /// virtual servers at that port): not forwarded half-way.
+    UntrackedUnreturnable => "untracked_unreturnable",
+    /// A TCP segment without SYN for no tracked flow of a SNAT virtual
+    /// server: a SNAT flow starts with a SYN (a stray ACK must not take a
+    /// SNAT port for the idle timeout).
+    SnatNeedsSyn => "snat_needs_syn",
     /// RST / port unreachable over the rate limit.
     ReplyRateLimited => "reply_rate_limited",
     /// To a closed port of a VIP, and nothing to answer (an RST, ICMP).
@@ -1009,6 +1017,9 @@ impl L4 {
         };
         let tcp = p.proto == PROTO_TCP;
         let rst = tcp && ports.flags & tcp::RST != 0;
+        if vs.snats() && tcp && ports.flags & tcp::SYN == 0 {
+            return self.drop_with(L4Drop::SnatNeedsSyn);
+        }
         let snat = if vs.snats() {
             let pool = super::hash::reduce(mh, vs.snat_bytes.len() as u32) as usize;
             match self.alloc_snat_port(now, p.proto, h) {
@@ -1025,6 +1036,12 @@ impl L4 {
         let untracked = |l4: &mut L4, frame: &mut [u8]| {
             if snat.is_some() {
                 return l4.drop_with(L4Drop::SnatUntracked);
+            }
+            // Only what can come back: the member's replies must map to
+            // this VS without state.
+            let back = stateless_reverse(tables, &member.bytes, p.family, mport, p.proto);
+            if back.is_none_or(|(bv, bm, _)| (bv, bm) != (v, m)) {
+                return l4.drop_with(L4Drop::UntrackedUnreturnable);
             }
             l4.counters.untracked += 1;
             if let Some(c) = l4.vs_counters.get_mut(v as usize) {
@@ -1215,8 +1232,9 @@ impl L4 {
     }
 
     /// A member's reply with no entry (table was full, or the entry
-    /// expired): translated if exactly one DNAT VS has this member at this
-    /// port (so the VIP and port are known), else not ours.
+    /// expired): translated if the member's address and port name one
+    /// DNAT virtual server and its port (see [`stateless_reverse`]), else
+    /// not ours.
     fn stateless_return(
         &mut self,
         frame: &mut [u8],
@@ -1230,22 +1248,13 @@ impl L4 {
         if self.self_ips.contains(&ip_of(p.family, &p.dst)) {
             return L4Verdict::NotL4;
         }
-        let (exact, _) = tables.members_at(&p.src, p.family, ports.sport, p.proto);
-        let [r] = exact else {
+        let Some((vs, member, rw)) =
+            stateless_reverse(tables, &p.src, p.family, ports.sport, p.proto)
+        else {
             return L4Verdict::NotL4;
         };
-        let Some(vs) = tables.get(r.vs) else {
-            return L4Verdict::NotL4;
-        };
-        if vs.snats() || vs.port == 0 {
-            return L4Verdict::NotL4;
-        }
         self.counters.return_untracked += 1;
-        let rw = Rewrite {
-            src: Some((vs.vip_bytes, vs.port)),
-            dst: None,
-        };
-        self.back(frame, len, p, rw, r.vs, r.member, tables)
+        self.back(frame, len, p, rw, vs, member, tables)
     }
 
     /// A packet of a flow being reset: it is an end's answer to the probe
@@ -1268,6 +1277,37 @@ impl L4 {
             None => self.drop_with(L4Drop::L4Malformed),
         }
     }
+}
+
+/// How a reply from `src`:`sport` maps back to its virtual server without
+/// state, if it can: (VS, member, translation). It can when the member's
+/// address and port belong to exactly one DNAT virtual server — a
+/// one-port VS (the reply's source becomes VIP:port), or an all-ports VS
+/// whose member keeps the port (the source becomes the VIP, the port
+/// stays) — and not when a member serves several virtual servers at that
+/// port or the VS rewrites the source (SNAT: the client is unknown).
+fn stateless_reverse(
+    tables: &VsTable,
+    src: &[u8; 16],
+    family: Family,
+    sport: u16,
+    proto: u8,
+) -> Option<(u32, u16, Rewrite)> {
+    let (exact, any_port) = tables.members_at(src, family, sport, proto);
+    let (r, vport) = match (exact, any_port) {
+        ([r], _) => (r, tables.get(r.vs)?.port),
+        ([], [r]) => (r, sport),
+        _ => return None,
+    };
+    let vs = tables.get(r.vs)?;
+    if vs.snats() || vport == 0 || (vs.port != 0 && vs.port != vport) {
+        return None;
+    }
+    let rw = Rewrite {
+        src: Some((vs.vip_bytes, vport)),
+        dst: None,
+    };
+    Some((r.vs, r.member, rw))
 }
 
 /// The forward translation of a flow to `member` of `vs`.

@@ -800,8 +800,8 @@ fn frag_needed_from_a_router_for_a_snat_flow() {
         vec![member(M1, 8080)],
     )]);
     let mut l4 = l4();
-    let at_member = frame(SELF, M1, 63, tcp(40000, 8080, 1001, 1, "A"), DATA);
-    let as_sent = frame(CLIENT, VIP, 63, tcp(40001, 80, 1001, 1, "A"), DATA);
+    let at_member = frame(SELF, M1, 63, syn(40000, 8080), DATA);
+    let as_sent = frame(CLIENT, VIP, 63, syn(40001, 80), DATA);
     let fn_ =
         Icmpv4Type::DestinationUnreachable(icmpv4::DestUnreachableHeader::FragmentationNeeded {
             next_hop_mtu: 1400,
@@ -811,8 +811,8 @@ fn frag_needed_from_a_router_for_a_snat_flow() {
         &t,
         &[
             step(
-                "loose init: data with no SYN starts a tracked flow",
-                frame(CLIENT, VIP, 64, tcp(40001, 80, 1001, 1, "A"), DATA),
+                "a SYN starts a SNAT flow",
+                frame(CLIENT, VIP, 64, syn(40001, 80), DATA),
                 Want::Forward(M1, at_member.clone()),
             ),
             step(
@@ -1474,6 +1474,8 @@ proptest! {
             _ => Snat::Pool(pool),
         };
         let proto = if tcp_ { Proto::Tcp } else { Proto::Udp };
+        // A SNAT flow starts with a SYN (any flags for DNAT: loose init).
+        let flags = if snat != 0 && tcp_ { "S" } else { flags };
         let t = table(&[VsSpec { vip, ..vs(VIP, vport, proto, snat_mode, vec![member(&mem.to_string(), 8080)]) }]);
         let mut l4 = l4();
         let input = frame_ip(client, vip, 64, arb_l4(tcp_, cport, vport, seq, flags), &payload, false);
@@ -1927,4 +1929,105 @@ fn fast_path_takes_established_flows_both_ways() {
         assert_eq!(took, want_fast, "step {i}: kind {kind} flags {flags}");
     }
     assert_eq!(all_counters(&slow, &t), all_counters(&fast, &t));
+}
+
+// ------------------------------------------------------- hostile traffic
+
+#[test]
+fn a_bare_ack_takes_no_snat_port() {
+    let t = table(&[vs(
+        VIP,
+        80,
+        Proto::Tcp,
+        Snat::Automap(ip(SELF)),
+        vec![member(M1, 8080)],
+    )]);
+    let mut l4 = l4(); // one SNAT port: 40000
+    for cport in 2000..2015 {
+        let (v, _) = run(
+            &mut l4,
+            &t,
+            10,
+            &frame(CLIENT, VIP, 64, tcp(cport, 80, 1, 1, "A"), b""),
+        );
+        assert_eq!(v, L4Verdict::Drop(L4Drop::SnatNeedsSyn));
+    }
+    assert_eq!(l4.counters().dropped(L4Drop::SnatNeedsSyn), 15);
+    // The only SNAT port is still free for a real connection.
+    run_steps(
+        &mut l4,
+        &t,
+        &[step(
+            "a SYN after the stray ACKs gets the port",
+            frame(CLIENT, VIP, 64, syn(3000, 80), b""),
+            Want::Forward(M1, frame(SELF, M1, 63, syn(40000, 8080), b"")),
+        )],
+    );
+}
+
+/// A connection table that refuses every new flow (flood limit 0 per
+/// second is "off", so one per second, taken by a first flow).
+fn full_l4() -> L4 {
+    let mut c = L4Config::new(64, 0, 1);
+    c.conntrack.backing = super::Backing::Transparent;
+    c.conntrack.new_flows_per_sec = 2;
+    L4::new(c).unwrap()
+}
+
+#[test]
+fn full_table_all_ports_vs_replies_come_back_statelessly() {
+    let t = table(&[vs(VIP, 0, Proto::Udp, Snat::None, vec![member(M2, 0)])]);
+    let mut l4 = full_l4();
+    run(&mut l4, &t, 100, &frame(CLIENT, VIP, 64, udp(999, 7), b"")); // takes the second's quota
+    run_steps(
+        &mut l4,
+        &t,
+        &[
+            step(
+                "refused by the table: forwarded by Maglev, port kept",
+                frame(CLIENT, VIP, 64, udp(1000, 53), b"q"),
+                Want::Forward(M2, frame(CLIENT, M2, 63, udp(1000, 53), b"q")),
+            ),
+            step(
+                "its reply: from the VIP, the same port",
+                frame(M2, CLIENT, 64, udp(53, 1000), b"a"),
+                Want::Forward(CLIENT, frame(VIP, CLIENT, 63, udp(53, 1000), b"a")),
+            ),
+        ],
+    );
+    assert_eq!(
+        (l4.counters().untracked, l4.counters().return_untracked),
+        (1, 1)
+    );
+}
+
+#[test]
+fn full_table_shared_member_flows_are_refused_not_half_forwarded() {
+    // M1:8080 serves two virtual servers: its replies cannot be mapped back
+    // without state, so an untracked flow to it would be half a flow.
+    let t = table(&[
+        vs(VIP, 80, Proto::Tcp, Snat::None, vec![member(M1, 8080)]),
+        vs(
+            "192.168.77.129",
+            80,
+            Proto::Tcp,
+            Snat::None,
+            vec![member(M1, 8080)],
+        ),
+    ]);
+    let mut l4 = full_l4();
+    run(&mut l4, &t, 1, &frame(CLIENT, VIP, 64, syn(999, 80), b""));
+    let (v, _) = run(&mut l4, &t, 1, &frame(CLIENT, VIP, 64, syn(1000, 80), b""));
+    assert_eq!(v, L4Verdict::Drop(L4Drop::UntrackedUnreturnable));
+    let (v, _) = run(
+        &mut l4,
+        &t,
+        1,
+        &frame(M1, CLIENT, 64, tcp(8080, 999, 1, 1, "SA"), b""),
+    );
+    assert_eq!(
+        v,
+        L4Verdict::Forward { dst: ip(CLIENT) },
+        "the tracked flow still works"
+    );
 }
