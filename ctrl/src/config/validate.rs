@@ -9,6 +9,10 @@ use dataplane::host::{Prefix, SelfIp};
 
 use super::{raw, Error, HostFacts};
 
+/// The largest `maxPrefixes` a neighbor may set: each received prefix is
+/// kept (for the count in `show bgp neighbors`), so this bounds memory.
+pub const MAX_PREFIXES_LIMIT: u32 = 1_000_000;
+
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -88,6 +92,9 @@ pub struct Neighbor {
     pub advertise_ipv4: bool,
     pub advertise_ipv6: bool,
     pub hold_time: u16,
+    pub min_hold_time: u16,
+    pub max_prefixes: u32,
+    pub ttl_security: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -569,6 +576,12 @@ fn bgp(raw: &raw::Bgp) -> Result<Bgp> {
                     "must be 0 or at least 3 (RFC 4271 §4.2)",
                 ));
             }
+            if n.max_prefixes == 0 || n.max_prefixes > MAX_PREFIXES_LIMIT {
+                return Err(Error::new(
+                    format!("{path}.maxPrefixes"),
+                    format!("must be 1–{MAX_PREFIXES_LIMIT}"),
+                ));
+            }
             Ok(Neighbor {
                 address,
                 asn: n.asn,
@@ -578,6 +591,9 @@ fn bgp(raw: &raw::Bgp) -> Result<Bgp> {
                 advertise_ipv4: n.advertise_ipv4,
                 advertise_ipv6: n.advertise_ipv6,
                 hold_time: n.hold_time,
+                min_hold_time: n.min_hold_time,
+                max_prefixes: n.max_prefixes,
+                ttl_security: n.ttl_security,
             })
         })
         .collect::<Result<_>>()?;
