@@ -28,6 +28,10 @@ pub fn run(mut config: Config) -> anyhow::Result<Exit> {
     // Health-checked members start down; the workers' first table says so.
     let vs = crate::lb::table(&config, &Default::default())
         .context("building the virtual-server table")?;
+    // Before anything is started: a live instance on the same API socket
+    // is running with these ports too.
+    api::check_free(&config.api.socket)
+        .with_context(|| format!("api.socket {}", config.api.socket.display()))?;
     let dp = Dataplane::start(&config.dataplane, vs).context("starting the data plane")?;
     kernel::configure(&config.dataplane)?;
     let mut state = State::new(config, dp);
@@ -90,7 +94,7 @@ pub fn run(mut config: Config) -> anyhow::Result<Exit> {
             drop(dp);
         }
     }
-    let _ = std::fs::remove_file(&state.config.api.socket);
+    api::remove_socket(&state.config.api.socket);
     if let Some(dir) = state.config.dataplane.runtime_dir() {
         let _ = std::fs::remove_dir_all(dir);
     }

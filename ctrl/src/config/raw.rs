@@ -171,6 +171,9 @@ pub struct HealthCheck {
     /// For `http`: the path to GET and the status that means healthy.
     pub path: Option<String>,
     pub expect_status: Option<u16>,
+    /// The port probed on every member (default: the member's port, or
+    /// the virtual server's). Required when a member forwards all ports.
+    pub port: Option<u16>,
 }
 
 fn default_interval() -> u32 {
