@@ -52,6 +52,11 @@ const RESTART_MAX: Duration = Duration::from_secs(60);
 /// How long a closing connection may take to flush (NOTIFICATION, FIN).
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
 
+/// How long a closing connection's reader keeps draining what the peer
+/// still sends, waiting for its FIN (a slow path, a peer with a backlog of
+/// UPDATEs): then the socket closes regardless.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The delay before the next restart after `failures` failed sessions in
 /// a row (peer oscillation damping): `min` three times, then doubling up
 /// to 60 s.
@@ -888,7 +893,7 @@ async fn connect(spec: &Spec) -> io::Result<TcpStream> {
 /// Frames messages off the stream. A header error ends framing: the header
 /// goes to the FSM, which answers it and closes. Once framing ends (or
 /// `stop` fires: the connection is closing) the reader drains what the
-/// peer still sends until its FIN, for at most [`FLUSH_TIMEOUT`], so that
+/// peer still sends until its FIN, for at most [`DRAIN_TIMEOUT`], so that
 /// our close is a FIN after the NOTIFICATION and not a RST.
 async fn read_loop(
     id: SessionId,
@@ -906,7 +911,7 @@ async fn read_loop(
                 }
             }
         };
-        let _ = tokio::time::timeout(FLUSH_TIMEOUT, drain).await;
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
     }
 }
 
