@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Every test: unit and property tests (cargo), the fuzz targets compile, the
-# chart tests (real Helm library), and the integration tests (real DPDK
-# vdevs in namespaces). Ends with one line "N passed, N failed" and exits
+# Every test: unit and property tests (cargo, release; then once more in the
+# dev profile, whose overflow checks turn a silent wrap into a failure),
+# clippy and rustfmt, the fuzz targets compile, the chart tests (real Helm
+# library), and the integration tests (real DPDK vdevs in namespaces). Ends with one line "N passed, N failed" and exits
 # non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -10,15 +11,30 @@ mkdir -p "$logs"
 passed=0 failed=0 broken=()
 
 # cargo test: sum the "test result:" lines of every test binary.
+# suite_cargo NAME [CARGO TEST ARGS...]
 suite_cargo() {
-  local log=$logs/cargo.log
-  if ! cargo test --workspace --release --quiet 2>&1 | tee "$log" | grep -E "^test .*FAILED|panicked|^error" ; then :; fi
+  local name=$1; shift
+  local log=$logs/$name.log
+  if ! cargo test --workspace --quiet "$@" 2>&1 | tee "$log" | grep -E "^test .*FAILED|panicked|^error" ; then :; fi
   local p f
   p=$(grep -Eo "test result: [A-Za-z]+\. [0-9]+ passed" "$log" | awk '{s+=$4} END {print s+0}')
   f=$(grep -Eo "[0-9]+ failed" "$log" | awk '{s+=$1} END {print s+0}')
-  if grep -q "^error" "$log"; then f=$((f + 1)); broken+=("cargo build"); fi
+  if grep -q "^error" "$log"; then f=$((f + 1)); broken+=("$name build"); fi
   passed=$((passed + p)); failed=$((failed + f))
-  echo "cargo test: $p passed, $f failed"
+  echo "$name: $p passed, $f failed"
+}
+
+# One command that passes or fails as a whole, counted as one test.
+# suite_step NAME COMMAND...
+suite_step() {
+  local name=$1; shift
+  local t0=$SECONDS
+  if "$@" >"$logs/$name.log" 2>&1; then
+    passed=$((passed + 1)); echo "$name: ok ($((SECONDS - t0)) s)"
+  else
+    failed=$((failed + 1)); broken+=("$name"); echo "$name: FAILED (see $logs/$name.log)"
+    tail -n 20 "$logs/$name.log"
+  fi
 }
 
 # Every fuzz target builds (stable toolchain: no sanitizer).
@@ -51,7 +67,13 @@ PY
   echo "$name: $p passed, $f failed"
 }
 
-suite_cargo
+suite_cargo cargo-test --release
+# The dev profile has overflow-checks on: the same tests once more, where an
+# arithmetic overflow panics instead of wrapping (target/debug: the release
+# build above stays warm).
+suite_cargo cargo-test-overflow
+suite_step "clippy" cargo clippy --workspace --all-targets --quiet -- -D warnings
+suite_step "rustfmt" cargo fmt --all --check
 suite_fuzz
 suite_pytest helm tests/helm
 suite_pytest integration tests/integration

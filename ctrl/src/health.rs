@@ -68,9 +68,9 @@ pub fn targets(vss: &[VirtualServer]) -> Vec<Target> {
         .iter()
         .filter_map(|vs| vs.health_check.as_ref().map(|hc| (vs, hc)))
         .flat_map(|(vs, hc)| {
-            vs.members.iter().map(move |m| {
-                Target::new(m.address, if m.port == 0 { vs.port } else { m.port }, hc)
-            })
+            vs.members
+                .iter()
+                .map(move |m| Target::new(m.address, hc.probe_port(vs.port, m.port), hc))
         })
         .collect();
     t.sort();
@@ -84,11 +84,7 @@ pub fn member_up(health: &Health, vs: &VirtualServer, addr: IpAddr, port: u16) -
     match &vs.health_check {
         None => true,
         Some(hc) => health
-            .get(&Target::new(
-                addr,
-                if port == 0 { vs.port } else { port },
-                hc,
-            ))
+            .get(&Target::new(addr, hc.probe_port(vs.port, port), hc))
             .copied()
             .unwrap_or(false),
     }
@@ -196,6 +192,7 @@ mod tests {
             fall: 3,
             path: "/".into(),
             expect_status: 200,
+            port: None,
         }
     }
 

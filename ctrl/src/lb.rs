@@ -41,7 +41,8 @@ pub fn specs(cfg: &Config, health: &Health) -> Vec<VsSpec> {
                 Protocol::Tcp => Proto::Tcp,
                 Protocol::Udp => Proto::Udp,
             },
-            idle_timeout: vs.idle_timeout.min(u32::from(u16::MAX)) as u16,
+            // Validation keeps it within 1–65535.
+            idle_timeout: u16::try_from(vs.idle_timeout).unwrap_or(u16::MAX),
             reset_on_timeout: vs.reset_on_timeout,
             snat: match &vs.snat {
                 Snat::None => DpSnat::None,

@@ -28,6 +28,11 @@ pub fn run(mut config: Config) -> anyhow::Result<Exit> {
     // Health-checked members start down; the workers' first table says so.
     let vs = crate::lb::table(&config, &Default::default())
         .context("building the virtual-server table")?;
+    // Before anything is started: a live instance on the same API socket
+    // is running with these ports too.
+    api::check_free(&config.api.socket)
+        .with_context(|| format!("api.socket {}", config.api.socket.display()))?;
+    check_tap_names(&config)?;
     let dp = Dataplane::start(&config.dataplane, vs).context("starting the data plane")?;
     kernel::configure(&config.dataplane)?;
     let mut state = State::new(config, dp);
@@ -90,12 +95,30 @@ pub fn run(mut config: Config) -> anyhow::Result<Exit> {
             drop(dp);
         }
     }
-    let _ = std::fs::remove_file(&state.config.api.socket);
+    api::remove_socket(&state.config.api.socket);
     if let Some(dir) = state.config.dataplane.runtime_dir() {
         let _ = std::fs::remove_dir_all(dir);
     }
     tracing::info!("stopped");
     exit
+}
+
+/// Each port's TAP is a kernel interface named after the port, created in
+/// this namespace by DPDK's net_tap. An interface already there under that
+/// name makes net_tap fail, which DPDK reports only as a missing port
+/// (`no DPDK port named "net_tap0"`): say what is wrong before EAL init.
+pub fn check_tap_names(config: &Config) -> anyhow::Result<()> {
+    for (i, p) in config.dataplane.ports.iter().enumerate() {
+        if nix::net::if_::if_nametoindex(p.name.as_str()).is_ok() {
+            anyhow::bail!(
+                "dataplane.ports[{i}].name: interface {:?} already exists in this network \
+                 namespace: the port's TAP (named after the port) cannot be created; rename \
+                 the port or remove the interface",
+                p.name
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn control(state: Arc<State>) -> anyhow::Result<Exit> {

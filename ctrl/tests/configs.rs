@@ -49,3 +49,52 @@ fn errors_name_the_field() {
         assert!(err.path.starts_with(path), "{path}: got {err}");
     }
 }
+
+/// What `run` would reject or silently misread is rejected by validation
+/// (so `pollux check` too), naming the exact field (issue 14).
+#[test]
+fn validation_rejects_what_run_would_misread() {
+    let host = HostFacts {
+        allowed_cpus: vec![0, 1],
+        node_name: None,
+    };
+    let base = "instance: { name: a }\ndataplane:\n  workers: [1]\n  ports: [{ name: p, device: net_null0, selfIps: [\"10.0.0.2/24\"] }]\n";
+    let vs = |extra: &str| format!("{base}virtualServers:\n{extra}");
+    let web = "  - { name: web, address: 10.9.9.9, port: 80, members: [{ address: 10.1.0.1, port: 8080 }] }\n";
+    let nbr = |extra: &str| {
+        format!("{base}bgp: {{ asn: 65000, routerId: 10.0.0.2, neighbors: [{{ address: 10.0.0.1, asn: 65001{extra} }}] }}\n")
+    };
+    let cases = [
+        (vs(&format!("{web}  - {{ name: web2, address: 10.9.9.9, port: 80, members: [] }}\n")), "virtualServers[1]", "already virtualServers[0]"),
+        (vs(&format!("{web}  - {{ name: s, address: 10.9.9.8, port: 81, snat: [10.0.0.9, 10.9.9.9], members: [] }}\n")), "virtualServers[1].snat[1]", "virtual server address"),
+        (vs("  - { name: t, address: 10.9.9.9, port: 80, idleTimeout: 65536, members: [] }\n"), "virtualServers[0].idleTimeout", "65536"),
+        (vs("  - { name: any, address: 10.9.9.9, port: 0, healthCheck: { type: tcp }, members: [{ address: 10.1.0.1, port: 0 }] }\n"), "virtualServers[0].healthCheck.port", "members[0] forwards all ports"),
+        (vs("  - { name: any, address: 10.9.9.9, port: 0, healthCheck: { type: tcp, port: 0 }, members: [] }\n"), "virtualServers[0].healthCheck.port", "1–65535"),
+        (nbr(", maxPrefixes: 0"), "bgp.neighbors[0].maxPrefixes", "must be"),
+    ];
+    for (text, path, words) in cases {
+        let err = config::parse(&text)
+            .and_then(|r| config::validate(&r, &host))
+            .expect_err(path);
+        assert_eq!(err.path, path, "{err}");
+        assert!(err.to_string().contains(words), "{path}: {err}");
+    }
+    // The accepted neighbours of those: different protocol, all ports
+    // with a probe port, idleTimeout 65535, the hardening keys.
+    let ok = [
+        vs(&format!("{web}  - {{ name: dns, address: 10.9.9.9, port: 80, protocol: udp, members: [] }}\n")),
+        vs("  - { name: any, address: 10.9.9.9, port: 0, idleTimeout: 65535, healthCheck: { type: tcp, port: 22 }, members: [{ address: 10.1.0.1, port: 0 }] }\n"),
+        nbr(", ttlSecurity: true, minHoldTime: 0, maxPrefixes: 1000000"),
+    ];
+    for text in ok {
+        let r = config::parse(&text).and_then(|r| config::validate(&r, &host));
+        assert!(r.is_ok(), "{text}: {:?}", r.err());
+    }
+    let cfg = config::validate(&config::parse(&nbr("")).unwrap(), &host).unwrap();
+    let n = &cfg.bgp.unwrap().neighbors[0];
+    assert_eq!(
+        (n.min_hold_time, n.max_prefixes, n.ttl_security),
+        (3, 10_000, false),
+        "defaults"
+    );
+}

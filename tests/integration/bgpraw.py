@@ -3,11 +3,17 @@ exported from the pollux-bgp crate's `testing` module) at a running
 pollux, one case per TCP connection, and prints one JSON line per case
 with what pollux answered.
 
-    bgpraw.py LISTEN_ADDR CORPUS_JSON [PORT]
+    bgpraw.py LISTEN_ADDR CORPUS_JSON [PORT] [--only=NAME,...] [--keep-writing=BYTES]
 
 pollux connects to us (its neighbor address is LISTEN_ADDR). Cases sent
 `instead_of_open` replace our OPEN; `established` cases follow a full
 handshake. Every wait is bounded.
+
+--only replays just the named cases. --keep-writing=BYTES makes the peer
+behave as a real one that is still sending (its KEEPALIVE, queued UPDATEs)
+when pollux rejects the case: BYTES of KEEPALIVEs follow the case in one
+blocking write, and a write that fails ("connection reset", "broken
+pipe": pollux closed with unread data) is reported as `write_error`.
 """
 from __future__ import annotations
 
@@ -123,12 +129,22 @@ def order(cases: list[dict]) -> list[dict]:
 
 
 def main():
-    addr, corpus_path = sys.argv[1], sys.argv[2]
-    port = int(sys.argv[3]) if len(sys.argv) > 3 else 179
+    flags = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in sys.argv[1:] if a.startswith("--")}
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    addr, corpus_path = args[0], args[1]
+    port = int(args[2]) if len(args) > 2 else 179
+    keep_writing = int(flags.get("--keep-writing", "0"))
     corpus = json.load(open(corpus_path))
+    if "--only" in flags:
+        names = flags["--only"].split(",")
+        corpus["cases"] = [c for c in corpus["cases"] if c["name"] in names]
     asn, peer_id = corpus["peer_as"], corpus["peer_id"]
     lsock = socket.socket(socket.AF_INET6 if ":" in addr else socket.AF_INET)
     lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if keep_writing:
+        # Segments well under the MTU: the burst tests pollux's close, not
+        # how the exception path carries full-size frames.
+        lsock.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, 536)
     lsock.bind((addr, port))
     lsock.listen(4)
     print(json.dumps({"listening": True}), flush=True)
@@ -153,6 +169,12 @@ def main():
             else:
                 establish(s, asn, peer_id)
             s.sendall(bytes.fromhex(case["bytes"]))
+            if keep_writing:
+                s.settimeout(30)
+                try:
+                    s.sendall(KEEPALIVE * (keep_writing // len(KEEPALIVE)))
+                except OSError as e:
+                    res["write_error"] = repr(e)
             if case["expected"]["kind"] in ("notification", "close"):
                 res.update(outcome(s))
             else:

@@ -145,6 +145,9 @@ async fn run(a: Args) -> Result<(), String> {
             advertise_ipv4: true,
             advertise_ipv6: false,
             hold_time: 90,
+            min_hold_time: 3,
+            max_prefixes: 10_000,
+            ttl_security: false,
         }],
         drain_delay: Duration::ZERO,
     };

@@ -46,6 +46,11 @@ pub struct Config {
     pub local_id: Ipv4Addr,
     /// Hold time we propose, seconds: 0 (no keepalives) or at least 3.
     pub hold_time: u16,
+    /// The smallest hold time we accept from the peer, seconds (RFC 4271
+    /// §6.2: "An implementation MAY reject connections on the basis of
+    /// the Hold Time"). A peer's 0 (no hold timer, no keepalives: a dead
+    /// peer is never noticed) is refused unless this is 0.
+    pub min_hold_time: u16,
     /// ConnectRetryTime, seconds (RFC 4271 §10 suggests 120).
     pub connect_retry_time: u16,
     /// Delay before a session that went down restarts itself
@@ -71,6 +76,7 @@ impl Config {
             peer_as,
             local_id,
             hold_time: 90,
+            min_hold_time: 3,
             connect_retry_time: 120,
             idle_hold_time_ms: 5_000,
             passive: false,
@@ -548,6 +554,20 @@ impl Session {
         self.go_idle(now, DownReason::Collision, false, out);
     }
 
+    /// Ends the session with this Cease NOTIFICATION (RFC 4486), e.g.
+    /// subcode 1 when the peer sent more prefixes than allowed; the
+    /// session restarts as after any error.
+    pub fn cease(&mut self, now: u64, n: Notification, out: &mut Vec<Output>) {
+        if matches!(
+            self.state,
+            State::OpenSent | State::OpenConfirm | State::Established
+        ) {
+            self.send_notification(&n, out);
+        }
+        self.connect_retry_counter = self.connect_retry_counter.saturating_add(1);
+        self.go_idle(now, DownReason::NotificationSent(n), true, out);
+    }
+
     /// Drops the connection without a NOTIFICATION (RFC 4724 §4.2: the
     /// peer restarted and opened a new connection).
     pub fn drop_for_restart(&mut self, now: u64, out: &mut Vec<Output>) {
@@ -992,6 +1012,23 @@ pub fn validate_open(config: &Config, open: &Open) -> Result<(), Notification> {
     // RFC 6793 §4.1: with the capability, the AS is the capability's; a
     // peer without it announces its AS in My AS (AS_TRANS is then a real,
     // if odd, AS number).
+    // RFC 6793 §4.1: a NEW speaker "MUST also carry its own two-octet AS
+    // number ... in the My Autonomous System field", AS_TRANS when its AS
+    // needs four octets. A capability that disagrees with My AS (or names
+    // AS 0, RFC 7607) means the peer's AS is not what either field says.
+    if let Some(four) = open.four_octet_as() {
+        let consistent = if open.my_as == crate::message::AS_TRANS {
+            four != 0
+        } else {
+            four == u32::from(open.my_as)
+        };
+        if !consistent {
+            return Err(Notification::new(
+                error_code::OPEN_MESSAGE,
+                open_subcode::BAD_PEER_AS,
+            ));
+        }
+    }
     if open.asn() != config.peer_as {
         return Err(Notification::new(
             error_code::OPEN_MESSAGE,
@@ -1010,7 +1047,9 @@ pub fn validate_open(config: &Config, open: &Open) -> Result<(), Notification> {
     }
     // §6.2 "An implementation MUST reject Hold Time values of one or two
     // seconds." (checked again for OPENs built by hand).
-    if open.hold_time == 1 || open.hold_time == 2 {
+    // and §6.2 "MAY reject connections on the basis of the Hold Time":
+    // below the configured floor (a 0 turns liveness off altogether).
+    if open.hold_time == 1 || open.hold_time == 2 || open.hold_time < config.min_hold_time {
         return Err(Notification::new(
             error_code::OPEN_MESSAGE,
             open_subcode::UNACCEPTABLE_HOLD_TIME,
@@ -1230,10 +1269,67 @@ mod tests {
     #[test]
     fn hold_time_zero_disables_hold_and_keepalive_timers() {
         let mut s = in_state(State::OpenSent);
+        let mut c = s.config().clone();
+        c.min_hold_time = 0;
+        s.set_config(c);
         run(&mut s, 0, Input::Received(&peer_open(0)));
         assert_eq!(s.negotiated().unwrap().hold_time, 0);
         assert_eq!(s.deadline(Timer::Hold), None);
         assert_eq!(s.deadline(Timer::Keepalive), None);
+    }
+
+    #[test]
+    fn hold_time_below_the_floor_gets_unacceptable_hold_time() {
+        // The default floor (3 s) refuses a peer's 0: liveness off.
+        let mut s = in_state(State::OpenSent);
+        let out = run(&mut s, 0, Input::Received(&peer_open(0)));
+        let n = notification(&out).unwrap();
+        assert_eq!((n.code, n.subcode), (2, 6));
+        assert_eq!(s.state(), State::Idle);
+        // A floor of 30 s refuses 9 and accepts 30.
+        let mut c = cfg();
+        c.min_hold_time = 30;
+        c.hold_time = 90;
+        let open = |h| {
+            let mut s = Session::new(c.clone());
+            run(&mut s, 0, Input::ManualStart);
+            run(&mut s, 0, Input::TcpCrAcked);
+            let out = run(&mut s, 0, Input::Received(&peer_open(h)));
+            (notification(&out), s.state())
+        };
+        let (n, st) = open(9);
+        assert_eq!(n.map(|n| (n.code, n.subcode)), Some((2, 6)));
+        assert_eq!(st, State::Idle);
+        assert_eq!(open(30), (None, State::OpenConfirm));
+    }
+
+    #[test]
+    fn four_octet_capability_must_agree_with_my_as() {
+        let check = |my_as: u16, four: u32| {
+            let mut p = Config::new(65001, 65000, Ipv4Addr::new(192, 0, 2, 2)).open();
+            p.my_as = my_as;
+            p.capabilities
+                .retain(|c| !matches!(c, Capability::FourOctetAs(_)));
+            p.capabilities.push(Capability::FourOctetAs(four));
+            let mut c = cfg();
+            c.peer_as = four;
+            validate_open(&c, &p).map_err(|n| (n.code, n.subcode))
+        };
+        assert_eq!(check(65001, 65001), Ok(()));
+        assert_eq!(check(AS_TRANS, 4_200_000_001), Ok(()));
+        assert_eq!(check(65003, 65001), Err((2, 2)), "My AS differs");
+        assert_eq!(check(65003, 4_200_000_001), Err((2, 2)), "not AS_TRANS");
+        assert_eq!(check(AS_TRANS, 0), Err((2, 2)), "AS 0 (RFC 7607)");
+    }
+
+    #[test]
+    fn open_in_established_gets_fsm_error_subcode_3() {
+        let mut s = in_state(State::Established);
+        let out = run(&mut s, 0, Input::Received(&peer_open(9)));
+        let n = notification(&out).unwrap();
+        assert_eq!((n.code, n.subcode), (5, 3));
+        assert!(out.contains(&Output::CloseTcp));
+        assert_eq!(s.state(), State::Idle);
     }
 
     #[test]

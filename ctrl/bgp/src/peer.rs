@@ -214,6 +214,19 @@ impl Peer {
         Ok(id)
     }
 
+    /// Ends session `id` with a Cease NOTIFICATION (RFC 4486), e.g.
+    /// Maximum Number of Prefixes Reached.
+    pub fn cease(
+        &mut self,
+        now: u64,
+        id: SessionId,
+        n: crate::message::Notification,
+        out: &mut Vec<(SessionId, Output)>,
+    ) {
+        self.with(id, out, |s, buf| s.cease(now, n, buf));
+        self.prune();
+    }
+
     fn start_first(&mut self, now: u64, input: Input<'_>, out: &mut Vec<(SessionId, Output)>) {
         if let Some((id, s)) = self.sessions.first_mut() {
             let id = *id;

@@ -345,6 +345,44 @@ pub fn malformed_corpus() -> Vec<Case> {
             InsteadOfOpen,
             notify(OPEN_MESSAGE, open_subcode::BAD_PEER_AS, &[]),
         ),
+        // RFC 6793 §4.1: My AS must be the capability's AS, or AS_TRANS.
+        case(
+            "open_4octet_as_disagrees_with_my_as",
+            open(
+                4,
+                65003,
+                90,
+                PEER_ID,
+                &[
+                    cap_param(1, &[0, 1, 0, 1]),
+                    cap_param(65, &PEER_AS.to_be_bytes()),
+                ]
+                .concat(),
+            ),
+            InsteadOfOpen,
+            notify(OPEN_MESSAGE, open_subcode::BAD_PEER_AS, &[]),
+        ),
+        case(
+            "open_4octet_as_zero",
+            open(4, AS_TRANS, 90, PEER_ID, &cap_param(65, &[0, 0, 0, 0])),
+            InsteadOfOpen,
+            notify(OPEN_MESSAGE, open_subcode::BAD_PEER_AS, &[]),
+        ),
+        // Below the receiver's minimum hold time (3 s by default).
+        case(
+            "open_hold_time_0",
+            open(4, peer, 0, PEER_ID, &valid_caps()),
+            InsteadOfOpen,
+            notify(OPEN_MESSAGE, open_subcode::UNACCEPTABLE_HOLD_TIME, &[]),
+        ),
+        // RFC 4271 §8.2.2 Established, event 19 and RFC 6608: an OPEN in
+        // Established is an FSM error, subcode 3.
+        case(
+            "open_in_established",
+            open(4, peer, 90, PEER_ID, &valid_caps()),
+            Established,
+            notify(FSM, fsm_subcode::UNEXPECTED_IN_ESTABLISHED, &[]),
+        ),
         case(
             "open_as_trans_without_capability",
             open(4, AS_TRANS, 90, PEER_ID, &[]),
@@ -749,6 +787,11 @@ pub fn reaction(case: &Case) -> Expected {
                 data: n.data,
             },
             Reaction::TreatAsWithdraw(p) => Expected::TreatAsWithdraw(p),
+        },
+        Ok(Message::Open(_)) if case.when == When::Established => Expected::Notification {
+            code: error_code::FSM,
+            subcode: fsm_subcode::UNEXPECTED_IN_ESTABLISHED,
+            data: Vec::new(),
         },
         Ok(Message::Open(o)) => match validate_open(&corpus_config(), &o) {
             Err(n) => Expected::Notification {

@@ -22,6 +22,7 @@
 //! self IP, dispatching by peer address) and connects, as RFC 4271's FSM
 //! does; collisions are the core's business.
 
+pub mod gtsm;
 pub mod md5;
 mod neighbor;
 pub mod policy;
@@ -205,6 +206,7 @@ pub fn local_for(peer: IpAddr, ports: &[PortSpec]) -> Option<Local> {
 fn fsm_config(cfg: &Bgp, n: &Neighbor, session_is_v6: bool) -> fsm::Config {
     let mut c = fsm::Config::new(cfg.asn, n.asn, cfg.router_id);
     c.hold_time = n.hold_time;
+    c.min_hold_time = n.min_hold_time;
     c.connect_retry_time = CONNECT_RETRY_SECS;
     c.families = policy::families((n.advertise_ipv4, n.advertise_ipv6), session_is_v6);
     c.graceful_restart = cfg.graceful_restart.map(|t| GracefulRestartConfig {
@@ -285,8 +287,7 @@ impl Speaker {
     ) -> Speaker {
         let Options { port, restart_min } = options;
         let mut entries = Vec::new();
-        // Per self IP: peer → (task, MD5 key) for the listener.
-        type Routes = HashMap<IpAddr, (mpsc::UnboundedSender<Command>, Option<md5::Key>)>;
+        // Per self IP: peer → its task, MD5 key and GTSM floor.
         let mut listen: BTreeMap<IpAddr, Routes> = BTreeMap::new();
         for (i, n) in cfg.neighbors.iter().enumerate() {
             let peers = match &n.address {
@@ -344,11 +345,15 @@ impl Speaker {
                 let fsm = fsm_config(cfg, n, peer.is_ipv6());
                 // eBGP: TTL = ebgpMultihop (1 = directly connected, as FRR
                 // and BIRD send); iBGP: the usual 64.
-                let ttl = if fsm.is_ebgp() {
+                // GTSM: 255 whatever the distance (RFC 5082 §3).
+                let ttl = if n.ttl_security {
+                    gtsm::TTL
+                } else if fsm.is_ebgp() {
                     u32::from(n.ebgp_multihop)
                 } else {
                     64
                 };
+                let min_ttl = n.ttl_security.then(|| gtsm::min_ttl(n.ebgp_multihop));
                 if !local.connected && fsm.is_ebgp() && n.ebgp_multihop == 1 {
                     tracing::warn!(%peer, local = %local.addr, "eBGP peer is not on a connected subnet and ebgpMultihop is 1");
                 }
@@ -359,6 +364,8 @@ impl Speaker {
                     next_hops: (local.next_hop_v4, local.next_hop_v6),
                     ttl,
                     md5: key.clone(),
+                    min_ttl,
+                    max_prefixes: n.max_prefixes as usize,
                     advertise: (n.advertise_ipv4, n.advertise_ipv6),
                     fsm,
                     restart_min,
@@ -370,10 +377,14 @@ impl Speaker {
                     neighbor::Neighbor::run(spec, vips.clone(), rx, status.clone())
                         .instrument(span),
                 );
-                listen
-                    .entry(local.addr)
-                    .or_default()
-                    .insert(peer, (tx.clone(), key));
+                listen.entry(local.addr).or_default().insert(
+                    peer,
+                    ListenPeer {
+                        tx: tx.clone(),
+                        key,
+                        min_ttl,
+                    },
+                );
                 entries.push(Entry {
                     name: peer.to_string(),
                     peer: Some(peer),
@@ -389,10 +400,25 @@ impl Speaker {
             .filter_map(|(local, routes)| {
                 let addr = SocketAddr::new(local, port);
                 match listener(addr, &routes) {
-                    Ok(l) => Some(tokio::spawn(
-                        accept_loop(l, routes.into_iter().map(|(p, (tx, _))| (p, tx)).collect())
-                            .instrument(tracing::info_span!("bgp-listen", %addr)),
-                    )),
+                    Ok((l, failed)) => {
+                        let mut routes = routes;
+                        // Never accept a session without the signature the
+                        // operator asked for: the neighbor is held down.
+                        for (peer, e) in failed {
+                            if let Some(p) = routes.remove(&peer) {
+                                let why = format!(
+                                    "cannot install the TCP MD5 key for {peer} on the listener ({e}): \
+                                     the neighbor is held down"
+                                );
+                                tracing::error!(%peer, error = %e, "{why}");
+                                let _ = p.tx.send(Command::Hold(why));
+                            }
+                        }
+                        Some(tokio::spawn(
+                            accept_loop(l, routes)
+                                .instrument(tracing::info_span!("bgp-listen", %addr)),
+                        ))
+                    }
                     Err(e) => {
                         tracing::error!(%addr, error = %e, "cannot listen for BGP: only outgoing connections will be made");
                         None
@@ -603,9 +629,13 @@ impl Speaker {
                     "negotiated": negotiated,
                     "md5": s.md5,
                     "ttl": s.ttl,
+                    "ttl_security_min_ttl": s.min_ttl,
+                    "max_prefixes": s.max_prefixes,
+                    "max_prefixes_reached": s.max_prefixes_reached,
                     "bfd_up": s.bfd_up,
                     "draining": s.draining,
                     "stopped": s.stopped,
+                    "held_down": s.held_down,
                 })
             })
             .collect();
@@ -796,41 +826,78 @@ impl Speaker {
     }
 }
 
+/// What the listener of one self IP knows of a peer.
+struct ListenPeer {
+    tx: mpsc::UnboundedSender<Command>,
+    key: Option<md5::Key>,
+    /// GTSM: the smallest TTL accepted from the peer.
+    min_ttl: Option<u8>,
+}
+
+type Routes = HashMap<IpAddr, ListenPeer>;
+
 /// The listening socket of one self IP, with the MD5 key of every peer
-/// that has one.
+/// that has one, and the peers whose key the kernel refused.
 fn listener(
     addr: SocketAddr,
-    routes: &HashMap<IpAddr, (mpsc::UnboundedSender<Command>, Option<md5::Key>)>,
-) -> std::io::Result<tokio::net::TcpListener> {
+    routes: &Routes,
+) -> std::io::Result<(tokio::net::TcpListener, Vec<(IpAddr, std::io::Error)>)> {
     use socket2::{Domain, Protocol, Socket, Type};
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     s.set_reuse_address(true)?;
     if addr.is_ipv6() {
         s.set_only_v6(true)?;
     }
-    for (peer, (_, key)) in routes {
-        if let Some(k) = key {
-            if let Err(e) = md5::set_key(&s, *peer, k) {
-                tracing::error!(%peer, error = %e, "cannot install the TCP MD5 key on the listener: connections from this peer will fail");
+    let mut failed = Vec::new();
+    for (peer, p) in routes {
+        if let Some(k) = &p.key {
+            if let Err(e) = install_key(&s, *peer, k) {
+                failed.push((*peer, e));
             }
         }
+    }
+    // GTSM on the listener drops a low-TTL SYN before any socket exists;
+    // only possible when every peer of this address asks for it (each
+    // accepted socket gets its peer's floor in `accept_loop`).
+    if let Some(min) = routes.values().map(|p| p.min_ttl).min().flatten() {
+        gtsm::set_min_ttl(&s, addr.is_ipv6(), min)?;
     }
     s.bind(&addr.into())?;
     s.listen(64)?;
     s.set_nonblocking(true)?;
-    tokio::net::TcpListener::from_std(std::net::TcpListener::from(s))
+    Ok((
+        tokio::net::TcpListener::from_std(std::net::TcpListener::from(s))?,
+        failed,
+    ))
 }
 
-async fn accept_loop(
-    l: tokio::net::TcpListener,
-    routes: HashMap<IpAddr, mpsc::UnboundedSender<Command>>,
-) {
+/// Peers whose listener key install fails on purpose (unit tests).
+#[cfg(test)]
+pub(crate) static MD5_FAIL: std::sync::Mutex<Vec<IpAddr>> = std::sync::Mutex::new(Vec::new());
+
+/// [`md5::set_key`] (or, in unit tests, a simulated failure for the peers
+/// in [`MD5_FAIL`]).
+fn install_key(s: &socket2::Socket, peer: IpAddr, k: &md5::Key) -> std::io::Result<()> {
+    #[cfg(test)]
+    if MD5_FAIL.lock().is_ok_and(|v| v.contains(&peer)) {
+        return Err(std::io::Error::other("simulated TCP_MD5SIG failure"));
+    }
+    md5::set_key(s, peer, k)
+}
+
+async fn accept_loop(l: tokio::net::TcpListener, routes: Routes) {
     tracing::info!(peers = routes.len(), "listening");
     loop {
         match l.accept().await {
             Ok((stream, from)) => match routes.get(&md5::peer_of(from)) {
-                Some(tx) => {
-                    let _ = tx.send(Command::Incoming(stream));
+                Some(p) => {
+                    if let Some(min) = p.min_ttl {
+                        if let Err(e) = gtsm::set_min_ttl_for(&stream, from.ip(), min) {
+                            tracing::error!(%from, error = %e, "cannot set the GTSM minimum TTL: refusing the connection");
+                            continue;
+                        }
+                    }
+                    let _ = p.tx.send(Command::Incoming(stream));
                 }
                 None => tracing::info!(%from, "refusing a BGP connection from an unknown peer"),
             },

@@ -37,8 +37,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::sleep_until;
 
-use super::md5;
 use super::policy::{self, Scope, VipSet};
+use super::{gtsm, md5};
 
 /// How long one connection attempt may take before it counts as failed.
 /// A peer with a different MD5 password never answers (its kernel drops
@@ -51,6 +51,11 @@ const RESTART_MAX: Duration = Duration::from_secs(60);
 
 /// How long a closing connection may take to flush (NOTIFICATION, FIN).
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long a closing connection's reader keeps draining what the peer
+/// still sends, waiting for its FIN (a slow path, a peer with a backlog of
+/// UPDATEs): then the socket closes regardless.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The delay before the next restart after `failures` failed sessions in
 /// a row (peer oscillation damping): `min` three times, then doubling up
@@ -75,6 +80,10 @@ pub(crate) struct Spec {
     pub ttl: u32,
     /// RFC 2385 key.
     pub md5: Option<md5::Key>,
+    /// GTSM (RFC 5082): the smallest TTL accepted from the peer.
+    pub min_ttl: Option<u8>,
+    /// Received prefixes above which the session ends (RFC 4486).
+    pub max_prefixes: usize,
     /// `advertiseIPv4`, `advertiseIPv6`.
     pub advertise: (bool, bool),
     /// The FSM's configuration.
@@ -88,6 +97,9 @@ pub(crate) struct Spec {
 pub(crate) enum Command {
     /// The listener accepted a connection from this neighbor.
     Incoming(TcpStream),
+    /// The neighbor cannot run safely (its MD5 key could not be installed
+    /// on the listener): stay down, showing why.
+    Hold(String),
     /// Re-announce everything with GRACEFUL_SHUTDOWN; answers whether a
     /// session was Established.
     GracefulShutdown(oneshot::Sender<bool>),
@@ -139,6 +151,13 @@ pub struct Status {
     pub bfd_up: bool,
     pub draining: bool,
     pub stopped: bool,
+    /// Why the neighbor is held down (it will not start), if it is.
+    pub held_down: Option<String>,
+    /// GTSM's minimum TTL, when on.
+    pub min_ttl: Option<u8>,
+    /// The `maxPrefixes` limit and how often the peer went past it.
+    pub max_prefixes: usize,
+    pub max_prefixes_reached: u64,
 }
 
 impl Status {
@@ -159,6 +178,10 @@ impl Status {
             negotiated: None,
             md5: spec.md5.is_some(),
             ttl: spec.ttl,
+            held_down: None,
+            min_ttl: spec.min_ttl,
+            max_prefixes: spec.max_prefixes,
+            max_prefixes_reached: 0,
             bfd_up: true,
             draining: false,
             stopped: false,
@@ -171,6 +194,8 @@ impl Status {
 struct Conn {
     gen: u64,
     tx: mpsc::UnboundedSender<Vec<u8>>,
+    /// Dropped (or fired) to tell the reader to stop framing and drain.
+    stop: oneshot::Sender<()>,
     reader: JoinHandle<()>,
     writer: JoinHandle<()>,
 }
@@ -271,7 +296,13 @@ impl Neighbor {
                     for p in u.withdrawn_prefixes() {
                         self.received.remove(&p);
                     }
-                    self.received.extend(u.announced());
+                    for p in u.announced() {
+                        self.received.insert(p);
+                        if self.received.len() > self.spec.max_prefixes {
+                            self.max_prefixes_reached(id, family_of(&p));
+                            break;
+                        }
+                    }
                 }
                 Output::TreatAsWithdraw { prefixes, reason } => {
                     tracing::warn!(
@@ -298,6 +329,32 @@ impl Neighbor {
             }
         }
         self.schedule_restart();
+    }
+
+    /// RFC 4486: more prefixes than `maxPrefixes` ends the session with
+    /// Cease / Maximum Number of Prefixes Reached, whose data is the
+    /// family, and the limit (§4 of RFC 4486). Nothing is kept past it.
+    fn max_prefixes_reached(&mut self, id: SessionId, family: Family) {
+        let limit = u32::try_from(self.spec.max_prefixes).unwrap_or(u32::MAX);
+        tracing::warn!(
+            session = id.0,
+            limit,
+            "the peer sent more prefixes than maxPrefixes"
+        );
+        self.status.max_prefixes_reached = self.status.max_prefixes_reached.saturating_add(1);
+        self.received.clear();
+        let mut data = family.afi.0.to_be_bytes().to_vec();
+        data.push(family.safi.0);
+        data.extend_from_slice(&limit.to_be_bytes());
+        let n = bgp::Notification {
+            code: bgp::message::error_code::CEASE,
+            subcode: bgp::message::cease_subcode::MAX_PREFIXES,
+            data,
+        };
+        let now = self.now();
+        let mut out = Vec::new();
+        self.peer.cease(now, id, n, &mut out);
+        self.execute(out);
     }
 
     fn schedule_restart(&mut self) {
@@ -481,13 +538,15 @@ impl Neighbor {
         let gen = self.gen;
         let (rd, wr) = stream.into_split();
         let (tx, rx) = mpsc::unbounded_channel();
-        let reader = tokio::spawn(read_loop(id, gen, rd, self.events.clone()));
+        let (stop, stop_rx) = oneshot::channel();
+        let reader = tokio::spawn(read_loop(id, gen, rd, self.events.clone(), stop_rx));
         let writer = tokio::spawn(write_loop(wr, rx));
         self.conns.insert(
             id,
             Conn {
                 gen,
                 tx,
+                stop,
                 reader,
                 writer,
             },
@@ -499,11 +558,16 @@ impl Neighbor {
             h.abort();
         }
         if let Some(c) = self.conns.remove(&id) {
-            // Dropping the queue lets the writer flush and send FIN.
+            // Dropping the queue lets the writer flush (a NOTIFICATION) and
+            // send FIN; the reader keeps reading until the peer's FIN. The
+            // socket is closed when both are done: closing it with unread
+            // data would send a RST, which can overtake or discard what we
+            // wrote (RFC 4271 §6: the NOTIFICATION goes *before* the close).
             drop(c.tx);
-            c.reader.abort();
+            drop(c.stop);
             self.closing.retain(|h| !h.is_finished());
             self.closing.push(c.writer);
+            self.closing.push(c.reader);
         }
     }
 
@@ -629,6 +693,13 @@ impl Neighbor {
     async fn on_command(&mut self, c: Command) {
         match c {
             Command::Incoming(s) => self.on_incoming(s),
+            Command::Hold(why) => {
+                self.stopped = true;
+                self.restart_at = None;
+                self.feed(PeerInput::ManualStop(""));
+                self.status.held_down = Some(why.clone());
+                self.status.last_error = Some(why);
+            }
             Command::GracefulShutdown(reply) => {
                 self.draining = true;
                 let up = self.established.is_some();
@@ -811,16 +882,50 @@ async fn connect(spec: &Spec) -> io::Result<TcpStream> {
     if let Some(k) = &spec.md5 {
         md5::set_key(&s, spec.peer, k)?;
     }
+    if let Some(min) = spec.min_ttl {
+        gtsm::set_min_ttl_for(&s, spec.peer, min)?;
+    }
     s.bind(&SocketAddr::new(spec.local, 0).into())?;
     let sock = TcpSocket::from_std_stream(std::net::TcpStream::from(s));
     sock.connect(dst).await
 }
 
 /// Frames messages off the stream. A header error ends framing: the header
-/// goes to the FSM, which answers it and closes.
-async fn read_loop(id: SessionId, gen: u64, mut rd: OwnedReadHalf, tx: mpsc::Sender<Event>) {
-    let mut buf: Vec<u8> = Vec::with_capacity(8192);
+/// goes to the FSM, which answers it and closes. Once framing ends (or
+/// `stop` fires: the connection is closing) the reader drains what the
+/// peer still sends until its FIN, for at most [`DRAIN_TIMEOUT`], so that
+/// our close is a FIN after the NOTIFICATION and not a RST.
+async fn read_loop(
+    id: SessionId,
+    gen: u64,
+    mut rd: OwnedReadHalf,
+    tx: mpsc::Sender<Event>,
+    mut stop: oneshot::Receiver<()>,
+) {
     let mut chunk = vec![0u8; 16384];
+    if frame(id, gen, &mut rd, &tx, &mut stop, &mut chunk).await {
+        let drain = async {
+            while let Ok(n) = rd.read(&mut chunk).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(DRAIN_TIMEOUT, drain).await;
+    }
+}
+
+/// [`read_loop`]'s framing; true when the connection should be drained
+/// (still open on the peer's side).
+async fn frame(
+    id: SessionId,
+    gen: u64,
+    rd: &mut OwnedReadHalf,
+    tx: &mpsc::Sender<Event>,
+    stop: &mut oneshot::Receiver<()>,
+    chunk: &mut [u8],
+) -> bool {
+    let mut buf: Vec<u8> = Vec::with_capacity(8192);
     loop {
         let mut start = 0;
         loop {
@@ -832,7 +937,7 @@ async fn read_loop(id: SessionId, gen: u64, mut rd: OwnedReadHalf, tx: mpsc::Sen
                         .await
                         .is_err()
                     {
-                        return;
+                        return true;
                     }
                     start += n;
                 }
@@ -840,20 +945,24 @@ async fn read_loop(id: SessionId, gen: u64, mut rd: OwnedReadHalf, tx: mpsc::Sen
                 Err(_) => {
                     let header = buf[start..start + bgp::HEADER_LEN].to_vec();
                     let _ = tx.send(Event::Message(id, gen, header)).await;
-                    return;
+                    return true;
                 }
             }
         }
         buf.drain(..start);
-        match rd.read(&mut chunk).await {
+        let r = tokio::select! {
+            r = rd.read(chunk) => r,
+            _ = &mut *stop => return true,
+        };
+        match r {
             Ok(0) => {
                 let _ = tx.send(Event::Closed(id, gen, None)).await;
-                return;
+                return false;
             }
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(e) => {
                 let _ = tx.send(Event::Closed(id, gen, Some(e))).await;
-                return;
+                return false;
             }
         }
     }

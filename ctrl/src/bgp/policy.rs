@@ -230,6 +230,7 @@ mod tests {
             fall: 2,
             path: "/".into(),
             expect_status: 200,
+            port: None,
         };
         let mut checked = vs("192.0.2.20", 2);
         checked.health_check = Some(hc.clone());

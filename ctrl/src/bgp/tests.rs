@@ -199,6 +199,9 @@ fn neighbor(addr: &str, asn: u32) -> Neighbor {
         advertise_ipv4: true,
         advertise_ipv6: false,
         hold_time: 90,
+        min_hold_time: 3,
+        max_prefixes: 10_000,
+        ttl_security: false,
     }
 }
 
@@ -519,4 +522,175 @@ async fn malformed_corpus_gets_its_rfc_reactions_from_the_driver() {
     assert!(checked >= 30);
     let nj = neighbor_json(&speaker);
     assert!(nj["treat_as_withdraw"].as_u64().unwrap() > 0, "{nj}");
+}
+
+// -- hardening (issue 14) ------------------------------------------------------
+
+/// A raw peer at `addr` whose speaker (AS `testing::LOCAL_AS`) uses `n`.
+async fn raw_peer(addr: &str, n: Neighbor) -> (TcpListener, Speaker, watch::Sender<VipSet>) {
+    let p = free_port();
+    let raw = TcpListener::bind((addr, p)).await.unwrap();
+    let (tx, rx) = watch::channel(VipSet::from([ip("192.0.2.10")]));
+    let cfg = bgp_config(testing::LOCAL_AS, &testing::LOCAL_ID.to_string(), vec![n]);
+    let speaker = Speaker::start_with(&cfg, None, &[port("a", &["127.0.0.1/8"])], rx, options(p));
+    (raw, speaker, tx)
+}
+
+async fn accept(raw: &TcpListener) -> TcpStream {
+    tokio::time::timeout(Duration::from_secs(10), raw.accept())
+        .await
+        .expect("no connection from the speaker")
+        .unwrap()
+        .0
+}
+
+/// A real peer keeps writing (its KEEPALIVE, queued UPDATEs) while the
+/// speaker rejects its OPEN. Closing a socket with unread data sends a
+/// RST, and a peer whose write fails with "connection reset" never reads
+/// the NOTIFICATION: the driver must drain until the peer's FIN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notification_reaches_a_peer_that_is_still_writing() {
+    let (raw, _speaker, _vips) =
+        raw_peer("127.0.0.4", neighbor("127.0.0.4", testing::PEER_AS)).await;
+    let mut s = accept(&raw).await;
+    let open = read_timeout(&mut s, 5000).await.unwrap().expect("OPEN");
+    assert_eq!(open[18], 1);
+    // An OPEN whose 4-octet AS capability disagrees with My AS (RFC 6793),
+    // then 16 MiB of KEEPALIVEs: more than the socket buffers hold.
+    let case = testing::malformed_corpus()
+        .into_iter()
+        .find(|c| c.name == "open_4octet_as_disagrees_with_my_as")
+        .unwrap();
+    let mut burst = case.bytes.clone();
+    burst.extend(KEEPALIVE.iter().copied().cycle().take((16 << 20) / 19 * 19));
+    tokio::time::timeout(Duration::from_secs(20), s.write_all(&burst))
+        .await
+        .expect("the speaker stopped reading")
+        .expect("the speaker reset the connection instead of draining it");
+    let n = notification(&mut s)
+        .await
+        .expect("closed without NOTIFICATION");
+    assert_eq!(
+        (n.code, n.subcode),
+        (2, 2),
+        "OPEN Message Error / Bad Peer AS"
+    );
+    // Then a clean FIN.
+    let mut rest = [0u8; 64];
+    let r = tokio::time::timeout(Duration::from_secs(5), s.read(&mut rest))
+        .await
+        .expect("no FIN");
+    assert_eq!(r.unwrap(), 0, "expected EOF after the NOTIFICATION");
+}
+
+/// RFC 4486: more received prefixes than `maxPrefixes` ends the session
+/// with Cease / Maximum Number of Prefixes Reached (AFI, SAFI, limit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_prefixes_ends_the_session_with_cease_1() {
+    let mut n = neighbor("127.0.0.5", testing::PEER_AS);
+    n.max_prefixes = 2;
+    let (raw, speaker, _vips) = raw_peer("127.0.0.5", n).await;
+    let mut s = accept(&raw).await;
+    establish(&mut s).await;
+    let attrs = [
+        testing::attr(0x40, 1, &[0]),
+        testing::attr(0x40, 2, &[2, 1, 0, 0, 0xfd, 0xe9]),
+        testing::attr(0x40, 3, &[127, 0, 0, 5]),
+    ]
+    .concat();
+    // Two prefixes: at the limit, the session stays.
+    s.write_all(&testing::update(&[], &attrs, &[24, 10, 0, 1, 24, 10, 0, 2]))
+        .await
+        .unwrap();
+    until("2 prefixes received", 5, || {
+        (neighbor_json(&speaker)["prefixes_received"] == 2).then_some(())
+    })
+    .await;
+    assert!(established(&speaker));
+    // A third one is past it.
+    s.write_all(&testing::update(&[], &attrs, &[24, 10, 0, 3]))
+        .await
+        .unwrap();
+    let n = notification(&mut s)
+        .await
+        .expect("closed without NOTIFICATION");
+    assert_eq!(
+        (n.code, n.subcode),
+        (6, 1),
+        "Cease / Maximum Number of Prefixes Reached"
+    );
+    assert_eq!(n.data, vec![0, 1, 1, 0, 0, 0, 2], "AFI 1, SAFI 1, limit 2");
+    let nj = neighbor_json(&speaker);
+    assert_eq!(nj["max_prefixes_reached"], 1, "{nj}");
+    assert_eq!(nj["prefixes_received"], 0, "{nj}");
+}
+
+/// The listener could not take a neighbor's MD5 key: the neighbor is held
+/// down (visible in `show bgp neighbors`) and a connection from it is
+/// never handed to BGP, signed or not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_neighbor_whose_md5_key_the_listener_refuses_is_held_down() {
+    let peer = ip("127.0.0.6");
+    MD5_FAIL.lock().unwrap().push(peer);
+    let mut pw = tempfile::NamedTempFile::new().unwrap();
+    pw.write_all(b"secret\n").unwrap();
+    let mut n = neighbor("127.0.0.6", testing::PEER_AS);
+    n.password_file = Some(pw.path().to_path_buf());
+    let (raw, speaker, _vips) = raw_peer("127.0.0.6", n).await;
+    let nj = until("held down", 5, || {
+        let nj = neighbor_json(&speaker);
+        nj["held_down"].is_string().then_some(nj)
+    })
+    .await;
+    let why = nj["held_down"].as_str().unwrap();
+    assert!(why.contains("127.0.0.6") && why.contains("MD5"), "{nj}");
+    assert_eq!(nj["stopped"], true, "{nj}");
+    assert_eq!(nj["state"], "Idle", "{nj}");
+    // An unsigned connection from the peer's address gets no OPEN.
+    let listen = SocketAddr::new(ip("127.0.0.1"), raw.local_addr().unwrap().port());
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::new(peer, 0)).unwrap();
+    let mut c = sock.connect(listen).await.unwrap();
+    let got = read_timeout(&mut c, 1000).await;
+    assert!(matches!(got, Ok(None)), "the speaker answered: {got:?}");
+}
+
+/// GTSM (RFC 5082): with `ttlSecurity` a SYN that arrives with TTL < 255
+/// never reaches BGP; one with 255 does, and our segments carry 255.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ttl_security_refuses_segments_below_ttl_255() {
+    let peer = ip("127.0.0.7");
+    let mut n = neighbor("127.0.0.7", testing::PEER_AS);
+    n.ttl_security = true;
+    // No raw listener: the speaker's own connections are refused.
+    let p = free_port();
+    let (_tx, rx) = watch::channel(VipSet::new());
+    let cfg = bgp_config(testing::LOCAL_AS, &testing::LOCAL_ID.to_string(), vec![n]);
+    let speaker = Speaker::start_with(&cfg, None, &[port("a", &["127.0.0.1/8"])], rx, options(p));
+    let nj = neighbor_json(&speaker);
+    assert_eq!(nj["ttl"], 255, "{nj}");
+    assert_eq!(nj["ttl_security_min_ttl"], 255, "{nj}");
+    let listen = SocketAddr::new(ip("127.0.0.1"), p);
+    let connect = |ttl: u32| async move {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(SocketAddr::new(peer, 0)).unwrap();
+        socket2::SockRef::from(&sock).set_ttl_v4(ttl).unwrap();
+        tokio::time::timeout(Duration::from_millis(1500), sock.connect(listen)).await
+    };
+    // The listener may not be up at once: TTL 255 connects within 5 s.
+    let mut ok = None;
+    for _ in 0..50 {
+        if let Ok(Ok(s)) = connect(255).await {
+            ok = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut s = ok.expect("a TTL-255 peer could not connect");
+    let open = read_timeout(&mut s, 5000).await.unwrap().expect("OPEN");
+    assert_eq!(open[18], 1);
+    drop(s);
+    // TTL 64 (a peer one hop further, or a remote attacker): the SYN is
+    // dropped by the kernel, nothing is accepted.
+    assert!(connect(64).await.is_err(), "a TTL-64 SYN was answered");
 }

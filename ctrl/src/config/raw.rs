@@ -171,6 +171,9 @@ pub struct HealthCheck {
     /// For `http`: the path to GET and the status that means healthy.
     pub path: Option<String>,
     pub expect_status: Option<u16>,
+    /// The port probed on every member (default: the member's port, or
+    /// the virtual server's). Required when a member forwards all ports.
+    pub port: Option<u16>,
 }
 
 fn default_interval() -> u32 {
@@ -258,6 +261,26 @@ pub struct Neighbor {
     pub advertise_ipv6: bool,
     #[serde(default = "default_hold_time")]
     pub hold_time: u16,
+    /// The smallest hold time accepted from the peer (0 accepts a peer's
+    /// 0, which turns liveness off).
+    #[serde(default = "default_min_hold_time")]
+    pub min_hold_time: u16,
+    /// Received prefixes (all families) above which the session ends with
+    /// Cease / Maximum Number of Prefixes Reached (RFC 4486).
+    #[serde(default = "default_max_prefixes")]
+    pub max_prefixes: u32,
+    /// GTSM (RFC 5082): send TTL 255 and accept only segments that arrive
+    /// with TTL >= 256 - ebgpMultihop.
+    #[serde(default)]
+    pub ttl_security: bool,
+}
+
+fn default_min_hold_time() -> u16 {
+    3
+}
+
+fn default_max_prefixes() -> u32 {
+    10_000
 }
 
 fn default_multihop() -> u8 {

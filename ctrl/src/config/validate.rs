@@ -9,6 +9,10 @@ use dataplane::host::{Prefix, SelfIp};
 
 use super::{raw, Error, HostFacts};
 
+/// The largest `maxPrefixes` a neighbor may set: each received prefix is
+/// kept (for the count in `show bgp neighbors`), so this bounds memory.
+pub const MAX_PREFIXES_LIMIT: u32 = 1_000_000;
+
 /// The whole validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -21,7 +25,7 @@ pub struct Config {
     pub api: Api,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Protocol {
     Tcp,
     Udp,
@@ -49,6 +53,21 @@ pub struct HealthCheck {
     pub fall: u32,
     pub path: String,
     pub expect_status: u16,
+    /// The port probed on every member, when set (`healthCheck.port`).
+    pub port: Option<u16>,
+}
+
+impl HealthCheck {
+    /// The port probed on a member of `vs` whose configured port is
+    /// `member_port`: `healthCheck.port`, else the member's, else the
+    /// virtual server's (validation makes sure it is not 0).
+    pub fn probe_port(&self, vs_port: u16, member_port: u16) -> u16 {
+        self.port.unwrap_or(if member_port == 0 {
+            vs_port
+        } else {
+            member_port
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +107,9 @@ pub struct Neighbor {
     pub advertise_ipv4: bool,
     pub advertise_ipv6: bool,
     pub hold_time: u16,
+    pub min_hold_time: u16,
+    pub max_prefixes: u32,
+    pub ttl_security: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -171,7 +193,8 @@ pub fn validate(raw: &raw::Config, host: &HostFacts) -> Result<Config> {
             }
             virtual_server(&path, vs)
         })
-        .collect::<Result<_>>()?;
+        .collect::<Result<Vec<VirtualServer>>>()?;
+    cross_check_virtual_servers(&virtual_servers)?;
     let bgp = raw.bgp.as_ref().map(bgp).transpose()?;
     let bfd = bfd(&raw.bfd)?;
     let api = Api {
@@ -413,6 +436,48 @@ fn list(cpus: &[usize]) -> String {
         .join(",")
 }
 
+/// What `run` would reject or misread across virtual servers: two with
+/// the same address, port and protocol (one would shadow the other), and
+/// a SNAT address that is also a VIP (return traffic to it would be taken
+/// for new client traffic).
+fn cross_check_virtual_servers(vss: &[VirtualServer]) -> Result<()> {
+    let mut seen = std::collections::HashMap::new();
+    for (i, vs) in vss.iter().enumerate() {
+        if let Some(j) = seen.insert((vs.address, vs.port, vs.protocol), i) {
+            return Err(Error::new(
+                format!("virtualServers[{i}]"),
+                format!(
+                    "{} port {} {} is already virtualServers[{j}] ({:?})",
+                    vs.address,
+                    vs.port,
+                    if vs.protocol == Protocol::Tcp {
+                        "tcp"
+                    } else {
+                        "udp"
+                    },
+                    vss[j].name
+                ),
+            ));
+        }
+    }
+    let vips: HashSet<IpAddr> = vss.iter().map(|v| v.address).collect();
+    for (i, vs) in vss.iter().enumerate() {
+        if let Snat::Pool(p) = &vs.snat {
+            for (k, a) in p.iter().enumerate() {
+                if vips.contains(a) {
+                    return Err(Error::new(
+                        format!("virtualServers[{i}].snat[{k}]"),
+                        format!(
+                            "{a} is a virtual server address; SNAT needs an address of its own"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn virtual_server(path: &str, vs: &raw::VirtualServer) -> Result<VirtualServer> {
     let address = ip(&format!("{path}.address"), &vs.address)?;
     let protocol = match vs.protocol.as_str() {
@@ -425,10 +490,11 @@ fn virtual_server(path: &str, vs: &raw::VirtualServer) -> Result<VirtualServer> 
             ))
         }
     };
-    if vs.idle_timeout == 0 {
+    // The data plane keeps idle timeouts in 16 bits.
+    if vs.idle_timeout == 0 || vs.idle_timeout > u32::from(u16::MAX) {
         return Err(Error::new(
             format!("{path}.idleTimeout"),
-            "must be at least 1 second",
+            format!("{} is not 1–65535 seconds", vs.idle_timeout),
         ));
     }
     let snat = match &vs.snat {
@@ -492,6 +558,10 @@ fn virtual_server(path: &str, vs: &raw::VirtualServer) -> Result<VirtualServer> 
                 fall: h.fall,
                 path: h.path.clone().unwrap_or_else(|| "/".into()),
                 expect_status: h.expect_status.unwrap_or(200),
+                port: match h.port {
+                    Some(0) => return Err(Error::new(format!("{hp}.port"), "must be 1–65535")),
+                    p => p,
+                },
             })
         })
         .transpose()?;
@@ -514,6 +584,19 @@ fn virtual_server(path: &str, vs: &raw::VirtualServer) -> Result<VirtualServer> 
                     format!("{mp}.port"),
                     "0 only for an all-ports virtual server",
                 ));
+            }
+            // A member that keeps the client's port on an all-ports virtual
+            // server has no port of its own to probe: port 0 cannot be.
+            if let Some(hc) = &health_check {
+                if hc.probe_port(vs.port, m.port) == 0 {
+                    return Err(Error::new(
+                        format!("{path}.healthCheck.port"),
+                        format!(
+                            "is required: {mp} forwards all ports (port 0 on an all-ports \
+                             virtual server), so name the port the health check probes"
+                        ),
+                    ));
+                }
             }
             Ok(Member {
                 address,
@@ -573,6 +656,12 @@ fn bgp(raw: &raw::Bgp) -> Result<Bgp> {
                     "must be 0 or at least 3 (RFC 4271 §4.2)",
                 ));
             }
+            if n.max_prefixes == 0 || n.max_prefixes > MAX_PREFIXES_LIMIT {
+                return Err(Error::new(
+                    format!("{path}.maxPrefixes"),
+                    format!("must be 1–{MAX_PREFIXES_LIMIT}"),
+                ));
+            }
             Ok(Neighbor {
                 address,
                 asn: n.asn,
@@ -582,6 +671,9 @@ fn bgp(raw: &raw::Bgp) -> Result<Bgp> {
                 advertise_ipv4: n.advertise_ipv4,
                 advertise_ipv6: n.advertise_ipv6,
                 hold_time: n.hold_time,
+                min_hold_time: n.min_hold_time,
+                max_prefixes: n.max_prefixes,
+                ttl_security: n.ttl_security,
             })
         })
         .collect::<Result<_>>()?;
