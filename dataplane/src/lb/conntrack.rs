@@ -204,6 +204,20 @@ impl Bucket {
         word(self.sigs[0]) | word(self.sigs[1]) << 4
     }
 
+    /// The free slots (timeout 0) and the expired ones, as slot masks:
+    /// branch-free over the eight slots (the compiler vectorises it).
+    #[inline(always)]
+    fn free_and_expired(&self, now: Secs) -> (u32, u32) {
+        let (mut free, mut expired) = (0u32, 0u32);
+        for s in 0..SLOTS_PER_BUCKET {
+            let t = u32::from(self.timeout[s]);
+            let idle = now.saturating_sub(self.last_seen[s]);
+            free |= u32::from(t == 0) << s;
+            expired |= u32::from(t != 0 && idle >= t) << s;
+        }
+        (free, expired)
+    }
+
     #[inline(always)]
     fn live(&self, s: usize, now: Secs) -> bool {
         let t = self.timeout[s];
@@ -719,27 +733,29 @@ impl ConnTable {
     ) -> Result<FlowRef<'_>, InsertError> {
         let (b1, b2, sig) = self.locate(hash);
         // Per candidate bucket: first free slot, first expired slot, and how
-        // many slots are usable (free or expired).
+        // many slots are usable (free or expired), from slot masks.
         let mut cand = [(b1, None, None, 0u32), (b2, None, None, 0u32)];
         for c in cand.iter_mut() {
             let b = c.0;
             let bucket = &self.buckets[b];
-            let base = b * SLOTS_PER_BUCKET;
-            let equal = bucket.sig_mask(sig);
-            for s in 0..SLOTS_PER_BUCKET {
-                let sig_equal = equal >> s & 1 != 0;
-                if bucket.timeout[s] == 0 {
-                    c.1 = c.1.or(Some(s));
-                    c.3 += 1;
-                } else if !bucket.live(s, now) {
-                    c.2 = c.2.or(Some(s));
-                    c.3 += 1;
-                } else if sig_equal && self.entries[base + s].matches(key) {
+            let (free, expired) = bucket.free_and_expired(now);
+            let mut live_equal = bucket.sig_mask(sig) & !(free | expired);
+            while live_equal != 0 {
+                let s = live_equal.trailing_zeros() as usize;
+                if self.entries[b * SLOTS_PER_BUCKET + s].matches(key) {
                     self.counters.hits += 1;
                     self.buckets[b].last_seen[s] = now;
                     return Ok(self.flow_ref(b, s, false, None));
                 }
+                live_equal &= live_equal - 1;
             }
+            let first = |m: u32| (m != 0).then(|| m.trailing_zeros() as usize);
+            *c = (
+                b,
+                first(free),
+                first(expired),
+                (free | expired).count_ones(),
+            );
         }
         if self.flood_limit != 0 {
             if self.flood_second != now {
