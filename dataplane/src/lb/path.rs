@@ -905,34 +905,48 @@ impl L4 {
             return self.drop_with(L4Drop::TtlExpired);
         }
         let dst = apply(frame, p, rw);
-        let bytes = len as u64;
-        let slot = tables.member_base(vs) + usize::from(member);
+        self.count_pass(
+            dir,
+            vs,
+            tables.member_base(vs) + usize::from(member),
+            len as u64,
+        );
+        L4Verdict::Forward {
+            dst: ip_of(p.family, &dst),
+        }
+    }
+
+    /// Counts a forwarded packet of `bytes` for its virtual server `vs`
+    /// and its member (counter slot `member_slot`), in `dir`.
+    #[inline(always)]
+    fn count_pass(&mut self, dir: Direction, vs: u32, member_slot: usize, bytes: u64) {
+        let (vs, member) = (
+            self.vs_counters.get_mut(vs as usize),
+            self.member_counters.get_mut(member_slot),
+        );
         match dir {
             Direction::In => {
                 self.counters.forwarded += 1;
-                if let Some(c) = self.vs_counters.get_mut(vs as usize) {
+                if let Some(c) = vs {
                     c.packets_in += 1;
                     c.bytes_in += bytes;
                 }
-                if let Some(c) = self.member_counters.get_mut(slot) {
+                if let Some(c) = member {
                     c.packets_in += 1;
                     c.bytes_in += bytes;
                 }
             }
             Direction::Out => {
                 self.counters.returned += 1;
-                if let Some(c) = self.vs_counters.get_mut(vs as usize) {
+                if let Some(c) = vs {
                     c.packets_out += 1;
                     c.bytes_out += bytes;
                 }
-                if let Some(c) = self.member_counters.get_mut(slot) {
+                if let Some(c) = member {
                     c.packets_out += 1;
                     c.bytes_out += bytes;
                 }
             }
-        }
-        L4Verdict::Forward {
-            dst: ip_of(p.family, &dst),
         }
     }
 

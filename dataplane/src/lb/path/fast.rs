@@ -306,34 +306,8 @@ impl L4 {
         let bytes = frame.len() as u64;
         rewrite(frame, flow, hit.src, hit.dst);
         // What `pass` counts.
-        let (vs, slot) = (
-            hit.vs as usize,
-            tables.member_base(hit.vs) + usize::from(hit.member),
-        );
-        match hit.dir {
-            Direction::In => {
-                self.counters.forwarded += 1;
-                if let Some(c) = self.vs_counters.get_mut(vs) {
-                    c.packets_in += 1;
-                    c.bytes_in += bytes;
-                }
-                if let Some(c) = self.member_counters.get_mut(slot) {
-                    c.packets_in += 1;
-                    c.bytes_in += bytes;
-                }
-            }
-            Direction::Out => {
-                self.counters.returned += 1;
-                if let Some(c) = self.vs_counters.get_mut(vs) {
-                    c.packets_out += 1;
-                    c.bytes_out += bytes;
-                }
-                if let Some(c) = self.member_counters.get_mut(slot) {
-                    c.packets_out += 1;
-                    c.bytes_out += bytes;
-                }
-            }
-        }
+        let member_slot = tables.member_base(hit.vs) + usize::from(hit.member);
+        self.count_pass(hit.dir, hit.vs, member_slot, bytes);
     }
 }
 
