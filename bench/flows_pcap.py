@@ -13,10 +13,13 @@ Modes (--mode), each flow's frames in order:
         direction's first ACK: the state changes);
                                               each pass: client PSH-ACK,
                                                          member ACK
+  udp6  creation: client -> VIP (UDP over IPv6); each pass: client -> VIP
+        (IPv6 has no fast path yet: this row is the slow path's cost)
   (--passes 1 writes the creation frames only; --passes 1+K adds K passes.)
 
 Prints two numbers: frames in the file, and the frames the virtual server
-forwards (both directions; every frame but the ARP requests).
+forwards (both directions; every frame but the ARP requests and, for
+udp6, the member's neighbour solicitation).
 
 Usage: flows_pcap.py OUT.pcap --flows N --passes K --dst-mac MAC [--mode M]
            [--vip 10.0.0.100] [--vport 80] [--self-ip 10.0.0.2]
@@ -75,12 +78,48 @@ def tcp_frame(dst_mac: bytes, src_mac: bytes, src: bytes, sport: int, dst: bytes
 
 FIN, SYN, RST, PSH, ACK = 1, 2, 4, 8, 16
 
+VIP6, MEMBER6, SELF6 = "fd00::100", "fd00::50", "fd00::2"
+
+
+def ip6(s: str) -> bytes:
+    import ipaddress
+    return ipaddress.IPv6Address(s).packed
+
+
+def ipv6_frame(dst_mac: bytes, src_mac: bytes, src: bytes, dst: bytes, nh: int, hlim: int, l4: bytes) -> bytes:
+    ip = struct.pack("!IHBB", 6 << 28, len(l4), nh, hlim) + src + dst
+    return (dst_mac + src_mac + b"\x86\xdd" + ip + l4).ljust(60, b"\0")
+
+
+def l4_csum6(src: bytes, dst: bytes, nh: int, l4: bytes, at: int) -> bytes:
+    pseudo = src + dst + struct.pack("!IxxxB", len(l4), nh)
+    c = csum(pseudo + l4) or 0xFFFF
+    return l4[:at] + struct.pack("!H", c) + l4[at + 2:]
+
+
+def neighbor_solicitation(smac: bytes, src: bytes, target: bytes) -> bytes:
+    """An NS from `src` for `target`, with our link-layer address option."""
+    snm = bytes.fromhex("ff0200000000000000000001ff") + target[13:]
+    icmp = struct.pack("!BBHI", 135, 0, 0, 0) + target + bytes([1, 1]) + smac
+    icmp = l4_csum6(src, snm, 58, icmp, 2)
+    return ipv6_frame(b"\x33\x33" + snm[12:], smac, src, snm, 58, 255, icmp)
+
+
+def udp6_frame(dst_mac: bytes, src_mac: bytes, src: bytes, sport: int, dst: bytes, dport: int) -> bytes:
+    payload = b"\0" * 4
+    udp = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+    return ipv6_frame(dst_mac, src_mac, src, dst, 17, 64, l4_csum6(src, dst, 17, udp, 6))
+
 
 def flow_frames(a, mode: str, i: int, passes: int) -> list:
     """Creation frames then `passes - 1` passes of one flow's frames."""
     us, client_mac, member_mac = mac(a.dst_mac), mac("02:00:00:00:01:01"), mac(a.member_mac)
     c, cport = bytes([10, 1, i // 256 % 256, i % 256]), 10000 + i % 50000
     vip, m = ip4(a.vip), ip4(a.member)
+    if mode == "udp6":
+        c6 = ip6("fd01::")[:12] + struct.pack("!I", i + 1)
+        fwd = udp6_frame(us, client_mac, c6, cport, ip6(VIP6), a.vport)
+        return [fwd], [fwd]
     if mode in ("udp", "udp2"):
         fwd = udp_frame(us, client_mac, c, cport, vip, a.vport)
         back = udp_frame(us, member_mac, m, 8080, c, cport)
@@ -104,10 +143,12 @@ def main() -> None:
     ap.add_argument("--member-mac", default="02:00:00:00:00:50")
     ap.add_argument("--router", default="10.0.0.1")
     ap.add_argument("--router-mac", default="02:00:00:00:00:01")
-    ap.add_argument("--mode", choices=("udp", "udp2", "tcp"), default="udp")
+    ap.add_argument("--mode", choices=("udp", "udp2", "tcp", "udp6"), default="udp")
     a = ap.parse_args()
     frames = [arp_request(mac(a.member_mac), ip4(a.member), ip4(a.self_ip)),
               arp_request(mac(a.router_mac), ip4(a.router), ip4(a.self_ip))]
+    if a.mode == "udp6":
+        frames.append(neighbor_solicitation(mac(a.member_mac), ip6(MEMBER6), ip6(SELF6)))
     per_flow = [flow_frames(a, a.mode, i, a.passes) for i in range(a.flows)]
     for create, _ in per_flow:
         frames += create
@@ -118,7 +159,7 @@ def main() -> None:
         f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
         for i, fr in enumerate(frames):
             f.write(struct.pack("<IIII", i // 1_000_000, i % 1_000_000, len(fr), len(fr)) + fr)
-    print(len(frames), len(frames) - 2)
+    print(len(frames), len(frames) - (3 if a.mode == "udp6" else 2))
 
 
 if __name__ == "__main__":
