@@ -950,9 +950,11 @@ async fn frame(
             }
         }
         buf.drain(..start);
+        // Closing wins over more data: what follows is only drained.
         let r = tokio::select! {
-            r = rd.read(chunk) => r,
+            biased;
             _ = &mut *stop => return true,
+            r = rd.read(chunk) => r,
         };
         match r {
             Ok(0) => {
