@@ -106,6 +106,8 @@ mod tests {
                     ],
                     vlan: None,
                     mtu: 1500,
+                    neighbors: vec![],
+                    punt_rate: 0,
                 },
                 PortSpec {
                     name: "int".into(),
@@ -116,6 +118,8 @@ mod tests {
                     }],
                     vlan: None,
                     mtu: 1500,
+                    neighbors: vec![],
+                    punt_rate: 0,
                 },
             ],
             routes: vec![StaticRoute {

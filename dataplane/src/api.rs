@@ -51,6 +51,10 @@ pub struct PortSpec {
     pub self_ips: Vec<SelfIp>,
     pub vlan: Option<u16>,
     pub mtu: u16,
+    /// Configured neighbors (never expire, never overridden by ARP/ND).
+    pub neighbors: Vec<(IpAddr, Mac)>,
+    /// The punt policer's rate (frames/s of the `other` class; 0 = none).
+    pub punt_rate: u32,
 }
 
 /// A static route of the validated configuration.
@@ -294,6 +298,8 @@ pub struct Dataplane {
     bfd_events: Arc<ArrayQueue<StateChange>>,
     bfd_commands: Vec<Arc<ArrayQueue<BfdCommand>>>,
     bfd_shared: Arc<SharedBfd>,
+    /// Local discriminator → configured BFD peer (the values are random).
+    bfd_discrs: bfd::discr::Discriminators,
     /// Each worker's clock, to date its BFD state changes.
     clocks: Vec<dpdk::Clock>,
     l4_shared: Vec<Arc<SharedL4>>,
@@ -413,6 +419,7 @@ impl Dataplane {
             bfd_events: Arc::new(ArrayQueue::new(4096)),
             bfd_commands: Vec::new(),
             bfd_shared: Arc::new(SharedBfd::default()),
+            bfd_discrs: Default::default(),
             clocks: Vec::new(),
             ports,
             pools,
@@ -491,8 +498,8 @@ impl Dataplane {
             .collect();
         let mut bfd = SessionTable::with_capacity(mine.len().max(1));
         for (i, peer) in mine {
-            // Discriminators unique per instance: worker and peer index.
-            let discr = ((w as u32 + 1) << 16) | (i as u32 + 1);
+            // RFC 5880 §6.3: unique per instance, random (bfd::discr).
+            let discr = self.bfd_discrs.fresh(i);
             let mut sc = SessionConfig::single_hop(discr, peer.timers);
             if let Some(min_ttl) = peer.multihop {
                 sc.hop = bfd::Hop::Multi { min_ttl };
@@ -540,13 +547,19 @@ impl Dataplane {
             .filter(|(i, _)| cfg.worker_of(*i) == w)
             .map(|(i, spec)| {
                 let (port, tap) = &self.ports[i];
-                let host = Host::new(
+                let mut host = Host::new(
                     i,
                     self.interfaces[i].mac,
                     spec.vlan,
                     spec.mtu,
                     spec.self_ips.clone(),
                 );
+                host.punt = crate::host::policer::PuntPolicer::new(spec.punt_rate);
+                for &(ip, mac) in &spec.neighbors {
+                    if !host.neighbors.add_static(ip, mac) {
+                        tracing::warn!(port = %spec.name, %ip, "static neighbor not added: cache window full");
+                    }
+                }
                 WorkerPort::new(
                     host,
                     self.pools[i].clone(),
@@ -631,8 +644,7 @@ impl Dataplane {
 
     /// The peer of the BFD session with local discriminator `discr`.
     pub fn bfd_peer_of(&self, discr: u32) -> Option<IpAddr> {
-        // build_worker numbers sessions (worker + 1) << 16 | (peer index + 1).
-        let i = (discr & 0xffff).checked_sub(1)? as usize;
+        let i = self.bfd_discrs.peer_of(discr)?;
         self.bfd_shared.sessions.lock().ok()?.get(i).map(|s| s.peer)
     }
 
@@ -748,6 +760,8 @@ mod tests {
                     }],
                     vlan: None,
                     mtu: 1500,
+                    neighbors: vec![],
+                    punt_rate: 0,
                 },
                 PortSpec {
                     name: "int".into(),
@@ -758,6 +772,8 @@ mod tests {
                     }],
                     vlan: Some(7),
                     mtu: 1500,
+                    neighbors: vec![],
+                    punt_rate: 0,
                 },
             ],
             routes: vec![StaticRoute {

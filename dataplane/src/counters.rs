@@ -70,6 +70,8 @@ drop_reasons! {
     TapFull => "tap_full",
     /// The mempool was empty when a copy or a new frame was needed.
     NoMbuf => "no_mbuf",
+    /// Over the port's punt policer's rate: not handed to the TAP.
+    PuntPoliced => "punt_policed",
 }
 
 /// What one port counted (owned by its worker).

@@ -177,6 +177,13 @@ impl Worker {
         let mut counters = WorkerCounters::default();
         let (mut last_timers, mut last_publish, mut last_tap) = (0, 0, 0);
         let mut idle_streak: u32 = 0;
+        // The longest sleep BFD allows (see the adaptive block below),
+        // recomputed with the counters every 10 ms.
+        let mut bfd_sleep_cap = MAX_SLEEP_NS;
+        if self.poll_mode == PollMode::Adaptive {
+            // Sleeps wake on time, not up to 50 µs late (the default slack).
+            crate::dpdk::set_timer_slack_ns(1_000);
+        }
         self.shared.running.store(true, Relaxed);
         // The first table's counters are set up here, not on the first
         // packet (adopting allocates).
@@ -231,6 +238,7 @@ impl Worker {
                 last_publish = now;
                 self.publish(&counters, &tables);
                 self.bfd_commands(now);
+                bfd_sleep_cap = bfd_sleep_cap_ns(&self.bfd);
                 if self.panic_for_test {
                     panic!("worker panic requested by POLLUX_TEST_WORKER_PANIC");
                 }
@@ -244,12 +252,34 @@ impl Worker {
                 if self.poll_mode == PollMode::Adaptive && idle_streak >= 256 {
                     // VPP-style adaptive polling: short sleeps once idle,
                     // longer ones after a second of nothing; timers run at
-                    // the latest 1 ms late.
-                    counters.sleeps += 1;
-                    let us = if idle_streak >= 10_000 { 1000 } else { 100 };
-                    // Never past a BFD deadline: transmit schedules hold.
-                    let until_bfd = self.bfd.next_deadline().saturating_sub(now) / 1000;
-                    std::thread::sleep(Duration::from_micros(us.min(until_bfd.max(10))));
+                    // the latest 1 ms late. BFD bounds the sleep twice:
+                    // - a packet that arrives during a sleep is stamped
+                    //   (last_rx) when the sleep ends, which pushes the
+                    //   detection deadline late by up to the sleep: sleeps
+                    //   stay a small fraction of the shortest detection
+                    //   time (`bfd_sleep_cap`);
+                    // - a sleep overshoots (wake-up latency): it ends
+                    //   SLEEP_MARGIN_NS before the next BFD deadline and the
+                    //   loop polls the rest, so expiry and transmission run
+                    //   on time. (The old bound slept right up to the
+                    //   deadline, at least 10 µs, from the loop's stale
+                    //   `now`: every overshoot made a Down late.)
+                    let ns = if idle_streak >= 10_000 {
+                        MAX_SLEEP_NS
+                    } else {
+                        MAX_SLEEP_NS / 10
+                    };
+                    let ns = if self.bfd.is_empty() {
+                        ns
+                    } else {
+                        let until = self.bfd.next_deadline().saturating_sub(clock.now());
+                        ns.min(bfd_sleep_cap)
+                            .min(until.saturating_sub(SLEEP_MARGIN_NS))
+                    };
+                    if ns >= MIN_SLEEP_NS {
+                        counters.sleeps += 1;
+                        std::thread::sleep(Duration::from_nanos(ns));
+                    }
                 }
             }
         }
@@ -636,6 +666,10 @@ impl Worker {
             }
             (L4Verdict::Drop(_), _) => {} // counted by the L4 path, by reason
             (L4Verdict::NotL4, FromWire::Punt) => {
+                if !p.host.admit_punt(now, m.data()) {
+                    return; // counted as punt_policed
+                }
+                let c = &mut p.host.counters;
                 if vlan {
                     m.strip_vlan();
                 }
@@ -764,6 +798,27 @@ impl Worker {
             }
         }
     }
+}
+
+/// The adaptive mode's longest sleep, after a second of idle polls.
+const MAX_SLEEP_NS: Nanos = MS;
+/// Shorter sleeps than this are not worth a system call: poll instead.
+const MIN_SLEEP_NS: Nanos = 20_000;
+/// How early a sleep ends before the next BFD deadline: covers the
+/// kernel's wake-up latency, so the deadline is met by polling.
+const SLEEP_MARGIN_NS: Nanos = 150_000;
+
+/// The longest sleep that keeps BFD's reception timestamps within 1/128
+/// of the shortest detection time of `bfd`'s sessions (30 ms: 234 µs),
+/// between `MIN_SLEEP_NS` and `MAX_SLEEP_NS`.
+fn bfd_sleep_cap_ns(bfd: &SessionTable) -> Nanos {
+    bfd.iter()
+        .map(|(_, s)| s.detection_time_ns())
+        .filter(|&d| d > 0)
+        .min()
+        .map_or(MAX_SLEEP_NS, |d| {
+            (d / 128).clamp(MIN_SLEEP_NS, MAX_SLEEP_NS)
+        })
 }
 
 /// The L4 path's clock: whole seconds of the worker's.

@@ -160,6 +160,8 @@ async fn run(a: Args) -> Result<(), String> {
         }],
         vlan: None,
         mtu: 1500,
+        neighbors: vec![],
+        punt_rate: 0,
     };
     let base = u32::from(a.first);
     let vips: VipSet = (0..a.count)

@@ -39,6 +39,8 @@ fn port(name: &str, ips: &[&str]) -> PortSpec {
             .collect(),
         vlan: None,
         mtu: 1500,
+        neighbors: vec![],
+        punt_rate: 0,
     }
 }
 

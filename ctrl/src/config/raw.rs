@@ -99,10 +99,26 @@ pub struct Port {
     pub vlan: Option<u16>,
     #[serde(default = "default_mtu")]
     pub mtu: u16,
+    /// Neighbors that do not answer ARP/ND (traffic generators such as
+    /// pktgen or TRex): never expire, never overridden by ARP or ND.
+    #[serde(default)]
+    pub neighbors: Vec<StaticNeighbor>,
+    /// Frames per second this port may punt to its TAP (the kernel), for
+    /// traffic other than BGP and ARP/ND mirrors (BGP gets twice this, the
+    /// mirrors a tenth, at least 100); 0 = no limit. Default 10000.
+    pub punt_rate: Option<u32>,
 }
 
 fn default_mtu() -> u16 {
     1500
+}
+
+/// `{ address: 10.0.0.9, mac: "02:00:00:00:00:09" }`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct StaticNeighbor {
+    pub address: String,
+    pub mac: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -143,6 +143,61 @@ fn ip(path: &str, s: &str) -> Result<IpAddr> {
         .map_err(|_| Error::new(path, format!("{s:?} is not an IPv4 or IPv6 address")))
 }
 
+/// A port's `neighbors`: unicast addresses on one of its subnets (or IPv6
+/// link-local), each once, none a self IP, with a unicast MAC.
+fn static_neighbors(
+    path: &str,
+    raw: &[raw::StaticNeighbor],
+    self_ips: &[SelfIp],
+) -> Result<Vec<(IpAddr, dataplane::wire::Mac)>> {
+    let mut seen = HashSet::new();
+    raw.iter()
+        .enumerate()
+        .map(|(j, n)| {
+            let at = format!("{path}.neighbors[{j}]");
+            let addr = ip(&format!("{at}.address"), &n.address)?;
+            let link_local = matches!(addr, IpAddr::V6(a) if a.is_unicast_link_local());
+            if addr.is_unspecified() || addr.is_multicast() || addr == Ipv4Addr::BROADCAST {
+                return Err(Error::new(
+                    format!("{at}.address"),
+                    format!("{addr} is not a unicast address"),
+                ));
+            }
+            if self_ips.iter().any(|s| s.addr == addr) {
+                return Err(Error::new(
+                    format!("{at}.address"),
+                    format!("{addr} is a self IP of this port"),
+                ));
+            }
+            if !link_local && !self_ips.iter().any(|s| s.prefix().contains(addr)) {
+                return Err(Error::new(
+                    format!("{at}.address"),
+                    format!("{addr} is not on a subnet of this port's selfIps"),
+                ));
+            }
+            if !seen.insert(addr) {
+                return Err(Error::new(
+                    format!("{at}.address"),
+                    format!("{addr} is listed twice"),
+                ));
+            }
+            let mac: dataplane::wire::Mac = n.mac.trim().parse().map_err(|_| {
+                Error::new(
+                    format!("{at}.mac"),
+                    format!("{:?} is not a MAC address (02:00:00:00:00:09)", n.mac),
+                )
+            })?;
+            if mac.is_multicast() || mac == dataplane::wire::Mac::ZERO {
+                return Err(Error::new(
+                    format!("{at}.mac"),
+                    format!("{mac} is not a unicast MAC"),
+                ));
+            }
+            Ok((addr, mac))
+        })
+        .collect()
+}
+
 /// `addr/len` with the length in range for the family.
 fn cidr(path: &str, s: &str) -> Result<(IpAddr, u8)> {
     let (a, l) = s
@@ -356,12 +411,17 @@ fn dataplane(raw: &raw::Dataplane, instance: &str, host: &HostFacts) -> Result<a
                     cidr(&format!("{path}.selfIps[{j}]"), s).map(|(addr, len)| SelfIp { addr, len })
                 })
                 .collect::<Result<Vec<_>>>()?;
+            let neighbors = static_neighbors(&path, &p.neighbors, &self_ips)?;
             Ok(PortSpec {
                 name: p.name.clone(),
                 device: p.device.clone(),
                 self_ips,
                 vlan: p.vlan,
                 mtu: p.mtu,
+                neighbors,
+                punt_rate: p
+                    .punt_rate
+                    .unwrap_or(dataplane::host::policer::DEFAULT_RATE),
             })
         })
         .collect::<Result<Vec<_>>>()?;

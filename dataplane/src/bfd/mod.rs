@@ -30,6 +30,7 @@
 //! * [`session`]: one session — discriminators, timer negotiation, slow
 //!   rate while not Up, Poll/Final sequences, jitter, detection, AdminDown,
 //!   single-hop vs multihop TTL rules.
+//! * [`discr`]: random local discriminators and the peer each belongs to.
 //! * [`table`]: the sessions of one worker — fixed capacity, demultiplexing,
 //!   one timer heap checked per loop iteration.
 //!
@@ -42,6 +43,7 @@
 //! the Echo function, authentication (§6.7; packets with the A bit are
 //! dropped and counted as `auth_mismatch`).
 
+pub mod discr;
 pub mod events;
 pub mod packet;
 pub mod session;

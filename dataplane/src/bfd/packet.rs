@@ -125,6 +125,13 @@ pub enum RxError {
     NoSession,
     /// A single-hop packet arrived on the multihop port or vice versa.
     WrongHop,
+    /// The Your Discriminator names a session whose peer is another address
+    /// (or, single hop, that is reached through another port). RFC 5880
+    /// §6.8.6 leaves the check to the encapsulation; RFC 5881 §4 / 5883 §4
+    /// tie a session to its peer's address, and without the check any host
+    /// on the link that learns (or guesses) the discriminator could hold the
+    /// session Up or take it, and BGP with it, Down.
+    WrongSource,
     /// RFC 5881 §5: "All received BFD Control packets that are demultiplexed
     /// to the session MUST be discarded if the received TTL or Hop Limit is
     /// not equal to 255." For multihop (RFC 5883 §5) below the configured
@@ -141,7 +148,7 @@ pub enum RxError {
 
 impl RxError {
     /// Number of variants: the size of a counter array.
-    pub const COUNT: usize = 16;
+    pub const COUNT: usize = 17;
     /// Every variant, in counter order.
     pub const ALL: [RxError; Self::COUNT] = [
         RxError::Truncated,
@@ -157,6 +164,7 @@ impl RxError {
         RxError::UnknownDiscr,
         RxError::NoSession,
         RxError::WrongHop,
+        RxError::WrongSource,
         RxError::BadTtl,
         RxError::AuthMismatch,
         RxError::AdminDown,
@@ -178,6 +186,7 @@ impl RxError {
             RxError::UnknownDiscr => "unknown_discriminator",
             RxError::NoSession => "no_session",
             RxError::WrongHop => "wrong_hop",
+            RxError::WrongSource => "wrong_source",
             RxError::BadTtl => "bad_ttl",
             RxError::AuthMismatch => "auth_mismatch",
             RxError::AdminDown => "admin_down",

@@ -303,6 +303,13 @@ impl SessionTable {
         if slot.session.config().hop.is_multi() != meta.multihop {
             return Err(RxError::WrongHop);
         }
+        // Selected by discriminator: it must still come from the session's
+        // peer (single hop: over the session's port as well).
+        if slot.peer.addr != meta.peer.addr
+            || (!meta.multihop && slot.peer.iface != meta.peer.iface)
+        {
+            return Err(RxError::WrongSource);
+        }
         let result = slot.session.on_packet(now, &pkt, meta.ttl);
         let deadline = slot.session.next_deadline();
         self.timers.lower(idx, deadline);

@@ -1035,13 +1035,21 @@ fn table_demuxes_by_your_discr_then_by_peer() {
     let ev = t.handle_rx(0, &meta(p2), &buf).unwrap().unwrap();
     assert_eq!((ev.session, ev.new), (id2, State::Init));
     assert_eq!(t.get(id1).unwrap().state(), State::Down);
-    // Your Discriminator set: by discriminator, whatever the source.
+    // Your Discriminator set: by discriminator, and only from the
+    // session's peer (address and, single hop, port).
     from_remote(State::Init, 11).emit(&mut buf).unwrap();
     let stranger = PeerKey {
         addr: addr(9, 77),
-        iface: 9,
+        iface: 1,
     };
-    let ev = t.handle_rx(0, &meta(stranger), &buf).unwrap().unwrap();
+    assert_eq!(
+        t.handle_rx(0, &meta(stranger), &buf),
+        Err(RxError::WrongSource)
+    );
+    assert_eq!(t.handle_rx(0, &meta(p2), &buf), Err(RxError::WrongSource));
+    assert_eq!(t.drops().get(RxError::WrongSource), 2);
+    assert_eq!(t.get(id1).unwrap().state(), State::Down);
+    let ev = t.handle_rx(0, &meta(p1), &buf).unwrap().unwrap();
     assert_eq!((ev.session, ev.new), (id1, State::Up));
     assert_eq!(t.rx_accepted(), 2);
     // Add / remove / reuse.
@@ -1317,6 +1325,38 @@ fn malformed_packets_are_dropped_and_counted_by_reason() {
                 ..single
             },
             RxError::WrongHop,
+        ),
+        (
+            "right your discr from another address",
+            bytes(Repr {
+                your_discr: 1,
+                state: State::Up,
+                ..good
+            }),
+            RxMeta {
+                peer: PeerKey {
+                    addr: addr(9, 66),
+                    iface: 0,
+                },
+                ..single
+            },
+            RxError::WrongSource,
+        ),
+        (
+            "right your discr from the peer through another port",
+            bytes(Repr {
+                your_discr: 1,
+                state: State::Up,
+                ..good
+            }),
+            RxMeta {
+                peer: PeerKey {
+                    addr: addr(9, 1),
+                    iface: 3,
+                },
+                ..single
+            },
+            RxError::WrongSource,
         ),
         (
             "TTL 254 on single hop",

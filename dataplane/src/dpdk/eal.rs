@@ -80,6 +80,15 @@ pub fn tsc() -> u64 {
     unsafe { dpdk_sys::pollux_rdtsc() }
 }
 
+/// Sets the calling thread's timer slack (`PR_SET_TIMERSLACK`): how late
+/// the kernel may wake its sleeps to batch wake-ups (50 µs by default, on
+/// top of every `thread::sleep`). Returns false if the kernel refused.
+pub fn set_timer_slack_ns(ns: u64) -> bool {
+    // SAFETY: PR_SET_TIMERSLACK takes an integer and touches no memory of
+    // ours; it affects only the calling thread.
+    unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, ns as libc::c_ulong, 0, 0, 0) == 0 }
+}
+
 /// TSC ticks per second as measured by EAL.
 pub fn tsc_hz() -> u64 {
     // SAFETY: valid after rte_eal_init, which calibrates it.

@@ -17,7 +17,7 @@ mod port;
 
 use std::ffi::CStr;
 
-pub use eal::{launch, tsc, tsc_hz, wait, Clock, Eal};
+pub use eal::{launch, set_timer_slack_ns, tsc, tsc_hz, wait, Clock, Eal};
 pub use mbuf::{Burst, Mbuf, TxBuffer, BURST};
 pub use mempool::Mempool;
 pub use port::{stats, Port, PortId, PortStats, Queue};

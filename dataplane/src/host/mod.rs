@@ -16,6 +16,7 @@
 
 pub mod fib;
 pub mod neighbor;
+pub mod policer;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -23,7 +24,8 @@ use crate::counters::{Drop, PortCounters};
 use crate::wire::ethernet::{self, ethertype, Frame};
 use crate::wire::{arp, checksum, icmpv4, icmpv6, ipv4, ipv6, Error, Mac};
 pub use fib::{Fib, Prefix, Route};
-use neighbor::{Cache, Nanos};
+use neighbor::{Cache, Learned, Nanos};
+use policer::{Class, PuntPolicer};
 
 /// A self IP with its prefix length (the connected subnet).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,6 +125,8 @@ pub struct Host {
     /// fe80::/64 address derived from the MAC (EUI-64), answered too.
     pub link_local: Ipv6Addr,
     pub neighbors: Cache,
+    /// What may be punted to the TAP ([`policer`]).
+    pub punt: PuntPolicer,
     pub counters: PortCounters,
 }
 
@@ -138,7 +142,29 @@ impl Host {
             self_ips,
             link_local: link_local(mac),
             neighbors: Cache::new(1024),
+            punt: PuntPolicer::default(),
             counters: PortCounters::default(),
+        }
+    }
+
+    /// Whether the frame `frame` (as received, tag included) may be punted
+    /// to the TAP now; a refusal is counted as `punt_policed` and the
+    /// caller drops the frame.
+    pub fn admit_punt(&mut self, now: Nanos, frame: &[u8]) -> bool {
+        let ok = self.punt.admit(punt_class(frame), now);
+        if !ok {
+            self.counters.drop(Drop::PuntPoliced);
+        }
+        ok
+    }
+
+    /// Mirrors an ARP/ND frame (`buf[..len]`, Ethernet header of `hdr`
+    /// bytes) to the TAP, within the neighbor class's budget.
+    fn mirror(&mut self, now: Nanos, buf: &[u8], hdr: usize, len: usize, io: &mut impl HostIo) {
+        if self.punt.admit(Class::Neighbor, now) {
+            io.mirror_to_tap(&buf[..12], &buf[hdr - 2..len]);
+        } else {
+            self.counters.drop(Drop::PuntPoliced);
         }
     }
 
@@ -213,16 +239,19 @@ impl Host {
         };
         let (op, smac, sip, tip) = (p.operation(), p.sender_mac(), p.sender_ip(), p.target_ip());
         let for_us = self.is_self(IpAddr::V4(tip));
-        // RFC 826: merge what we know about the sender; add it if the
-        // packet is for us. Probes (sender 0.0.0.0) teach nothing.
-        if !sip.is_unspecified() && (for_us || self.neighbors.knows(IpAddr::V4(sip))) {
-            self.neighbors.update(IpAddr::V4(sip), smac, now);
+        // RFC 826: merge what we know about the sender. Unlike RFC 826 an
+        // unknown sender is not added even when the packet is for us: the
+        // cache holds only what we asked about (neighbor.rs), so spoofed
+        // senders cannot fill it. Probes (sender 0.0.0.0) teach nothing.
+        if !sip.is_unspecified()
+            && self.neighbors.update(IpAddr::V4(sip), smac, now, true) == Learned::Updated
+        {
             io.resolved(IpAddr::V4(sip), smac);
         }
         if !for_us {
             return FromWire::Drop(Drop::ArpNotForUs);
         }
-        io.mirror_to_tap(&buf[..12], &buf[hdr - 2..len]);
+        self.mirror(now, buf, hdr, len, io);
         if op != arp::OP_REQUEST {
             return FromWire::Consumed;
         }
@@ -362,14 +391,24 @@ impl Host {
                     return FromWire::Drop(Drop::NdMalformed);
                 }
                 let solicit = icmp.msg_type() == icmpv6::NEIGHBOR_SOLICIT;
-                let (learn_ip, for_us) = if solicit {
-                    (src, self.is_self(IpAddr::V6(target)))
+                // RFC 4861 §4.4: the NA's flags word (R, S, O).
+                let flags = icmp_flags(p.payload());
+                let (learn_ip, for_us, override_mac) = if solicit {
+                    // §7.2.3: an NS's source link-layer address replaces
+                    // the cached one.
+                    (src, self.is_self(IpAddr::V6(target)), true)
                 } else {
-                    (target, true)
+                    // §7.2.5: "If no entry exists, the advertisement SHOULD
+                    // be silently discarded"; with O clear a different
+                    // link-layer address does not replace a known one.
+                    (target, true, flags & icmpv6::NA_OVERRIDE != 0)
                 };
                 if let Some(mac) = lladdr.filter(|_| !learn_ip.is_unspecified()) {
-                    if for_us || self.neighbors.knows(IpAddr::V6(learn_ip)) {
-                        self.neighbors.update(IpAddr::V6(learn_ip), mac, now);
+                    if self
+                        .neighbors
+                        .update(IpAddr::V6(learn_ip), mac, now, override_mac)
+                        == Learned::Updated
+                    {
                         io.resolved(IpAddr::V6(learn_ip), mac);
                     }
                 }
@@ -377,7 +416,7 @@ impl Host {
                     return FromWire::Drop(Drop::NotForUs);
                 }
                 if !src.is_unspecified() {
-                    io.mirror_to_tap(&buf[..12], &buf[hdr - 2..len]);
+                    self.mirror(now, buf, hdr, len, io);
                 }
                 if !solicit {
                     return FromWire::Consumed;
@@ -685,6 +724,47 @@ impl Host {
             .find(|s| s.prefix().contains(ip))
             .or_else(|| self.self_ips.iter().find(same_family))
             .map(|s| s.addr)
+    }
+}
+
+/// The flags word of an ICMPv6 message (bytes 4–7; an NA's R/S/O bits).
+fn icmp_flags(icmp: &[u8]) -> u32 {
+    icmp.get(4..8)
+        .map_or(0, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+}
+
+/// The punt policer's class of a frame: TCP to or from port 179 is BGP,
+/// ARP and ND are the neighbor class, the rest is other.
+fn punt_class(frame: &[u8]) -> Class {
+    let Ok(f) = Frame::new_checked(frame) else {
+        return Class::Other;
+    };
+    let hdr = f.header_len();
+    let ip = &frame[hdr..];
+    let l4 = match f.ethertype() {
+        ethertype::ARP => return Class::Neighbor,
+        ethertype::IPV4 => match ip.first() {
+            Some(v) if ip.get(9) == Some(&ipv4::protocol::TCP) => {
+                ip.get(usize::from(v & 0xf) * 4..)
+            }
+            _ => None,
+        },
+        ethertype::IPV6 => match ip.get(6) {
+            Some(&ipv4::protocol::TCP) => ip.get(ipv6::HEADER_LEN..),
+            Some(&ipv4::protocol::ICMPV6) => {
+                let t = ip.get(ipv6::HEADER_LEN).copied().unwrap_or(0);
+                if (icmpv6::ROUTER_SOLICIT..=icmpv6::REDIRECT).contains(&t) {
+                    return Class::Neighbor;
+                }
+                None
+            }
+            _ => None,
+        },
+        _ => None,
+    };
+    match l4.and_then(|t| t.get(..4)) {
+        Some(p) if p[..2] == [0, 179] || p[2..4] == [0, 179] => Class::Bgp,
+        _ => Class::Other,
     }
 }
 

@@ -164,6 +164,8 @@ fn arp_request(target: Ipv4Addr) -> Vec<u8> {
 #[test]
 fn arp_request_for_self_ip_is_answered_learned_and_mirrored() {
     let mut h = host(None);
+    // The sender is learned only because we asked about it.
+    assert!(h.neighbors.should_solicit(IpAddr::V4(PEER_V4), 1));
     let (v, out, io) = run(&mut h, arp_request(OUR_V4));
     assert_eq!(v, FromWire::Reply(42));
     let p = arp::Packet::new_checked(&out[14..]).unwrap();
@@ -234,8 +236,130 @@ fn neighbor_solicitation_gets_an_advertisement() {
     assert_eq!(na.msg_type(), icmpv6::NEIGHBOR_ADVERT);
     assert_eq!(na.nd_target().unwrap(), our_v6());
     assert_eq!(na.nd_lladdr().unwrap(), Some(OUR_MAC));
-    assert_eq!(io.resolved, vec![(IpAddr::V6(peer_v6()), PEER_MAC)]);
+    assert!(
+        io.resolved.is_empty(),
+        "an unknown asker takes no cache slot"
+    );
     assert_eq!(io.mirrored.len(), 1);
+    assert!(h.neighbors.should_solicit(IpAddr::V6(peer_v6()), 1));
+    let (_, _, io) = run(&mut h, ns(peer_v6(), our_v6(), 255));
+    assert_eq!(io.resolved, vec![(IpAddr::V6(peer_v6()), PEER_MAC)]);
+}
+
+#[test]
+fn arp_from_unknown_senders_is_answered_but_not_learned() {
+    let mut h = host(None);
+    for i in 0..10_000u32 {
+        let mut f = arp_request(OUR_V4);
+        f[14 + 14..14 + 18].copy_from_slice(&(0x0a00_1000 + i).to_be_bytes());
+        let (v, _, io) = run(&mut h, f);
+        assert_eq!(v, FromWire::Reply(42));
+        assert!(io.resolved.is_empty());
+    }
+    assert_eq!(h.neighbors.entries().count(), 0);
+    // A next hop asked about afterwards still resolves.
+    assert!(h.neighbors.should_solicit(IpAddr::V4(PEER_V4), 1));
+    let (_, _, io) = run(&mut h, arp_request(OUR_V4));
+    assert_eq!(io.resolved, vec![(IpAddr::V4(PEER_V4), PEER_MAC)]);
+}
+
+fn na(target: Ipv6Addr, lladdr: Mac, flags: u32) -> Vec<u8> {
+    let mut f = vec![0u8; 14 + 40 + 32];
+    ethernet::emit(&mut f, OUR_MAC, lladdr, None, ethertype::IPV6);
+    ipv6::emit(&mut f[14..], 32, 58, 255, &target, &our_v6());
+    icmpv6::emit_nd(
+        &mut f[54..],
+        icmpv6::NEIGHBOR_ADVERT,
+        flags,
+        &target,
+        lladdr,
+    );
+    icmpv6::Packet::new_checked(&mut f[54..])
+        .unwrap()
+        .fill_checksum(&target, &our_v6());
+    f
+}
+
+#[test]
+fn unsolicited_na_is_ignored_and_override_clear_keeps_the_mac() {
+    let mut h = host(None);
+    let other = Mac([0x02, 0x66, 0, 0, 0, 0x66]);
+    let o = icmpv6::NA_OVERRIDE;
+    let (v, _, io) = run(&mut h, na(peer_v6(), PEER_MAC, o));
+    assert_eq!(v, FromWire::Consumed);
+    assert!(
+        io.resolved.is_empty(),
+        "no entry: ignored (RFC 4861 §7.2.5)"
+    );
+    assert!(!h.neighbors.knows(IpAddr::V6(peer_v6())));
+    assert!(h.neighbors.should_solicit(IpAddr::V6(peer_v6()), 1));
+    let (_, _, io) = run(&mut h, na(peer_v6(), PEER_MAC, icmpv6::NA_SOLICITED));
+    assert_eq!(io.resolved, vec![(IpAddr::V6(peer_v6()), PEER_MAC)]);
+    let (_, _, io) = run(&mut h, na(peer_v6(), other, 0));
+    assert!(io.resolved.is_empty(), "O clear does not override");
+    assert_eq!(h.neighbors.lookup(IpAddr::V6(peer_v6()), 2), Some(PEER_MAC));
+    let (_, _, io) = run(&mut h, na(peer_v6(), other, o));
+    assert_eq!(io.resolved, vec![(IpAddr::V6(peer_v6()), other)]);
+}
+
+#[test]
+fn static_neighbor_is_not_overridden_by_arp() {
+    let mut h = host(None);
+    let fixed = Mac([0x02, 0x77, 0, 0, 0, 0x77]);
+    assert!(h.neighbors.add_static(IpAddr::V4(PEER_V4), fixed));
+    let (v, _, io) = run(&mut h, arp_request(OUR_V4));
+    assert_eq!(v, FromWire::Reply(42), "still answered");
+    assert!(io.resolved.is_empty());
+    assert_eq!(
+        h.neighbors.lookup(IpAddr::V4(PEER_V4), u64::MAX),
+        Some(fixed)
+    );
+}
+
+#[test]
+fn arp_mirrors_to_the_tap_are_policed() {
+    let mut h = host(None);
+    h.punt = policer::PuntPolicer::new(1000); // ARP/ND: 100/s, burst 64
+    let mirrored = (0..1000)
+        .filter(|_| !run(&mut h, arp_request(OUR_V4)).2.mirrored.is_empty())
+        .count();
+    assert_eq!(mirrored, 64);
+    assert_eq!(h.counters.dropped(Drop::PuntPoliced), 1000 - 64);
+}
+
+#[test]
+fn punts_are_policed_by_class() {
+    let mut h = host(None);
+    h.punt = policer::PuntPolicer::new(1000); // other: burst 100, BGP: 200
+    let tcp = |dport: u16| {
+        let mut out = vec![];
+        eth(None)
+            .ipv4(PEER_V4.octets(), OUR_V4.octets(), 64)
+            .tcp(40000, dport, 1, 1000)
+            .write(&mut out, b"x")
+            .unwrap();
+        out
+    };
+    let udp = {
+        let mut out = vec![];
+        eth(None)
+            .ipv4(PEER_V4.octets(), OUR_V4.octets(), 64)
+            .udp(40000, 9)
+            .write(&mut out, b"x")
+            .unwrap();
+        out
+    };
+    assert_eq!(punt_class(&tcp(179)), policer::Class::Bgp);
+    assert_eq!(punt_class(&tcp(22)), policer::Class::Other);
+    assert_eq!(punt_class(&arp_request(OUR_V4)), policer::Class::Neighbor);
+    let now = 1_000_000_000;
+    let passed = (0..10_000).filter(|_| h.admit_punt(now, &udp)).count();
+    assert_eq!(passed, 100);
+    assert_eq!(h.counters.dropped(Drop::PuntPoliced), 10_000 - 100);
+    assert!(
+        h.admit_punt(now, &tcp(179)),
+        "the UDP flood left BGP its own bucket"
+    );
 }
 
 #[test]

@@ -1,0 +1,201 @@
+"""Issue 14, the data plane's part: what a stranger on the link can do.
+
+Topology (namespace prefix pxh-):
+
+    pxh-frr  f0 10.80.0.1/24 ─── dext0 [pollux port "ext" 10.80.0.2]   FRR bgpd + bfdd (BGP + BFD 50 ms x 3)
+    pxh-srv  s0 10.81.0.1/24 ─── dint0 [pollux port "int" 10.81.0.2, fd81::2]
+             fd81::1/64
+
+The "attacker" sends raw frames from the peers' own interfaces (floodsend.py,
+rawsend.py): spoofed ARP and NA senders, UDP and ARP floods to a self IP, a
+forged BFD packet.
+"""
+import socket
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from netlab import Netns, Pollux, sh, veth, wait_for
+from routers import Frr
+
+HERE = Path(__file__).parent
+STATIC_IP, STATIC_MAC = "10.81.0.99", "02:99:00:00:00:99"
+
+CONFIG = f"""
+instance: {{ name: pxh }}
+dataplane:
+  workers: [1]
+  pollMode: adaptive
+  eal: ["--no-huge", "-m", "512", "--no-pci", "--vdev=net_af_xdp0,iface=dext0", "--vdev=net_af_xdp1,iface=dint0"]
+  ports:
+    - {{ name: ext, device: net_af_xdp0, selfIps: ["10.80.0.2/24"], puntRate: 2000 }}
+    - {{ name: int, device: net_af_xdp1, selfIps: ["10.81.0.2/24", "fd81::2/64"],
+        neighbors: [{{ address: {STATIC_IP}, mac: "{STATIC_MAC}" }}] }}
+bgp:
+  asn: 65080
+  routerId: 10.80.0.2
+  neighbors:
+    - {{ address: 10.80.0.1, asn: 65081, bfd: true, holdTime: 9 }}
+bfd: {{ minTxMs: 50, minRxMs: 50, multiplier: 3 }}
+api: {{ socket: "@SOCKET@" }}
+"""
+
+BGPD = """
+router bgp 65081
+ bgp router-id 10.80.0.1
+ no bgp ebgp-requires-policy
+ no bgp network import-check
+ neighbor 10.80.0.2 remote-as 65080
+ neighbor 10.80.0.2 timers 3 9
+ neighbor 10.80.0.2 timers connect 5
+ neighbor 10.80.0.2 bfd
+"""
+
+BFDD = """
+bfd
+ peer 10.80.0.2 local-address 10.80.0.1
+  detect-multiplier 3
+  receive-interval 50
+  transmit-interval 50
+ exit
+exit
+"""
+
+
+@pytest.fixture(scope="module")
+def lab():
+    dp, fr, srv = Netns("pxh-dp"), Netns("pxh-frr"), Netns("pxh-srv")
+    frr = p = None
+    try:
+        veth(dp, "dext0", fr, "f0")
+        veth(dp, "dint0", srv, "s0")
+        fr.run("ip", "addr", "add", "10.80.0.1/24", "dev", "f0")
+        srv.run("ip", "addr", "add", "10.81.0.1/24", "dev", "s0")
+        srv.run("ip", "addr", "add", "fd81::1/64", "dev", "s0", "nodad")
+        p = Pollux(dp, CONFIG)
+        p.wait_ready()
+        frr = Frr(fr, {"bfdd": BFDD, "bgpd": BGPD})
+        macs = {i["name"]: i["mac"] for i in p.show("interfaces")["interfaces"]}
+        yield {"pollux": p, "frr": frr, "dp": dp, "frr_ns": fr, "srv": srv, "macs": macs}
+        assert p.stop() == 0, p.logs()
+    finally:
+        if frr:
+            frr.stop()
+        if p and p.proc.poll() is None:
+            p.proc.kill()
+        for ns in (dp, fr, srv):
+            ns.delete()
+
+
+def flood(ns: Netns, iface: str, kind: str, count: int, mac: str, target: str, seconds: float = 0) -> subprocess.Popen:
+    return ns.popen("nice", "-n", "10", sys.executable, str(HERE / "floodsend.py"), iface, kind, str(count), mac, target, str(seconds),
+                    stdout=subprocess.PIPE, text=True)
+
+
+def drops(p: Pollux, port: str) -> dict:
+    return p.port(port)["drops"]
+
+
+def bfd_session(p: Pollux) -> dict:
+    return next(s for s in p.show("bfd", "sessions")["sessions"] if s["peer"] == "10.80.0.1")
+
+
+def bgp_up(lab) -> dict:
+    wait_for("BGP Established", lambda: lab["frr"].state("10.80.0.2") == "Established", timeout=30)
+    wait_for("BFD Up", lambda: bfd_session(lab["pollux"]).get("state") == "Up", timeout=15)
+    return lab["frr"].json("show bgp neighbors 10.80.0.2")["10.80.0.2"]
+
+
+def test_spoofed_arp_and_na_senders_do_not_stop_a_new_next_hop_resolving(lab):
+    p, dp, srv, mac = lab["pollux"], lab["dp"], lab["srv"], lab["macs"]["int"]
+    # 10 000 ARP requests for the self IP from 10 000 senders, and 10 000
+    # unsolicited NAs (O set) for 10 000 addresses: nobody asked about them.
+    for kind, target in (("arp", "10.81.0.2"), ("na", "fd81::2")):
+        f = flood(srv, "s0", kind, 10_000, mac, target)
+        out, _ = f.communicate(timeout=60)
+        assert f.returncode == 0 and int(out) == 10_000
+    wait_for("the floods processed", lambda: p.port("int")["rx_packets"] >= 20_000, timeout=20)
+    # Next hops never resolved before: the kernel's traffic through the TAP
+    # makes the data plane solicit them; the answers must find a slot.
+    for target in ("10.81.0.1", "fd81::1"):
+        r = dp.run("ping", "-c", "3", "-i", "0.2", "-W", "2", target, check=False)
+        assert r.returncode == 0, f"{target}: {r.stdout}{r.stderr}"
+
+
+def test_static_neighbor_needs_no_arp_and_is_not_overridden(lab):
+    p, dp, srv, mac = lab["pollux"], lab["dp"], lab["srv"], lab["macs"]["int"]
+    # A spoofed ARP request claims the static address for another MAC.
+    spoof = bytes.fromhex("ffffffffffff" "026600000066" "0806")
+    spoof += struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + bytes.fromhex("026600000066") + socket.inet_aton(STATIC_IP)
+    spoof += b"\0" * 6 + socket.inet_aton("10.81.0.2") + b"\0" * 18
+    srv.run(sys.executable, str(HERE / "rawsend.py"), "s0", spoof.hex(), "3")
+    solicits = p.port("int")["solicits"]
+    cap = srv.popen("timeout", "15", "tcpdump", "-l", "-n", "-e", "-i", "s0", "-c", "3", f"ether dst {STATIC_MAC} and icmp",
+                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(5):  # tcpdump's banner, then "listening on s0" (bounded by `timeout`)
+        if "listening" in cap.stderr.readline():
+            break
+    dp.run("ping", "-c", "3", "-i", "0.2", "-W", "1", STATIC_IP, check=False)
+    out, _ = cap.communicate(timeout=20)
+    assert out.count(STATIC_MAC) >= 3, out
+    assert "02:66:00:00:00:66" not in out
+    assert p.port("int")["solicits"] == solicits, "a static neighbor is never solicited"
+
+
+def bfd_frame(dst_mac: str, src_ip: str, my_discr: int, your_discr: int) -> bytes:
+    # RFC 5880 §4.1: version 1, state Down (1 << 6), detect mult 3, length 24.
+    bfd = struct.pack("!BBBBIIIII", 0x20, 1 << 6, 3, 24, my_discr, your_discr, 50_000, 50_000, 0)
+    u = struct.pack("!HHHH", 49152, 3784, 8 + len(bfd), 0) + bfd
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(u), 1, 0, 255, 17, 0, socket.inet_aton(src_ip), socket.inet_aton("10.80.0.2"))
+    s = sum(struct.unpack("!10H", ip))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    ip = ip[:10] + struct.pack("!H", ~s & 0xFFFF) + ip[12:]
+    return bytes.fromhex(dst_mac.replace(":", "")) + bytes.fromhex("02aa000000aa") + b"\x08\x00" + ip + u
+
+
+def test_bfd_packet_with_the_right_discriminator_from_another_source_is_discarded(lab):
+    p, fr = lab["pollux"], lab["frr_ns"]
+    bgp_up(lab)
+    s = bfd_session(p)
+    assert s["local_discriminator"] != 0x00010001, "discriminators are random"
+    before = p.show("bfd", "sessions")["drops"].get("wrong_source", 0)
+    # A Down from another on-link address with both discriminators right
+    # would take the session (and BGP with it) down if accepted.
+    frame = bfd_frame(lab["macs"]["ext"], "10.80.0.77", s["remote_discriminator"], s["local_discriminator"])
+    fr.run(sys.executable, str(HERE / "rawsend.py"), "f0", frame.hex(), "3")
+    wait_for("wrong_source counted", lambda: p.show("bfd", "sessions")["drops"].get("wrong_source", 0) >= before + 3, timeout=5)
+    after = bfd_session(p)
+    assert after["state"] == "Up"
+    assert after["down_transitions"] == s["down_transitions"]
+    assert lab["frr"].state("10.80.0.2") == "Established"
+
+
+def test_punt_flood_leaves_a_transfer_and_bgp_up(lab):
+    p, dp, fr, srv = lab["pollux"], lab["dp"], lab["frr_ns"], lab["srv"]
+    n = bgp_up(lab)
+    established = n.get("connectionsEstablished")
+    policed = drops(p, "ext").get("punt_policed", 0)
+    server = dp.popen(sys.executable, str(HERE / "tcpcheck.py"), "serve", "10.81.0.2", "5001", "1000", stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout.readline().strip() == "listening"
+        client = srv.popen(sys.executable, str(HERE / "tcpcheck.py"), "client", "10.81.0.2", "5001", str(20 * 10**6), "1000",
+                           stdout=subprocess.PIPE, text=True)
+        floods = [flood(fr, "f0", "udp", 4096, lab["macs"]["ext"], "10.80.0.2", 6),
+                  flood(fr, "f0", "arp", 4096, lab["macs"]["ext"], "10.80.0.2", 6)]
+        sent = [int(f.communicate(timeout=60)[0]) for f in floods]
+        out, _ = client.communicate(timeout=180)
+        assert client.returncode == 0, out
+        assert "CORRUPT" not in out
+    finally:
+        server.kill()
+        server.wait(5)
+    assert min(sent) > 10_000, f"floods too small to mean anything: {sent}"
+    assert drops(p, "ext").get("punt_policed", 0) - policed > 1000, drops(p, "ext")
+    n2 = lab["frr"].json("show bgp neighbors 10.80.0.2")["10.80.0.2"]
+    assert n2["bgpState"] == "Established"
+    assert n2.get("connectionsEstablished") == established, "BGP flapped during the flood"
