@@ -41,6 +41,10 @@ pub struct Ops {
     /// The file the configuration comes from (SIGHUP and the watcher
     /// read it again).
     pub path: PathBuf,
+    /// The host's facts as they were before the EAL pinned this thread
+    /// (a reload validates the workers' cores against them, not against
+    /// the control thread's own affinity).
+    pub host: Option<HostFacts>,
     /// 1 at start, +1 for every reload that changed something.
     pub generation: u64,
     /// When the running configuration was loaded (ms since the epoch).
@@ -63,9 +67,10 @@ fn unix_ms() -> u64 {
 }
 
 impl Ops {
-    pub fn new(path: PathBuf, cfg: &Config) -> Ops {
+    pub fn new(path: PathBuf, host: HostFacts, cfg: &Config) -> Ops {
         Ops {
             path,
+            host: Some(host),
             generation: 1,
             loaded_unix_ms: unix_ms(),
             layout: Layout::default().sync(&cfg.virtual_servers),
@@ -244,9 +249,9 @@ pub fn diff(old: &Config, new: &Config) -> Diff {
 }
 
 /// Reads and validates `path` as `pollux run` does.
-pub fn load(path: &Path) -> Result<Config, Refused> {
+pub fn load(path: &Path, host: &HostFacts) -> Result<Config, Refused> {
     let fail = |e: config::Error| Refused::Invalid(e.to_string());
-    let mut cfg = config::load(path, &HostFacts::probe()).map_err(fail)?;
+    let mut cfg = config::load(path, host).map_err(fail)?;
     crate::pod::resolve(&mut cfg, &vfio::Context::from_env()).map_err(fail)?;
     cfg.dataplane.bfd =
         crate::bfd::peers(&cfg).map_err(|e| Refused::Invalid(format!("bgp.neighbors: {e}")))?;
@@ -297,7 +302,8 @@ fn lock(state: &State) -> std::sync::MutexGuard<'_, Ops> {
 }
 
 fn try_reload(state: &State, path: &Path) -> Result<Outcome, Refused> {
-    let new = load(path)?;
+    let host = lock(state).host.clone().unwrap_or_else(HostFacts::probe);
+    let new = load(path, &host)?;
     let old = state.config.load_full();
     let d = diff(&old, &new);
     if !d.restart.is_empty() {

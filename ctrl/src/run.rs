@@ -27,6 +27,8 @@ pub enum Exit {
 /// `path`: the file `config` came from (SIGHUP, `pollux reload` and the
 /// file watcher read it again).
 pub fn run(mut config: Config, path: PathBuf) -> anyhow::Result<Exit> {
+    // Before the EAL pins this thread to the control CPUs.
+    let host = crate::config::HostFacts::probe();
     config.dataplane.bfd =
         crate::bfd::peers(&config).map_err(|e| anyhow::anyhow!("BFD peers: {e}"))?;
     tracing::info!(instance = %config.name, dpdk = dataplane::dpdk::version(), eal = ?config.dataplane.eal_args(), "starting");
@@ -35,7 +37,7 @@ pub fn run(mut config: Config, path: PathBuf) -> anyhow::Result<Exit> {
         .context("building the virtual-server table")?;
     let dp = Dataplane::start(&config.dataplane, vs).context("starting the data plane")?;
     kernel::configure(&config.dataplane)?;
-    let mut state = State::new(config, dp, path);
+    let mut state = State::new(config, dp, path, host);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

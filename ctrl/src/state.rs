@@ -37,11 +37,17 @@ fn pmd_json(s: &PortStats) -> Value {
 }
 
 impl State {
-    /// `path`: the file `config` was loaded from (reloads read it again).
-    pub fn new(config: Config, dataplane: Dataplane, path: std::path::PathBuf) -> State {
+    /// `path`: the file `config` was loaded from (reloads read it again);
+    /// `host`: the facts it was validated against.
+    pub fn new(
+        config: Config,
+        dataplane: Dataplane,
+        path: std::path::PathBuf,
+        host: crate::config::HostFacts,
+    ) -> State {
         // Until health checks feed it: every virtual server with members.
         let vips = crate::bgp::configured_vips(&config.virtual_servers);
-        let ops = crate::reload::Ops::new(path, &config);
+        let ops = crate::reload::Ops::new(path, host, &config);
         State {
             config: arc_swap::ArcSwap::from_pointee(config),
             dataplane: Mutex::new(Some(dataplane)),
