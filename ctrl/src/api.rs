@@ -3,6 +3,8 @@
 //! shapes are documented in `docs/api.md` and stable.
 //!
 //! Request: `{"show": "stats"}`. Answer: the document, or `{"error": "..."}`.
+//! Commands: `{"do": "reload"}`, `{"do": "member-disable", "vs": V,
+//! "member": "ADDR[:PORT]"}`… (see [`crate::reload::command`]).
 
 use std::future::Future;
 use std::path::Path;
@@ -26,6 +28,7 @@ pub const QUERIES: &[&str] = &[
     "bgp-summary",
     "bgp-neighbors",
     "bgp-routes",
+    "config",
 ];
 
 /// Answers one query from the current state.
@@ -34,10 +37,8 @@ pub fn answer(state: &State, query: &str) -> Value {
         "interfaces" => state.interfaces_json(),
         "stats" => state.stats_json(),
         "bfd-sessions" => crate::bfd::show_json(state),
-        "virtual-servers" => crate::lb::show_json(
-            state,
-            state.health.as_ref().map(|h| h.borrow().clone()).as_ref(),
-        ),
+        "virtual-servers" => crate::lb::show_json(state),
+        "config" => crate::reload::show_json(state),
         "connections" => crate::lb::connections_json(state),
         "bgp-summary" | "bgp-neighbors" | "bgp-routes" => match &state.bgp {
             Some(b) if query == "bgp-summary" => b.summary_json(),
@@ -214,7 +215,8 @@ async fn handle(stream: UnixStream, state: &State) -> std::io::Result<()> {
     let reply = match serde_json::from_str::<Value>(&line) {
         Ok(v) => match v.get("show").and_then(Value::as_str) {
             Some(q) => answer(state, q),
-            None => json!({ "error": "expected {\"show\": QUERY}" }),
+            None if v.get("do").is_some() => crate::reload::command(state, &v),
+            None => json!({ "error": "expected {\"show\": QUERY} or {\"do\": COMMAND, ...}" }),
         },
         Err(e) => json!({ "error": format!("bad request: {e}") }),
     };
@@ -225,6 +227,12 @@ async fn handle(stream: UnixStream, state: &State) -> std::io::Result<()> {
 
 /// The client side, for `pollux show` (blocking; no runtime needed).
 pub fn query(socket: &Path, what: &str) -> anyhow::Result<Value> {
+    request(socket, &json!({ "show": what }))
+}
+
+/// Sends one request, returns the answer (an `{"error": ...}` answer is
+/// an error).
+pub fn request(socket: &Path, req: &Value) -> anyhow::Result<Value> {
     use std::io::{Read, Write};
     let mut s = std::os::unix::net::UnixStream::connect(socket).map_err(|e| {
         anyhow::anyhow!(
@@ -233,7 +241,7 @@ pub fn query(socket: &Path, what: &str) -> anyhow::Result<Value> {
         )
     })?;
     s.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
-    writeln!(s, "{}", json!({ "show": what }))?;
+    writeln!(s, "{req}")?;
     let mut out = String::new();
     s.read_to_string(&mut out)?;
     let v: Value = serde_json::from_str(&out)?;

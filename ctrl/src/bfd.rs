@@ -215,6 +215,7 @@ pub fn show_json(state: &Ctrl) -> Value {
     };
     let ports: Vec<String> = state
         .config
+        .load()
         .dataplane
         .ports
         .iter()
@@ -233,7 +234,8 @@ pub fn show_json(state: &Ctrl) -> Value {
 
 /// BFD metrics: state, transitions, detection time, drops by reason.
 pub fn metrics(state: &Ctrl, e: &mut Encoder) {
-    let inst = state.config.name.as_str();
+    let cfg = state.config.load();
+    let inst = cfg.name.as_str();
     let Some((sessions, drops)) = state.with_dp(|dp| (dp.bfd_sessions(), dp.bfd_drops())) else {
         return;
     };

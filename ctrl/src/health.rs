@@ -90,15 +90,91 @@ pub fn member_up(health: &Health, vs: &VirtualServer, addr: IpAddr, port: u16) -
     }
 }
 
-/// Starts one probe task per target; the receiver sees every transition.
-pub fn spawn(targets: Vec<Target>) -> watch::Receiver<Health> {
-    let initial: BTreeMap<Target, bool> = targets.iter().map(|t| (t.clone(), false)).collect();
-    let (tx, rx) = watch::channel(Arc::new(initial));
-    let tx = Arc::new(tx);
-    for t in targets {
-        tokio::spawn(run(t, tx.clone()));
+/// The running probes, changed in place by a reload: targets that stay
+/// keep their task and verdict, removed ones stop, new ones start down
+/// (or with the verdict of the target they replace: same member and
+/// kind of check, other timers).
+#[derive(Debug)]
+pub struct Checker {
+    tx: Arc<watch::Sender<Health>>,
+    tasks: std::sync::Mutex<BTreeMap<Target, tokio::task::AbortHandle>>,
+}
+
+impl Default for Checker {
+    fn default() -> Checker {
+        Checker {
+            tx: Arc::new(watch::channel(Health::default()).0),
+            tasks: Default::default(),
+        }
     }
-    rx
+}
+
+impl Checker {
+    pub fn subscribe(&self) -> watch::Receiver<Health> {
+        self.tx.subscribe()
+    }
+
+    /// The current verdicts.
+    pub fn get(&self) -> Health {
+        self.tx.borrow().clone()
+    }
+
+    /// Makes the probed set `targets` (needs a tokio runtime when a target
+    /// is added).
+    pub fn set_targets(&self, mut targets: Vec<Target>) {
+        targets.sort();
+        targets.dedup();
+        let Ok(mut tasks) = self.tasks.lock() else {
+            return;
+        };
+        let old = self.get();
+        let removed: Vec<Target> = tasks
+            .keys()
+            .filter(|t| targets.binary_search(t).is_err())
+            .cloned()
+            .collect();
+        let mut next: BTreeMap<Target, bool> = BTreeMap::new();
+        for t in &targets {
+            let up = old.get(t).copied().unwrap_or_else(|| {
+                removed.iter().any(|r| {
+                    r.addr == t.addr
+                        && r.port == t.port
+                        && r.kind == t.kind
+                        && old.get(r) == Some(&true)
+                })
+            });
+            next.insert(t.clone(), up);
+        }
+        for r in &removed {
+            if let Some(task) = tasks.remove(r) {
+                task.abort();
+            }
+        }
+        for t in &targets {
+            if !tasks.contains_key(t) {
+                let up = next.get(t).copied().unwrap_or(false);
+                let task = tokio::spawn(run(t.clone(), up, self.tx.clone()));
+                tasks.insert(t.clone(), task.abort_handle());
+            }
+        }
+        self.tx.send_if_modified(|h| {
+            let changed = **h != next;
+            if changed {
+                *h = Arc::new(next);
+            }
+            changed
+        });
+    }
+}
+
+impl Drop for Checker {
+    fn drop(&mut self) {
+        if let Ok(tasks) = self.tasks.get_mut() {
+            for t in tasks.values() {
+                t.abort();
+            }
+        }
+    }
 }
 
 /// Counts consecutive results and says when the verdict flips.
@@ -125,12 +201,12 @@ impl Verdict {
     }
 }
 
-async fn run(t: Target, tx: Arc<watch::Sender<Health>>) {
+async fn run(t: Target, up: bool, tx: Arc<watch::Sender<Health>>) {
     let mut tick = tokio::time::interval(Duration::from_millis(u64::from(t.interval_ms)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Down counts as "failed once already": a target that never answers
     // stays down, one that answers rises after `rise` probes.
-    let mut verdict = Verdict::default();
+    let mut verdict = Verdict { up, streak: 0 };
     loop {
         tick.tick().await;
         let ok = tokio::time::timeout(Duration::from_millis(u64::from(t.timeout_ms)), probe(&t))
@@ -138,8 +214,14 @@ async fn run(t: Target, tx: Arc<watch::Sender<Health>>) {
             .unwrap_or(false);
         if let Some(up) = verdict.observe(ok, t.rise, t.fall) {
             tracing::info!(member = %SocketAddr::new(t.addr, t.port), up, "health check verdict");
-            tx.send_modify(|h| {
-                Arc::make_mut(h).insert(t.clone(), up);
+            // Only while the target is still probed (a reload may have
+            // removed it while this probe ran).
+            tx.send_if_modified(|h| match h.get(&t) {
+                Some(&cur) if cur != up => {
+                    Arc::make_mut(h).insert(t.clone(), up);
+                    true
+                }
+                _ => false,
             });
         }
     }
@@ -267,7 +349,9 @@ mod tests {
             l.local_addr().unwrap().port()
         };
         let cfg = vs("v", &[("127.0.0.1", open), ("127.0.0.1", closed)]);
-        let mut rx = spawn(targets(std::slice::from_ref(&cfg)));
+        let checker = Checker::default();
+        checker.set_targets(targets(std::slice::from_ref(&cfg)));
+        let mut rx = checker.subscribe();
         let up = tokio::time::timeout(
             Duration::from_secs(5),
             rx.wait_for(|h| member_up(h, &cfg, "127.0.0.1".parse().unwrap(), open)),
@@ -281,5 +365,34 @@ mod tests {
             "127.0.0.1".parse().unwrap(),
             closed
         ));
+    }
+
+    #[tokio::test]
+    async fn set_targets_keeps_verdicts_of_targets_that_stay() {
+        let closed = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let checker = Checker::default();
+        let a = vs("a", &[("127.0.0.1", closed)]);
+        let b = vs("b", &[("127.0.0.2", closed)]);
+        let ta = targets(std::slice::from_ref(&a));
+        checker.set_targets(ta.clone());
+        // Pretend a's member proved itself.
+        checker.tx.send_modify(|h| {
+            Arc::make_mut(h).insert(ta[0].clone(), true);
+        });
+        checker.set_targets(targets(&[a.clone(), b.clone()]));
+        let h = checker.get();
+        assert_eq!(h.get(&ta[0]), Some(&true), "a kept its verdict");
+        assert_eq!(h.len(), 2);
+        // A changed interval on the same member and check inherits it.
+        let mut a2 = a.clone();
+        a2.health_check.as_mut().unwrap().interval_ms = 250;
+        checker.set_targets(targets(&[a2.clone()]));
+        let h = checker.get();
+        assert_eq!(h.len(), 1, "b's target was removed");
+        assert!(member_up(&h, &a2, "127.0.0.1".parse().unwrap(), closed));
+        assert_eq!(checker.tasks.lock().unwrap().len(), 1);
     }
 }

@@ -11,6 +11,7 @@ pub mod kernel;
 pub mod lb;
 pub mod metrics;
 pub mod pod;
+pub mod reload;
 pub mod run;
 pub mod show;
 pub mod state;

@@ -25,6 +25,7 @@ const SHOW: &[&str] = &[
     "bgp neighbors",
     "bgp routes",
     "bfd sessions",
+    "config",
 ];
 
 #[derive(Debug, Subcommand)]
@@ -46,7 +47,8 @@ enum Command {
         config: PathBuf,
     },
     /// Query a running instance: interfaces | stats | virtual-servers |
-    /// connections | bgp summary | bgp neighbors | bgp routes | bfd sessions.
+    /// connections | bgp summary | bgp neighbors | bgp routes | bfd sessions |
+    /// config.
     Show {
         #[arg(required = true, num_args = 1..=2, value_name = "WHAT")]
         what: Vec<String>,
@@ -60,6 +62,65 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: Option<PathBuf>,
     },
+    /// Reload a running instance's configuration (as SIGHUP does): the new
+    /// file is validated whole, changes are applied live, a bad file or one
+    /// that needs a restart is refused (exit 1) and the running one stays.
+    #[command(
+        after_help = "With --config FILE the instance reloads from FILE (and reads it \
+        from then on, for SIGHUP and the file watcher) and is reached at FILE's api.socket; \
+        without it, the instance reloads the file it runs from."
+    )]
+    Reload {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Take a pool member out of service or back: a disabled member keeps
+    /// its flows and takes no new ones (as weight 0). Until the next
+    /// restart; kept across reloads while the member is configured.
+    Member {
+        #[arg(value_enum)]
+        action: MemberAction,
+        /// The virtual server's name.
+        vs: String,
+        /// ADDRESS or ADDRESS:PORT ([V6]:PORT); ADDRESS alone: every
+        /// member at that address.
+        member: String,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Drain a virtual server: withdraw its VIP from BGP (no new clients
+    /// from the routers), keep serving its flows; undrain announces it again.
+    Vs {
+        #[arg(value_enum)]
+        action: VsAction,
+        /// The virtual server's name.
+        vs: String,
+        #[command(flatten)]
+        target: Target,
+    },
+}
+
+/// Which instance a command talks to.
+#[derive(Debug, clap::Args)]
+struct Target {
+    /// The API socket (default: api.socket of --config, else /run/pollux/pollux.sock).
+    #[arg(long, value_name = "SOCKET")]
+    api: Option<PathBuf>,
+    /// The instance's configuration file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum MemberAction {
+    Disable,
+    Enable,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum VsAction {
+    Drain,
+    Undrain,
 }
 
 fn main() -> ExitCode {
@@ -73,6 +134,111 @@ fn main() -> ExitCode {
             api,
             config,
         } => show(&what.join(" "), json, api, config),
+        Command::Reload { target } => {
+            let path = target.config.as_ref().map(|c| {
+                std::path::absolute(c)
+                    .unwrap_or_else(|_| c.clone())
+                    .display()
+                    .to_string()
+            });
+            operate(
+                "reload",
+                &target,
+                serde_json::json!({ "do": "reload", "config": path }),
+            )
+        }
+        Command::Member {
+            action,
+            vs,
+            member,
+            target,
+        } => {
+            let what = match action {
+                MemberAction::Disable => "member-disable",
+                MemberAction::Enable => "member-enable",
+            };
+            operate(
+                "member",
+                &target,
+                serde_json::json!({ "do": what, "vs": vs, "member": member }),
+            )
+        }
+        Command::Vs { action, vs, target } => {
+            let what = match action {
+                VsAction::Drain => "vs-drain",
+                VsAction::Undrain => "vs-undrain",
+            };
+            operate("vs", &target, serde_json::json!({ "do": what, "vs": vs }))
+        }
+    }
+}
+
+/// The API socket named by `api`, else by the configuration file (its
+/// `api.socket`, read even when the rest of the file does not validate:
+/// `pollux reload` must reach the instance to have a bad file refused),
+/// else the default.
+fn socket_of(api: Option<PathBuf>, config: Option<&Path>) -> Result<PathBuf, ExitCode> {
+    if let Some(s) = api {
+        return Ok(s);
+    }
+    let Some(c) = config else {
+        return Ok(PathBuf::from("/run/pollux/pollux.sock"));
+    };
+    if let Ok(cfg) = config::load(c, &HostFacts::probe()) {
+        return Ok(cfg.api.socket);
+    }
+    let text = std::fs::read_to_string(c).map_err(|e| {
+        eprintln!("pollux: {}: {e}", c.display());
+        ExitCode::from(2)
+    })?;
+    let raw: Option<serde_yaml_ng::Value> = serde_yaml_ng::from_str(&text).ok();
+    match raw
+        .as_ref()
+        .and_then(|v| v.get("api")?.get("socket")?.as_str())
+    {
+        Some(s) => Ok(PathBuf::from(s)),
+        None => {
+            eprintln!(
+                "pollux: {}: no api.socket found in it (use --api SOCKET)",
+                c.display()
+            );
+            Err(ExitCode::from(2))
+        }
+    }
+}
+
+/// Sends an operator command; prints the answer; exit 1 when refused.
+fn operate(name: &str, target: &Target, req: serde_json::Value) -> ExitCode {
+    let socket = match socket_of(target.api.clone(), target.config.as_deref()) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    match ctrl::api::request(&socket, &req) {
+        Ok(v) => {
+            if let Some(m) = v.get("message").and_then(serde_json::Value::as_str) {
+                println!("{m}");
+            } else {
+                let changes: Vec<&str> = v["changes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(serde_json::Value::as_str)
+                    .collect();
+                println!(
+                    "{} (generation {})",
+                    v["result"].as_str().unwrap_or("done"),
+                    v["generation"]
+                );
+                for c in changes {
+                    println!("  {c}");
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pollux {name}: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -139,7 +305,7 @@ fn run(path: &Path) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    match ctrl::run::run(cfg) {
+    match ctrl::run::run(cfg, path.to_path_buf()) {
         Ok(Exit::Stopped) => ExitCode::SUCCESS,
         Ok(Exit::WorkerFailed(msg)) => {
             eprintln!("pollux: fatal: {msg}");
@@ -160,16 +326,9 @@ fn show(what: &str, json: bool, api: Option<PathBuf>, config: Option<PathBuf>) -
         );
         return ExitCode::from(2);
     }
-    let socket = match (api, config) {
-        (Some(s), _) => s,
-        (None, Some(c)) => match config::load(&c, &HostFacts::probe()).map_err(|e| {
-            eprintln!("pollux: {}: {e}", c.display());
-            ExitCode::from(2)
-        }) {
-            Ok(cfg) => cfg.api.socket,
-            Err(code) => return code,
-        },
-        (None, None) => PathBuf::from("/run/pollux/pollux.sock"),
+    let socket = match socket_of(api, config.as_deref()) {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     let query = what.replace(' ', "-");
     match ctrl::api::query(&socket, &query) {

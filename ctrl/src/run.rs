@@ -1,6 +1,9 @@
 //! `pollux run`: start the data plane, configure the kernel side, serve the
-//! API and metrics, and stop cleanly on SIGTERM/SIGINT or a worker failure.
+//! API and metrics, reload on SIGHUP or a change of the file
+//! ([`crate::reload`]), and stop cleanly on SIGTERM/SIGINT or a worker
+//! failure.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +24,11 @@ pub enum Exit {
     WorkerFailed(String),
 }
 
-pub fn run(mut config: Config) -> anyhow::Result<Exit> {
+/// `path`: the file `config` came from (SIGHUP, `pollux reload` and the
+/// file watcher read it again).
+pub fn run(mut config: Config, path: PathBuf) -> anyhow::Result<Exit> {
+    // Before the EAL pins this thread to the control CPUs.
+    let host = crate::config::HostFacts::probe();
     config.dataplane.bfd =
         crate::bfd::peers(&config).map_err(|e| anyhow::anyhow!("BFD peers: {e}"))?;
     tracing::info!(instance = %config.name, dpdk = dataplane::dpdk::version(), eal = ?config.dataplane.eal_args(), "starting");
@@ -35,7 +42,7 @@ pub fn run(mut config: Config) -> anyhow::Result<Exit> {
     check_tap_names(&config)?;
     let dp = Dataplane::start(&config.dataplane, vs).context("starting the data plane")?;
     kernel::configure(&config.dataplane)?;
-    let mut state = State::new(config, dp);
+    let mut state = State::new(config, dp, path, host);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -44,46 +51,27 @@ pub fn run(mut config: Config) -> anyhow::Result<Exit> {
     // The VIPs follow their members' health checks (without any check:
     // every virtual server with members). Targets start down, so a VIP is
     // first announced once a member proved itself.
-    let targets = crate::health::targets(&state.config.virtual_servers);
-    let health = (!targets.is_empty()).then(|| crate::health::spawn(targets));
-    state.health = health.clone();
-    if let Some(h) = &health {
-        let vips = crate::bgp::healthy_vips(&state.config.virtual_servers, &h.borrow());
-        state.vips.send_replace(vips);
-    }
-    if let Some(bgp) = &state.config.bgp {
+    let cfg = state.config.load_full();
+    state
+        .health
+        .set_targets(crate::health::targets(&cfg.virtual_servers));
+    let vips = crate::bgp::healthy_vips(&cfg.virtual_servers, &state.health.get());
+    state.vips.send_replace(vips);
+    if let Some(bgp) = &cfg.bgp {
         let speaker = crate::bgp::Speaker::start(
             bgp,
-            state.config.node_name.as_deref(),
-            &state.config.dataplane.ports,
+            cfg.node_name.as_deref(),
+            &cfg.dataplane.ports,
             state.vips.subscribe(),
         );
         state.bfd.set_hook(speaker.coupling());
         state.bgp = Some(speaker);
     }
     let state = Arc::new(state);
-    // The workers' virtual-server table follows the same verdicts (without
-    // health checks the table they started with stays).
-    if let Some(h) = &state.health {
-        drop(tokio::spawn(crate::lb::follow(state.clone(), h.clone())));
-    }
-    if let Some(h) = health {
-        let st = state.clone();
-        tokio::spawn(crate::bgp::follow_health(
-            h,
-            state.config.virtual_servers.clone(),
-            move |vips| {
-                st.vips.send_if_modified(|cur| {
-                    let changed = *cur != vips;
-                    if changed {
-                        tracing::info!(vips = vips.len(), "VIP set changed (health)");
-                        *cur = vips;
-                    }
-                    changed
-                });
-            },
-        ));
-    }
+    // The workers' table and the VIP set follow the health verdicts, the
+    // reloads and the operator's overrides.
+    drop(tokio::spawn(crate::reload::follow(state.clone())));
+    drop(tokio::spawn(crate::reload::watch_file(state.clone())));
     let exit = rt.block_on(control(state.clone()));
     // The drain's last segments (BGP's Cease, TCP FINs) leave the kernel
     // through the TAPs and the workers: let them out before stopping.
@@ -95,8 +83,9 @@ pub fn run(mut config: Config) -> anyhow::Result<Exit> {
             drop(dp);
         }
     }
-    api::remove_socket(&state.config.api.socket);
-    if let Some(dir) = state.config.dataplane.runtime_dir() {
+    let cfg = state.config.load();
+    api::remove_socket(&cfg.api.socket);
+    if let Some(dir) = cfg.dataplane.runtime_dir() {
         let _ = std::fs::remove_dir_all(dir);
     }
     tracing::info!("stopped");
@@ -122,19 +111,21 @@ pub fn check_tap_names(config: &Config) -> anyhow::Result<()> {
 }
 
 async fn control(state: Arc<State>) -> anyhow::Result<Exit> {
-    let listener = api::bind(&state.config.api.socket)
-        .with_context(|| format!("api.socket {}", state.config.api.socket.display()))?;
+    let cfg = state.config.load_full();
+    let listener = api::bind(&cfg.api.socket)
+        .with_context(|| format!("api.socket {}", cfg.api.socket.display()))?;
     tokio::spawn(api::serve(listener, state.clone()));
     tokio::spawn(crate::bfd::watch(state.clone()));
-    if let Some(addr) = state.config.api.metrics {
+    if let Some(addr) = cfg.api.metrics {
         metrics::serve(addr, state.clone())
             .await
             .with_context(|| format!("api.metrics {addr}"))?;
     }
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
-    tracing::info!(socket = %state.config.api.socket.display(), "running");
+    tracing::info!(socket = %cfg.api.socket.display(), "running");
     loop {
         tokio::select! {
             _ = term.recv() => {
@@ -146,6 +137,10 @@ async fn control(state: Arc<State>) -> anyhow::Result<Exit> {
                 tracing::info!("SIGINT: stopping");
                 drain_bgp(&state, false).await;
                 return Ok(Exit::Stopped)
+            }
+            _ = hup.recv() => {
+                // Refusals are logged by reload (the running config stays).
+                let _ = crate::reload::reload(&state, None, "SIGHUP");
             }
             _ = tick.tick() => {
                 let failure = state.dataplane.lock().ok().and_then(|d| d.as_ref().and_then(Dataplane::failure));
@@ -182,7 +177,8 @@ async fn quiesce(state: &State) {
 /// configured delay (none on SIGINT), withdraw, BFD AdminDown (peers do not
 /// count it as a failure), Cease.
 async fn drain_bgp(state: &State, wait: bool) {
-    match (&state.bgp, &state.config.bgp) {
+    let cfg = state.config.load_full();
+    match (&state.bgp, &cfg.bgp) {
         (Some(speaker), Some(cfg)) => {
             let delay = if wait {
                 cfg.drain_delay

@@ -12,7 +12,8 @@ use crate::metrics::Encoder;
 
 #[derive(Debug)]
 pub struct State {
-    pub config: Config,
+    /// The running configuration: replaced whole by a reload.
+    pub config: arc_swap::ArcSwap<Config>,
     /// `None` once shut down.
     pub dataplane: Mutex<Option<Dataplane>>,
     /// BFD events, history and the BGP coupling hook.
@@ -22,8 +23,10 @@ pub struct State {
     pub vips: tokio::sync::watch::Sender<crate::bgp::VipSet>,
     /// The BGP speaker, when `bgp` is configured (set by `run`).
     pub bgp: Option<crate::bgp::Speaker>,
-    /// The members' health verdicts, when some virtual server has checks.
-    pub health: Option<tokio::sync::watch::Receiver<crate::health::Health>>,
+    /// The members' health checks and verdicts.
+    pub health: crate::health::Checker,
+    /// Reloads and the operator's overrides.
+    pub ops: Mutex<crate::reload::Ops>,
 }
 
 fn pmd_json(s: &PortStats) -> Value {
@@ -34,16 +37,25 @@ fn pmd_json(s: &PortStats) -> Value {
 }
 
 impl State {
-    pub fn new(config: Config, dataplane: Dataplane) -> State {
+    /// `path`: the file `config` was loaded from (reloads read it again);
+    /// `host`: the facts it was validated against.
+    pub fn new(
+        config: Config,
+        dataplane: Dataplane,
+        path: std::path::PathBuf,
+        host: crate::config::HostFacts,
+    ) -> State {
         // Until health checks feed it: every virtual server with members.
         let vips = crate::bgp::configured_vips(&config.virtual_servers);
+        let ops = crate::reload::Ops::new(path, host, &config);
         State {
-            config,
+            config: arc_swap::ArcSwap::from_pointee(config),
             dataplane: Mutex::new(Some(dataplane)),
             bfd: Default::default(),
             vips: tokio::sync::watch::channel(vips).0,
             bgp: None,
-            health: None,
+            health: Default::default(),
+            ops: Mutex::new(ops),
         }
     }
 
@@ -110,13 +122,14 @@ impl State {
             })
             .collect();
         let running = stats.workers.iter().all(|w| w.running);
-        json!({ "instance": self.config.name, "workers_running": running, "ports": ports, "workers": workers })
+        json!({ "instance": self.config.load().name, "workers_running": running, "ports": ports, "workers": workers })
     }
 
     /// The Prometheus exposition text.
     pub fn metrics(&self) -> String {
         let mut e = Encoder::default();
-        let inst = self.config.name.as_str();
+        let cfg = self.config.load();
+        let inst = cfg.name.as_str();
         e.family("up", "gauge", "1 while the data plane runs.")
             .sample(
                 "up",
@@ -244,6 +257,7 @@ impl State {
                 u8::from(w.running),
             );
         }
+        crate::reload::metrics(self, &mut e);
         if let Some(b) = &self.bgp {
             b.metrics(&mut e, inst);
         }

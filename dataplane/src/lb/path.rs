@@ -541,7 +541,10 @@ fn fits_forward(vs: &Vs, p: &Pkt, dport: u16, member: u16) -> bool {
         && vs.family == p.family
         && vs.proto_number == p.proto
         && (vs.port == 0 || vs.port == dport)
-        && usize::from(member) < vs.members.len()
+        && vs
+            .members
+            .get(usize::from(member))
+            .is_some_and(|m| !m.retired)
 }
 
 #[inline(always)]
@@ -551,7 +554,7 @@ fn fits_reverse(vs: &Vs, p: &Pkt, member: u16, sport: u16) -> bool {
         && vs
             .members
             .get(usize::from(member))
-            .is_some_and(|m| m.bytes == p.src && (m.port == 0 || m.port == sport))
+            .is_some_and(|m| !m.retired && m.bytes == p.src && (m.port == 0 || m.port == sport))
 }
 
 #[inline(always)]

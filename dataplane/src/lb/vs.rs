@@ -138,6 +138,10 @@ pub struct VsMember {
     pub port: u16,
     pub weight: u32,
     pub healthy: bool,
+    /// Removed from the configuration by a reload: it keeps its index (so
+    /// that the flows of the members after it keep theirs), takes no new
+    /// flows, and the flows it had no longer fit (see [`VsTable::retire`]).
+    pub retired: bool,
 }
 
 impl VsMember {
@@ -293,6 +297,7 @@ impl VsTable {
                     port: m.port,
                     weight: m.weight,
                     healthy: m.healthy,
+                    retired: false,
                 });
             }
             let snat_addrs: &[IpAddr] = match &s.snat {
@@ -389,6 +394,21 @@ impl VsTable {
             snat_addrs,
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
         })
+    }
+
+    /// Marks member `member` of VS `vs` retired (ctrl, before publishing,
+    /// on a reload that removed it; its spec should carry weight 0 so that
+    /// it owns no Maglev slot). Connection-table entries point at members
+    /// by index, so a removed member leaves a retired slot behind rather
+    /// than moving the members after it: their flows stay theirs, while
+    /// the retired member's flows no longer fit their entry and are taken
+    /// for new ones (a TCP flow is then reset by the member Maglev picks).
+    pub fn retire(&mut self, vs: usize, member: usize) {
+        if let Some(m) = self.vss.get_mut(vs).and_then(|v| v.members.get_mut(member)) {
+            m.retired = true;
+            m.healthy = false;
+            m.weight = 0;
+        }
     }
 
     /// A number unique to this build (in this process): workers notice a

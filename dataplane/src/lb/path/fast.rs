@@ -185,7 +185,10 @@ fn fits_forward(vs: &Vs, k: &V4Key, member: u16) -> bool {
         && v4(&vs.vip_bytes) == k.dst
         && vs.proto_number == k.proto
         && (vs.port == 0 || vs.port == k.dport)
-        && usize::from(member) < vs.members.len()
+        && vs
+            .members
+            .get(usize::from(member))
+            .is_some_and(|m| !m.retired)
 }
 
 /// `fits_reverse` for a fast-class packet.
@@ -193,10 +196,9 @@ fn fits_forward(vs: &Vs, k: &V4Key, member: u16) -> bool {
 fn fits_reverse(vs: &Vs, k: &V4Key, member: u16) -> bool {
     vs.family == Family::V4
         && vs.proto_number == k.proto
-        && vs
-            .members
-            .get(usize::from(member))
-            .is_some_and(|m| v4(&m.bytes) == k.src && (m.port == 0 || m.port == k.sport))
+        && vs.members.get(usize::from(member)).is_some_and(|m| {
+            !m.retired && v4(&m.bytes) == k.src && (m.port == 0 || m.port == k.sport)
+        })
 }
 
 impl L4 {
