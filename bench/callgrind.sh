@@ -4,7 +4,8 @@
 #
 # Method
 #   input     pcaps (bench/flows_pcap.py): ARP requests from the member and
-#             the router (pollux learns their MACs), then FLOWS flows
+#             the router (answered; their MACs are static neighbours in the
+#             config: pollux learns none it did not ask for), then FLOWS flows
 #             through a virtual server (snat none, one member), 64-byte
 #             frames, one pair of pcaps per traffic mode:
 #               udp   client -> VIP only
@@ -115,7 +116,16 @@ dataplane:
   connections: $((FLOWS * 8))
   mbufs: 4095
   ports:
-    - { name: cg$(($$ % 100000))c${CASE_NO[$1]}, device: net_pcap0, selfIps: ["10.0.0.2/24", "fd00::2/64"] }
+    - name: cg$(($$ % 100000))c${CASE_NO[$1]}
+      device: net_pcap0
+      selfIps: ["10.0.0.2/24", "fd00::2/64"]
+      # pollux learns no neighbour from an ARP it did not ask for: the
+      # member and the router are static, as for pktgen (nothing answers
+      # a solicitation on a pcap port)
+      neighbors:
+        - { address: 10.0.0.50, mac: "02:00:00:00:00:50" }
+        - { address: 10.0.0.1, mac: "02:00:00:00:00:01" }
+        - { address: "fd00::50", mac: "02:00:00:00:00:50" }
   routes: [{ prefix: 10.1.0.0/16, via: 10.0.0.1 }]
 virtualServers:
   - name: bench

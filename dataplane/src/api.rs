@@ -627,7 +627,14 @@ impl Dataplane {
 
     /// Replaces the virtual-server table (whole, atomically; the FIB stays).
     pub fn publish_vs(&self, vs: VsTable) {
-        let fib = self.tables.load().fib.clone();
+        let current = self.tables.load();
+        // A table equal to the one serving changes nothing: keep its
+        // generation, so workers do not re-adopt (and the fast path does
+        // not pause) on every republish of the same state.
+        if current.vs.same_content(&vs) {
+            return;
+        }
+        let fib = current.fib.clone();
         self.tables.store(Arc::new(Tables {
             fib,
             vs: Arc::new(vs),

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from netlab import POLLUX, Netns, Pollux, sh, veth, wait_for
+from wirecsum import csum
 
 HERE = Path(__file__).parent
 CONFIG = """
@@ -159,15 +160,6 @@ def test_two_workers_each_poll_their_own_port(lab):
 
 
 # --- malformed frames -------------------------------------------------------
-
-def csum(b: bytes) -> int:
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack(f"!{len(b) // 2}H", b))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
-
 
 def ipv4(src: str, dst: str, proto: int, payload: bytes, ihl: int = 5) -> bytes:
     h = struct.pack("!BBHHHBBH4s4s", 0x40 | ihl, 0, 20 + len(payload), 1, 0, 64, proto, 0,

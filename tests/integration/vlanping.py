@@ -12,15 +12,7 @@ import socket
 import struct
 import sys
 import time
-
-
-def csum(b: bytes) -> int:
-    if len(b) % 2:
-        b += b"\0"
-    s = sum(struct.unpack(f"!{len(b) // 2}H", b))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
+from wirecsum import csum
 
 
 def tag(vid: int, ethertype: int) -> bytes:

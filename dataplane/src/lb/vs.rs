@@ -152,7 +152,7 @@ impl VsMember {
 }
 
 /// A virtual server in the snapshot.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Vs {
     pub name: String,
     pub vip: IpAddr,
@@ -413,6 +413,20 @@ impl VsTable {
 
     /// A number unique to this build (in this process): workers notice a
     /// new snapshot by it.
+    /// Whether `other` holds the same virtual servers, members, health and
+    /// Maglev tables (everything but the generation): publishing it would
+    /// change nothing but make every worker adopt a "new" table.
+    pub fn same_content(&self, other: &VsTable) -> bool {
+        self.vss == other.vss
+            && self.member_base == other.member_base
+            && self.members_total == other.members_total
+            && self.by_key == other.by_key
+            && self.vips == other.vips
+            && self.by_member == other.by_member
+            && self.refs == other.refs
+            && self.snat_addrs == other.snat_addrs
+    }
+
     pub fn generation(&self) -> u64 {
         self.generation
     }
@@ -513,7 +527,7 @@ fn build_maglev(members: &[VsMember]) -> Result<Option<Table>, MaglevError> {
 /// A fixed open-addressing map from [`FlowKey`] to `V`, built in ctrl and
 /// read per packet: a power-of-two array at most half full, linear
 /// probing, pollux-hash v1 with a fixed seed. No allocation on `get`.
-#[derive(Clone)]
+#[derive(Clone, PartialEq, Eq)]
 struct FixedMap<V: Copy> {
     slots: Box<[Option<(FlowKey, V)>]>,
     len: usize,
@@ -604,6 +618,28 @@ mod tests {
             snat: Snat::None,
             members,
         }
+    }
+
+    #[test]
+    fn same_content_ignores_only_the_generation() {
+        let specs = [spec(
+            "192.0.2.1",
+            80,
+            Proto::Tcp,
+            vec![member("10.0.0.1", 8080)],
+        )];
+        let (a, b) = (
+            VsTable::build(&specs).unwrap(),
+            VsTable::build(&specs).unwrap(),
+        );
+        assert_ne!(a.generation(), b.generation());
+        assert!(a.same_content(&b));
+        let mut down = specs.clone();
+        down[0].members[0].healthy = false;
+        assert!(!a.same_content(&VsTable::build(&down).unwrap()));
+        let mut other_port = specs.clone();
+        other_port[0].members[0].port = 8081;
+        assert!(!a.same_content(&VsTable::build(&other_port).unwrap()));
     }
 
     #[test]

@@ -36,7 +36,7 @@ use super::{pool_index, Direction, FLAG_RESETTING, FLAG_REVERSE, L4};
 use crate::lb::conntrack::{Secs, Slot, TcpState, V4Key};
 use crate::lb::flow::{Family, FlowHasher, PROTO_TCP, PROTO_UDP};
 use crate::lb::vs::{Vs, VsTable};
-use crate::wire::{checksum, tcp, Mac};
+use crate::wire::{be16, checksum, put16, tcp, Mac};
 
 /// Ethernet + IPv4 (no options): where the transport header starts.
 const L4_AT: usize = 14 + 20;
@@ -53,11 +53,6 @@ pub struct V4Flow {
     pub hash: u64,
     /// End of the IP packet in the frame (Ethernet padding excluded).
     pub end: u16,
-}
-
-#[inline(always)]
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
 }
 
 /// The fast-path classification of `frame` on a port with MAC `mac`, MTU
@@ -320,11 +315,6 @@ fn delta(old: &[u8], new: [u8; 4]) -> u32 {
         + u32::from(!u16::from_be_bytes([old[2], old[3]]))
         + u32::from(u16::from_be_bytes([new[0], new[1]]))
         + u32::from(u16::from_be_bytes([new[2], new[3]]))
-}
-
-#[inline(always)]
-fn put16(b: &mut [u8], at: usize, v: u16) {
-    b[at..at + 2].copy_from_slice(&v.to_be_bytes());
 }
 
 /// `nat::rewrite_ip` + `nat::rewrite_l4` for a fast-class frame, with the
