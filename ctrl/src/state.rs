@@ -108,6 +108,7 @@ impl State {
                     "solicits": c.solicits,
                     "drops": drops,
                     "pmd": pmd_json(&p.pmd), "tap_pmd": pmd_json(&p.tap_pmd),
+                    "mbufs_free": p.mbufs_free,
                 })
             })
             .collect();
@@ -118,6 +119,7 @@ impl State {
                 json!({
                     "lcore": w.lcore, "cpu": w.cpu, "running": w.running,
                     "busy_polls": w.counters.busy_polls, "idle_polls": w.counters.idle_polls, "sleeps": w.counters.sleeps, "max_gap_us": w.counters.max_gap_ns / 1000,
+                    "handoff": { "out": w.counters.handoff_out, "in": w.counters.handoff_in, "full": w.counters.handoff_full },
                 })
             })
             .collect();

@@ -21,11 +21,11 @@ use crossbeam::queue::ArrayQueue;
 use crate::bfd::{
     self, PeerKey, RxCounters, SessionConfig, SessionInfo, SessionTable, StateChange,
 };
-use crate::lb::{L4Config, VsTable, L4};
-use crate::worker::{BfdIo, L4Snapshot, SharedL4};
+use crate::lb::{L4Config, Steering, VsTable, L4};
+use crate::worker::{BfdIo, L4Snapshot, News, Parcel, Rings, SharedL4, RING};
 
 use crate::counters::{PortCounters, SharedPort, SharedWorker, WorkerCounters};
-use crate::dpdk::{self, Eal, Mempool, Port, PortStats};
+use crate::dpdk::{self, Eal, Mempool, Port, PortStats, RxQueue, TxBuffer, TxQueue};
 use crate::host::{Fib, Host, Prefix, Route, SelfIp};
 use crate::wire::Mac;
 use crate::worker::{Worker, WorkerPort};
@@ -154,9 +154,19 @@ pub struct Config {
 }
 
 impl Config {
-    /// Which worker polls port `i` (ports are dealt round-robin).
+    /// The home worker of port `i` (ports are dealt round-robin): it polls
+    /// the port's first queue and its TAP, runs its BFD sessions and
+    /// resolves its neighbours.
     pub fn worker_of(&self, port: usize) -> usize {
         port % self.workers.len().max(1)
+    }
+
+    /// Which queue of port `i` (of `queues`) worker `w` owns, if any: the
+    /// home worker the first, the next workers round the ring the others.
+    pub fn queue_of(&self, port: usize, queues: u16, w: usize) -> Option<u16> {
+        let n = self.workers.len().max(1);
+        let k = (w + n - self.worker_of(port)) % n;
+        (k < usize::from(queues)).then_some(k as u16)
     }
 
     /// DPDK's runtime file prefix when the EAL arguments do not name one.
@@ -303,7 +313,16 @@ pub struct Dataplane {
     /// Each worker's clock, to date its BFD state changes.
     clocks: Vec<dpdk::Clock>,
     l4_shared: Vec<Arc<SharedL4>>,
-    // Drop order: ports (stop, close) → pools → EAL.
+    /// Queue handles until `build_worker` deals them: per port, per queue.
+    queues: Vec<Vec<Option<(RxQueue, TxQueue)>>>,
+    taps: Vec<Option<(RxQueue, TxQueue)>>,
+    /// Rings between workers: `parcels[from][to]`, `news[to]`.
+    parcels: Vec<Vec<Option<Arc<ArrayQueue<Parcel>>>>>,
+    news: Vec<Arc<ArrayQueue<News>>>,
+    /// The owner hash's key, the same on every worker.
+    steering_seed: u64,
+    // Ports close when they and their queue handles are gone; pools and
+    // the EAL outlive them (field order).
     ports: Vec<(Port, Port)>,
     pools: Vec<Arc<Mempool>>,
     _eal: Eal,
@@ -321,8 +340,12 @@ pub struct Interface {
     pub vlan: Option<u16>,
     pub mtu: u16,
     pub self_ips: Vec<SelfIp>,
+    /// The home worker (TAP, BFD, neighbour resolution).
     pub worker: WorkerSpec,
-    shared: Arc<SharedPort>,
+    /// Queue pairs: one per worker up to what the device offers.
+    pub queues: u16,
+    /// One slot per worker (each counts what it handled on the port).
+    shared: Vec<Arc<SharedPort>>,
 }
 
 /// A snapshot of every counter.
@@ -338,6 +361,9 @@ pub struct PortSnapshot {
     pub counters: PortCounters,
     pub pmd: PortStats,
     pub tap_pmd: PortStats,
+    /// Free mbufs in the port's pool now (a leak shows as a shrinking
+    /// number at rest).
+    pub mbufs_free: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -364,8 +390,9 @@ impl Dataplane {
                 "dataplane.mbufs raised to what the rings need"
             );
         }
-        let txq = 1;
+        let workers = cfg.workers.len().max(1);
         let mut ports = Vec::new();
+        let (mut queues, mut taps) = (Vec::new(), Vec::new());
         let mut pools = Vec::new();
         let mut interfaces = Vec::new();
         for (i, spec) in cfg.ports.iter().enumerate() {
@@ -381,7 +408,8 @@ impl Dataplane {
                     .map_err(port_err)?,
             );
             let mut port = Port::by_name(&spec.device).map_err(port_err)?;
-            port.configure(txq, PORT_DESC, &pool).map_err(port_err)?;
+            let nq = port.max_queues().min(workers as u16);
+            port.configure(nq, PORT_DESC, &pool).map_err(port_err)?;
             port.start().map_err(port_err)?;
             let mac = port.mac().map_err(port_err)?;
             let mut tap = Port::by_name(&format!("net_tap{i}")).map_err(port_err)?;
@@ -389,7 +417,12 @@ impl Dataplane {
             tap.set_mac(mac).map_err(port_err)?;
             tap.set_mtu(spec.mtu).map_err(port_err)?;
             tap.start().map_err(port_err)?;
-            tracing::info!(port = ?port.id, tap = ?tap.id, name = %spec.name, device = %spec.device, driver = %port.driver, %mac, "port started");
+            tracing::info!(port = ?port.id, tap = ?tap.id, name = %spec.name, device = %spec.device, driver = %port.driver, %mac, queues = nq, "port started");
+            if usize::from(nq) < workers {
+                tracing::info!(port = %spec.name, queues = nq, workers, "fewer queues than workers: the others hand their frames for this port to its home worker");
+            }
+            queues.push(port.take_queues().into_iter().map(Some).collect());
+            taps.push(tap.take_queues().into_iter().next());
             interfaces.push(Interface {
                 name: spec.name.clone(),
                 device: spec.device.clone(),
@@ -401,7 +434,8 @@ impl Dataplane {
                 mtu: spec.mtu,
                 self_ips: spec.self_ips.clone(),
                 worker: cfg.workers[cfg.worker_of(i)],
-                shared: Arc::new(SharedPort::default()),
+                queues: nq,
+                shared: (0..workers).map(|_| Arc::default()).collect(),
             });
             ports.push((port, tap));
             pools.push(pool);
@@ -416,6 +450,21 @@ impl Dataplane {
                 vs: Arc::new(vs),
             })),
             l4_shared: Vec::new(),
+            queues,
+            taps,
+            parcels: (0..workers)
+                .map(|from| {
+                    (0..workers)
+                        .map(|to| {
+                            (workers > 1 && to != from).then(|| Arc::new(ArrayQueue::new(RING)))
+                        })
+                        .collect()
+                })
+                .collect(),
+            news: (0..workers)
+                .map(|_| Arc::new(ArrayQueue::new(256)))
+                .collect(),
+            steering_seed: cfg.hash_seed.unwrap_or_else(crate::dpdk::tsc),
             bfd_events: Arc::new(ArrayQueue::new(4096)),
             bfd_commands: Vec::new(),
             bfd_shared: Arc::new(SharedBfd::default()),
@@ -544,9 +593,8 @@ impl Dataplane {
             .ports
             .iter()
             .enumerate()
-            .filter(|(i, _)| cfg.worker_of(*i) == w)
             .map(|(i, spec)| {
-                let (port, tap) = &self.ports[i];
+                let home = cfg.worker_of(i);
                 let mut host = Host::new(
                     i,
                     self.interfaces[i].mac,
@@ -560,17 +608,48 @@ impl Dataplane {
                         tracing::warn!(port = %spec.name, %ip, "static neighbor not added: cache window full");
                     }
                 }
+                let queues = cfg
+                    .queue_of(i, self.interfaces[i].queues, w)
+                    .and_then(|q| self.queues[i][usize::from(q)].take())
+                    .map(|(rx, tx)| (rx, TxBuffer::new(tx)));
+                let tap = if home == w {
+                    self.taps[i].take().map(|(rx, tx)| (rx, TxBuffer::new(tx)))
+                } else {
+                    None
+                };
                 WorkerPort::new(
                     host,
                     self.pools[i].clone(),
-                    (port.rx(), port.tx(0)),
-                    (tap.rx(), tap.tx(0)),
-                    self.interfaces[i].shared.clone(),
+                    queues,
+                    tap,
+                    home,
+                    self.interfaces[i].shared[w].clone(),
                 )
             })
             .collect();
+        let rings = if cfg.workers.len() > 1 {
+            Rings {
+                to: self.parcels[w].clone(),
+                from: self.parcels.iter().map(|row| row[w].clone()).collect(),
+                news_to: (0..self.news.len())
+                    .map(|to| (to != w).then(|| self.news[to].clone()))
+                    .collect(),
+                news: Some(self.news[w].clone()),
+            }
+        } else {
+            Rings::default()
+        };
+        let steering = Steering::new(
+            cfg.workers.len() as u16,
+            cfg.snat_ports,
+            &self_ips,
+            self.steering_seed,
+        );
         Ok(Worker {
+            index: w,
             ports,
+            steering,
+            rings,
             tables: self.tables.clone(),
             stop: self.stop.clone(),
             poll_mode: cfg.poll_mode,
@@ -583,6 +662,7 @@ impl Dataplane {
             l4,
             l4_shared,
             expired: Default::default(),
+            handoff: Default::default(),
         })
     }
 
@@ -605,11 +685,16 @@ impl Dataplane {
                 .interfaces
                 .iter()
                 .zip(&self.ports)
-                .map(|(i, (p, t))| PortSnapshot {
+                .zip(&self.pools)
+                .map(|((i, (p, t)), pool)| PortSnapshot {
                     name: i.name.clone(),
-                    counters: i.shared.read(),
+                    counters: i.shared.iter().fold(PortCounters::default(), |mut sum, w| {
+                        sum.add(&w.read());
+                        sum
+                    }),
                     pmd: p.stats(),
                     tap_pmd: t.stats(),
+                    mbufs_free: pool.available(),
                 })
                 .collect(),
             workers: self

@@ -58,8 +58,9 @@ drop_reasons! {
     NotForUs => "not_for_us",
     /// From the TAP, no route to the destination.
     NoRoute => "no_route",
-    /// From the TAP, the route leaves through a port of another worker.
-    RouteOtherWorker => "route_other_worker",
+    /// The ring to the worker that owns the frame (its flow, or the port's
+    /// host state or queue) was full.
+    HandoffFull => "handoff_full",
     /// Waiting for ARP/ND and the queue is full.
     NeighborQueueFull => "neighbor_queue_full",
     /// Waited for ARP/ND and nobody answered.
@@ -101,6 +102,14 @@ impl PortCounters {
 
     pub fn dropped(&self, why: Drop) -> u64 {
         self.drops[why as usize]
+    }
+
+    /// Adds `other` (another worker's counts for the same port).
+    pub fn add(&mut self, other: &PortCounters) {
+        let f = self.fields();
+        let g = other.fields();
+        let drops = std::array::from_fn(|i| self.drops[i] + other.drops[i]);
+        *self = Self::from_fields(&std::array::from_fn(|i| f[i] + g[i]), drops);
     }
 
     fn fields(&self) -> [u64; 9] {
@@ -145,6 +154,11 @@ pub struct WorkerCounters {
     /// The longest time between two loop iterations (ns): how late the
     /// worker's timers can have run.
     pub max_gap_ns: u64,
+    /// Frames handed to other workers (flows they own, ports they send
+    /// on), frames taken from them, and hand-offs lost to a full ring.
+    pub handoff_out: u64,
+    pub handoff_in: u64,
+    pub handoff_full: u64,
 }
 
 /// The slot a worker publishes a port's counters into.
@@ -178,6 +192,7 @@ pub struct SharedWorker {
     idle: AtomicU64,
     sleeps: AtomicU64,
     max_gap: AtomicU64,
+    handoff: [AtomicU64; 3],
     /// Set by the worker when it enters its loop, cleared when it leaves.
     pub running: std::sync::atomic::AtomicBool,
 }
@@ -188,6 +203,13 @@ impl SharedWorker {
         self.idle.store(c.idle_polls, Relaxed);
         self.sleeps.store(c.sleeps, Relaxed);
         self.max_gap.store(c.max_gap_ns, Relaxed);
+        for (slot, v) in self
+            .handoff
+            .iter()
+            .zip([c.handoff_out, c.handoff_in, c.handoff_full])
+        {
+            slot.store(v, Relaxed);
+        }
     }
 
     pub fn read(&self) -> WorkerCounters {
@@ -196,6 +218,9 @@ impl SharedWorker {
             idle_polls: self.idle.load(Relaxed),
             sleeps: self.sleeps.load(Relaxed),
             max_gap_ns: self.max_gap.load(Relaxed),
+            handoff_out: self.handoff[0].load(Relaxed),
+            handoff_in: self.handoff[1].load(Relaxed),
+            handoff_full: self.handoff[2].load(Relaxed),
         }
     }
 }

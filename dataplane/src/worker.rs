@@ -1,19 +1,30 @@
-//! The worker: one pinned lcore polling the ports it owns.
+//! The worker: one pinned lcore serving every port.
 //!
 //! ```text
 //!   loop until stop:
 //!     now = TSC (once per iteration)      tables = current snapshot (once)
-//!     for each owned port:
-//!       wire: rx burst → host.rx_from_wire → reply | punt to TAP | drop(reason)
-//!       TAP:  rx burst → host.rx_from_tap  → route + resolve → port TX | answer the kernel
+//!     for each port with a queue of ours:
+//!       wire: rx burst → fast | steer: not ours → ring to the owner
+//!                              | slow: host → reply | punt to TAP | L4 → route
+//!       TAP (home ports only): rx burst → route + resolve → port TX
+//!     rings from the other workers: frames to handle, to send, to punt
 //!     flush TX buffers
 //!     every 1 ms: neighbor queue timers      every 10 ms: publish counters
 //!     adaptive mode: sleep after a run of empty polls
 //! ```
 //!
+//! Every worker has its own RX and TX queue on each port whose device
+//! offers enough of them; on a port with fewer queues than workers, the
+//! workers without one hand their frames for it to the port's *home*
+//! worker over a ring. The home worker also owns the port's host state:
+//! the TAP to the kernel, BFD sessions, neighbour resolution (it copies
+//! what it learns to the other workers). A flow is handled by the worker
+//! that owns it ([`Steering`]): both directions meet its one connection
+//! entry, whichever worker received them.
+//!
 //! The loop shape is DPDK l3fwd's. No allocation and no locks after start:
-//! bursts, TX buffers, the neighbor cache and its queue are sized when the
-//! worker is built; ctrl's tables arrive as an `Arc` snapshot.
+//! bursts, TX buffers, rings, the neighbor cache and its queue are sized
+//! when the worker is built; ctrl's tables arrive as an `Arc` snapshot.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -26,10 +37,10 @@ use crossbeam::queue::ArrayQueue;
 use crate::api::{BfdCommand, PollMode, SharedBfd, Tables};
 use crate::bfd::{self, PeerKey, RxMeta, SessionTable, StateChange};
 use crate::counters::{Drop, SharedPort, SharedWorker, WorkerCounters};
-use crate::dpdk::{Burst, Clock, Mbuf, Mempool, Queue, TxBuffer, BURST};
+use crate::dpdk::{Burst, Clock, Mbuf, Mempool, RxQueue, TxBuffer, BURST};
 use crate::host::neighbor::{Nanos, Pending};
 use crate::host::{FromTap, FromWire, Host, HostIo};
-use crate::lb::{classify_v4, Expired, L4Verdict, Side, V4Flow, L4};
+use crate::lb::{classify_v4, Expired, L4Verdict, Owner, Side, Steering, V4Flow, L4};
 use crate::wire::Mac;
 
 const MS: Nanos = 1_000_000;
@@ -39,17 +50,24 @@ const TAP_POLL_NS: Nanos = 50_000;
 /// Frames that may wait for ARP/ND per port.
 const PENDING: usize = 64;
 
-/// One port as its worker sees it.
+/// One port as a worker sees it (every worker has one per port).
 #[derive(Debug)]
 pub struct WorkerPort {
+    /// This worker's view of the port: addresses, counters, and the
+    /// neighbours (learned here on the home worker, copies elsewhere).
     pub host: Host,
     /// The port's own pool (copies to the TAP, solicitations).
     pub pool: Arc<Mempool>,
-    pub port_rx: Queue,
-    pub port_tx: TxBuffer,
-    pub tap_rx: Queue,
-    pub tap_tx: TxBuffer,
+    /// This worker's queue pair on the port, if the device has one for it.
+    pub rx: Option<RxQueue>,
+    pub tx: Option<TxBuffer>,
+    /// The TAP's queues: on the home worker only.
+    pub tap: Option<(RxQueue, TxBuffer)>,
+    /// The worker that owns the port's host state.
+    pub home: usize,
+    /// Frames waiting for ARP/ND (home worker only).
     pub pending: Pending<Mbuf>,
+    /// This worker's slot of the port's counters.
     pub shared: Arc<SharedPort>,
 }
 
@@ -57,26 +75,79 @@ impl WorkerPort {
     pub fn new(
         host: Host,
         pool: Arc<Mempool>,
-        port: (Queue, Queue),
-        tap: (Queue, Queue),
+        queues: Option<(RxQueue, TxBuffer)>,
+        tap: Option<(RxQueue, TxBuffer)>,
+        home: usize,
         shared: Arc<SharedPort>,
     ) -> WorkerPort {
+        let (rx, tx) = queues.unzip();
+        let pending = Pending::new(if tap.is_some() { PENDING } else { 1 });
         WorkerPort {
             host,
             pool,
-            port_rx: port.0,
-            port_tx: TxBuffer::new(port.1),
-            tap_rx: tap.0,
-            tap_tx: TxBuffer::new(tap.1),
-            pending: Pending::new(PENDING),
+            rx,
+            tx,
+            tap,
+            home,
+            pending,
             shared,
         }
     }
 }
 
+/// What one worker hands another.
+#[derive(Debug)]
+pub enum Parcel {
+    /// A frame received on `port` that the addressee owns: handled as if
+    /// it had received it (and never handed on again).
+    Rx { port: usize, m: Mbuf },
+    /// A routed frame for `port` (of which the addressee is the home) to
+    /// `next_hop`: resolve and send. `learn`: the sender transmits on the
+    /// port itself and wants the next hop's MAC.
+    Tx {
+        port: usize,
+        next_hop: IpAddr,
+        learn: bool,
+        m: Mbuf,
+    },
+    /// A complete frame to send out of `port` as it is (a reply).
+    Out { port: usize, m: Mbuf },
+    /// A frame for `port`'s TAP (the kernel), within its punt policer.
+    Tap { port: usize, m: Mbuf },
+}
+
+/// A neighbour the home worker of `port` resolved.
+#[derive(Debug, Clone, Copy)]
+pub struct News {
+    pub port: usize,
+    pub ip: IpAddr,
+    pub mac: Mac,
+}
+
+/// Parcels in flight between two workers (bounded; full = counted drop).
+pub const RING: usize = 4096;
+
+/// A worker's ends of the rings between workers (indexed by worker).
+#[derive(Debug, Default)]
+pub struct Rings {
+    /// To each worker (`None`: this one).
+    pub to: Vec<Option<Arc<ArrayQueue<Parcel>>>>,
+    /// From each worker (`None`: this one).
+    pub from: Vec<Option<Arc<ArrayQueue<Parcel>>>>,
+    /// Neighbour news to each worker, and this worker's inbox.
+    pub news_to: Vec<Option<Arc<ArrayQueue<News>>>>,
+    pub news: Option<Arc<ArrayQueue<News>>>,
+}
+
 #[derive(Debug)]
 pub struct Worker {
+    /// This worker's index (0..workers).
+    pub index: usize,
+    /// Every port, by its index in the data plane.
     pub ports: Vec<WorkerPort>,
+    /// Which worker owns a frame's flow.
+    pub steering: Steering,
+    pub rings: Rings,
     pub tables: Arc<ArcSwap<Tables>>,
     pub stop: Arc<AtomicBool>,
     pub poll_mode: PollMode,
@@ -99,6 +170,16 @@ pub struct Worker {
     pub l4_shared: Arc<SharedL4>,
     /// Flows the sweep found idle (reset-on-timeout), reused every sweep.
     pub expired: [Expired; 16],
+    /// Hand-offs between workers, counted here, published with the loop's.
+    pub handoff: Handoffs,
+}
+
+/// What [`Worker`] counts of its hand-offs.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Handoffs {
+    pub out: u64,
+    pub inbound: u64,
+    pub full: u64,
 }
 
 /// A worker's L4 counters as last published (ctrl sums the workers).
@@ -138,7 +219,9 @@ pub struct BfdIo {
 /// What handling a frame from the wire asks of the worker.
 struct WireIo<'a> {
     pool: &'a Mempool,
-    tap_tx: &'a mut TxBuffer,
+    /// The port's TAP, on its home worker (the only one that receives ARP
+    /// and ND: steering sends them home).
+    tap_tx: Option<&'a mut TxBuffer>,
     to_tap: u64,
     drops: [u64; 2], // TapFull, NoMbuf
     /// The neighbor this frame taught us (ARP and ND teach one per frame).
@@ -147,6 +230,10 @@ struct WireIo<'a> {
 
 impl HostIo for WireIo<'_> {
     fn mirror_to_tap(&mut self, macs: &[u8], rest: &[u8]) {
+        let Some(tap_tx) = self.tap_tx.as_deref_mut() else {
+            self.drops[0] += 1;
+            return;
+        };
         let Some(mut m) = self.pool.alloc() else {
             self.drops[1] += 1;
             return;
@@ -158,7 +245,7 @@ impl HostIo for WireIo<'_> {
         let d = m.data_mut();
         d[..macs.len()].copy_from_slice(macs);
         d[macs.len()..].copy_from_slice(rest);
-        let (sent, dropped) = self.tap_tx.push(m);
+        let (sent, dropped) = tap_tx.push(m);
         self.to_tap += 1;
         let _ = sent;
         self.drops[0] += dropped as u64;
@@ -217,18 +304,18 @@ impl Worker {
                     work += self.poll_tap(pi, now, &mut burst, &tables);
                 }
             }
+            if self.rings.news.is_some() {
+                work += self.poll_rings(now, &mut burst, &tables);
+            }
             self.bfd_timers(now);
             for p in &mut self.ports {
-                flush(
-                    &mut p.port_tx,
-                    &mut p.host.counters.tx_packets,
-                    &mut p.host.counters.drops[Drop::TxFull as usize],
-                );
-                flush(
-                    &mut p.tap_tx,
-                    &mut 0,
-                    &mut p.host.counters.drops[Drop::TapFull as usize],
-                );
+                let c = &mut p.host.counters;
+                if let Some(tx) = &mut p.tx {
+                    flush(tx, &mut c.tx_packets, &mut c.drops[Drop::TxFull as usize]);
+                }
+                if let Some((_, tap_tx)) = &mut p.tap {
+                    flush(tap_tx, &mut 0, &mut c.drops[Drop::TapFull as usize]);
+                }
             }
             if now - last_timers >= MS {
                 last_timers = now;
@@ -291,7 +378,10 @@ impl Worker {
         for p in &self.ports {
             p.shared.publish(&p.host.counters);
         }
-        self.shared.publish(counters);
+        let mut c = counters.clone();
+        (c.handoff_out, c.handoff_in, c.handoff_full) =
+            (self.handoff.out, self.handoff.inbound, self.handoff.full);
+        self.shared.publish(&c);
         // Never blocks; reuses the snapshot's vectors (no allocation unless
         // the table grew at a reload).
         if let Ok(mut snap) = self.l4_shared.snapshot.try_lock() {
@@ -413,9 +503,12 @@ impl Worker {
     }
 
     fn poll_wire(&mut self, pi: usize, now: Nanos, burst: &mut Burst, tables: &Tables) -> usize {
-        let n = burst.rx(self.ports[pi].port_rx);
+        let Some(q) = &self.ports[pi].rx else {
+            return 0;
+        };
+        let n = burst.rx(q);
         if n > 0 {
-            self.wire_burst(pi, now, burst, tables);
+            self.wire_burst(pi, now, burst, tables, true);
         }
         n
     }
@@ -424,16 +517,26 @@ impl Worker {
     /// the results for transmission (the TX buffer holds two bursts, so
     /// the PMD's transmit runs in the loop's flush, not here). Never
     /// inlined: `bench/callgrind.sh` counts pollux's own instructions per
-    /// packet by collecting inside this function only.
+    /// packet by collecting inside this function only. `steer`: frames
+    /// of another worker's flows go to it (false for frames handed over,
+    /// which are this worker's by construction).
     ///
     /// ```text
     ///   classify   every frame: fast class? key, hash, prefetch buckets
     ///   in order, per frame:
     ///     fast     match a tracked flow, route (memoised), commit, queue
+    ///     steer    another worker's flow or the port's home's: hand over
     ///     slow     host stage -> BFD | reply | punt | L4 stage -> route
     /// ```
     #[inline(never)]
-    fn wire_burst(&mut self, pi: usize, now: Nanos, burst: &mut Burst, tables: &Tables) {
+    fn wire_burst(
+        &mut self,
+        pi: usize,
+        now: Nanos,
+        burst: &mut Burst,
+        tables: &Tables,
+        steer: bool,
+    ) {
         let mut flows = [None; BURST];
         let fast = self.ports[pi].host.vlan.is_none() && self.l4.fast_ready(&tables.vs);
         if fast {
@@ -448,6 +551,7 @@ impl Worker {
                 self.l4.prefetch(frame, vlan);
             }
         }
+        let steer = steer && self.steering.workers() > 1;
         // One memo per direction: client -> member frames mostly share a
         // member's next hop, member -> client frames a gateway.
         let mut memo = [NextHop::default(); 2];
@@ -460,9 +564,122 @@ impl Worker {
                 },
                 None => m,
             };
+            let m = if steer {
+                match self.steer(pi, m, tables) {
+                    Some(m) => m,
+                    None => continue,
+                }
+            } else {
+                m
+            };
             // The slow path may learn a neighbour or change the table.
             memo = [NextHop::default(); 2];
             self.slow(pi, m, now, tables);
+        }
+    }
+
+    /// The frame back if this worker handles it; else handed to the
+    /// worker that does (the flow's owner, or the port's home worker).
+    #[inline(never)]
+    fn steer(&mut self, pi: usize, m: Mbuf, tables: &Tables) -> Option<Mbuf> {
+        let vlan = if self.ports[pi].host.vlan.is_some() {
+            4
+        } else {
+            0
+        };
+        let to = match self.steering.owner(m.data(), vlan, &tables.vs) {
+            Owner::Worker(w) => usize::from(w),
+            Owner::Home => self.ports[pi].home,
+        };
+        if to == self.index {
+            return Some(m);
+        }
+        self.hand(to, pi, Parcel::Rx { port: pi, m });
+        None
+    }
+
+    /// Puts `parcel` on the ring to worker `to`; a full ring drops it,
+    /// counted on port `pi`.
+    fn hand(&mut self, to: usize, pi: usize, parcel: Parcel) {
+        match self.rings.to.get(to).and_then(Option::as_ref) {
+            Some(ring) => match ring.push(parcel) {
+                Ok(()) => self.handoff.out += 1,
+                Err(_) => {
+                    self.handoff.full += 1;
+                    self.ports[pi].host.counters.drop(Drop::HandoffFull);
+                }
+            },
+            None => self.ports[pi].host.counters.drop(Drop::HandoffFull),
+        }
+    }
+
+    /// Parcels from the other workers, up to two bursts from each; and
+    /// the neighbours the home workers resolved.
+    fn poll_rings(&mut self, now: Nanos, burst: &mut Burst, tables: &Tables) -> usize {
+        let mut work = 0;
+        while let Some(n) = self.rings.news.as_ref().and_then(|q| q.pop()) {
+            if let Some(p) = self.ports.get_mut(n.port) {
+                p.host.neighbors.mirror(n.ip, n.mac, now);
+            }
+            work += 1;
+        }
+        for from in 0..self.rings.from.len() {
+            // Consecutive frames received on one port form a burst.
+            let mut at = usize::MAX;
+            for _ in 0..2 * BURST {
+                let Some(parcel) = self.rings.from[from].as_ref().and_then(|q| q.pop()) else {
+                    break;
+                };
+                work += 1;
+                self.handoff.inbound += 1;
+                match parcel {
+                    Parcel::Rx { port, m } => {
+                        if port != at || burst.len() == BURST {
+                            if !burst.is_empty() {
+                                self.wire_burst(at, now, burst, tables, false);
+                            }
+                            at = port;
+                        }
+                        if let Err(m) = burst.push(m) {
+                            drop(m); // cannot happen: flushed when full above
+                        }
+                    }
+                    Parcel::Tx {
+                        port,
+                        next_hop,
+                        learn,
+                        m,
+                    } => {
+                        if learn {
+                            self.tell(from, port, next_hop, now);
+                        }
+                        self.transmit(port, m, next_hop, now);
+                    }
+                    Parcel::Out { port, m } => self.send_out(port, m),
+                    Parcel::Tap { port, m } => self.punt(port, m, now),
+                }
+            }
+            if !burst.is_empty() {
+                self.wire_burst(at, now, burst, tables, false);
+            }
+        }
+        work
+    }
+
+    /// Tells worker `to` the MAC of `next_hop` on `port`, if known here.
+    fn tell(&self, to: usize, port: usize, ip: IpAddr, now: Nanos) {
+        let Some(mac) = self.ports[port].host.neighbors.lookup(ip, now) else {
+            return;
+        };
+        if let Some(q) = self.rings.news_to.get(to).and_then(Option::as_ref) {
+            let _ = q.push(News { port, ip, mac });
+        }
+    }
+
+    /// Tells every other worker that `ip` is at `mac` on `port`.
+    fn tell_all(&self, port: usize, ip: IpAddr, mac: Mac) {
+        for q in self.rings.news_to.iter().flatten() {
+            let _ = q.push(News { port, ip, mac });
         }
     }
 
@@ -514,12 +731,24 @@ impl Worker {
         c.rx_bytes += m.len() as u64;
         let frame = m.data_mut();
         self.l4.fast_commit(&hit, flow, frame, s, &tables.vs);
+        let p = &mut self.ports[memo.port];
+        let Some(tx) = &mut p.tx else {
+            // No queue of ours on the egress port: its home sends it.
+            let (home, port, next_hop) = (p.home, memo.port, memo.next_hop);
+            let parcel = Parcel::Tx {
+                port,
+                next_hop,
+                learn: false,
+                m,
+            };
+            self.hand(home, pi, parcel);
+            return Ok(());
+        };
         // What `send_to` does, with the egress port's MACs prepared.
         frame[..12].copy_from_slice(&memo.macs);
-        let p = &mut self.ports[memo.port];
         let c = &mut p.host.counters;
         push(
-            &mut p.port_tx,
+            tx,
             m,
             &mut c.tx_packets,
             &mut c.drops[Drop::TxFull as usize],
@@ -527,33 +756,36 @@ impl Worker {
         Ok(())
     }
 
-    /// Points `memo` at the local, untagged port and next-hop MACs for
+    /// Points `memo` at the untagged egress port and next-hop MACs for
     /// `dst`, if both are known now (what [`route`](Self::route) would
     /// send to at once); false if not. Consecutive frames through the
-    /// same next hop (a gateway, a member) skip the neighbour lookup.
+    /// same next hop (a gateway, a member) skip the neighbour lookup. A
+    /// port without a queue of this worker's needs no MAC: its home
+    /// worker resolves and sends.
     #[inline]
     fn resolve(&self, dst: [u8; 4], now: Nanos, tables: &Tables, memo: &mut NextHop) -> bool {
         let Some((port, next_hop)) = tables.fib.lookup_v4(dst) else {
             return false;
         };
-        if memo.dst.is_none() || memo.next_hop != next_hop || memo.port_index != port {
-            let Some(ei) = self.ports.iter().position(|q| q.host.index == port) else {
+        if memo.dst.is_none() || memo.next_hop != next_hop || memo.port != port {
+            let Some(p) = self.ports.get(port) else {
                 return false;
             };
-            let host = &self.ports[ei].host;
+            let host = &p.host;
             if host.vlan.is_some() {
                 return false; // tagged egress: the slow path inserts the tag
             }
-            let Some(mac) = host.neighbors.lookup(next_hop, now) else {
-                return false;
-            };
             let mut macs = [0; 12];
-            host.set_macs(&mut macs, mac);
+            if p.tx.is_some() {
+                let Some(mac) = host.neighbors.lookup(next_hop, now) else {
+                    return false;
+                };
+                host.set_macs(&mut macs, mac);
+            }
             *memo = NextHop {
                 dst: None,
                 next_hop,
-                port_index: port,
-                port: ei,
+                port,
                 macs,
             };
         }
@@ -577,7 +809,7 @@ impl Worker {
         let len = m.len();
         let mut io = WireIo {
             pool,
-            tap_tx: &mut p.tap_tx,
+            tap_tx: p.tap.as_mut().map(|(_, tx)| tx),
             to_tap: 0,
             drops: [0; 2],
             resolved: None,
@@ -595,21 +827,21 @@ impl Worker {
         c.to_tap += to_tap;
         c.drops[Drop::TapFull as usize] += drops[0];
         c.drops[Drop::NoMbuf as usize] += drops[1];
-        // What waited for a neighbor this frame taught us goes out now.
+        // What waited for a neighbor this frame taught us goes out now,
+        // and the workers that transmit on this port learn it too.
         if let Some((ip, mac)) = resolved {
-            let (host, tx) = (&mut p.host, &mut p.port_tx);
-            p.pending.take_for(ip, |m| send_to(host, tx, m, mac));
+            if let Some(tx) = &mut p.tx {
+                let host = &mut p.host;
+                p.pending.take_for(ip, |m| send_to(host, tx, m, mac));
+            }
+            self.tell_all(pi, ip, mac);
         }
+        let p = &mut self.ports[pi];
         let c = &mut p.host.counters;
         match verdict {
             FromWire::Reply(n) => {
                 if m.set_len(n) {
-                    push(
-                        &mut p.port_tx,
-                        m,
-                        &mut c.tx_packets,
-                        &mut c.drops[Drop::TxFull as usize],
-                    );
+                    self.send_out(pi, m);
                 }
             }
             FromWire::Punt | FromWire::Transit => {
@@ -645,8 +877,6 @@ impl Worker {
                 &tables.vs,
             )
         };
-        let p = &mut self.ports[pi];
-        let c = &mut p.host.counters;
         match (verdict, host) {
             (L4Verdict::Forward { dst }, _) => {
                 if vlan {
@@ -656,43 +886,64 @@ impl Worker {
             }
             (L4Verdict::Reply(n), _) => {
                 if m.set_len(n) {
-                    push(
-                        &mut p.port_tx,
-                        m,
-                        &mut c.tx_packets,
-                        &mut c.drops[Drop::TxFull as usize],
-                    );
+                    self.send_out(pi, m);
                 }
             }
             (L4Verdict::Drop(_), _) => {} // counted by the L4 path, by reason
             (L4Verdict::NotL4, FromWire::Punt) => {
-                if !p.host.admit_punt(now, m.data()) {
-                    return; // counted as punt_policed
-                }
-                let c = &mut p.host.counters;
                 if vlan {
                     m.strip_vlan();
                 }
-                c.to_tap += 1;
-                push(
-                    &mut p.tap_tx,
-                    m,
-                    &mut 0,
-                    &mut c.drops[Drop::TapFull as usize],
-                );
+                self.punt(pi, m, now);
             }
-            (L4Verdict::NotL4, _) => c.drop(Drop::NotForUs),
+            (L4Verdict::NotL4, _) => self.ports[pi].host.counters.drop(Drop::NotForUs),
         }
     }
 
-    /// Sends an untagged frame to `dst` through the FIB, from port `pi`'s
-    /// worker (this one).
+    /// Hands an untagged frame to port `pi`'s kernel (its TAP), within
+    /// the port's punt policer; through the home worker if not this one.
+    fn punt(&mut self, pi: usize, m: Mbuf, now: Nanos) {
+        let p = &mut self.ports[pi];
+        let Some((_, tap_tx)) = &mut p.tap else {
+            let home = p.home;
+            self.hand(home, pi, Parcel::Tap { port: pi, m });
+            return;
+        };
+        if !p.host.admit_punt(now, m.data()) {
+            return; // counted as punt_policed
+        }
+        let c = &mut p.host.counters;
+        c.to_tap += 1;
+        push(tap_tx, m, &mut 0, &mut c.drops[Drop::TapFull as usize]);
+    }
+
+    /// Sends a complete frame out of port `pi` as it is (tagged as the
+    /// port wants it already); through the home worker if this one has
+    /// no queue there.
+    fn send_out(&mut self, pi: usize, m: Mbuf) {
+        let p = &mut self.ports[pi];
+        match &mut p.tx {
+            Some(tx) => {
+                let c = &mut p.host.counters;
+                push(
+                    tx,
+                    m,
+                    &mut c.tx_packets,
+                    &mut c.drops[Drop::TxFull as usize],
+                );
+            }
+            None => {
+                let home = p.home;
+                self.hand(home, pi, Parcel::Out { port: pi, m });
+            }
+        }
+    }
+
+    /// Sends an untagged frame to `dst` through the FIB (received on port
+    /// `pi`, where a missing route is counted).
     fn route(&mut self, pi: usize, m: Mbuf, dst: IpAddr, now: Nanos, tables: &Tables) {
         match tables.fib.lookup(dst) {
-            Some((port, next_hop)) => match self.ports.iter().position(|q| q.host.index == port) {
-                Some(ei) => self.forward(ei, m, next_hop, now),
-                None => self.ports[pi].host.counters.drop(Drop::RouteOtherWorker),
-            },
+            Some((port, next_hop)) => self.transmit(port, m, next_hop, now),
             None => self.ports[pi].host.counters.drop(Drop::NoRoute),
         }
     }
@@ -704,6 +955,7 @@ impl Worker {
             return;
         }
         let n = self.l4.sweep(secs(now), 64, &mut self.expired, &tables.vs);
+        // Resets leave from the first port's pool (any pool will do).
         for i in 0..n {
             let e = self.expired[i];
             for side in [Side::Client, Side::Member] {
@@ -724,54 +976,59 @@ impl Worker {
     }
 
     fn poll_tap(&mut self, pi: usize, now: Nanos, burst: &mut Burst, tables: &Tables) -> usize {
-        let n = burst.rx(self.ports[pi].tap_rx);
+        let Some((q, _)) = &self.ports[pi].tap else {
+            return 0;
+        };
+        let n = burst.rx(q);
         for mut m in burst.drain() {
             let p = &mut self.ports[pi];
             p.host.counters.from_tap += 1;
             let len = m.len();
             let verdict = p.host.rx_from_tap(m.data_and_tailroom(), len, &tables.fib);
-            if let FromTap::Forward { port, next_hop } = verdict {
-                match self.ports.iter().position(|q| q.host.index == port) {
-                    Some(ei) => self.forward(ei, m, next_hop, now),
-                    None => self.ports[pi].host.counters.drop(Drop::RouteOtherWorker),
-                }
-                continue;
-            }
-            let p = &mut self.ports[pi];
             match verdict {
+                FromTap::Forward { port, next_hop } => self.transmit(port, m, next_hop, now),
                 FromTap::ReplyToTap(n) => {
-                    if m.set_len(n) {
-                        push(
-                            &mut p.tap_tx,
-                            m,
-                            &mut 0,
-                            &mut p.host.counters.drops[Drop::TapFull as usize],
-                        );
+                    let p = &mut self.ports[pi];
+                    if let (true, Some((_, tap_tx))) = (m.set_len(n), &mut p.tap) {
+                        let c = &mut p.host.counters;
+                        push(tap_tx, m, &mut 0, &mut c.drops[Drop::TapFull as usize]);
                     }
                 }
                 FromTap::Flood => {
-                    let c = &mut p.host.counters;
-                    if p.host.vlan.is_none_or(|v| m.insert_vlan(v)) {
-                        push(
-                            &mut p.port_tx,
-                            m,
-                            &mut c.tx_packets,
-                            &mut c.drops[Drop::TxFull as usize],
-                        );
+                    let vlan = self.ports[pi].host.vlan;
+                    if vlan.is_none_or(|v| m.insert_vlan(v)) {
+                        self.send_out(pi, m);
                     }
                 }
-                FromTap::Forward { .. } | FromTap::Consumed => {}
-                FromTap::Drop(why) => p.host.counters.drop(why),
+                FromTap::Consumed => {}
+                FromTap::Drop(why) => self.ports[pi].host.counters.drop(why),
             }
         }
         n
     }
 
-    /// Sends `m` out of local port `ei` to `next_hop`, resolving it first.
-    fn forward(&mut self, ei: usize, m: Mbuf, next_hop: IpAddr, now: Nanos) {
-        let p = &mut self.ports[ei];
-        if let Some(mac) = p.host.neighbors.lookup(next_hop, now) {
-            send_to(&mut p.host, &mut p.port_tx, m, mac);
+    /// Sends `m` out of port `ei` to `next_hop`: on this worker's queue
+    /// with the MAC known here; else the port's home worker resolves it
+    /// (the home itself queues it and asks ARP/ND).
+    fn transmit(&mut self, ei: usize, m: Mbuf, next_hop: IpAddr, now: Nanos) {
+        let me = self.index;
+        let Some(p) = self.ports.get_mut(ei) else {
+            return;
+        };
+        if let (Some(tx), Some(mac)) = (&mut p.tx, p.host.neighbors.lookup(next_hop, now)) {
+            send_to(&mut p.host, tx, m, mac);
+            return;
+        }
+        if p.home != me {
+            let learn = p.tx.is_some();
+            let home = p.home;
+            let parcel = Parcel::Tx {
+                port: ei,
+                next_hop,
+                learn,
+                m,
+            };
+            self.hand(home, ei, parcel);
             return;
         }
         if let Err(m) = p.pending.push(next_hop, now, m) {
@@ -783,7 +1040,7 @@ impl Worker {
 
     fn timers(&mut self, now: Nanos, tables: &Tables) {
         self.sweep(now, tables);
-        for p in &mut self.ports {
+        for p in self.ports.iter_mut().filter(|p| p.tap.is_some()) {
             let c = &mut p.host.counters;
             p.pending.expire(now, |m| {
                 drop(m);
@@ -834,11 +1091,10 @@ struct NextHop {
     /// The last destination routed through it (`None`: nothing yet).
     dst: Option<[u8; 4]>,
     next_hop: IpAddr,
-    /// The data plane's index of the egress port, and its place in
-    /// `Worker::ports`.
-    port_index: usize,
+    /// The egress port (its index in the data plane and in `ports`).
     port: usize,
-    /// Destination and source MAC, as the frame starts.
+    /// Destination and source MAC, as the frame starts (unused when the
+    /// port's home worker sends).
     macs: [u8; 12],
 }
 
@@ -847,8 +1103,7 @@ impl Default for NextHop {
         NextHop {
             dst: None,
             next_hop: IpAddr::from([0, 0, 0, 0]),
-            port_index: usize::MAX,
-            port: 0,
+            port: usize::MAX,
             macs: [0; 12],
         }
     }
@@ -859,6 +1114,9 @@ fn solicit(p: &mut WorkerPort, ip: IpAddr, now: Nanos) {
     if !p.host.neighbors.should_solicit(ip, now) {
         return;
     }
+    let Some(tx) = &mut p.tx else {
+        return;
+    };
     let Some(mut m) = p.pool.alloc() else {
         p.host.counters.drop(Drop::NoMbuf);
         return;
@@ -868,7 +1126,7 @@ fn solicit(p: &mut WorkerPort, ip: IpAddr, now: Nanos) {
             let c = &mut p.host.counters;
             c.solicits += 1;
             push(
-                &mut p.port_tx,
+                tx,
                 m,
                 &mut c.tx_packets,
                 &mut c.drops[Drop::TxFull as usize],
@@ -898,10 +1156,10 @@ fn bfd_send(p: &mut WorkerPort, now: Nanos, tx: &bfd::Transmit<'_>) {
         bfd::session::TX_TTL,
         tx.payload,
     ) {
-        if m.set_len(n) {
+        if let (true, Some(tx)) = (m.set_len(n), &mut p.tx) {
             let c = &mut p.host.counters;
             push(
-                &mut p.port_tx,
+                tx,
                 m,
                 &mut c.tx_packets,
                 &mut c.drops[Drop::TxFull as usize],

@@ -35,7 +35,7 @@ def members(addrs, port=8080):
 CONFIG = f"""
 instance: {{ name: pxl }}
 dataplane:
-  workers: [1]
+  workers: @WORKERS@
   pollMode: adaptive
   connections: {CAPACITY}
   newFlowsPerSec: 0
@@ -77,8 +77,8 @@ class Backends:
             self.stop(a)
 
 
-@pytest.fixture(scope="module")
-def lab():
+@pytest.fixture(scope="module", params=[[1], [0, 1]], ids=["1-worker", "2-workers"])
+def lab(request):
     dp, cl, be = Netns("pxl-dp"), Netns("pxl-cl"), Netns("pxl-be")
     backends = Backends(be)
     p = None
@@ -97,10 +97,10 @@ def lab():
         be.run("ip", "-6", "route", "add", "default", "via", "fd71::2")
         for a in BACKENDS + BACKENDS6:
             backends.start(a)
-        p = Pollux(dp, CONFIG)
+        p = Pollux(dp, CONFIG.replace("@WORKERS@", str(request.param)))
         p.wait_ready()
         wait_for("all web members healthy", lambda: vs(p, "web")["healthy_members"] == 3, timeout=10)
-        yield {"pollux": p, "cl": cl, "be": be, "backends": backends}
+        yield {"pollux": p, "cl": cl, "be": be, "backends": backends, "workers": len(request.param)}
         assert p.stop() == 0, p.logs()
     finally:
         backends.stop_all()
@@ -169,7 +169,15 @@ def test_ipv6_virtual_server(lab):
     assert {b.split()[1] for b in bodies} == {"fd70::1"}
 
 
+# Bulk TCP through two workers on af_xdp veth ports stalls after 10-100 MB
+# (the port's AF_XDP TX ring stops draining in the kernel; open, with the
+# figures, in the issue's note and docs/architecture.md).
+BULK_OPEN = "bulk TCP with 2 workers on af_xdp veth stalls: issue 13's note"
+
+
 def test_one_gigabyte_arrives_byte_exact(lab):
+    if lab["workers"] > 1:
+        pytest.skip(BULK_OPEN)
     be, cl = lab["be"], lab["cl"]
     srv = be.popen(sys.executable, str(HERE / "tcpcheck.py"), "serve", "10.71.0.10", "9000", "1000", stdout=subprocess.PIPE, text=True)
     try:
@@ -249,6 +257,8 @@ for i in range({n}):
 
 
 def test_syn_flood_does_not_break_an_established_transfer(lab):
+    if lab["workers"] > 1:
+        pytest.skip(BULK_OPEN)
     p, be, cl = lab["pollux"], lab["be"], lab["cl"]
     before = sum(w["untracked"] for w in p.show("connections")["workers"])
     srv = be.popen(sys.executable, str(HERE / "tcpcheck.py"), "serve", "10.71.0.10", "9000", "1000", stdout=subprocess.PIPE, text=True)

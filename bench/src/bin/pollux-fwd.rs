@@ -38,7 +38,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bench::worker_lcore;
-use dataplane::dpdk::{self, Burst, Clock, Eal, Mempool, Port, PortStats, Queue, TxBuffer};
+use dataplane::dpdk::{
+    self, Burst, Clock, Eal, Mempool, Port, PortStats, RxQueue, TxBuffer, TxQueue,
+};
 use tokio::signal::unix::{signal, SignalKind};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -150,8 +152,8 @@ impl Shared {
 
 /// The loop: pollux's worker shape, no per-packet work.
 fn forward(
-    rx: Queue,
-    tx: Queue,
+    rx: RxQueue,
+    tx: TxQueue,
     clock: Clock,
     record_cycles: bool,
     stop: &AtomicBool,
@@ -165,7 +167,7 @@ fn forward(
     while !stop.load(Relaxed) {
         let start = dpdk::tsc();
         let now = clock.ns(start);
-        let n = burst.rx(rx);
+        let n = burst.rx(&rx);
         for m in burst.drain() {
             let (sent, dropped) = txb.push(m);
             c.tx += sent as u64;
@@ -313,7 +315,7 @@ fn run(o: Opts) -> Result<(), BoxError> {
             .ok_or("cannot tell the worker lcore from the EAL arguments: pass --lcore N")?,
     };
     let eal = Eal::init(&o.eal)?;
-    let pool = Mempool::new("pxfwd_pool", o.mbufs, 256, -1)?;
+    let pool = Arc::new(Mempool::new("pxfwd_pool", o.mbufs, 256, -1)?);
     let mut port = Port::by_name(&o.port)?;
     port.configure(1, o.desc, &pool)?;
     port.start()?;
@@ -333,7 +335,10 @@ fn run(o: Opts) -> Result<(), BoxError> {
     let shared = Arc::new(Shared::default());
     let clock = Clock::new();
     let record_cycles = o.record_cycles;
-    let (rxq, txq) = (port.rx(), port.tx(0));
+    let (rxq, txq) = port
+        .take_queues()
+        .pop()
+        .ok_or("the port has no configured queue")?;
     {
         let (stop, shared) = (stop.clone(), shared.clone());
         dpdk::launch(lcore, move || {

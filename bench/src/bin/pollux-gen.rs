@@ -65,7 +65,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bench::worker_lcore;
-use dataplane::dpdk::{self, Burst, Eal, Mbuf, Mempool, Port, Queue, TxBuffer, BURST};
+use dataplane::dpdk::{self, Burst, Eal, Mbuf, Mempool, Port, RxQueue, TxBuffer, BURST};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
@@ -787,13 +787,12 @@ enum Event {
 
 /// The worker's state: the port, pool and the current window's counters.
 struct Engine {
-    rx: Queue,
+    rx: RxQueue,
     pool: Arc<Mempool>,
     mac: [u8; 6],
     arp: Option<(u32, u32)>,
     hz: u64,
     burst: Burst,
-    arp_tx: TxBuffer,
     epoch: u8,
     /// The current phase's destination (to count rewritten frames).
     dst: u32,
@@ -810,7 +809,7 @@ impl Engine {
     /// Polls RX once: answers ARP, counts and samples our frames.
     #[inline]
     fn poll_rx(&mut self) -> usize {
-        let n = self.burst.rx(self.rx);
+        let n = self.burst.rx(&self.rx);
         if n == 0 {
             return 0;
         }
@@ -833,13 +832,12 @@ impl Engine {
                         arp_reply(m.data_mut(), self.mac);
                         self.arp_total.fetch_add(1, Relaxed);
                         self.c.arp_replies += 1;
-                        self.arp_tx.push(m);
+                        self.gen_tx.send_now(m);
                     }
                 }
                 Rx::Other => self.c.rx_other += 1,
             }
         }
-        self.arp_tx.flush();
         n
     }
 
@@ -1247,21 +1245,24 @@ fn run(o: Opts) -> Result<(), BoxError> {
     let arp_total = Arc::new(AtomicU64::new(0));
     let (cmd_tx, cmd_rx) = unbounded_channel();
     let (ev_tx, ev_rx) = unbounded_channel();
+    let (rx, tx) = port
+        .take_queues()
+        .pop()
+        .ok_or("the port has no configured queue")?;
     let engine = Engine {
-        rx: port.rx(),
+        rx,
         pool: pool.clone(),
         mac,
         arp: o.arp,
         hz,
         burst: Burst::default(),
-        arp_tx: TxBuffer::new(port.tx(0)),
         epoch: 0,
         dst: 0,
         seq: 0,
         c: Counts::default(),
         lat: Latency::default(),
         arp_total: arp_total.clone(),
-        gen_tx: TxBuffer::new(port.tx(0)),
+        gen_tx: TxBuffer::new(tx),
         mbufs: Vec::with_capacity(BURST),
     };
     {

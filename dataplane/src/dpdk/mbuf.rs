@@ -5,7 +5,7 @@ use std::ptr::NonNull;
 
 use dpdk_sys::rte_mbuf;
 
-use super::port::Queue;
+use super::port::{RxQueue, TxQueue};
 
 /// Packets per RX burst (a multiple of 8, as `rte_eth_rx_burst` asks).
 pub const BURST: usize = 32;
@@ -188,12 +188,14 @@ impl Burst {
     /// Receives up to `BURST` packets from `q` (drops what the burst still
     /// held first).
     #[inline]
-    pub fn rx(&mut self, q: Queue) -> usize {
+    pub fn rx(&mut self, q: &RxQueue) -> usize {
         self.clear();
         // SAFETY: ptrs has room for BURST pointers; the PMD fills the first
-        // `n` with mbufs that become ours.
+        // `n` with mbufs that become ours. `q` is the only handle of its
+        // queue and keeps the port open; being !Sync, it is polled from
+        // one thread only.
         let n = unsafe {
-            dpdk_sys::pollux_rx_burst(q.port.0, q.queue, self.ptrs.as_mut_ptr(), BURST as u16)
+            dpdk_sys::pollux_rx_burst(q.port().0, q.index(), self.ptrs.as_mut_ptr(), BURST as u16)
         };
         self.len = usize::from(n);
         self.len
@@ -222,6 +224,26 @@ impl Burst {
         })
     }
 
+    /// Adds `m` to the burst (frames handed over by another worker are
+    /// processed as bursts too); gives it back when the burst is full.
+    #[inline]
+    pub fn push(&mut self, m: Mbuf) -> Result<(), Mbuf> {
+        if self.len == BURST {
+            return Err(m);
+        }
+        self.ptrs[self.len] = m.into_raw();
+        self.len += 1;
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
     fn clear(&mut self) {
         for m in self.drain() {
             drop(m);
@@ -238,7 +260,7 @@ impl Drop for Burst {
 /// Packets waiting for one TX burst on one queue. Full → flushed.
 #[derive(Debug)]
 pub struct TxBuffer {
-    q: Queue,
+    q: TxQueue,
     ptrs: [*mut rte_mbuf; 2 * BURST],
     len: usize,
 }
@@ -247,7 +269,7 @@ pub struct TxBuffer {
 unsafe impl Send for TxBuffer {}
 
 impl TxBuffer {
-    pub fn new(q: Queue) -> TxBuffer {
+    pub fn new(q: TxQueue) -> TxBuffer {
         TxBuffer {
             q,
             ptrs: [std::ptr::null_mut(); 2 * BURST],
@@ -276,15 +298,31 @@ impl TxBuffer {
     #[inline(always)]
     fn transmit(&mut self) -> usize {
         // SAFETY: the first len pointers are owned mbufs; the PMD takes the
-        // first `sent` of them and leaves the rest to us.
+        // first `sent` of them and leaves the rest to us. The buffer owns
+        // the queue's only handle (one thread, port open).
         usize::from(unsafe {
             dpdk_sys::pollux_tx_burst(
-                self.q.port.0,
-                self.q.queue,
+                self.q.port().0,
+                self.q.index(),
                 self.ptrs.as_mut_ptr(),
                 self.len as u16,
             )
         })
+    }
+
+    /// Transmits `m` at once, ahead of what is queued (an ARP answer
+    /// while generated frames wait); false if the ring refused it (freed).
+    pub fn send_now(&mut self, m: Mbuf) -> bool {
+        let mut one = [m.into_raw()];
+        // SAFETY: one owned mbuf; as in `transmit`.
+        let sent = unsafe {
+            dpdk_sys::pollux_tx_burst(self.q.port().0, self.q.index(), one.as_mut_ptr(), 1)
+        };
+        if sent == 0 {
+            // SAFETY: refused, still ours: freed once.
+            unsafe { dpdk_sys::pollux_pktmbuf_free_bulk(one.as_mut_ptr(), 1) };
+        }
+        sent == 1
     }
 
     /// Transmits what is queued; frees what the ring refused. Returns

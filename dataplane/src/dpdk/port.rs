@@ -1,6 +1,10 @@
 //! Ethernet ports and their queues.
 
+use std::cell::Cell;
 use std::ffi::{CStr, CString};
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::{Arc, OnceLock};
 
 use dpdk_sys::{rte_eth_conf, rte_eth_dev_info, rte_eth_stats, rte_ether_addr};
 
@@ -17,11 +21,66 @@ impl std::fmt::Debug for PortId {
     }
 }
 
-/// One RX or TX queue of a port: what a worker polls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Queue {
-    pub port: PortId,
-    pub queue: u16,
+/// The open device behind a [`Port`] and its queues: stopped and closed
+/// when the port and every queue handle are gone, so no safe code can poll
+/// a closed port, and the pool its RX queues fill from lives as long.
+#[derive(Debug)]
+struct Device {
+    id: PortId,
+    started: AtomicBool,
+    pool: OnceLock<Arc<Mempool>>,
+}
+
+impl Drop for Device {
+    fn drop(&mut self) {
+        // SAFETY: the last handle of our port is going: no queue of it can
+        // be polled any more (every RxQueue/TxQueue holds this Arc).
+        unsafe {
+            if self.started.load(Relaxed) {
+                dpdk_sys::rte_eth_dev_stop(self.id.0);
+            }
+            dpdk_sys::rte_eth_dev_close(self.id.0);
+        }
+    }
+}
+
+/// The right to receive on one RX queue of a port. There is exactly one
+/// per configured queue ([`Port::take_queues`] hands them out once), it is
+/// neither `Clone` nor `Sync`: only the thread holding it polls the queue,
+/// as DPDK requires (its queues have no locks).
+#[derive(Debug)]
+pub struct RxQueue {
+    dev: Arc<Device>,
+    queue: u16,
+    _one_thread: PhantomData<Cell<()>>,
+}
+
+/// The right to transmit on one TX queue of a port (as [`RxQueue`]).
+#[derive(Debug)]
+pub struct TxQueue {
+    dev: Arc<Device>,
+    queue: u16,
+    _one_thread: PhantomData<Cell<()>>,
+}
+
+impl RxQueue {
+    pub fn port(&self) -> PortId {
+        self.dev.id
+    }
+
+    pub fn index(&self) -> u16 {
+        self.queue
+    }
+}
+
+impl TxQueue {
+    pub fn port(&self) -> PortId {
+        self.dev.id
+    }
+
+    pub fn index(&self) -> u16 {
+        self.queue
+    }
 }
 
 /// Hardware (or PMD) counters of a port.
@@ -38,12 +97,18 @@ pub struct PortStats {
     pub rx_nombuf: u64,
 }
 
-/// A configured port. Stopped and closed on drop.
+/// A port. Stopped and closed once it and all its queue handles are
+/// dropped.
 #[derive(Debug)]
 pub struct Port {
     pub id: PortId,
     pub driver: String,
-    started: bool,
+    dev: Arc<Device>,
+    /// The most RX and TX queues the device offers together.
+    max_queues: u16,
+    /// Queues configured, and whether their handles were handed out.
+    queues: u16,
+    taken: bool,
 }
 
 impl Port {
@@ -72,32 +137,93 @@ impl Port {
         Ok(Port {
             id: PortId(id),
             driver,
-            started: false,
+            dev: Arc::new(Device {
+                id: PortId(id),
+                started: AtomicBool::new(false),
+                pool: OnceLock::new(),
+            }),
+            max_queues: info.max_rx_queues.min(info.max_tx_queues).max(1),
+            queues: 0,
+            taken: false,
         })
     }
 
-    /// One RX and `txq` TX queues of `desc` descriptors, buffers from `pool`.
-    pub fn configure(&mut self, txq: u16, desc: u16, pool: &Mempool) -> Result<()> {
-        let conf = rte_eth_conf::default();
+    /// The most queue pairs (one RX, one TX) the device offers: a VF's
+    /// or memif's N, one for `net_af_xdp` on a veth.
+    pub fn max_queues(&self) -> u16 {
+        self.max_queues
+    }
+
+    /// `queues` RX and TX queue pairs of `desc` descriptors each, buffers
+    /// from `pool`; with more than one, RSS over IP addresses and ports
+    /// where the device can hash them (what it offers of those).
+    pub fn configure(&mut self, queues: u16, desc: u16, pool: &Arc<Mempool>) -> Result<()> {
         let id = self.id.0;
-        // SAFETY: valid port id and a zeroed default configuration.
+        let mut info = rte_eth_dev_info::default();
+        // SAFETY: valid port id, out struct.
+        check("rte_eth_dev_info_get", unsafe {
+            dpdk_sys::rte_eth_dev_info_get(id, &mut info)
+        })?;
+        let mut conf = rte_eth_conf::default();
+        // RTE_ETH_RSS_{IPV4, NONFRAG_IPV4_TCP, NONFRAG_IPV4_UDP, IPV6,
+        // NONFRAG_IPV6_TCP, NONFRAG_IPV6_UDP}.
+        const RSS_IP_L4: u64 = (1 << 2) | (1 << 4) | (1 << 5) | (1 << 8) | (1 << 10) | (1 << 11);
+        let hf = info.flow_type_rss_offloads & RSS_IP_L4;
+        if queues > 1 && hf != 0 {
+            conf.rxmode.mq_mode = dpdk_sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
+            conf.rx_adv_conf.rss_conf.rss_hf = hf;
+        }
+        // SAFETY: valid port id and an initialised configuration.
         check("rte_eth_dev_configure", unsafe {
-            dpdk_sys::rte_eth_dev_configure(id, 1, txq, &conf)
+            dpdk_sys::rte_eth_dev_configure(id, queues, queues, &conf)
         })?;
         // SAFETY: plain query.
         let socket = unsafe { dpdk_sys::rte_eth_dev_socket_id(id) }.max(0) as u32;
-        // SAFETY: queue 0 of a configured port; the pool outlives the port
-        // (the data plane closes ports before freeing pools).
-        check("rte_eth_rx_queue_setup", unsafe {
-            dpdk_sys::rte_eth_rx_queue_setup(id, 0, desc, socket, std::ptr::null(), pool.as_ptr())
-        })?;
-        for q in 0..txq {
-            // SAFETY: queue q < txq of a configured port, default conf.
+        for q in 0..queues {
+            // SAFETY: queue q < queues of a configured port; the device
+            // keeps the pool alive (Device::pool) until it is closed.
+            check("rte_eth_rx_queue_setup", unsafe {
+                dpdk_sys::rte_eth_rx_queue_setup(
+                    id,
+                    q,
+                    desc,
+                    socket,
+                    std::ptr::null(),
+                    pool.as_ptr(),
+                )
+            })?;
+            // SAFETY: queue q < queues of a configured port, default conf.
             check("rte_eth_tx_queue_setup", unsafe {
                 dpdk_sys::rte_eth_tx_queue_setup(id, q, desc, socket, std::ptr::null())
             })?;
         }
+        let _ = self.dev.pool.set(pool.clone());
+        self.queues = queues;
         Ok(())
+    }
+
+    /// The handles of the configured queue pairs, in queue order: once
+    /// (each queue has one owner); empty on a second call.
+    pub fn take_queues(&mut self) -> Vec<(RxQueue, TxQueue)> {
+        if std::mem::replace(&mut self.taken, true) {
+            return Vec::new();
+        }
+        (0..self.queues)
+            .map(|queue| {
+                (
+                    RxQueue {
+                        dev: self.dev.clone(),
+                        queue,
+                        _one_thread: PhantomData,
+                    },
+                    TxQueue {
+                        dev: self.dev.clone(),
+                        queue,
+                        _one_thread: PhantomData,
+                    },
+                )
+            })
+            .collect()
     }
 
     pub fn start(&mut self) -> Result<()> {
@@ -105,7 +231,7 @@ impl Port {
         check("rte_eth_dev_start", unsafe {
             dpdk_sys::rte_eth_dev_start(self.id.0)
         })?;
-        self.started = true;
+        self.dev.started.store(true, Relaxed);
         // Promiscuous: a VF or veth only sees what is addressed to it
         // anyway, and VLAN/multicast filtering is ours. Not all PMDs can.
         // SAFETY: started port.
@@ -147,20 +273,6 @@ impl Port {
     pub fn stats(&self) -> PortStats {
         stats(self.id)
     }
-
-    pub fn rx(&self) -> Queue {
-        Queue {
-            port: self.id,
-            queue: 0,
-        }
-    }
-
-    pub fn tx(&self, queue: u16) -> Queue {
-        Queue {
-            port: self.id,
-            queue,
-        }
-    }
 }
 
 /// Counters of port `id` (zeros if the PMD cannot tell).
@@ -179,18 +291,5 @@ pub fn stats(id: PortId) -> PortStats {
         ierrors: s.ierrors,
         oerrors: s.oerrors,
         rx_nombuf: s.rx_nombuf,
-    }
-}
-
-impl Drop for Port {
-    fn drop(&mut self) {
-        // SAFETY: our port; no worker polls it any more (workers are joined
-        // before ports drop).
-        unsafe {
-            if self.started {
-                dpdk_sys::rte_eth_dev_stop(self.id.0);
-            }
-            dpdk_sys::rte_eth_dev_close(self.id.0);
-        }
     }
 }

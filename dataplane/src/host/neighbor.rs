@@ -240,6 +240,27 @@ impl Cache {
         true
     }
 
+    /// A copy of another worker's entry: `ip` is at `mac`, confirmed now
+    /// (the port's home worker resolves and tells the workers that
+    /// transmit on the port). A static entry is kept; no room: nothing.
+    pub fn mirror(&mut self, ip: IpAddr, mac: Mac, now: Nanos) {
+        let k = key(ip);
+        let Some(i) = self.find(k).or_else(|| self.free_slot(k, now)) else {
+            self.full += 1;
+            return;
+        };
+        if self.slots[i].is_some_and(|e| e.fixed && e.key == k) {
+            return;
+        }
+        self.slots[i] = Some(Entry {
+            key: k,
+            mac: Some(mac),
+            confirmed: now,
+            solicited: 0,
+            fixed: false,
+        });
+    }
+
     /// Whether `ip` has an entry (resolved or being resolved).
     pub fn knows(&self, ip: IpAddr) -> bool {
         self.find(key(ip)).is_some()

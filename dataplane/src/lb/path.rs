@@ -75,7 +75,9 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 mod fast;
+mod steer;
 pub use fast::{classify_v4, FastHit, V4Flow};
+pub use steer::{Owner, Steering};
 
 use super::conntrack::{
     self, ConnTable, ConnTableError, Entry, Expired, FlowValue, Secs, TcpState,

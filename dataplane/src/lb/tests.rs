@@ -2031,3 +2031,138 @@ fn full_table_shared_member_flows_are_refused_not_half_forwarded() {
         "the tracked flow still works"
     );
 }
+
+// ------------------------------------------------------- flow ownership
+
+/// The endpoints and ports of an IPv4/IPv6 TCP/UDP frame (etherparse).
+fn endpoints(f: &[u8]) -> (IpAddr, IpAddr, u16, u16) {
+    let p = SlicedPacket::from_ethernet(f).unwrap();
+    let (src, dst) = match p.net {
+        Some(NetSlice::Ipv4(h)) => (
+            IpAddr::from(h.header().source()),
+            IpAddr::from(h.header().destination()),
+        ),
+        Some(NetSlice::Ipv6(h)) => (
+            IpAddr::from(h.header().source()),
+            IpAddr::from(h.header().destination()),
+        ),
+        _ => panic!("not IP"),
+    };
+    let (sp, dp) = match p.transport {
+        Some(TransportSlice::Tcp(t)) => (t.source_port(), t.destination_port()),
+        Some(TransportSlice::Udp(u)) => (u.source_port(), u.destination_port()),
+        _ => panic!("not TCP/UDP"),
+    };
+    (src, dst, sp, dp)
+}
+
+/// N workers, each with its own L4 and its share of the SNAT ports, and
+/// the steering every one of them computes: for DNAT and SNAT (automap,
+/// pool), TCP and UDP, IPv4 and IPv6, the worker that a client's first
+/// packet is steered to creates the flow, the member's answer is steered
+/// to that same worker, and that worker (only) translates it back; an ICMP
+/// error about the flow, from either side, is steered there too.
+#[test]
+fn both_directions_of_every_flow_meet_on_one_worker() {
+    use super::path::{Owner, Steering};
+    let snat_ports = (40000, 40999);
+    let t = table(&[
+        vs(
+            VIP,
+            80,
+            Proto::Tcp,
+            Snat::None,
+            vec![member(M1, 8080), member(M2, 8080)],
+        ),
+        vs(
+            VIP,
+            443,
+            Proto::Tcp,
+            Snat::Automap(ip(SELF)),
+            vec![member(M1, 8443)],
+        ),
+        vs(
+            VIP,
+            53,
+            Proto::Udp,
+            Snat::Pool(vec![ip("10.1.0.100"), ip("10.1.0.101")]),
+            vec![member(M1, 53), member(M2, 53)],
+        ),
+        vs(VIP6, 80, Proto::Tcp, Snat::None, vec![member(M6, 80)]),
+    ]);
+    for workers in [2u16, 3, 4] {
+        let steering = Steering::new(workers, snat_ports, &[ip(SELF)], 0x5eed);
+        let owner = |f: &[u8]| match steering.owner(f, 0, &t) {
+            Owner::Worker(w) => usize::from(w),
+            Owner::Home => usize::MAX,
+        };
+        let mut l4s: Vec<L4> = (0..workers)
+            .map(|w| {
+                let mut c = L4Config::new(4096, w, workers);
+                c.snat_ports = snat_ports;
+                c.conntrack.backing = super::Backing::Transparent;
+                L4::new(c).unwrap()
+            })
+            .collect();
+        let mut per_worker = vec![0; usize::from(workers)];
+        for i in 0..400u16 {
+            let client_port = 20000 + i * 7;
+            let (client, vip, l4h) = match i % 4 {
+                0 => (format!("203.0.113.{}", i % 200), VIP, syn(client_port, 80)),
+                1 => (format!("203.0.113.{}", i % 200), VIP, syn(client_port, 443)),
+                2 => (format!("198.51.100.{}", i % 100), VIP, udp(client_port, 53)),
+                _ => (format!("2001:db8::{:x}", i), VIP6, syn(client_port, 80)),
+            };
+            let first = frame(&client, vip, 64, l4h, b"");
+            let w = owner(&first);
+            assert!(w < usize::from(workers), "client {client} steered home");
+            per_worker[w] += 1;
+            let (v, out) = run(&mut l4s[w], &t, 100, &first);
+            let L4Verdict::Forward { dst } = v else {
+                panic!("{workers} workers, {client}: {v:?}");
+            };
+            // The member answers what it received.
+            let (src, mdst, sp, dp) = endpoints(&out);
+            assert_eq!(mdst, dst);
+            let answer = match l4h {
+                L4h::Tcp { .. } => tcp(dp, sp, 5000, 1001, "SA"),
+                L4h::Udp { .. } => udp(dp, sp),
+            };
+            let back = frame_ip(mdst, src, 64, answer, b"", false);
+            assert_eq!(owner(&back), w, "{client}: the answer meets its flow");
+            let (v, want) = run(&mut l4s[w], &t, 100, &back);
+            assert_eq!(v, L4Verdict::Forward { dst: ip(&client) });
+            // Another worker has no state for the flow: it may reverse a
+            // DNAT answer statelessly, to the same bytes, never otherwise.
+            for (k, l4) in l4s.iter_mut().enumerate().filter(|(k, _)| *k != w) {
+                if let (L4Verdict::Forward { .. }, got) = run(l4, &t, 100, &back) {
+                    assert_eq!(got, want, "worker {k}, {client}'s flow");
+                    assert_eq!(i % 4 % 3, 0, "stateless reverse of a SNAT flow");
+                }
+            }
+            // ICMP errors quoting what we sent, from the member's side.
+            if src.is_ipv4() {
+                let err = icmp4(
+                    &mdst.to_string(),
+                    &src.to_string(),
+                    64,
+                    port_unreach4(),
+                    &out,
+                );
+                assert_eq!(owner(&err), w, "{client}: an ICMP error meets its flow");
+            }
+        }
+        assert!(
+            per_worker
+                .iter()
+                .all(|&n| n > 400 / usize::from(workers) / 2),
+            "flows spread over the workers: {per_worker:?}"
+        );
+        // Host traffic (BGP to a self IP, ARP) goes to the port's home.
+        let bgp = frame(ROUTER, SELF, 1, tcp(179, 33000, 1, 1, "A"), b"");
+        assert_eq!(steering.owner(&bgp, 0, &t), Owner::Home);
+        let mut arp = frame(ROUTER, SELF, 64, udp(1, 2), b"");
+        arp[12..14].copy_from_slice(&[0x08, 0x06]);
+        assert_eq!(steering.owner(&arp, 0, &t), Owner::Home);
+    }
+}
