@@ -82,6 +82,7 @@ impl State {
                     "vlan": i.vlan, "mtu": i.mtu,
                     "self_ips": i.self_ips.iter().map(|s| format!("{}/{}", s.addr, s.len)).collect::<Vec<_>>(),
                     "worker": { "lcore": i.worker.lcore, "cpu": i.worker.cpu },
+                    "queues": i.queues,
                     "rx_packets": s.counters.rx_packets, "tx_packets": s.counters.tx_packets,
                 })
             })

@@ -2158,6 +2158,22 @@ fn both_directions_of_every_flow_meet_on_one_worker() {
                 .all(|&n| n > 400 / usize::from(workers) / 2),
             "flows spread over the workers: {per_worker:?}"
         );
+        // Structured clients (testpmd's multi-flow mode: one octet varies)
+        // spread too, whatever the key.
+        for seed in [1u64, 0x5eed, u64::MAX, 0x9e37_79b9] {
+            let s = Steering::new(workers, snat_ports, &[ip(SELF)], seed);
+            let mut n = vec![0; usize::from(workers)];
+            for i in 0..=255u8 {
+                let f = frame(&format!("198.18.{i}.3"), VIP, 64, udp(9, 53), b"");
+                if let Owner::Worker(w) = s.owner(&f, 0, &t) {
+                    n[usize::from(w)] += 1;
+                }
+            }
+            assert!(
+                n.iter().all(|&k| k > 256 / usize::from(workers) / 2),
+                "seed {seed:#x}: {n:?}"
+            );
+        }
         // Host traffic (BGP to a self IP, ARP) goes to the port's home.
         let bgp = frame(ROUTER, SELF, 1, tcp(179, 33000, 1, 1, "A"), b"");
         assert_eq!(steering.owner(&bgp, 0, &t), Owner::Home);

@@ -71,7 +71,7 @@ impl Steering {
             workers: workers.max(1),
             snat_ports,
             self_ips,
-            seed: seed | 1,
+            seed,
         }
     }
 
@@ -147,15 +147,20 @@ impl Steering {
         Owner::Worker(self.hash(dst, dport))
     }
 
-    /// A client endpoint's worker: a keyed multiplicative hash, reduced
-    /// to 0..workers by a multiply-shift (no division).
+    /// A client endpoint's worker: the keyed endpoint through a 64-bit
+    /// finaliser (MurmurHash3's fmix64: every input bit moves every output
+    /// bit, so structured addresses still spread), reduced to 0..workers
+    /// by a multiply-shift (no division).
     #[inline]
     fn hash(&self, addr: &[u8; 16], port: u16) -> u16 {
         let lo = u64::from_le_bytes(addr[..8].try_into().unwrap_or_default());
         let hi = u64::from_le_bytes(addr[8..].try_into().unwrap_or_default());
-        let x = (lo ^ hi.rotate_left(29) ^ u64::from(port) << 48 ^ u64::from(port))
-            .wrapping_mul(self.seed)
-            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let mut x = lo ^ hi.rotate_left(29) ^ (u64::from(port) << 48) ^ self.seed;
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        x ^= x >> 33;
+        x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        x ^= x >> 33;
         (((x >> 32) * u64::from(self.workers)) >> 32) as u16
     }
 }
