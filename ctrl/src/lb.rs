@@ -345,7 +345,7 @@ pub fn connections_json(state: &State) -> Value {
             let l = &s.counters;
             let drops: serde_json::Map<String, Value> = dataplane::lb::L4Drop::ALL.iter().map(|d| (d.name().to_string(), json!(l.dropped(*d)))).collect();
             json!({
-                "worker": w, "entries": s.flows, "capacity": s.capacity, "table_bytes": s.table_bytes,
+                "worker": w, "entries": s.flows, "capacity": s.capacity, "table_bytes": s.table_bytes, "table_hugepages": s.table_hugepages,
                 "new_flows": l.new_flows, "untracked": l.untracked, "forwarded": l.forwarded, "returned": l.returned,
                 "rst_sent": l.rst_sent, "unreachable_sent": l.unreachable_sent, "icmp_translated": l.icmp_translated,
                 "resets_sent": l.resets_sent, "reset_probes": l.reset_probes,

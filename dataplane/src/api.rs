@@ -296,6 +296,15 @@ fn unix_time_of(at: u64, clock_now: u64, unix_now: u64) -> u64 {
     unix_now.saturating_sub(clock_now.saturating_sub(at))
 }
 
+/// A worker but its connection table: built by `Dataplane::start`, made
+/// whole on the worker's lcore.
+struct WorkerSeed {
+    shared: Arc<SharedWorker>,
+    l4: L4Config,
+    self_ips: Vec<IpAddr>,
+    make: Box<dyn FnOnce(L4) -> Worker + Send>,
+}
+
 /// A running data plane. Dropping it stops the workers and releases ports,
 /// TAPs, the mempool and the EAL, in that order.
 #[derive(Debug)]
@@ -503,14 +512,29 @@ impl Dataplane {
         if let Ok(mut d) = dp.bfd_shared.drops.lock() {
             *d = vec![RxCounters::default(); cfg.workers.len()];
         }
+        let (ready_tx, ready) = std::sync::mpsc::channel();
         for (w, spec) in cfg.workers.iter().enumerate() {
-            let worker = dp.build_worker(cfg, w, &bfd_ports)?;
-            let shared = worker.shared.clone();
+            let seed = dp.build_worker(cfg, w, &bfd_ports)?;
+            let shared = seed.shared.clone();
             let failure = dp.failure.clone();
             let stop = dp.stop.clone();
             let lcore = spec.lcore;
+            let ready_tx = ready_tx.clone();
             dpdk::launch(lcore, move || {
-                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.run()));
+                let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    // The connection table, allocated and first touched
+                    // here, on the pinned worker (its NUMA node).
+                    match L4::new(seed.l4) {
+                        Ok(mut l4) => {
+                            l4.set_self_ips(&seed.self_ips);
+                            let _ = ready_tx.send(Ok(l4.conntrack().backing()));
+                            (seed.make)(l4).run();
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(format!("worker {w}: {e}")));
+                        }
+                    }
+                }));
                 r.map_err(|e| {
                     let what = e
                         .downcast_ref::<&str>()
@@ -528,15 +552,30 @@ impl Dataplane {
             dp.workers.push((*spec, shared, true));
             tracing::info!(lcore = spec.lcore, cpu = spec.cpu, "worker launched");
         }
+        for _ in &cfg.workers {
+            match ready.recv_timeout(std::time::Duration::from_secs(60)) {
+                Ok(Ok(backing)) => {
+                    if backing != crate::lb::Backing::HugeTlb {
+                        tracing::warn!(
+                            "a connection table is not in hugepages (fell back to ordinary pages)"
+                        );
+                    }
+                }
+                Ok(Err(e)) => return Err(Error::Conntrack(e)), // dropping dp stops the others
+                Err(_) => return Err(Error::Conntrack("a worker did not start in 60 s".into())),
+            }
+        }
         Ok(dp)
     }
 
+    /// Everything worker `w` needs but its connection table, which the
+    /// worker allocates itself once pinned (first touch: on its NUMA node).
     fn build_worker(
         &mut self,
         cfg: &Config,
         w: usize,
         bfd_ports: &[usize],
-    ) -> Result<Worker, Error> {
+    ) -> Result<WorkerSeed, Error> {
         let clock = crate::dpdk::Clock::new();
         self.clocks.push(clock);
         let mine: Vec<(usize, &BfdPeer)> = cfg
@@ -574,19 +613,11 @@ impl Dataplane {
         l4c.conntrack.new_flows_per_sec = cfg.new_flows_per_sec;
         l4c.snat_ports = cfg.snat_ports;
         l4c.seed = cfg.hash_seed.unwrap_or_else(crate::dpdk::tsc) ^ ((w as u64) << 32);
-        let mut l4 = L4::new(l4c).map_err(|e| Error::Conntrack(format!("worker {w}: {e}")))?;
         let self_ips: Vec<IpAddr> = cfg
             .ports
             .iter()
             .flat_map(|p| p.self_ips.iter().map(|s| s.addr))
             .collect();
-        l4.set_self_ips(&self_ips);
-        if l4.conntrack().backing() != crate::lb::Backing::HugeTlb {
-            tracing::warn!(
-                worker = w,
-                "connection table not in hugepages (fell back to ordinary pages)"
-            );
-        }
         let l4_shared = Arc::new(SharedL4::default());
         self.l4_shared.push(l4_shared.clone());
         let ports = cfg
@@ -645,24 +676,33 @@ impl Dataplane {
             &self_ips,
             self.steering_seed,
         );
-        Ok(Worker {
-            index: w,
-            ports,
-            steering,
-            rings,
-            tables: self.tables.clone(),
-            stop: self.stop.clone(),
-            poll_mode: cfg.poll_mode,
-            shared: Arc::new(SharedWorker::default()),
-            panic_for_test: cfg.panic_for_test && w == 0,
-            bfd,
-            bfd_io,
-            clock,
-            clock_step: cfg.clock_step_ns,
-            l4,
-            l4_shared,
-            expired: Default::default(),
-            handoff: Default::default(),
+        let shared = Arc::new(SharedWorker::default());
+        let (tables, stop) = (self.tables.clone(), self.stop.clone());
+        let (poll_mode, panic_for_test) = (cfg.poll_mode, cfg.panic_for_test && w == 0);
+        let clock_step = cfg.clock_step_ns;
+        Ok(WorkerSeed {
+            shared: shared.clone(),
+            l4: l4c,
+            self_ips,
+            make: Box::new(move |l4| Worker {
+                index: w,
+                ports,
+                steering,
+                rings,
+                tables,
+                stop,
+                poll_mode,
+                shared,
+                panic_for_test,
+                bfd,
+                bfd_io,
+                clock,
+                clock_step,
+                l4,
+                l4_shared,
+                expired: Default::default(),
+                handoff: Default::default(),
+            }),
         })
     }
 

@@ -201,6 +201,8 @@ pub struct L4Snapshot {
     pub capacity: usize,
     /// The table's memory (buckets and entries).
     pub table_bytes: usize,
+    /// Whether it is in reserved hugepages (else ordinary pages: slower).
+    pub table_hugepages: bool,
     pub conntrack: crate::lb::conntrack::Counters,
 }
 
@@ -391,6 +393,7 @@ impl Worker {
             snap.flows = self.l4.conntrack().occupied();
             snap.capacity = self.l4.conntrack().capacity();
             snap.table_bytes = self.l4.conntrack().bytes();
+            snap.table_hugepages = self.l4.conntrack().backing() == crate::lb::Backing::HugeTlb;
             snap.conntrack = *self.l4.conntrack().counters();
             snap.vs.resize(vs.len(), Default::default());
             snap.members.resize_with(vs.len(), Vec::new);
