@@ -4,8 +4,10 @@
 of forwarding cores on the same memif links, in the same run. Run it through
 bench/scale.sh (the usage comment there has the device-machine steps).
 
-pollux has one queue per port and deals ports round-robin to its workers, so
-N workers = N memif links = N pollux-gen processes:
+pollux-gen has one queue, so each pollux port here has one (`queues: 1`):
+port i is polled by its home worker i, and a flow whose owner (a hash of its
+client) is another worker is handed over both ways (issue 13). N workers =
+N memif links = N pollux-gen processes:
 
     pollux-gen i (memif server, own socket /run/pxbsc-<pid>-<run>-<i>.sock,
                   own --file-prefix pxbsc-<pid>-..., one worker lcore on CPU G_i;
@@ -117,7 +119,7 @@ class Pollux(PolluxControl):
         eal = [*mem, *PMD_ARGS, "--no-pci", f"--file-prefix={TAG}-{name}-px"]
         eal += [f"--vdev=net_memif{i},role=client,id=0,socket={s},mac={dut_mac(i)}" for i, s in enumerate(socks)]
         ports = "\n".join(f"    - {{ name: pxsc{os.getpid() % 100000}p{i}, device: net_memif{i}, "
-                          f"selfIps: [\"10.{i + 1}.0.1/16\"] }}" for i in range(n))
+                          f"selfIps: [\"10.{i + 1}.0.1/16\"], queues: 1 }}" for i in range(n))
         vss = "\n".join(
             f"  - name: vs{i}\n    address: {vip(i)}\n    port: {VIP_PORT}\n    protocol: udp\n"
             f"    idleTimeout: 30\n    snat: none\n    members:\n"

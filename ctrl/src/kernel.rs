@@ -108,6 +108,7 @@ mod tests {
                     mtu: 1500,
                     neighbors: vec![],
                     punt_rate: 0,
+                    queues: None,
                 },
                 PortSpec {
                     name: "int".into(),
@@ -120,6 +121,7 @@ mod tests {
                     mtu: 1500,
                     neighbors: vec![],
                     punt_rate: 0,
+                    queues: None,
                 },
             ],
             routes: vec![StaticRoute {

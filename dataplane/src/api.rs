@@ -55,6 +55,9 @@ pub struct PortSpec {
     pub neighbors: Vec<(IpAddr, Mac)>,
     /// The punt policer's rate (frames/s of the `other` class; 0 = none).
     pub punt_rate: u32,
+    /// Queue pairs wanted (`None`: one per worker); fewer if the device
+    /// offers fewer.
+    pub queues: Option<u16>,
 }
 
 /// A static route of the validated configuration.
@@ -417,7 +420,11 @@ impl Dataplane {
                     .map_err(port_err)?,
             );
             let mut port = Port::by_name(&spec.device).map_err(port_err)?;
-            let nq = port.max_queues().min(workers as u16);
+            let nq = spec
+                .queues
+                .unwrap_or(workers as u16)
+                .clamp(1, workers as u16)
+                .min(port.max_queues());
             port.configure(nq, PORT_DESC, &pool).map_err(port_err)?;
             port.start().map_err(port_err)?;
             let mac = port.mac().map_err(port_err)?;
@@ -894,6 +901,7 @@ mod tests {
                     mtu: 1500,
                     neighbors: vec![],
                     punt_rate: 0,
+                    queues: None,
                 },
                 PortSpec {
                     name: "int".into(),
@@ -906,6 +914,7 @@ mod tests {
                     mtu: 1500,
                     neighbors: vec![],
                     punt_rate: 0,
+                    queues: None,
                 },
             ],
             routes: vec![StaticRoute {

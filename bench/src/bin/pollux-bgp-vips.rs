@@ -162,6 +162,7 @@ async fn run(a: Args) -> Result<(), String> {
         mtu: 1500,
         neighbors: vec![],
         punt_rate: 0,
+        queues: None,
     };
     let base = u32::from(a.first);
     let vips: VipSet = (0..a.count)

@@ -41,6 +41,7 @@ fn port(name: &str, ips: &[&str]) -> PortSpec {
         mtu: 1500,
         neighbors: vec![],
         punt_rate: 0,
+        queues: None,
     }
 }
 

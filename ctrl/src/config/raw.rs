@@ -107,6 +107,10 @@ pub struct Port {
     /// traffic other than BGP and ARP/ND mirrors (BGP gets twice this, the
     /// mirrors a tenth, at least 100); 0 = no limit. Default 10000.
     pub punt_rate: Option<u32>,
+    /// Queue pairs to open on the device (1 to the worker count; default:
+    /// one per worker, as many as the device offers). A memif port must
+    /// match its peer's queue count.
+    pub queues: Option<u16>,
 }
 
 fn default_mtu() -> u16 {

@@ -353,6 +353,7 @@ fn dataplane(raw: &raw::Dataplane, instance: &str, host: &HostFacts) -> Result<a
     }
     let mut names = HashSet::new();
     let mut devices = HashSet::new();
+    let workers = cores.len();
     let ports = raw
         .ports
         .iter()
@@ -412,6 +413,12 @@ fn dataplane(raw: &raw::Dataplane, instance: &str, host: &HostFacts) -> Result<a
                 })
                 .collect::<Result<Vec<_>>>()?;
             let neighbors = static_neighbors(&path, &p.neighbors, &self_ips)?;
+            if let Some(q) = p.queues.filter(|&q| q == 0 || usize::from(q) > workers) {
+                return Err(Error::new(
+                    format!("{path}.queues"),
+                    format!("{q} queues: 1 to the worker count ({workers})"),
+                ));
+            }
             Ok(PortSpec {
                 name: p.name.clone(),
                 device: p.device.clone(),
@@ -422,6 +429,7 @@ fn dataplane(raw: &raw::Dataplane, instance: &str, host: &HostFacts) -> Result<a
                 punt_rate: p
                     .punt_rate
                     .unwrap_or(dataplane::host::policer::DEFAULT_RATE),
+                queues: p.queues,
             })
         })
         .collect::<Result<Vec<_>>>()?;
