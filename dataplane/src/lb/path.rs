@@ -11,6 +11,7 @@
 //! | verdict | the worker … |
 //! |---|---|
 //! | `Forward { dst }` | routes the frame (rewritten in place, same length) to `dst` through its FIB, resolves the next hop's MAC and sends it |
+//! | `Redirect { next_hop }` | sends the frame, unchanged, to the draining peer instance `next_hop` (its MAC through FIB and neighbour cache, as for `Forward`): second chance, docs/scale-out.md |
 //! | `Reply(len)` | sends the first `len` bytes back out of the port it came from (MACs already swapped, VLAN tag kept) |
 //! | `NotL4` | treats the frame as before (not for a VIP, a flow or a SNAT port: `not_for_us`, or punt for a self IP) |
 //! | `Drop(why)` | drops it and counts `why` (also counted here) |
@@ -53,6 +54,10 @@
 //!           from a member -> stateless reverse NAT if only one VS has it
 //!           otherwise NotL4
 //! ```
+//!
+//! Second chance: while a peer instance drains (ctrl says so in the
+//! table, [`super::SecondChance`]), a non-SYN TCP packet to a virtual
+//! server with no entry here is redirected, unchanged, to that peer.
 //!
 //! Loose initialisation: a non-SYN TCP packet with no entry goes to its
 //! Maglev choice and is tracked from then on (an RST is forwarded but not
@@ -162,6 +167,13 @@ pub enum L4Verdict {
     Forward {
         dst: IpAddr,
     },
+    /// Unchanged (not even the TTL): send it at L2 to the peer instance
+    /// `next_hop` on the same segment, which tracks its flow (second
+    /// chance, [`super::SecondChance`]). The worker routes it like a
+    /// `Forward` to `next_hop`.
+    Redirect {
+        next_hop: IpAddr,
+    },
     /// Rewritten in place into `len` bytes back to the sender, MACs swapped.
     Reply(usize),
     /// Not VIP, flow or SNAT traffic.
@@ -192,6 +204,9 @@ pub struct L4Counters {
     pub return_untracked: u64,
     /// SNAT return packets found through the port slot (reverse entry gone).
     pub return_via_slot: u64,
+    /// Mid-flow TCP packets without an entry sent to a draining peer
+    /// (second chance).
+    pub redirected: u64,
     /// A new flow's reverse key was already another flow's (DNAT: two
     /// VIPs, one member, same client port).
     pub reverse_conflicts: u64,
@@ -810,6 +825,14 @@ impl L4 {
             None => {}
         }
         if let Some(v) = tables.lookup(&p.dst, p.family, ports.dport, p.proto) {
+            // Second chance: a mid-flow TCP packet of a flow this
+            // instance never saw, while a peer drains, is that peer's.
+            if p.proto == PROTO_TCP && ports.flags & tcp::SYN == 0 {
+                if let Some(next_hop) = tables.second_chance().peer_for(h) {
+                    self.counters.redirected += 1;
+                    return L4Verdict::Redirect { next_hop };
+                }
+            }
             return self.new_flow(now, frame, len, &p, ports, &key, h, v, tables);
         }
         if tables.is_vip(&p.dst, p.family) {
