@@ -158,6 +158,9 @@ l4_drops! {
     ReplyRateLimited => "reply_rate_limited",
     /// To a closed port of a VIP, and nothing to answer (an RST, ICMP).
     ClosedPort => "closed_port",
+    /// A TCP segment of a flow whose member was removed: the flow is reset
+    /// at both ends (reset probes, as on idle timeout) instead.
+    MemberRemoved => "member_removed",
 }
 
 /// What to do with a frame (see the module doc's table).
@@ -222,6 +225,8 @@ pub struct L4Counters {
     pub resets_sent: u64,
     /// Timed-out flows to reset that found no room (pending queue full).
     pub resets_lost: u64,
+    /// Flows of removed members queued for reset at both ends.
+    pub reset_removed: u64,
     pub drops: [u64; L4Drop::COUNT],
 }
 
@@ -816,6 +821,13 @@ impl L4 {
         };
         match hit {
             Some((e, true)) => return self.established(frame, len, &p, ports, &e, tables),
+            Some((e, false)) if e.flags & FLAG_RESETTING != 0 => {
+                // A removed member's flow being reset: an end's answer.
+                return self.answer_reset(frame, &p);
+            }
+            Some((e, false)) if self.reset_removed(&e, &p, ports.dport, tables) => {
+                return self.drop_with(L4Drop::MemberRemoved);
+            }
             Some((_, false)) => {
                 // Indices from an older table that no longer fit: forget
                 // the entry and treat the packet as new.
@@ -1159,6 +1171,39 @@ impl L4 {
             c.active_flows += 1;
         }
         self.forward(frame, len, p, rw, v, m, tables)
+    }
+
+    /// A client's TCP segment of a flow whose member was removed (its slot
+    /// retired): queues the flow for reset probes to both ends (the next
+    /// [`L4::sweep`] hands them to the worker, the ends' answers become
+    /// RSTs), so that neither end keeps a half-open connection. False if
+    /// this is not such a segment, or the queue is full (then the segment
+    /// is taken for a new flow, and the member Maglev picks resets it).
+    fn reset_removed(&mut self, e: &Entry, p: &Pkt, dport: u16, tables: &VsTable) -> bool {
+        if p.proto != PROTO_TCP || e.flags & FLAG_REVERSE != 0 {
+            return false;
+        }
+        let retired = tables.get(e.vs).is_some_and(|vs| {
+            vs.vip_bytes == p.dst
+                && vs.family == p.family
+                && vs.proto_number == p.proto
+                && (vs.port == 0 || vs.port == dport)
+                && vs
+                    .members
+                    .get(usize::from(e.member))
+                    .is_some_and(|m| m.retired)
+        });
+        if !retired {
+            return false;
+        }
+        let Some(slot) = self.pending.iter_mut().find(|s| s.is_none()) else {
+            return false;
+        };
+        *slot = Some(*e);
+        self.n_pending += 1;
+        self.expired_forward(e, tables); // accounts it as gone
+        self.counters.reset_removed += 1;
+        true
     }
 
     /// A flow's entry was found expired and reused by an insert.

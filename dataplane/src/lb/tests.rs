@@ -2178,3 +2178,109 @@ fn second_chance_is_part_of_the_table_content() {
     assert!(!a.same_content(&with_second_chance(table(&specs), false, &[PEER])));
     assert!(!a.same_content(&with_second_chance(table(&specs), true, &[])));
 }
+
+#[test]
+fn a_removed_members_flow_is_reset_at_both_ends() {
+    let specs = [vs(
+        VIP,
+        80,
+        Proto::Tcp,
+        Snat::None,
+        vec![member(M1, 8080), member(M2, 8080)],
+    )];
+    let t = table(&specs);
+    let sport = port_for_member(&t, 0, 40001);
+    let mut l4 = super::tests::l4();
+    for (f, want) in [
+        (frame(CLIENT, VIP, 64, syn(sport, 80), b""), ip(M1)),
+        (
+            frame(M1, CLIENT, 64, tcp(8080, sport, 5000, 1001, "SA"), b""),
+            ip(CLIENT),
+        ),
+        (
+            frame(CLIENT, VIP, 64, tcp(sport, 80, 1001, 5001, "A"), b""),
+            ip(M1),
+        ),
+    ] {
+        assert_eq!(
+            run(&mut l4, &t, 100, &f).0,
+            L4Verdict::Forward { dst: want }
+        );
+    }
+    // A reload removes M1: its slot is retired (ctrl keeps the index).
+    let mut gone = table(&[vs(
+        VIP,
+        80,
+        Proto::Tcp,
+        Snat::None,
+        vec![
+            MemberSpec {
+                weight: 0,
+                healthy: false,
+                ..member(M1, 8080)
+            },
+            member(M2, 8080),
+        ],
+    )]);
+    gone.retire(0, 0);
+    let data = frame(CLIENT, VIP, 64, tcp(sport, 80, 1001, 5001, "A"), DATA);
+    assert_eq!(
+        run(&mut l4, &gone, 101, &data).0,
+        L4Verdict::Drop(L4Drop::MemberRemoved),
+        "not sent on to M2, which would only answer with an RST of its own"
+    );
+    assert_eq!(l4.counters().reset_removed, 1);
+    assert_eq!(l4.vs_counters(0).unwrap().active_flows, 0);
+    // The next sweep hands the flow to the worker for probes to both ends.
+    let mut expired = expired_buf();
+    assert_eq!(l4.sweep(101, 1 << 10, &mut expired, &gone), 1);
+    let e = expired[0];
+    let mut buf = [0u8; 128];
+    let (len, dst) = l4.build_reset(&e, Side::Client, &gone, &mut buf).unwrap();
+    assert_eq!(dst, ip(CLIENT));
+    assert_frame(
+        "probe to the client",
+        &buf[..len],
+        &probe(VIP, CLIENT, 80, sport),
+    );
+    let (len, dst) = l4.build_reset(&e, Side::Member, &gone, &mut buf).unwrap();
+    assert_eq!(dst, ip(M1), "the removed member is reset too");
+    assert_frame(
+        "probe to the member",
+        &buf[..len],
+        &probe(CLIENT, M1, sport, 8080),
+    );
+    // Each end's answer becomes an RST at its own sequence number.
+    let (v, out) = run(
+        &mut l4,
+        &gone,
+        102,
+        &frame(CLIENT, VIP, 64, tcp(sport, 80, 1001, 5001, "A"), b""),
+    );
+    assert!(matches!(v, L4Verdict::Reply(_)), "{v:?}");
+    assert_frame(
+        "RST to the client",
+        &out,
+        &rst_reply(VIP, CLIENT, rst_only(80, sport, 5001)),
+    );
+    let (v, out) = run(
+        &mut l4,
+        &gone,
+        102,
+        &frame(M1, CLIENT, 64, tcp(8080, sport, 5001, 1001, "A"), b""),
+    );
+    assert!(matches!(v, L4Verdict::Reply(_)), "{v:?}");
+    assert_frame(
+        "RST to the member",
+        &out,
+        &rst_reply(CLIENT, M1, rst_only(sport, 8080, 1001)),
+    );
+    // New flows go to M2 only.
+    let (v, _) = run(
+        &mut l4,
+        &gone,
+        103,
+        &frame(CLIENT, VIP, 64, syn(50000, 80), b""),
+    );
+    assert_eq!(v, L4Verdict::Forward { dst: ip(M2) });
+}
