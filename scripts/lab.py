@@ -54,6 +54,7 @@ def redirected(p) -> int:
 
 
 def main() -> int:
+    sys.stdout.reconfigure(line_buffering=True)
     ok = True
     lab = None
     try:
