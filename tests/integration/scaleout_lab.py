@@ -201,11 +201,11 @@ class ScaleOutLab:
     def client(self, *args: str, timeout: float = 120) -> subprocess.Popen:
         return self.ns["cl"].popen(sys.executable, str(HERE / "scaleload.py"), *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
-    def bfd_down_times(self, since: float, peer: str = "") -> list[float]:
-        """Epoch times of rt's bfdd seeing a session (with `peer`) go down
-        after `since`."""
+    def bfd_down_times(self, since: float, peer: str = "", router: str = "rt") -> list[float]:
+        """Epoch times of `router`'s bfdd (rt or brt) seeing a session (with
+        `peer`) go down after `since`."""
         try:
-            text = Path(self.rt_bfd_log).read_text(errors="replace")
+            text = Path(f"/tmp/{self.prefix}-{router}-bfdd.log").read_text(errors="replace")
         except OSError:
             return []
         out = []
