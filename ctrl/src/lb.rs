@@ -347,6 +347,7 @@ pub fn connections_json(state: &State) -> Value {
             json!({
                 "worker": w, "entries": s.flows, "capacity": s.capacity, "table_bytes": s.table_bytes, "table_hugepages": s.table_hugepages,
                 "new_flows": l.new_flows, "untracked": l.untracked, "forwarded": l.forwarded, "returned": l.returned,
+                "redirected": l.redirected,
                 "rst_sent": l.rst_sent, "unreachable_sent": l.unreachable_sent, "icmp_translated": l.icmp_translated,
                 "resets_sent": l.resets_sent, "reset_probes": l.reset_probes,
                 "insert_failed_full": s.conntrack.insert_failed_full, "insert_refused_flood": s.conntrack.insert_refused_flood,

@@ -13,5 +13,6 @@ pub mod metrics;
 pub mod pod;
 pub mod reload;
 pub mod run;
+pub mod scaleout;
 pub mod show;
 pub mod state;

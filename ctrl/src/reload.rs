@@ -373,7 +373,8 @@ pub fn apply(state: &State) {
     let mut ops = lock(state);
     ops.layout = ops.layout.sync(&cfg.virtual_servers);
     match lb::build(&cfg, &health, &ops.layout, &ops.disabled) {
-        Ok(t) => {
+        Ok(mut t) => {
+            t.set_second_chance(state.scale_out.second_chance());
             state.with_dp(|dp| dp.publish_vs(t));
         }
         Err(e) => tracing::error!(error = %e, "virtual servers not published"),

@@ -72,6 +72,7 @@ pub fn run(mut config: Config, path: PathBuf) -> anyhow::Result<Exit> {
     // reloads and the operator's overrides.
     drop(tokio::spawn(crate::reload::follow(state.clone())));
     drop(tokio::spawn(crate::reload::watch_file(state.clone())));
+    drop(tokio::spawn(crate::scaleout::listen(state.clone())));
     let exit = rt.block_on(control(state.clone()));
     // The drain's last segments (BGP's Cease, TCP FINs) leave the kernel
     // through the TAPs and the workers: let them out before stopping.
@@ -130,7 +131,11 @@ async fn control(state: Arc<State>) -> anyhow::Result<Exit> {
         tokio::select! {
             _ = term.recv() => {
                 tracing::info!("SIGTERM: draining");
+                // Peers first (they redirect this instance's flows to it
+                // once the router moves them), then BGP.
+                let draining = crate::scaleout::drain_start(&state).await;
                 drain_bgp(&state, true).await;
+                crate::scaleout::drain_end(draining).await;
                 return Ok(Exit::Stopped)
             }
             _ = int.recv() => {

@@ -27,6 +27,8 @@ pub struct State {
     pub health: crate::health::Checker,
     /// Reloads and the operator's overrides.
     pub ops: Mutex<crate::reload::Ops>,
+    /// Whether this instance and its peers drain (second chance).
+    pub scale_out: crate::scaleout::ScaleOut,
 }
 
 fn pmd_json(s: &PortStats) -> Value {
@@ -56,6 +58,7 @@ impl State {
             bgp: None,
             health: Default::default(),
             ops: Mutex::new(ops),
+            scale_out: Default::default(),
         }
     }
 

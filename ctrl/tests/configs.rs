@@ -98,3 +98,39 @@ fn validation_rejects_what_run_would_misread() {
         "defaults"
     );
 }
+
+/// `scaleOut` (issue 15): peers share a segment with this instance and are
+/// not itself; errors name the peer.
+#[test]
+fn scale_out_peers_are_checked() {
+    let host = HostFacts {
+        allowed_cpus: vec![0, 1],
+        node_name: None,
+    };
+    let base = "instance: { name: a }\ndataplane:\n  workers: [1]\n  ports: [{ name: p, device: net_null0, selfIps: [\"10.0.0.2/24\"] }]\n";
+    let ok = config::parse(&format!("{base}scaleOut: {{ peers: [10.0.0.3] }}\n"))
+        .and_then(|r| config::validate(&r, &host))
+        .unwrap();
+    assert_eq!(
+        ok.scale_out.peers,
+        vec!["10.0.0.3".parse::<std::net::IpAddr>().unwrap()]
+    );
+    assert_eq!(ok.scale_out.port, 7790);
+    let none = config::parse(base)
+        .and_then(|r| config::validate(&r, &host))
+        .unwrap();
+    assert!(none.scale_out.peers.is_empty());
+    for (so, path) in [
+        ("{ peers: [10.0.1.3] }", "scaleOut.peers[0]"),
+        ("{ peers: [10.0.0.3, 10.0.0.2] }", "scaleOut.peers[1]"),
+        ("{ peers: [10.0.0.3, 10.0.0.3] }", "scaleOut.peers[1]"),
+        ("{ peers: [peer-b] }", "scaleOut.peers[0]"),
+        ("{ peers: [10.0.0.3], port: 0 }", "scaleOut.port"),
+        ("{ peer: [10.0.0.3] }", "scaleOut"),
+    ] {
+        let err = config::parse(&format!("{base}scaleOut: {so}\n"))
+            .and_then(|r| config::validate(&r, &host))
+            .expect_err(path);
+        assert!(err.path.starts_with(path), "{so}: got {err}");
+    }
+}

@@ -881,7 +881,9 @@ impl Worker {
             )
         };
         match (verdict, host) {
-            (L4Verdict::Forward { dst }, _) => {
+            // Second chance (lb/path.rs): a redirect goes to the draining
+            // peer `next_hop` through the FIB, as a forward to it would.
+            (L4Verdict::Forward { dst } | L4Verdict::Redirect { next_hop: dst }, _) => {
                 if vlan {
                     m.strip_vlan();
                 }

@@ -27,14 +27,14 @@ from conftest import (
 
 # DESIGN.md section 4: the config keys pollux reads (no others may appear:
 # unknown keys are an error for `pollux check`).
-TOP_KEYS = {"instance", "dataplane", "virtualServers", "bgp", "bfd", "api"}
+TOP_KEYS = {"instance", "dataplane", "virtualServers", "bgp", "bfd", "api", "scaleOut"}
 DATAPLANE_KEYS = {"workers", "pollMode", "eal", "ports", "routes"}
 PORT_KEYS = {"name", "device", "selfIps", "vlan", "mtu"}
 NEIGHBOR_KEYS = {
     "address", "nodeLookup", "asn", "passwordFile", "ebgpMultihop", "bfd",
     "advertiseIPv4", "advertiseIPv6",
 }
-BGP_KEYS = {"asn", "routerId", "gracefulRestart", "neighbors"}
+BGP_KEYS = {"asn", "routerId", "gracefulRestart", "neighbors", "drainDelayMs"}
 VS_KEYS = {
     "name", "address", "port", "protocol", "idleTimeout", "snat", "healthCheck",
     "members",
@@ -274,6 +274,20 @@ def test_grace_period_fits_prestop_and_drain():
         spec = d["spec"]["template"]["spec"]
         assert container(d)["lifecycle"]["preStop"] == {"sleep": {"seconds": pre}}
         assert spec["terminationGracePeriodSeconds"] == pre + drain + 10
+        # One drain setting: the same seconds reach pollux's config.
+        cm = [m for m in by_kind(manifests(values), "ConfigMap") if "pollux.yaml" in m["data"]][0]
+        cfg = yaml.safe_load(cm["data"]["pollux.yaml"])
+        assert cfg["bgp"]["drainDelayMs"] == drain * 1000
+
+
+def test_scale_out_peers_are_the_other_instances():
+    values = {"instances": [
+        {"name": "a", "routerId": "10.0.0.2", "selfIps": {"external": ["10.0.0.2/24"]}},
+        {"name": "b", "routerId": "10.0.0.3", "selfIps": {"external": ["10.0.0.3/24", "fd00::3/64"]}},
+    ]}
+    cms = [m for m in by_kind(manifests(values), "ConfigMap") if "pollux.yaml" in m["data"]]
+    peers = {m["metadata"]["name"]: yaml.safe_load(m["data"]["pollux.yaml"])["scaleOut"]["peers"] for m in cms}
+    assert peers == {"pollux-a-config": ["10.0.0.3", "fd00::3"], "pollux-b-config": ["10.0.0.2"]}
 
 
 def test_probes_go_through_pollux_show():

@@ -28,6 +28,36 @@ pub struct Config {
     pub bfd: Bfd,
     #[serde(default)]
     pub api: Api,
+    #[serde(default)]
+    pub scale_out: ScaleOut,
+}
+
+/// The other instances that share the VIPs (docs/scale-out.md): a draining
+/// instance tells them so, and they hand it the mid-flow packets of its
+/// flows that the router already sends them (second chance).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ScaleOut {
+    /// The peers' self IPs on a port's segment (the same segment as this
+    /// instance: redirected frames go to their MAC).
+    #[serde(default)]
+    pub peers: Vec<String>,
+    /// The UDP port of the drain notices between instances.
+    #[serde(default = "default_scale_out_port")]
+    pub port: u16,
+}
+
+impl Default for ScaleOut {
+    fn default() -> Self {
+        ScaleOut {
+            peers: Vec::new(),
+            port: default_scale_out_port(),
+        }
+    }
+}
+
+fn default_scale_out_port() -> u16 {
+    7790
 }
 
 #[derive(Debug, Deserialize)]
@@ -231,8 +261,11 @@ pub struct Bgp {
     pub graceful_restart: GracefulRestart,
     #[serde(default)]
     pub neighbors: Vec<Neighbor>,
-    /// On SIGTERM, how long the routes stay announced with the
-    /// GRACEFUL_SHUTDOWN community (RFC 8326) before they are withdrawn.
+    /// The whole drain on SIGTERM (docs/scale-out.md): how long the routes
+    /// stay announced with the GRACEFUL_SHUTDOWN community (RFC 8326), the
+    /// established flows served (peers hand this instance their packets),
+    /// before the withdrawal, BFD AdminDown and Cease. The chart sets it
+    /// from `drain.seconds`.
     #[serde(default = "default_drain_delay_ms")]
     pub drain_delay_ms: u32,
 }

@@ -23,6 +23,15 @@ pub struct Config {
     pub bgp: Option<Bgp>,
     pub bfd: Bfd,
     pub api: Api,
+    pub scale_out: ScaleOut,
+}
+
+/// `scaleOut`: the peer instances (self IPs on a shared segment) and the
+/// UDP port of the drain notices (docs/scale-out.md).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScaleOut {
+    pub peers: Vec<IpAddr>,
+    pub port: u16,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -267,6 +276,7 @@ pub fn validate(raw: &raw::Config, host: &HostFacts) -> Result<Config> {
             })
             .transpose()?,
     };
+    let scale_out = scale_out(&raw.scale_out, &dataplane)?;
     Ok(Config {
         name: name.clone(),
         node_name,
@@ -275,6 +285,7 @@ pub fn validate(raw: &raw::Config, host: &HostFacts) -> Result<Config> {
         bgp,
         bfd,
         api,
+        scale_out,
     })
 }
 
@@ -764,6 +775,46 @@ fn bgp(raw: &raw::Bgp) -> Result<Bgp> {
         graceful_restart: gr.enabled.then_some(gr.restart_time),
         neighbors,
         drain_delay: std::time::Duration::from_millis(u64::from(raw.drain_delay_ms)),
+    })
+}
+
+fn scale_out(raw: &raw::ScaleOut, dp: &api::Config) -> Result<ScaleOut> {
+    if raw.port == 0 {
+        return Err(Error::new("scaleOut.port", "must be 1–65535"));
+    }
+    if raw.peers.len() > dataplane::lb::SecondChance::MAX_PEERS {
+        return Err(Error::new(
+            "scaleOut.peers",
+            format!("at most {} peers", dataplane::lb::SecondChance::MAX_PEERS),
+        ));
+    }
+    let mut peers = Vec::with_capacity(raw.peers.len());
+    for (i, p) in raw.peers.iter().enumerate() {
+        let path = format!("scaleOut.peers[{i}]");
+        let a: IpAddr = p
+            .parse()
+            .map_err(|_| Error::new(&path, format!("{p:?} is not an IP address")))?;
+        let selfs = dp.ports.iter().flat_map(|p| p.self_ips.iter());
+        if selfs.clone().any(|s| s.addr == a) {
+            return Err(Error::new(
+                &path,
+                format!("{a} is a self IP of this instance"),
+            ));
+        }
+        if !selfs.clone().any(|s| s.prefix().contains(a)) {
+            return Err(Error::new(
+                &path,
+                format!("{a} is on no port's subnet: peers share a segment with this instance"),
+            ));
+        }
+        if peers.contains(&a) {
+            return Err(Error::new(&path, format!("{a} is listed twice")));
+        }
+        peers.push(a);
+    }
+    Ok(ScaleOut {
+        peers,
+        port: raw.port,
     })
 }
 

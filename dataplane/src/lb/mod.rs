@@ -54,4 +54,4 @@ pub use path::{
     classify_v4, snat_port_owner, snat_range, FastHit, L4Config, L4Counters, L4Drop, L4Verdict,
     MemberCounters, Owner, Side, Steering, V4Flow, VsCounters, L4,
 };
-pub use vs::{MemberSpec, Proto, Snat, Vs, VsError, VsSpec, VsTable};
+pub use vs::{MemberSpec, Proto, SecondChance, Snat, Vs, VsError, VsSpec, VsTable};

@@ -11,6 +11,7 @@
 //! | verdict | the worker … |
 //! |---|---|
 //! | `Forward { dst }` | routes the frame (rewritten in place, same length) to `dst` through its FIB, resolves the next hop's MAC and sends it |
+//! | `Redirect { next_hop }` | sends the frame, unchanged, to the draining peer instance `next_hop` (its MAC through FIB and neighbour cache, as for `Forward`): second chance, docs/scale-out.md |
 //! | `Reply(len)` | sends the first `len` bytes back out of the port it came from (MACs already swapped, VLAN tag kept) |
 //! | `NotL4` | treats the frame as before (not for a VIP, a flow or a SNAT port: `not_for_us`, or punt for a self IP) |
 //! | `Drop(why)` | drops it and counts `why` (also counted here) |
@@ -53,6 +54,10 @@
 //!           from a member -> stateless reverse NAT if only one VS has it
 //!           otherwise NotL4
 //! ```
+//!
+//! Second chance: while a peer instance drains (ctrl says so in the
+//! table, [`super::SecondChance`]), a non-SYN TCP packet to a virtual
+//! server with no entry here is redirected, unchanged, to that peer.
 //!
 //! Loose initialisation: a non-SYN TCP packet with no entry goes to its
 //! Maglev choice and is tracked from then on (an RST is forwarded but not
@@ -155,6 +160,9 @@ l4_drops! {
     ReplyRateLimited => "reply_rate_limited",
     /// To a closed port of a VIP, and nothing to answer (an RST, ICMP).
     ClosedPort => "closed_port",
+    /// A TCP segment of a flow whose member was removed: the flow is reset
+    /// at both ends (reset probes, as on idle timeout) instead.
+    MemberRemoved => "member_removed",
 }
 
 /// What to do with a frame (see the module doc's table).
@@ -163,6 +171,13 @@ pub enum L4Verdict {
     /// Rewritten in place (same length): route it to `dst`.
     Forward {
         dst: IpAddr,
+    },
+    /// Unchanged (not even the TTL): send it at L2 to the peer instance
+    /// `next_hop` on the same segment, which tracks its flow (second
+    /// chance, [`super::SecondChance`]). The worker routes it like a
+    /// `Forward` to `next_hop`.
+    Redirect {
+        next_hop: IpAddr,
     },
     /// Rewritten in place into `len` bytes back to the sender, MACs swapped.
     Reply(usize),
@@ -194,6 +209,9 @@ pub struct L4Counters {
     pub return_untracked: u64,
     /// SNAT return packets found through the port slot (reverse entry gone).
     pub return_via_slot: u64,
+    /// Mid-flow TCP packets without an entry sent to a draining peer
+    /// (second chance).
+    pub redirected: u64,
     /// A new flow's reverse key was already another flow's (DNAT: two
     /// VIPs, one member, same client port).
     pub reverse_conflicts: u64,
@@ -209,6 +227,8 @@ pub struct L4Counters {
     pub resets_sent: u64,
     /// Timed-out flows to reset that found no room (pending queue full).
     pub resets_lost: u64,
+    /// Flows of removed members queued for reset at both ends.
+    pub reset_removed: u64,
     pub drops: [u64; L4Drop::COUNT],
 }
 
@@ -803,6 +823,13 @@ impl L4 {
         };
         match hit {
             Some((e, true)) => return self.established(frame, len, &p, ports, &e, tables),
+            Some((e, false)) if e.flags & FLAG_RESETTING != 0 => {
+                // A removed member's flow being reset: an end's answer.
+                return self.answer_reset(frame, &p);
+            }
+            Some((e, false)) if self.reset_removed(&e, &p, ports.dport, tables) => {
+                return self.drop_with(L4Drop::MemberRemoved);
+            }
             Some((_, false)) => {
                 // Indices from an older table that no longer fit: forget
                 // the entry and treat the packet as new.
@@ -812,6 +839,14 @@ impl L4 {
             None => {}
         }
         if let Some(v) = tables.lookup(&p.dst, p.family, ports.dport, p.proto) {
+            // Second chance: a mid-flow TCP packet of a flow this
+            // instance never saw, while a peer drains, is that peer's.
+            if p.proto == PROTO_TCP && ports.flags & tcp::SYN == 0 {
+                if let Some(next_hop) = tables.second_chance().peer_for(h) {
+                    self.counters.redirected += 1;
+                    return L4Verdict::Redirect { next_hop };
+                }
+            }
             return self.new_flow(now, frame, len, &p, ports, &key, h, v, tables);
         }
         if tables.is_vip(&p.dst, p.family) {
@@ -1138,6 +1173,39 @@ impl L4 {
             c.active_flows += 1;
         }
         self.forward(frame, len, p, rw, v, m, tables)
+    }
+
+    /// A client's TCP segment of a flow whose member was removed (its slot
+    /// retired): queues the flow for reset probes to both ends (the next
+    /// [`L4::sweep`] hands them to the worker, the ends' answers become
+    /// RSTs), so that neither end keeps a half-open connection. False if
+    /// this is not such a segment, or the queue is full (then the segment
+    /// is taken for a new flow, and the member Maglev picks resets it).
+    fn reset_removed(&mut self, e: &Entry, p: &Pkt, dport: u16, tables: &VsTable) -> bool {
+        if p.proto != PROTO_TCP || e.flags & FLAG_REVERSE != 0 {
+            return false;
+        }
+        let retired = tables.get(e.vs).is_some_and(|vs| {
+            vs.vip_bytes == p.dst
+                && vs.family == p.family
+                && vs.proto_number == p.proto
+                && (vs.port == 0 || vs.port == dport)
+                && vs
+                    .members
+                    .get(usize::from(e.member))
+                    .is_some_and(|m| m.retired)
+        });
+        if !retired {
+            return false;
+        }
+        let Some(slot) = self.pending.iter_mut().find(|s| s.is_none()) else {
+            return false;
+        };
+        *slot = Some(*e);
+        self.n_pending += 1;
+        self.expired_forward(e, tables); // accounts it as gone
+        self.counters.reset_removed += 1;
+        true
     }
 
     /// A flow's entry was found expired and reused by an insert.

@@ -2182,3 +2182,256 @@ fn both_directions_of_every_flow_meet_on_one_worker() {
         assert_eq!(steering.owner(&arp, 0, &t), Owner::Home);
     }
 }
+
+// ------------------------------------------------------- second chance
+
+const PEER: &str = "10.1.0.3";
+
+fn with_second_chance(mut t: VsTable, draining: bool, peers: &[&str]) -> VsTable {
+    t.set_second_chance(super::SecondChance {
+        draining,
+        peers: peers.iter().map(|p| ip(p)).collect(),
+    });
+    t
+}
+
+#[test]
+fn mid_flow_packet_without_entry_goes_to_the_draining_peer_unchanged() {
+    for snat in [Snat::None, Snat::Automap(ip(SELF))] {
+        let t = with_second_chance(
+            table(&[vs(
+                VIP,
+                80,
+                Proto::Tcp,
+                snat.clone(),
+                vec![member(M1, 8080)],
+            )]),
+            false,
+            &[PEER],
+        );
+        let mut l4 = l4();
+        for (flags, desc) in [("A", "ACK"), ("FA", "FIN"), ("R", "RST")] {
+            let input = frame(CLIENT, VIP, 60, tcp(40001, 80, 1001, 5001, flags), DATA);
+            let (v, out) = run(&mut l4, &t, 100, &input);
+            assert_eq!(
+                v,
+                L4Verdict::Redirect { next_hop: ip(PEER) },
+                "{desc} {snat:?}"
+            );
+            assert_eq!(out, input, "{desc}: a redirect leaves the frame as it is");
+        }
+        assert_eq!(l4.counters().redirected, 3);
+        assert_eq!(l4.conntrack().occupied(), 0, "nothing tracked here");
+        // A SYN is a new flow: this instance takes it.
+        let (v, _) = run(
+            &mut l4,
+            &t,
+            100,
+            &frame(CLIENT, VIP, 64, syn(40002, 80), b""),
+        );
+        assert_eq!(v, L4Verdict::Forward { dst: ip(M1) });
+        // Its later packets have an entry here: no redirect.
+        let (v, _) = run(
+            &mut l4,
+            &t,
+            100,
+            &frame(CLIENT, VIP, 64, tcp(40002, 80, 1001, 5001, "A"), DATA),
+        );
+        assert_eq!(v, L4Verdict::Forward { dst: ip(M1) });
+        assert_eq!(l4.counters().redirected, 3);
+    }
+}
+
+#[test]
+fn second_chance_redirects_only_from_a_serving_instance_and_only_vs_tcp() {
+    let specs = [
+        vs(VIP, 80, Proto::Tcp, Snat::None, vec![member(M1, 8080)]),
+        vs(VIP, 53, Proto::Udp, Snat::None, vec![member(M1, 53)]),
+    ];
+    let mid = frame(CLIENT, VIP, 60, tcp(40001, 80, 1001, 5001, "A"), DATA);
+    // This instance drains: it never redirects (a frame moves at most
+    // once), it picks the flow up as before (loose initialisation).
+    let t = with_second_chance(table(&specs), true, &[PEER]);
+    let mut l4 = super::tests::l4();
+    assert_eq!(
+        run(&mut l4, &t, 100, &mid).0,
+        L4Verdict::Forward { dst: ip(M1) }
+    );
+    // No peer drains: loose initialisation, as without second chance.
+    let t = with_second_chance(table(&specs), false, &[]);
+    let mut l4 = super::tests::l4();
+    assert_eq!(
+        run(&mut l4, &t, 100, &mid).0,
+        L4Verdict::Forward { dst: ip(M1) }
+    );
+    // A peer drains: UDP has no "mid-flow" and stays here; a closed VIP
+    // port gets its RST here; traffic for no VIP is not ours.
+    let t = with_second_chance(table(&specs), false, &[PEER]);
+    let mut l4 = super::tests::l4();
+    let (v, _) = run(
+        &mut l4,
+        &t,
+        100,
+        &frame(CLIENT, VIP, 64, udp(5000, 53), b"q"),
+    );
+    assert_eq!(v, L4Verdict::Forward { dst: ip(M1) });
+    let (v, _) = run(
+        &mut l4,
+        &t,
+        100,
+        &frame(CLIENT, VIP, 64, tcp(40001, 81, 1001, 5001, "A"), DATA),
+    );
+    assert!(matches!(v, L4Verdict::Reply(_)), "{v:?}");
+    let (v, _) = run(
+        &mut l4,
+        &t,
+        100,
+        &frame(
+            CLIENT,
+            "192.168.77.200",
+            64,
+            tcp(40001, 80, 1, 1, "A"),
+            DATA,
+        ),
+    );
+    assert_eq!(v, L4Verdict::NotL4);
+    assert_eq!(l4.counters().redirected, 0);
+}
+
+#[test]
+fn several_draining_peers_split_by_flow_and_each_flow_sticks() {
+    let peers = ["10.1.0.3", "10.1.0.4", "10.1.0.5"];
+    let t = with_second_chance(
+        table(&[vs(VIP, 80, Proto::Tcp, Snat::None, vec![member(M1, 8080)])]),
+        false,
+        &peers,
+    );
+    let mut l4 = l4();
+    let mut seen = std::collections::BTreeSet::new();
+    for sport in 40000..40200u16 {
+        let f = frame(CLIENT, VIP, 60, tcp(sport, 80, 1001, 5001, "A"), DATA);
+        let first = run(&mut l4, &t, 100, &f).0;
+        let again = run(&mut l4, &t, 100, &f).0;
+        assert_eq!(first, again, "a flow's packets go to one peer");
+        match first {
+            L4Verdict::Redirect { next_hop } => seen.insert(next_hop),
+            v => panic!("{v:?}"),
+        };
+    }
+    assert_eq!(seen.len(), peers.len(), "every draining peer gets flows");
+}
+
+#[test]
+fn second_chance_is_part_of_the_table_content() {
+    let specs = [vs(VIP, 80, Proto::Tcp, Snat::None, vec![member(M1, 8080)])];
+    let a = table(&specs);
+    assert!(a.same_content(&table(&specs)));
+    assert!(!a.same_content(&with_second_chance(table(&specs), false, &[PEER])));
+    assert!(!a.same_content(&with_second_chance(table(&specs), true, &[])));
+}
+
+#[test]
+fn a_removed_members_flow_is_reset_at_both_ends() {
+    let specs = [vs(
+        VIP,
+        80,
+        Proto::Tcp,
+        Snat::None,
+        vec![member(M1, 8080), member(M2, 8080)],
+    )];
+    let t = table(&specs);
+    let sport = port_for_member(&t, 0, 40001);
+    let mut l4 = super::tests::l4();
+    for (f, want) in [
+        (frame(CLIENT, VIP, 64, syn(sport, 80), b""), ip(M1)),
+        (
+            frame(M1, CLIENT, 64, tcp(8080, sport, 5000, 1001, "SA"), b""),
+            ip(CLIENT),
+        ),
+        (
+            frame(CLIENT, VIP, 64, tcp(sport, 80, 1001, 5001, "A"), b""),
+            ip(M1),
+        ),
+    ] {
+        assert_eq!(
+            run(&mut l4, &t, 100, &f).0,
+            L4Verdict::Forward { dst: want }
+        );
+    }
+    // A reload removes M1: its slot is retired (ctrl keeps the index).
+    let mut gone = table(&[vs(
+        VIP,
+        80,
+        Proto::Tcp,
+        Snat::None,
+        vec![
+            MemberSpec {
+                weight: 0,
+                healthy: false,
+                ..member(M1, 8080)
+            },
+            member(M2, 8080),
+        ],
+    )]);
+    gone.retire(0, 0);
+    let data = frame(CLIENT, VIP, 64, tcp(sport, 80, 1001, 5001, "A"), DATA);
+    assert_eq!(
+        run(&mut l4, &gone, 101, &data).0,
+        L4Verdict::Drop(L4Drop::MemberRemoved),
+        "not sent on to M2, which would only answer with an RST of its own"
+    );
+    assert_eq!(l4.counters().reset_removed, 1);
+    assert_eq!(l4.vs_counters(0).unwrap().active_flows, 0);
+    // The next sweep hands the flow to the worker for probes to both ends.
+    let mut expired = expired_buf();
+    assert_eq!(l4.sweep(101, 1 << 10, &mut expired, &gone), 1);
+    let e = expired[0];
+    let mut buf = [0u8; 128];
+    let (len, dst) = l4.build_reset(&e, Side::Client, &gone, &mut buf).unwrap();
+    assert_eq!(dst, ip(CLIENT));
+    assert_frame(
+        "probe to the client",
+        &buf[..len],
+        &probe(VIP, CLIENT, 80, sport),
+    );
+    let (len, dst) = l4.build_reset(&e, Side::Member, &gone, &mut buf).unwrap();
+    assert_eq!(dst, ip(M1), "the removed member is reset too");
+    assert_frame(
+        "probe to the member",
+        &buf[..len],
+        &probe(CLIENT, M1, sport, 8080),
+    );
+    // Each end's answer becomes an RST at its own sequence number.
+    let (v, out) = run(
+        &mut l4,
+        &gone,
+        102,
+        &frame(CLIENT, VIP, 64, tcp(sport, 80, 1001, 5001, "A"), b""),
+    );
+    assert!(matches!(v, L4Verdict::Reply(_)), "{v:?}");
+    assert_frame(
+        "RST to the client",
+        &out,
+        &rst_reply(VIP, CLIENT, rst_only(80, sport, 5001)),
+    );
+    let (v, out) = run(
+        &mut l4,
+        &gone,
+        102,
+        &frame(M1, CLIENT, 64, tcp(8080, sport, 5001, 1001, "A"), b""),
+    );
+    assert!(matches!(v, L4Verdict::Reply(_)), "{v:?}");
+    assert_frame(
+        "RST to the member",
+        &out,
+        &rst_reply(CLIENT, M1, rst_only(sport, 8080, 1001)),
+    );
+    // New flows go to M2 only.
+    let (v, _) = run(
+        &mut l4,
+        &gone,
+        103,
+        &frame(CLIENT, VIP, 64, syn(50000, 80), b""),
+    );
+    assert_eq!(v, L4Verdict::Forward { dst: ip(M2) });
+}

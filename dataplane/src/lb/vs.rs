@@ -213,7 +213,45 @@ pub struct VsTable {
     by_member: FixedMap<(u32, u32)>,
     refs: Vec<MemberRef>,
     snat_addrs: FixedMap<()>,
+    /// Second chance (docs/scale-out.md): where mid-flow TCP packets
+    /// without an entry go while a peer instance drains.
+    second_chance: SecondChance,
     generation: u64,
+}
+
+/// Second chance (GLB Director's name; docs/scale-out.md): while a peer
+/// instance drains, the router already sends it no packet (RFC 8326), so
+/// a mid-flow TCP packet (no SYN) to a virtual server that this instance
+/// has no entry for belongs to a flow the draining peer still tracks; it
+/// is sent to that peer at L2, unchanged. Redirects only go from an
+/// instance that does not drain to one that does, and a draining instance
+/// never redirects: a frame is redirected at most once, so no loop.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SecondChance {
+    /// This instance drains: it redirects nothing.
+    pub draining: bool,
+    /// The peers that drain now (at most [`SecondChance::MAX_PEERS`] are
+    /// used; the flow hash picks one when several drain at once).
+    pub peers: Vec<IpAddr>,
+}
+
+impl SecondChance {
+    pub const MAX_PEERS: usize = 16;
+
+    /// The peer a mid-flow packet of hash `h` goes to, if any.
+    #[inline]
+    pub fn peer_for(&self, h: u64) -> Option<IpAddr> {
+        if self.draining {
+            return None;
+        }
+        let n = self.peers.len().min(Self::MAX_PEERS);
+        if n == 0 {
+            return None;
+        }
+        self.peers
+            .get(super::hash::reduce(h, n as u32) as usize)
+            .copied()
+    }
 }
 
 impl fmt::Debug for VsTable {
@@ -392,6 +430,7 @@ impl VsTable {
             by_member,
             refs,
             snat_addrs,
+            second_chance: SecondChance::default(),
             generation: GENERATION.fetch_add(1, Ordering::Relaxed),
         })
     }
@@ -425,6 +464,18 @@ impl VsTable {
             && self.by_member == other.by_member
             && self.refs == other.refs
             && self.snat_addrs == other.snat_addrs
+            && self.second_chance == other.second_chance
+    }
+
+    /// Sets where mid-flow packets without an entry go (ctrl, before
+    /// publishing; see [`SecondChance`]).
+    pub fn set_second_chance(&mut self, sc: SecondChance) {
+        self.second_chance = sc;
+    }
+
+    #[inline]
+    pub fn second_chance(&self) -> &SecondChance {
+        &self.second_chance
     }
 
     pub fn generation(&self) -> u64 {

@@ -130,6 +130,8 @@ The pollux config of one instance (DESIGN.md §4 keys). Argument: (list $root $i
 {{- end -}}
 {{- $_ := set $dp "ports" $ports -}}
 {{- $bgp := $cfg.bgp -}}
+{{- /* One setting for the whole drain: drain.seconds (docs/scale-out.md). */ -}}
+{{- $_ := set $bgp "drainDelayMs" (mul (int $v.drain.seconds) 1000) -}}
 {{- if $inst.routerId -}}
 {{- $_ := set $bgp "routerId" $inst.routerId -}}
 {{- end -}}
@@ -155,6 +157,27 @@ The pollux config of one instance (DESIGN.md §4 keys). Argument: (list $root $i
 {{- $neighbors = append $neighbors $nb -}}
 {{- end -}}
 {{- $_ := set $bgp "neighbors" $neighbors -}}
+{{- /* scaleOut.peers: the other instances' self IPs on the first port (where
+     the router's ECMP traffic comes in), unless config.scaleOut.peers names
+     them (docs/scale-out.md). */ -}}
+{{- $so := deepCopy ($v.config.scaleOut | default dict) -}}
+{{- if not (hasKey $so "peers") -}}
+{{- $first := (index $v.config.dataplane.ports 0).name -}}
+{{- $peers := list -}}
+{{- range $other := $v.instances -}}
+{{- if ne $other.name $inst.name -}}
+{{- range $ip := (get ($other.selfIps | default dict) $first | default list) -}}
+{{- $peers = append $peers (index (splitList "/" $ip) 0) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if $peers -}}
+{{- $_ := set $so "peers" $peers -}}
+{{- end -}}
+{{- end -}}
+{{- if $so -}}
+{{- $_ := set $cfg "scaleOut" $so -}}
+{{- end -}}
 {{- $_ := set $cfg "instance" (dict "name" (printf "%s-%s" (include "pollux.fullname" $root) $inst.name)) -}}
 {{- $_ := set $cfg "api" (dict "socket" $paths.socket "metrics" (printf "0.0.0.0:%d" (int $v.metrics.port))) -}}
 {{- toYaml $cfg -}}
