@@ -44,8 +44,9 @@
 //! protocol), as Linux's nf_nat does: two flows may share a SNAT port as
 //! long as their reverse keys differ. The allocator tries up to
 //! [`SNAT_PROBES`] ports of this worker's slice ([`snat_range`], which
-//! stays the worker that owns a SNAT port), consecutive from one the flow
-//! hash picks (deterministic for a fixed hash seed); a candidate is taken
+//! stays the worker that owns a SNAT port), each at an offset from the flow
+//! hash and the probe number (deterministic for a fixed hash seed; no runs
+//! of taken ports as with consecutive probing); a candidate is taken
 //! when the record its reverse key hashes to is free: empty, or its flow's
 //! forward entry is no longer live (so expiry needs no bookkeeping). A
 //! record held by a live flow means either that very reverse key is in use
@@ -1069,8 +1070,8 @@ impl L4 {
 
     /// A SNAT port for a new flow (conntrack hash `h`) from `snat` (the
     /// pool address) to `member`:`mport`: the first of up to
-    /// [`SNAT_PROBES`] ports of this worker's slice, from a hash-chosen
-    /// start, whose reverse key's record is free. Returns the port, the
+    /// [`SNAT_PROBES`] hash-chosen ports of this worker's slice whose
+    /// reverse key's record is free. Returns the port, the
     /// reverse key and its hash.
     #[allow(clippy::too_many_arguments)]
     fn alloc_snat_port(
@@ -1086,9 +1087,12 @@ impl L4 {
         if n == 0 {
             return None;
         }
-        let start = ((h >> 16) % u64::from(n)) as u32;
         for i in 0..SNAT_PROBES.min(n) {
-            let off = (start + i) % n;
+            // Independent hash-chosen offsets: consecutive probing let
+            // taken ports form runs longer than the probe budget at ~60 %
+            // of a member's ports (13 of 21 000 flows refused).
+            let x = (h ^ u64::from(i)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            let off = super::hash::reduce(x, n);
             let port = self.snat_first + off as u16;
             let rkey = FlowKey::from_parts(*member, *snat, mport, port, p.proto, p.family);
             let rh = self.hasher.hash(&rkey);
