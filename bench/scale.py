@@ -128,6 +128,7 @@ instance: {{ name: {TAG}-{name} }}
 dataplane:
   workers: {json.dumps(cpus)}
   pollMode: {poll}
+  newFlowsPerSec: 0
   eal: {json.dumps(eal)}
   ports:
 {ports}

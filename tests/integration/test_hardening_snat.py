@@ -108,14 +108,16 @@ def test_more_than_20000_concurrent_snat_flows_through_one_automap_vs(lab):
     for _ in range(CLIENTS):
         procs.append(cl.popen(sys.executable, str(HERE / "holdconns.py"), "connect", VIP, "80", str(PER_CLIENT), "40",
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True))
-    connected = [int(q.stdout.readline().split()[1]) for q in procs[1:]]
-    assert sum(connected) == FLOWS, f"connected {connected}, pollux: {p.show('connections')}"
+    results = [(q.stdout.readline(), q.stdout.readline()) for q in procs[1:]]
+    connected = [int(c.split()[1]) for c, _ in results]
+    assert sum(connected) == FLOWS, f"{results}, pollux: {p.show('connections')}, ports: {p.show('stats')['ports']}"
 
     # pollux tracks every one of them at once. (Each flow's forward entry
     # is live; a reverse entry saw only the SYN-ACK, so it may have aged
     # out after the 10 s handshake timeout: replies then find the flow
     # through its SNAT record.)
-    v = vs(p)
+    # (The counters are the workers' published snapshots: poll.)
+    v = wait_for("pollux counts every flow", lambda: (v := vs(p))["new_flows"] >= FLOWS and v, timeout=10)
     assert v["new_flows"] == FLOWS, v
     assert v["active_flows"] == FLOWS, v
     conn = p.show("connections")["workers"][0]
@@ -137,3 +139,61 @@ def test_more_than_20000_concurrent_snat_flows_through_one_automap_vs(lab):
     assert len(ports) <= 4536 < FLOWS
     per_member = Counter(m for m, _, _ in conns)
     assert set(per_member) == set(MEMBERS), per_member
+
+
+GUARD_CONFIG = f"""
+instance: {{ name: h14g }}
+dataplane:
+  workers: [1]
+  pollMode: adaptive
+  connections: 4000
+  eal: ["--no-huge", "-m", "512", "--no-pci", "--vdev=net_af_xdp0,iface=dgext0", "--vdev=net_af_xdp1,iface=dgint0"]
+  ports:
+    - {{ name: ext, device: net_af_xdp0, selfIps: ["10.140.0.2/24"] }}
+    - {{ name: int, device: net_af_xdp1, selfIps: ["{SNAT}/24"] }}
+virtualServers:
+  - {{ name: web, address: {VIP}, port: 80, members: [{{ address: "{MEMBERS[0]}", port: 8080 }}] }}
+api: {{ socket: "@SOCKET@" }}
+"""
+
+
+def test_flood_guard_is_on_by_default():
+    """No newFlowsPerSec in the config: the guard admits connections / 40
+    = 100 new flows per second; a burst of 600 connections still connects
+    (a single-port DNAT flow past the guard is forwarded by its Maglev
+    choice and its replies map back without state), but most of them are
+    not tracked."""
+    dp, cl, be = Netns("h14g-dp"), Netns("h14g-cl"), Netns("h14g-be")
+    p = None
+    procs = []
+    try:
+        veth(dp, "dgext0", cl, "gc0")
+        veth(dp, "dgint0", be, "gb0")
+        cl.run("ip", "addr", "add", "10.140.0.1/24", "dev", "gc0")
+        cl.run("ip", "route", "add", f"{VIP}/32", "via", "10.140.0.2")
+        be.run("ip", "addr", "add", f"{MEMBERS[0]}/24", "dev", "gb0")
+        be.run("ip", "route", "add", "default", "via", SNAT)
+        p = Pollux(dp, GUARD_CONFIG)
+        p.wait_ready()
+        server = be.popen(sys.executable, str(HERE / "holdconns.py"), "listen", "8080", MEMBERS[0],
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        procs.append(server)
+        assert server.stdout.readline().strip() == "ready"
+        client = cl.popen(sys.executable, str(HERE / "holdconns.py"), "connect", VIP, "80", "600", "20",
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        procs.append(client)
+        result = client.stdout.readline(), client.stdout.readline()
+        assert result[0].split() == ["connected", "600"], result
+        w = p.show("connections")["workers"][0]
+        assert w["insert_refused_flood"] > 0, w
+        assert w["untracked"] > 0, w
+        assert w["new_flows"] < 600, w
+        assert p.stop() == 0, p.logs()
+    finally:
+        for q in procs:
+            q.kill()
+            q.wait(5)
+        if p and p.proc.poll() is None:
+            p.proc.kill()
+        for ns in (dp, cl, be):
+            ns.delete()
