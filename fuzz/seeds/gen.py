@@ -224,8 +224,41 @@ def write(target, seeds):
         (d / name).write_bytes(data)
 
 
+def bfd_seeds():
+    def ctl(state, my, your, flags=0, mult=3, tx=10000, rx=10000, length=24):
+        return struct.pack("!BBBBIIIII", 1 << 5, (state << 6) | flags, mult, length, my, your, tx, rx, 0)
+    return {
+        "down_no_your": ctl(1, 0x1234, 0),
+        "init_your_1": ctl(2, 0x1234, 1),
+        "up_poll": ctl(3, 0x1234, 1, flags=0x20),
+        "up_final": ctl(3, 0x1234, 1, flags=0x10),
+        "admin_down": ctl(0, 0x1234, 1),
+        "auth_bit": ctl(3, 0x1234, 1, flags=0x04, length=28) + bytes([1, 4, 1, 0]),
+    }
+
+
+def l4_frames():
+    """Each frame of the l4_path seeds alone (the wire_frame target)."""
+    frames = {}
+    for name, data in l4_seeds().items():
+        i, rest = 0, data
+        while len(rest) >= 3:
+            n = struct.unpack("<H", rest[1:3])[0]
+            if n:
+                frames[f"{name}_{i}"] = rest[3:3 + n]
+            rest = rest[3 + n:]
+            i += 1
+    arp = (b"\xff" * 6 + PEER_MAC + b"\x08\x06" + struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1)
+           + PEER_MAC + a4("10.0.0.1") + b"\0" * 6 + a4("10.0.0.2"))
+    frames["arp_request"] = arp
+    return frames
+
+
 if __name__ == "__main__":
     write("l4_path", l4_seeds())
+    write("wire_frame", l4_frames())
+    write("bfd_packet", bfd_seeds())
+    write("bgp_message", {k: v[2:] for k, v in bgp_seeds().items()})
     write("bgp_stream", bgp_seeds())
     cfgs = {p.stem: p.read_bytes() for p in sorted((ROOT / "configs").glob("*.yaml"))}
     cfgs["full"] = CONFIG_FULL.encode()
