@@ -114,6 +114,7 @@ dataplane:
   pollMode: busy
   eal: ["--no-huge", "-m", "128", "--no-pci", "--file-prefix=$TAG-$1", "--vdev=net_pcap0,rx_pcap=$2"]
   connections: $((FLOWS * 8))
+  newFlowsPerSec: 0    # the pcap replays its new flows at once: no flood guard
   mbufs: 4095
   ports:
     - name: cg$(($$ % 100000))c${CASE_NO[$1]}

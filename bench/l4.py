@@ -94,6 +94,7 @@ dataplane:
   pollMode: busy
   eal: {json.dumps(eal)}
   connections: {connections}
+  newFlowsPerSec: 0                # row c measures the new-flow rate: no flood guard
   ports:
     - name: pxl4{os.getpid() % 100000}{name[-1]}
       device: net_memif0

@@ -130,6 +130,7 @@ instance: {{ name: {TAG}-{name} }}
 dataplane:
   workers: {json.dumps(cpus)}
   pollMode: {poll}
+  newFlowsPerSec: 0
   eal: {json.dumps(eal)}
   ports:
 {ports}

@@ -134,3 +134,27 @@ fn scale_out_peers_are_checked() {
         assert!(err.path.starts_with(path), "{so}: got {err}");
     }
 }
+
+/// The flood guard is on by default (issue 14): `connections / 40` new
+/// flows per second per worker; `newFlowsPerSec: 0` turns it off and an
+/// explicit value is kept.
+#[test]
+fn flood_guard_defaults_to_a_fortieth_of_the_table() {
+    let host = HostFacts {
+        allowed_cpus: vec![0, 1],
+        node_name: None,
+    };
+    let base = "instance: { name: a }\ndataplane:\n  workers: [1]\n  ports: [{ name: p, device: net_null0, selfIps: [\"10.0.0.2/24\"] }]\n";
+    let rate = |extra: &str| {
+        let text = format!("{base}{extra}");
+        config::validate(&config::parse(&text).unwrap(), &host)
+            .unwrap()
+            .dataplane
+            .new_flows_per_sec
+    };
+    assert_eq!(rate(""), 262_144 / 40, "default table, default guard");
+    assert_eq!(rate("  connections: 4000000\n"), 100_000);
+    assert_eq!(rate("  connections: 64\n"), 1, "never 0 (= off) by default");
+    assert_eq!(rate("  newFlowsPerSec: 0\n"), 0, "off when asked");
+    assert_eq!(rate("  newFlowsPerSec: 125000\n"), 125_000);
+}

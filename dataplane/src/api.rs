@@ -617,7 +617,8 @@ impl Dataplane {
             shared: self.bfd_shared.clone(),
         };
         let mut l4c = L4Config::new(cfg.connections, w as u16, cfg.workers.len() as u16);
-        l4c.conntrack.new_flows_per_sec = cfg.new_flows_per_sec;
+        // The table's limit counts entries: two per new flow.
+        l4c.conntrack.new_flows_per_sec = cfg.new_flows_per_sec.saturating_mul(2);
         l4c.snat_ports = cfg.snat_ports;
         l4c.seed = cfg.hash_seed.unwrap_or_else(crate::dpdk::tsc) ^ ((w as u64) << 32);
         let self_ips: Vec<IpAddr> = cfg

@@ -73,6 +73,9 @@ drop_reasons! {
     NoMbuf => "no_mbuf",
     /// Over the port's punt policer's rate: not handed to the TAP.
     PuntPoliced => "punt_policed",
+    /// An ARP request or NS for a self IP not answered: over the port's
+    /// answer rate (`puntRate` per second).
+    AnswerPoliced => "answer_policed",
 }
 
 /// What one port counted (owned by its worker).

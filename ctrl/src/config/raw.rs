@@ -99,9 +99,24 @@ pub struct Dataplane {
     #[serde(default = "default_connections")]
     pub connections: usize,
     /// New flows per second per worker above which new flows are no longer
-    /// tracked but forwarded by their Maglev choice (0 = no limit).
+    /// tracked but forwarded by their Maglev choice (0 = no limit; absent =
+    /// [`default_new_flows_per_sec`] of `connections`).
     #[serde(default)]
-    pub new_flows_per_sec: u32,
+    pub new_flows_per_sec: Option<u32>,
+}
+
+/// The flood guard's default: `connections / 40` new flows per second per
+/// worker. A flow takes two entries and even one whose handshake never
+/// completes stays 10 s (the SYN timeout), so a SYN flood admitted at this
+/// rate holds at most `connections / 40 * 2 * 10` = half the table: the
+/// other half stays for the flows that were established, and new flows
+/// keep being tracked as the flood's entries age out. A table cannot
+/// sustain much more anyway: flows that live 10 s or more, created faster
+/// than `connections / 20` per second, fill it whatever the limit. (The
+/// default table, 262 144 slots, gives 6 553 flows per second; Katran's
+/// fixed 125 000 per core would let a flood fill it in one second.)
+pub fn default_new_flows_per_sec(connections: usize) -> u32 {
+    u32::try_from(connections / 40).unwrap_or(u32::MAX).max(1)
 }
 
 fn default_connections() -> usize {

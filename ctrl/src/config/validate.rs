@@ -481,7 +481,9 @@ fn dataplane(raw: &raw::Dataplane, instance: &str, host: &HostFacts) -> Result<a
         routes,
         bfd: vec![],
         connections: raw.connections,
-        new_flows_per_sec: raw.new_flows_per_sec,
+        new_flows_per_sec: raw
+            .new_flows_per_sec
+            .unwrap_or_else(|| raw::default_new_flows_per_sec(raw.connections)),
         // Above the kernel's ephemeral ports (32768–60999), so SNAT on a
         // self IP never takes a port a kernel socket there uses.
         snat_ports: (61000, 65535),

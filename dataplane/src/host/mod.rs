@@ -255,6 +255,9 @@ impl Host {
         if op != arp::OP_REQUEST {
             return FromWire::Consumed;
         }
+        if !self.punt.admit(Class::Answer, now) {
+            return FromWire::Drop(Drop::AnswerPoliced);
+        }
         arp::Packet::new_checked(&mut buf[hdr..len])
             .map(|mut p| p.make_reply(self.mac))
             .ok();
@@ -420,6 +423,9 @@ impl Host {
                 }
                 if !solicit {
                     return FromWire::Consumed;
+                }
+                if !self.punt.admit(Class::Answer, now) {
+                    return FromWire::Drop(Drop::AnswerPoliced);
                 }
                 let peer_mac = Mac::from_slice(&buf[6..12]);
                 match self.emit_advert(buf, hdr, src, target, peer_mac) {

@@ -70,6 +70,11 @@ pub enum Class {
     Bgp,
     Neighbor,
     Other,
+    /// Not a punt: the data plane's own answers to ARP requests and
+    /// Neighbor Solicitations. Unpoliced, an ARP flood came back out of
+    /// the port as a flood of replies at the same rate (a reflector), and
+    /// on the flooded link those replies crowded out BFD and BGP.
+    Answer,
 }
 
 /// Punted frames per second (the `other` class) when the config names
@@ -83,12 +88,14 @@ pub struct PuntPolicer {
     bgp: Bucket,
     neighbor: Bucket,
     other: Bucket,
+    answer: Bucket,
 }
 
 impl PuntPolicer {
     /// `rate`: frames per second of the `other` class (0: no policing at
     /// all). BGP gets twice that (a full table arrives in bursts), ARP/ND
-    /// mirrors a tenth (at least 100/s). Each bucket holds a tenth of a
+    /// mirrors a tenth (at least 100/s), ARP replies and NAs the same as
+    /// `other`. Each bucket holds a tenth of a
     /// second of its rate (at least 64 frames).
     pub fn new(rate: u32) -> PuntPolicer {
         let bucket = |r: u32| Bucket::new(r, (r / 10).max(64));
@@ -97,12 +104,14 @@ impl PuntPolicer {
                 bgp: Bucket::new(0, 0),
                 neighbor: Bucket::new(0, 0),
                 other: Bucket::new(0, 0),
+                answer: Bucket::new(0, 0),
             };
         }
         PuntPolicer {
             bgp: bucket(rate.saturating_mul(2)),
             neighbor: bucket((rate / 10).max(100)),
             other: bucket(rate),
+            answer: bucket(rate),
         }
     }
 
@@ -112,6 +121,7 @@ impl PuntPolicer {
             Class::Bgp => self.bgp.admit(now),
             Class::Neighbor => self.neighbor.admit(now),
             Class::Other => self.other.admit(now),
+            Class::Answer => self.answer.admit(now),
         }
     }
 }

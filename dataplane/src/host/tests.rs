@@ -249,6 +249,8 @@ fn neighbor_solicitation_gets_an_advertisement() {
 #[test]
 fn arp_from_unknown_senders_is_answered_but_not_learned() {
     let mut h = host(None);
+    // About learning, not policing: 10 000 requests in one instant.
+    h.punt = policer::PuntPolicer::new(0);
     for i in 0..10_000u32 {
         let mut f = arp_request(OUR_V4);
         f[14 + 14..14 + 18].copy_from_slice(&(0x0a00_1000 + i).to_be_bytes());
@@ -325,6 +327,33 @@ fn arp_mirrors_to_the_tap_are_policed() {
         .count();
     assert_eq!(mirrored, 64);
     assert_eq!(h.counters.dropped(Drop::PuntPoliced), 1000 - 64);
+}
+
+/// ARP replies (and NAs) are the data plane's own answers, within the
+/// port's answer budget (`puntRate` per second, burst a tenth): unpoliced,
+/// an ARP flood came back out of the port as a flood of replies that
+/// crowded out BFD and BGP on the flooded link (issue 14).
+#[test]
+fn arp_replies_are_policed() {
+    let mut h = host(None);
+    h.punt = policer::PuntPolicer::new(1000); // answers: 1000/s, burst 100
+    let replies = (0..1000)
+        .filter(|_| matches!(run(&mut h, arp_request(OUR_V4)).0, FromWire::Reply(_)))
+        .count();
+    assert_eq!(replies, 100);
+    assert_eq!(h.counters.arp_replies, 100);
+    // A second later the bucket has refilled.
+    let mut frame = arp_request(OUR_V4);
+    let len = frame.len();
+    frame.resize(len + 128, 0);
+    let v = h.rx_from_wire(1_000_000_001, &mut frame, len, &mut Io::default());
+    assert!(matches!(v, FromWire::Reply(_)), "{v:?}");
+    // No policing at all with rate 0.
+    h.punt = policer::PuntPolicer::new(0);
+    let replies = (0..1000)
+        .filter(|_| matches!(run(&mut h, arp_request(OUR_V4)).0, FromWire::Reply(_)))
+        .count();
+    assert_eq!(replies, 1000);
 }
 
 #[test]

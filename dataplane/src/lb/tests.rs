@@ -484,6 +484,131 @@ fn snat_automap_tcp() {
 }
 
 #[test]
+fn one_snat_port_serves_each_member_once() {
+    // Two virtual servers, one member each, one SNAT address and a single
+    // SNAT port: the port is taken per (SNAT address, member, protocol),
+    // so each member gets a flow on it; a second flow to the same member
+    // finds it taken.
+    let t = table(&[
+        vs(
+            VIP,
+            80,
+            Proto::Tcp,
+            Snat::Automap(ip(SELF)),
+            vec![member(M1, 8080)],
+        ),
+        vs(
+            VIP,
+            81,
+            Proto::Tcp,
+            Snat::Automap(ip(SELF)),
+            vec![member(M2, 8080)],
+        ),
+    ]);
+    let mut l4 = l4();
+    run_steps(
+        &mut l4,
+        &t,
+        &[
+            step(
+                "first client to M1 gets port 40000",
+                frame(CLIENT, VIP, 64, syn(40001, 80), b""),
+                Want::Forward(M1, frame(SELF, M1, 63, syn(40000, 8080), b"")),
+            ),
+            step(
+                "another client to M2 gets port 40000 too",
+                frame("203.0.113.8", VIP, 64, syn(40002, 81), b""),
+                Want::Forward(M2, frame(SELF, M2, 63, syn(40000, 8080), b"")),
+            ),
+            step(
+                "M2's answer goes to its own client",
+                frame(M2, SELF, 64, tcp(8080, 40000, 5000, 1001, "SA"), b""),
+                Want::Forward(
+                    "203.0.113.8",
+                    frame(
+                        VIP,
+                        "203.0.113.8",
+                        63,
+                        tcp(81, 40002, 5000, 1001, "SA"),
+                        b"",
+                    ),
+                ),
+            ),
+            step(
+                "M1's answer goes to its own client",
+                frame(M1, SELF, 64, tcp(8080, 40000, 6000, 1001, "SA"), b""),
+                Want::Forward(
+                    CLIENT,
+                    frame(VIP, CLIENT, 63, tcp(80, 40001, 6000, 1001, "SA"), b""),
+                ),
+            ),
+            step(
+                "a third client to M1 finds the port taken for M1",
+                frame("203.0.113.9", VIP, 64, syn(40003, 80), b""),
+                Want::Drop(L4Drop::SnatExhausted),
+            ),
+        ],
+    );
+}
+
+#[test]
+fn snat_flows_outnumber_ports_times_members_and_each_reply_finds_its_client() {
+    // 64 SNAT ports, 8 members behind one automap VS: 320 concurrent
+    // flows (5 x the ports) all get a SNAT port, every
+    // (member, SNAT port) pair is distinct, and each member's reply goes
+    // back to its own client.
+    let members: Vec<MemberSpec> = (0..8)
+        .map(|i| member(&format!("10.1.0.{}", 20 + i), 8080))
+        .collect();
+    let t = table(&[vs(VIP, 80, Proto::Tcp, Snat::Automap(ip(SELF)), members)]);
+    let mut c = L4Config::new(4096, 0, 1);
+    c.snat_ports = (40000, 40063);
+    c.conntrack.backing = super::Backing::Transparent;
+    let mut l4 = L4::new(c).unwrap();
+    let mut seen = std::collections::HashSet::new();
+    let mut flows = Vec::new();
+    for i in 0..320u16 {
+        let client = format!("198.51.100.{}", 1 + i % 200);
+        let client: &'static str = Box::leak(client.into_boxed_str());
+        let cport = 10000 + i;
+        let (v, out) = run(
+            &mut l4,
+            &t,
+            10,
+            &frame(client, VIP, 64, syn(cport, 80), b""),
+        );
+        let L4Verdict::Forward { dst } = v else {
+            panic!("flow {i}: {v:?}");
+        };
+        verify_checksums(&out);
+        assert_eq!(&out[26..30], &[10, 1, 0, 2], "source is the self IP");
+        let sport = u16::from_be_bytes([out[34], out[35]]);
+        assert!((40000..=40063).contains(&sport));
+        assert!(
+            seen.insert((dst, sport)),
+            "flow {i}: ({dst}, {sport}) reused"
+        );
+        flows.push((client, cport, dst, sport));
+    }
+    assert_eq!(l4.counters().new_flows, 320);
+    for (client, cport, m, sport) in flows {
+        let ms: &'static str = Box::leak(m.to_string().into_boxed_str());
+        let (v, out) = run(
+            &mut l4,
+            &t,
+            11,
+            &frame(ms, SELF, 64, tcp(8080, sport, 5000, 1001, "SA"), b""),
+        );
+        assert_eq!(v, L4Verdict::Forward { dst: ip(client) });
+        assert_frame(
+            "reply",
+            &out,
+            &frame(VIP, client, 63, tcp(80, cport, 5000, 1001, "SA"), b""),
+        );
+    }
+}
+
+#[test]
 fn snat_pool_udp_and_port_reuse_after_expiry() {
     let pool = vec![ip("10.1.0.50"), ip("10.1.0.51")];
     let t = table(&[vs(

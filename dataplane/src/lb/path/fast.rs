@@ -32,7 +32,7 @@
 //! byte-identical frames and equal counters against the slow path for any
 //! frame sequence: it is a cache, never a second policy.
 
-use super::{pool_index, Direction, FLAG_RESETTING, FLAG_REVERSE, L4};
+use super::{pool_index, Direction, RevKey, FLAG_RESETTING, FLAG_REVERSE, L4};
 use crate::lb::conntrack::{Secs, Slot, TcpState, V4Key};
 use crate::lb::flow::{Family, FlowHasher, PROTO_TCP, PROTO_UDP};
 use crate::lb::vs::{Vs, VsTable};
@@ -271,10 +271,17 @@ impl L4 {
                 return None;
             }
             let client = if vs.snats() {
-                let fk = self.slot_owner(k.proto, k.dport)?;
+                let rev = RevKey {
+                    h: flow.hash,
+                    mport: k.sport,
+                    port: k.dport,
+                    proto: k.proto,
+                    dst: &k.dst,
+                };
+                let r = self.snat_flow(vs, e, &rev)?;
                 Some(V4Nat {
-                    addr: v4(fk.src_bytes()),
-                    port: fk.src_port(),
+                    addr: v4(r.fwd.src_bytes()),
+                    port: r.fwd.src_port(),
                 })
             } else {
                 None
