@@ -63,6 +63,10 @@ impl State {
         self.dataplane.lock().ok()?.as_ref().map(f)
     }
 
+    pub(crate) fn with_dp_mut<T>(&self, f: impl FnOnce(&mut Dataplane) -> T) -> Option<T> {
+        self.dataplane.lock().ok()?.as_mut().map(f)
+    }
+
     pub fn stats(&self) -> Option<Stats> {
         self.with_dp(Dataplane::stats)
     }
