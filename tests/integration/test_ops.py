@@ -15,6 +15,7 @@ Virtual servers: echo (192.168.88.10:7000, three members) and echo2
 every exchange byte for byte, so one of them carried across a reload is a
 byte-exact transfer across it.
 """
+import json
 import os
 import subprocess
 import sys
@@ -137,7 +138,9 @@ def lab():
                 assert s.stdout.readline().strip() == "ready"
                 procs.append(s)
         frr = Frr(cl, {"bfdd": BFDD, "bgpd": BGPD})
-        p = Pollux(dp, config())
+        # JSON logs (`--log-format json`, here through its environment
+        # variable): every test below reads them.
+        p = Pollux(dp, config(), env={"POLLUX_LOG_FORMAT": "json"})
         p.wait_ready()
         lab = {"pollux": p, "cl": cl, "be": be, "frr": frr}
         wait_for("BFD Up", lambda: bfd(p)["state"] == "Up", timeout=60)
@@ -415,3 +418,29 @@ def test_a_drained_vs_is_withdrawn_and_keeps_its_flows(lab):
         wait_for("192.168.88.11 announced again", lambda: routed(cl, "192.168.88.11"), timeout=15)
     finally:
         close_all(by)
+
+
+SHOWS = {  # what -> a column header its table has
+    ("interfaces",): "DEVICE", ("stats",): "port ext", ("virtual-servers",): "MEMBER",
+    ("connections",): "CAPACITY", ("bgp", "summary"): "NEIGHBOR", ("bgp", "neighbors"): "HOLD",
+    ("bgp", "routes"): "NEXT HOP", ("bfd", "sessions"): "DETECT (ms)", ("config",): "generation",
+}
+
+
+def test_show_prints_tables_and_json_and_logs_are_json(lab):
+    p = lab["pollux"]
+    for what, header in SHOWS.items():
+        t = sh(str(POLLUX), "show", *what, "--api", str(p.socket), check=False)
+        assert t.returncode == 0, t.stderr
+        assert header in t.stdout and not t.stdout.lstrip().startswith("{"), f"{what}: {t.stdout}"
+        j = sh(str(POLLUX), "show", *what, "--json", "--api", str(p.socket), check=False)
+        assert isinstance(json.loads(j.stdout), dict), what
+    rows = sh(str(POLLUX), "show", "bfd", "sessions", "--api", str(p.socket)).stdout.splitlines()
+    assert rows[1].split()[:3] == ["10.80.0.1", "ext", "Up"], rows
+    # Every line tracing wrote is one JSON object with its fields (the
+    # EAL's own lines are text: DPDK prints them itself).
+    logs = [json.loads(l) for l in p.logs().splitlines() if l.startswith('{"timestamp"')]
+    assert len(logs) >= 5
+    reloads = [l for l in logs if l["fields"].get("message", "").startswith("configuration reloaded")]
+    assert reloads and all(l["level"] == "INFO" and "generation" in l["fields"] for l in reloads), reloads
+    assert any(l["target"].startswith("ctrl::bgp") and l.get("span", {}).get("peer") == "10.80.0.1" for l in logs)
