@@ -86,6 +86,15 @@ impl Table {
     }
 }
 
+fn link(l: &Value) -> String {
+    match (l["up"].as_bool(), l["speed_mbps"].as_u64()) {
+        (Some(true), Some(m)) if m > 0 => format!("up {m}M"),
+        (Some(true), _) => "up".into(),
+        (Some(false), _) => "down".into(),
+        _ => "-".into(),
+    }
+}
+
 fn text(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
@@ -379,8 +388,8 @@ fn config(v: &Value) -> String {
 
 fn interfaces(v: &Value) -> String {
     let mut t = Table::new(&[
-        "NAME", "DEVICE", "DRIVER", "MAC", ">VLAN", ">MTU", ">LCORE", ">RX PKTS", ">TX PKTS",
-        "SELF IPS",
+        "NAME", "DEVICE", "DRIVER", "MAC", "LINK", ">VLAN", ">MTU", ">LCORE", ">RX PKTS",
+        ">TX PKTS", "SELF IPS",
     ]);
     for i in list(&v["interfaces"]) {
         let ips: Vec<String> = list(&i["self_ips"]).map(text).collect();
@@ -389,6 +398,7 @@ fn interfaces(v: &Value) -> String {
             text(&i["device"]),
             text(&i["driver"]),
             text(&i["mac"]),
+            link(&i["link"]),
             text(&i["vlan"]),
             text(&i["mtu"]),
             text(&i["worker"]["lcore"]),

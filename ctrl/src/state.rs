@@ -87,6 +87,7 @@ impl State {
                     "self_ips": i.self_ips.iter().map(|s| format!("{}/{}", s.addr, s.len)).collect::<Vec<_>>(),
                     "worker": { "lcore": i.worker.lcore, "cpu": i.worker.cpu },
                     "rx_packets": s.counters.rx_packets, "tx_packets": s.counters.tx_packets,
+                    "link": { "up": s.pmd.link.up, "speed_mbps": s.pmd.link.speed_mbps, "full_duplex": s.pmd.link.full_duplex },
                 })
             })
             .collect();
@@ -261,6 +262,32 @@ impl State {
                 u8::from(w.running),
             );
         }
+        e.family(
+            "port_link_up",
+            "gauge",
+            "1 while the port's link is up (as the PMD reports it).",
+        );
+        for p in &stats.ports {
+            e.sample(
+                "port_link_up",
+                &[("instance", inst), ("port", &p.name)],
+                u8::from(p.pmd.link.up),
+            );
+        }
+        e.family(
+            "port_link_speed_mbps",
+            "gauge",
+            "The port's link speed in Mbit/s (0: unknown).",
+        );
+        for p in &stats.ports {
+            e.sample(
+                "port_link_speed_mbps",
+                &[("instance", inst), ("port", &p.name)],
+                p.pmd.link.speed_mbps,
+            );
+        }
+        crate::lb::metrics(self, &mut e);
+        crate::bfd::metrics(self, &mut e);
         crate::reload::metrics(self, &mut e);
         if let Some(b) = &self.bgp {
             b.metrics(&mut e, inst);

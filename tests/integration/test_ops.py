@@ -55,7 +55,7 @@ virtualServers:
   drainDelayMs: 0
   neighbors:
 {neighbors}bfd: {{ {bfd} }}
-api: {{ socket: "@SOCKET@" }}
+api: {{ socket: "@SOCKET@", metrics: "127.0.0.1:19467" }}
 """
 
 
@@ -142,7 +142,7 @@ def lab():
         # variable): every test below reads them.
         p = Pollux(dp, config(), env={"POLLUX_LOG_FORMAT": "json"})
         p.wait_ready()
-        lab = {"pollux": p, "cl": cl, "be": be, "frr": frr}
+        lab = {"pollux": p, "cl": cl, "be": be, "frr": frr, "dp": dp}
         wait_for("BFD Up", lambda: bfd(p)["state"] == "Up", timeout=60)
         wait_for("FRR Established", lambda: frr.state("10.80.0.2") == "Established", timeout=60)
         for vip in ("192.168.88.10", "192.168.88.11"):
@@ -444,3 +444,26 @@ def test_show_prints_tables_and_json_and_logs_are_json(lab):
     reloads = [l for l in logs if l["fields"].get("message", "").startswith("configuration reloaded")]
     assert reloads and all(l["level"] == "INFO" and "generation" in l["fields"] for l in reloads), reloads
     assert any(l["target"].startswith("ctrl::bgp") and l.get("span", {}).get("peer") == "10.80.0.1" for l in logs)
+
+
+def scrape(lab) -> str:
+    return lab["dp"].run(sys.executable, "-c", "import urllib.request as u; "
+                         "print(u.urlopen('http://127.0.0.1:19467/metrics').read().decode())").stdout
+
+
+def test_metrics_export_l4_bfd_link_and_config(lab):
+    p, cl = lab["pollux"], lab["cl"]
+    by = conns_on(cl, "192.168.88.10", {BACKENDS[0]})
+    close_all(by)
+    m = scrape(lab)
+    def value(series: str) -> float:
+        line = next((l for l in m.splitlines() if l.startswith(series + " ")), None)
+        assert line is not None, f"{series} not exported"
+        return float(line.rsplit(" ", 1)[1])
+    assert value('pollux_vs_new_flows_total{instance="pxo",vs="echo"}') >= 1
+    assert value('pollux_bfd_session_up{instance="pxo",peer="10.80.0.1"}') == 1
+    assert value('pollux_port_link_up{instance="pxo",port="ext"}') == 1
+    assert value('pollux_config_generation{instance="pxo"}') == generation(p)
+    assert "pollux_l4_drops_total{" in m and "pollux_conntrack_entries{" in m
+    ifs = {i["name"]: i for i in p.show("interfaces")["interfaces"]}
+    assert ifs["ext"]["link"]["up"] is True, ifs
