@@ -53,9 +53,29 @@ impl Encoder {
     }
 }
 
-pub async fn serve(addr: SocketAddr, state: Arc<State>) -> std::io::Result<()> {
-    let listener = TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "metrics listening");
+/// The listening socket: `addr`, and only on `interface` when given.
+pub fn bind(addr: SocketAddr, interface: Option<&str>) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    if let Some(i) = interface {
+        s.bind_device(Some(i.as_bytes())).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("api.metricsInterface {i:?}: {e}"))
+        })?;
+    }
+    s.bind(&addr.into())?;
+    s.listen(64)?;
+    s.set_nonblocking(true)?;
+    TcpListener::from_std(std::net::TcpListener::from(s))
+}
+
+pub async fn serve(
+    addr: SocketAddr,
+    interface: Option<&str>,
+    state: Arc<State>,
+) -> std::io::Result<()> {
+    let listener = bind(addr, interface)?;
+    tracing::info!(%addr, interface, "metrics listening");
     tokio::spawn(async move {
         loop {
             let Ok((mut s, _)) = listener.accept().await else {
@@ -85,7 +105,19 @@ pub async fn serve(addr: SocketAddr, state: Arc<State>) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::Encoder;
+    use super::{bind, Encoder};
+
+    #[tokio::test]
+    async fn bound_to_an_interface_it_answers_only_there() {
+        // Loopback: bound to `lo`, a connection to 127.0.0.1 arrives on it.
+        let l = bind("127.0.0.1:0".parse().unwrap(), Some("lo")).unwrap();
+        let addr = l.local_addr().unwrap();
+        let c = tokio::net::TcpStream::connect(addr);
+        let (a, c) = tokio::join!(l.accept(), c);
+        assert!(a.is_ok() && c.is_ok());
+        let e = bind("127.0.0.1:0".parse().unwrap(), Some("h16nosuch0")).unwrap_err();
+        assert!(e.to_string().contains("api.metricsInterface"), "{e}");
+    }
 
     #[test]
     fn escapes_label_values() {

@@ -165,6 +165,10 @@ pub fn diff(old: &Config, new: &Config) -> Diff {
     );
     restart("api.socket", old.api.socket == new.api.socket);
     restart("api.metrics", old.api.metrics == new.api.metrics);
+    restart(
+        "api.metricsInterface",
+        old.api.metrics_interface == new.api.metrics_interface,
+    );
     match (&old.bgp, &new.bgp) {
         (None, None) => {}
         (Some(a), Some(b)) => {

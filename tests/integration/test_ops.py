@@ -17,6 +17,7 @@ byte-exact transfer across it.
 """
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import defaultdict
@@ -55,7 +56,7 @@ virtualServers:
   drainDelayMs: 0
   neighbors:
 {neighbors}bfd: {{ {bfd} }}
-api: {{ socket: "@SOCKET@", metrics: "127.0.0.1:19467" }}
+api: {{ socket: "@SOCKET@", metrics: "127.0.0.1:19467", metricsInterface: lo }}
 """
 
 
@@ -465,5 +466,10 @@ def test_metrics_export_l4_bfd_link_and_config(lab):
     assert value('pollux_port_link_up{instance="pxo",port="ext"}') == 1
     assert value('pollux_config_generation{instance="pxo"}') == generation(p)
     assert "pollux_l4_drops_total{" in m and "pollux_conntrack_entries{" in m
+    # Every metric the chart's Grafana dashboard queries is in a real scrape.
+    dash = json.loads((HERE.parent.parent / "helm" / "pollux" / "dashboards" / "pollux.json").read_text())
+    used = {n for panel in dash["panels"] for t in panel["targets"] for n in re.findall(r"\bpollux_[a-z0-9_]+", t["expr"])}
+    scraped = {l.split("{")[0].split(" ")[0] for l in m.splitlines() if l.startswith("pollux_")}
+    assert len(used) >= 20 and used <= scraped, sorted(used - scraped)
     ifs = {i["name"]: i for i in p.show("interfaces")["interfaces"]}
     assert ifs["ext"]["link"]["up"] is True, ifs
