@@ -335,6 +335,7 @@ def test_reload_adds_changes_and_removes_bgp_neighbors(lab):
         assert n["10.80.0.9"]["state"] != "Established" and n["10.80.0.1"]["state"] == "Established", n
         wait_for("the new BFD session runs", lambda: bfd(p, "10.80.0.9").get("local_discriminator"), timeout=5)
         assert bfd(p, "10.80.0.9")["state"] == "Down"
+        assert p.show("bfd", "sessions")["rejected_changes"] == 0
         # Removed again.
         write(p, keep)
         r = reload_cli(p)
