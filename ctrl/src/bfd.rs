@@ -210,7 +210,9 @@ fn session_json(s: &BfdSessionStatus, h: &History, ports: &[String]) -> Value {
 
 /// `pollux show bfd sessions --json`.
 pub fn show_json(state: &Ctrl) -> Value {
-    let Some((sessions, drops)) = state.with_dp(|dp| (dp.bfd_sessions(), dp.bfd_drops())) else {
+    let Some((sessions, drops, rejected)) =
+        state.with_dp(|dp| (dp.bfd_sessions(), dp.bfd_drops(), dp.bfd_rejected_changes()))
+    else {
         return json!({ "error": "the data plane is stopped" });
     };
     let ports: Vec<String> = state
@@ -229,7 +231,7 @@ pub fn show_json(state: &Ctrl) -> Value {
         .into_iter()
         .map(|(k, v)| (k.to_string(), json!(v)))
         .collect();
-    json!({ "sessions": list, "drops": drops })
+    json!({ "sessions": list, "drops": drops, "rejected_changes": rejected })
 }
 
 /// BFD metrics: state, transitions, detection time, drops by reason.

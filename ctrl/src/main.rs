@@ -40,6 +40,10 @@ enum Command {
     Run {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
+        /// Log lines as text, or as one JSON object each (tracing's JSON
+        /// format: timestamp, level, fields, target, spans).
+        #[arg(long, value_enum, default_value = "text", env = "POLLUX_LOG_FORMAT")]
+        log_format: LogFormat,
     },
     /// Validate a configuration file; exit non-zero naming the bad field.
     Check {
@@ -117,6 +121,12 @@ enum MemberAction {
     Enable,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum VsAction {
     Drain,
@@ -127,7 +137,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
-        Command::Run { config } => run(&config),
+        Command::Run { config, log_format } => run(&config, log_format),
         Command::Show {
             what,
             json,
@@ -293,14 +303,16 @@ fn check(path: &Path) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn run(path: &Path) -> ExitCode {
-    tracing_subscriber::fmt()
+fn run(path: &Path, format: LogFormat) -> ExitCode {
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("POLLUX_LOG").unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("POLLUX_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+        .with_env_filter(filter);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().with_current_span(true).init(),
+    }
     let cfg = match load(path, false) {
         Ok(c) => c,
         Err(code) => return code,

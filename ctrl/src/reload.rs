@@ -14,11 +14,14 @@
 //!  weights, SNAT, timeouts        health::Checker::set_targets (kept probes keep their verdict)
 //!  health checks                  VIP set (watch) ─► BGP sessions announce / withdraw the difference
 //!  routes                      ─► FIB ─► workers
+//!  bgp.neighbors               ─► bgp::Speaker::sync (kept neighbors keep their session)
+//!  bfd timers, BFD peers       ─► Dataplane::bfd_reconfigure ─► BfdCommand::Change ─► workers
 //! ```
 //!
 //! Nothing that did not change is touched: flows of kept virtual servers
-//! keep their member (slots do not move), BGP sessions and BFD sessions are
-//! not restarted, and a VIP whose set of healthy members stays non-empty is
+//! keep their member (slots do not move), BGP sessions and BFD sessions
+//! not named by the change are not restarted (a BFD timer change is a Poll
+//! Sequence: the session stays Up), and a VIP whose set of healthy members stays non-empty is
 //! neither withdrawn nor re-announced.
 
 use std::collections::BTreeSet;
@@ -109,6 +112,10 @@ pub struct Diff {
     pub changes: Vec<String>,
     pub restart: Vec<String>,
     pub routes: bool,
+    /// BGP neighbors to sync ([`crate::bgp::Speaker::sync`]).
+    pub bgp: bool,
+    /// BFD sessions to add, remove or retime.
+    pub bfd: bool,
 }
 
 fn describe(vs: &VirtualServer) -> String {
@@ -158,15 +165,50 @@ pub fn diff(old: &Config, new: &Config) -> Diff {
     );
     restart("api.socket", old.api.socket == new.api.socket);
     restart("api.metrics", old.api.metrics == new.api.metrics);
-    // Not yet applied live: a new speaker or new BFD sessions would restart
-    // every session, which a reload must not do to the untouched ones.
-    if old.bgp != new.bgp {
-        d.restart
-            .push("bgp: live BGP changes are not supported yet (restart needed)".into());
+    restart(
+        "api.metricsInterface",
+        old.api.metrics_interface == new.api.metrics_interface,
+    );
+    match (&old.bgp, &new.bgp) {
+        (None, None) => {}
+        (Some(a), Some(b)) => {
+            // Every session's OPEN carries these: changing them is a
+            // restart of every session, which is what a restart does.
+            restart("bgp.asn", a.asn == b.asn);
+            restart("bgp.routerId", a.router_id == b.router_id);
+            restart(
+                "bgp.gracefulRestart",
+                a.graceful_restart == b.graceful_restart,
+            );
+            if a.drain_delay != b.drain_delay {
+                d.changes.push(format!(
+                    "bgp.drainDelayMs: {} -> {}",
+                    a.drain_delay.as_millis(),
+                    b.drain_delay.as_millis()
+                ));
+            }
+            if a.neighbors != b.neighbors {
+                d.bgp = true;
+            }
+        }
+        _ => restart("bgp", false),
     }
+    // The sessions themselves are listed by what applies them; the
+    // resolved peers (`dataplane.bfd`) are compared too: a nodeLookup
+    // file may have changed.
     if old.bfd != new.bfd || o.bfd != n.bfd {
-        d.restart
-            .push("bfd: live BFD changes are not supported yet (restart needed)".into());
+        d.bfd = true;
+        if old.bfd != new.bfd {
+            d.changes.push(format!(
+                "bfd: {}/{}/{} -> {}/{}/{} (minTxMs/minRxMs/multiplier)",
+                old.bfd.min_tx_ms,
+                old.bfd.min_rx_ms,
+                old.bfd.multiplier,
+                new.bfd.min_tx_ms,
+                new.bfd.min_rx_ms,
+                new.bfd.multiplier
+            ));
+        }
     }
     if o.routes != n.routes {
         d.routes = true;
@@ -325,7 +367,27 @@ fn try_reload(state: &State, path: &Path) -> Result<Outcome, Refused> {
     } else {
         None
     };
-    if d.changes.is_empty() {
+    if d.changes.is_empty() && !d.bgp && !d.bfd {
+        return Ok(Outcome::Unchanged {
+            generation: lock(state).generation,
+        });
+    }
+    let mut changes = d.changes;
+    // BFD first (it can still refuse: a peer no port reaches), then BGP,
+    // whose new neighbors find their BFD sessions there.
+    if d.bfd {
+        let r = state.with_dp_mut(|dp| dp.bfd_reconfigure(&old.dataplane.bfd, &new.dataplane.bfd));
+        match r {
+            Some(Ok(c)) => changes.extend(c),
+            Some(Err(e)) => return Err(Refused::Invalid(format!("bgp.neighbors: {e}"))),
+            None => {}
+        }
+    }
+    if let (true, Some(speaker), Some(bgp)) = (d.bgp, &state.bgp, &new.bgp) {
+        changes.extend(speaker.sync(bgp, new.node_name.as_deref(), &new.dataplane.ports));
+        state.bfd.set_hook(speaker.coupling());
+    }
+    if changes.is_empty() {
         return Ok(Outcome::Unchanged {
             generation: lock(state).generation,
         });
@@ -360,7 +422,7 @@ fn try_reload(state: &State, path: &Path) -> Result<Outcome, Refused> {
     apply(state);
     Ok(Outcome::Applied {
         generation,
-        changes: d.changes,
+        changes,
     })
 }
 
@@ -689,6 +751,37 @@ api: { socket: /tmp/t.sock }
             );
         }
         assert!(!all.contains("dataplane.eal"), "{all}");
+    }
+
+    #[test]
+    fn bgp_neighbors_and_bfd_timers_are_live_the_asn_is_not() {
+        let with = |extra: &str| {
+            BASE.replace(
+                "api:",
+                &format!("bgp:\n  asn: 65001\n  routerId: 10.0.0.2\n  neighbors:\n    - {{ address: 10.0.0.1, asn: 65000, bfd: true }}\n{extra}bfd: {{ minTxMs: 100, minRxMs: 100, multiplier: 3 }}\napi:"),
+            )
+        };
+        let base = with("");
+        assert_eq!(diff(&cfg(&base), &cfg(&base)), Diff::default());
+        let more = with("    - { address: 10.0.0.3, asn: 65003 }\n")
+            .replace("minTxMs: 100", "minTxMs: 300");
+        let d = diff(&cfg(&base), &cfg(&more));
+        assert!(d.restart.is_empty(), "{:?}", d.restart);
+        assert!(d.bgp && d.bfd);
+        assert_eq!(
+            d.changes,
+            vec!["bfd: 100/100/3 -> 300/100/3 (minTxMs/minRxMs/multiplier)".to_string()]
+        );
+        let d = diff(&cfg(&base), &cfg(&base.replace("asn: 65001", "asn: 65009")));
+        assert_eq!(
+            d.restart,
+            vec!["bgp.asn: cannot change while running (restart needed)".to_string()]
+        );
+        let d = diff(&cfg(BASE), &cfg(&base));
+        assert_eq!(
+            d.restart,
+            vec!["bgp: cannot change while running (restart needed)".to_string()]
+        );
     }
 
     #[test]

@@ -118,7 +118,7 @@ async fn control(state: Arc<State>) -> anyhow::Result<Exit> {
     tokio::spawn(api::serve(listener, state.clone()));
     tokio::spawn(crate::bfd::watch(state.clone()));
     if let Some(addr) = cfg.api.metrics {
-        metrics::serve(addr, state.clone())
+        metrics::serve(addr, cfg.api.metrics_interface.as_deref(), state.clone())
             .await
             .with_context(|| format!("api.metrics {addr}"))?;
     }

@@ -66,6 +66,10 @@ impl State {
         self.dataplane.lock().ok()?.as_ref().map(f)
     }
 
+    pub(crate) fn with_dp_mut<T>(&self, f: impl FnOnce(&mut Dataplane) -> T) -> Option<T> {
+        self.dataplane.lock().ok()?.as_mut().map(f)
+    }
+
     pub fn stats(&self) -> Option<Stats> {
         self.with_dp(Dataplane::stats)
     }
@@ -87,6 +91,7 @@ impl State {
                     "worker": { "lcore": i.worker.lcore, "cpu": i.worker.cpu },
                     "queues": i.queues,
                     "rx_packets": s.counters.rx_packets, "tx_packets": s.counters.tx_packets,
+                    "link": { "up": s.pmd.link.up, "speed_mbps": s.pmd.link.speed_mbps, "full_duplex": s.pmd.link.full_duplex },
                 })
             })
             .collect();
@@ -263,6 +268,32 @@ impl State {
                 u8::from(w.running),
             );
         }
+        e.family(
+            "port_link_up",
+            "gauge",
+            "1 while the port's link is up (as the PMD reports it).",
+        );
+        for p in &stats.ports {
+            e.sample(
+                "port_link_up",
+                &[("instance", inst), ("port", &p.name)],
+                u8::from(p.pmd.link.up),
+            );
+        }
+        e.family(
+            "port_link_speed_mbps",
+            "gauge",
+            "The port's link speed in Mbit/s (0: unknown).",
+        );
+        for p in &stats.ports {
+            e.sample(
+                "port_link_speed_mbps",
+                &[("instance", inst), ("port", &p.name)],
+                p.pmd.link.speed_mbps,
+            );
+        }
+        crate::lb::metrics(self, &mut e);
+        crate::bfd::metrics(self, &mut e);
         crate::reload::metrics(self, &mut e);
         if let Some(b) = &self.bgp {
             b.metrics(&mut e, inst);

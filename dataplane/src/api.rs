@@ -18,9 +18,7 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use crossbeam::queue::ArrayQueue;
 
-use crate::bfd::{
-    self, PeerKey, RxCounters, SessionConfig, SessionInfo, SessionTable, StateChange,
-};
+use crate::bfd::{self, PeerKey, RxCounters, SessionInfo, SessionTable, StateChange};
 use crate::lb::{L4Config, Steering, VsTable, L4};
 use crate::worker::{BfdIo, L4Snapshot, News, Parcel, Rings, SharedL4, RING};
 
@@ -31,6 +29,9 @@ use crate::wire::Mac;
 use crate::worker::{Worker, WorkerPort};
 
 pub use crate::counters::Drop;
+
+mod bfd_live;
+pub use bfd_live::BfdChanges;
 
 /// How a worker waits when there is nothing to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +84,8 @@ pub enum BfdCommand {
     /// Drain: every session goes AdminDown (peers do not count it as a
     /// failure).
     AdminDownAll,
+    /// A reload added, removed or retimed one session (`bfd_live`).
+    Change(bfd::Change),
 }
 
 /// BFD state the workers publish for `show bfd sessions` and metrics.
@@ -94,6 +97,8 @@ pub struct SharedBfd {
     pub drops: Mutex<Vec<RxCounters>>,
     /// Events lost because ctrl did not drain the ring.
     pub lost_events: AtomicU64,
+    /// Live changes a worker could not apply (its session table full).
+    pub rejected_changes: AtomicU64,
 }
 
 #[derive(Debug, Clone)]
@@ -591,15 +596,11 @@ impl Dataplane {
             .enumerate()
             .filter(|(i, _)| cfg.worker_of(bfd_ports[*i]) == w)
             .collect();
-        let mut bfd = SessionTable::with_capacity(mine.len().max(1));
+        let mut bfd = SessionTable::with_capacity(mine.len() + bfd::change::SPARE);
         for (i, peer) in mine {
             // RFC 5880 §6.3: unique per instance, random (bfd::discr).
             let discr = self.bfd_discrs.fresh(i);
-            let mut sc = SessionConfig::single_hop(discr, peer.timers);
-            if let Some(min_ttl) = peer.multihop {
-                sc.hop = bfd::Hop::Multi { min_ttl };
-            }
-            sc.jitter_seed = crate::dpdk::tsc() ^ u64::from(discr);
+            let sc = bfd_live::session_config(discr, peer);
             let key = PeerKey {
                 addr: peer.addr,
                 iface: bfd_ports[i] as u32,

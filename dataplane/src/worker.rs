@@ -501,6 +501,11 @@ impl Worker {
                         let _ = bfd_io.events.push(ev);
                     });
                 }
+                BfdCommand::Change(c) => {
+                    if self.bfd.apply(now, c).is_err() {
+                        self.bfd_io.shared.rejected_changes.fetch_add(1, Relaxed);
+                    }
+                }
             }
         }
     }

@@ -211,7 +211,7 @@ def test_config_uses_exactly_the_design_keys():
         for vs in cfg["virtualServers"]:
             assert set(vs) <= VS_KEYS
         assert set(cfg["instance"]) == {"name"}  # nodeName comes from $NODE_NAME
-        assert set(cfg["api"]) == {"socket", "metrics"}
+        assert set(cfg["api"]) == {"socket", "metrics", "metricsInterface"}
     a = configs["pollux-a-config"]
     assert a["instance"]["name"] == "pollux-a"
     assert a["bgp"]["routerId"] == "10.10.0.2"
@@ -333,7 +333,14 @@ def test_pdb_metrics_service_and_service_monitor():
     assert svc["spec"]["ports"][0]["name"] == "metrics"
     assert svc["spec"]["ports"][0]["port"] == 9464
     cfg = pod_configs(docs)["pollux-a-config"]
-    assert cfg["api"]["metrics"] == "0.0.0.0:9464"
+    # Only on the pod's cluster interface, never on the TAPs' self IPs.
+    assert cfg["api"]["metrics"] == "0.0.0.0:9464" and cfg["api"]["metricsInterface"] == "eth0"
+    lo = copy.deepcopy(load_values("two-vfs"))
+    lo["metrics"] = {"interface": "", "service": {"enabled": False}}
+    cfg = pod_configs(manifests(lo))["pollux-a-config"]
+    assert cfg["api"] == {"socket": cfg["api"]["socket"], "metrics": "127.0.0.1:9464"}
+    lo["metrics"]["service"]["enabled"] = True
+    assert "needs metrics.interface" in render_error(lo)
     (sm,) = by_kind(docs, "ServiceMonitor")
     assert sm["metadata"]["labels"]["release"] == "prometheus"
     assert sm["spec"]["selector"]["matchLabels"].items() <= svc["metadata"]["labels"].items()

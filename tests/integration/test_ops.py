@@ -15,7 +15,9 @@ Virtual servers: echo (192.168.88.10:7000, three members) and echo2
 every exchange byte for byte, so one of them carried across a reload is a
 byte-exact transfer across it.
 """
+import json
 import os
+import re
 import subprocess
 import sys
 from collections import defaultdict
@@ -34,7 +36,8 @@ def members(addrs, port):
     return "[" + ", ".join(f"{{ address: {a}, port: {port} }}" for a in addrs) + "]"
 
 
-def config(echo=BACKENDS, extra=""):
+def config(echo=BACKENDS, extra="", bfd="minTxMs: 100, minRxMs: 100, multiplier: 3",
+           neighbors="    - { address: 10.80.0.1, asn: 65003, bfd: true, holdTime: 9 }\n"):
     return f"""
 instance: {{ name: pxo }}
 dataplane:
@@ -52,9 +55,8 @@ virtualServers:
   routerId: 10.80.0.2
   drainDelayMs: 0
   neighbors:
-    - {{ address: 10.80.0.1, asn: 65003, bfd: true, holdTime: 9 }}
-bfd: {{ minTxMs: 100, minRxMs: 100, multiplier: 3 }}
-api: {{ socket: "@SOCKET@" }}
+{neighbors}bfd: {{ {bfd} }}
+api: {{ socket: "@SOCKET@", metrics: "127.0.0.1:19467", metricsInterface: lo }}
 """
 
 
@@ -137,9 +139,11 @@ def lab():
                 assert s.stdout.readline().strip() == "ready"
                 procs.append(s)
         frr = Frr(cl, {"bfdd": BFDD, "bgpd": BGPD})
-        p = Pollux(dp, config())
+        # JSON logs (`--log-format json`, here through its environment
+        # variable): every test below reads them.
+        p = Pollux(dp, config(), env={"POLLUX_LOG_FORMAT": "json"})
         p.wait_ready()
-        lab = {"pollux": p, "cl": cl, "be": be, "frr": frr}
+        lab = {"pollux": p, "cl": cl, "be": be, "frr": frr, "dp": dp}
         wait_for("BFD Up", lambda: bfd(p)["state"] == "Up", timeout=60)
         wait_for("FRR Established", lambda: frr.state("10.80.0.2") == "Established", timeout=60)
         for vip in ("192.168.88.10", "192.168.88.11"):
@@ -157,8 +161,16 @@ def lab():
             ns.delete()
 
 
-def bfd(p: Pollux) -> dict:
-    return p.show("bfd", "sessions")["sessions"][0]
+def bfd(p: Pollux, peer: str = "10.80.0.1") -> dict:
+    return next(s for s in p.show("bfd", "sessions")["sessions"] if s["peer"] == peer)
+
+
+def frr_bfd(lab) -> dict:
+    return next(x for x in lab["frr"].json("show bfd peers") if x["peer"] == "10.80.0.2")
+
+
+def neighbors(p: Pollux) -> dict:
+    return {n["address"]: n for n in p.show("bgp", "summary")["neighbors"]}
 
 
 def routed(cl: Netns, vip: str) -> bool:
@@ -237,18 +249,30 @@ def test_a_bad_file_is_refused_and_the_old_config_serves(lab):
         p.config.write_text(good)
 
 
-def test_reload_adds_a_vs_removes_a_member_and_keeps_the_rest(lab):
+def test_reload_adds_a_vs_removes_a_member_changes_bfd_timers_and_keeps_the_rest(lab):
     p, cl = lab["pollux"], lab["cl"]
     removed = BACKENDS[1]  # the middle one: the members after it keep their place
     by = conns_on(cl, "192.168.88.10", set(BACKENDS))
     by2 = conns_on(cl, "192.168.88.11", set(BACKENDS[:2]))
     try:
         before, gen, up0 = sessions(lab), generation(p), uptime(lab)
+        fb0 = frr_bfd(lab)
+        assert fb0["status"] == "up" and fb0["remote-receive-interval"] == 100, fb0
         assert not routed(cl, "192.168.88.12")
-        write(p, config(echo=[BACKENDS[0], BACKENDS[2]], extra=WEB2))
+        write(p, config(echo=[BACKENDS[0], BACKENDS[2]], extra=WEB2,
+                        bfd="minTxMs: 150, minRxMs: 200, multiplier: 4"))
         r = reload_cli(p)  # the file watcher may have applied it already
         assert r.returncode == 0, r.stderr
         wait_for("generation + 1", lambda: generation(p) == gen + 1, timeout=5)
+        assert "bfd: 100/100/3 -> 150/200/4" in p.logs()
+        # The BFD session took its new timers by a Poll Sequence, staying
+        # Up on both sides: FRR sees them, its session never went down.
+        wait_for("FRR sees the new BFD timers", lambda: frr_bfd(lab)["remote-receive-interval"] == 200, timeout=10)
+        fb = frr_bfd(lab)
+        assert fb["status"] == "up" and fb["remote-detect-multiplier"] == 4, fb
+        assert fb["uptime"] >= fb0["uptime"], f"FRR's BFD session restarted: {fb0} -> {fb}"
+        s = bfd(p)
+        assert (s["local"]["required_min_rx_ms"], s["local"]["multiplier"]) == (200, 4), s
         # The new VIP is advertised to FRR and served.
         wait_for("192.168.88.12 in FRR's FIB", lambda: routed(cl, "192.168.88.12"), timeout=15)
         got = cl.run("curl", "-sS", "--max-time", "5", "http://192.168.88.12/", check=False)
@@ -281,9 +305,73 @@ def test_reload_adds_a_vs_removes_a_member_and_keeps_the_rest(lab):
         v = p.show("virtual-servers")["virtual_servers"]
         assert [x["name"] for x in v] == ["echo", "echo2", "web2"]
         assert p.show("config")["retired_slots"] == 1
+        assert frr_bfd(lab)["uptime"] >= fb["uptime"]
     finally:
         close_all(by)
         close_all(by2)
+
+
+def test_reload_adds_changes_and_removes_bgp_neighbors(lab):
+    """A neighbor (with BFD) added and removed beside FRR's: FRR's BGP and
+    BFD sessions and the flows through them do not move; then FRR's own
+    neighbor changed: that session alone restarts, with the new setting."""
+    p, cl = lab["pollux"], lab["cl"]
+    ours = "    - { address: 10.80.0.1, asn: 65003, bfd: true, holdTime: 9 }\n"
+    extra = "    - { address: 10.80.0.9, asn: 65009, bfd: true }\n"
+    keep = p.config.read_text()
+    by = conns_on(cl, "192.168.88.10", {BACKENDS[0]})
+    try:
+        before, gen, up0, fb0 = sessions(lab), generation(p), uptime(lab), frr_bfd(lab)
+        text = keep.replace(ours.strip("\n"), (ours + extra).strip("\n"))
+        assert text != keep
+        write(p, text)
+        r = reload_cli(p)
+        assert r.returncode == 0, r.stderr
+        wait_for("generation + 1", lambda: generation(p) == gen + 1, timeout=5)
+        msg = next(l for l in p.logs().splitlines() if "BGP neighbor 10.80.0.9 added" in l)
+        assert "BFD session 10.80.0.9 added" in msg, msg
+        assert "10.80.0.1" not in msg, msg
+        n = neighbors(p)
+        assert n["10.80.0.9"]["state"] != "Established" and n["10.80.0.1"]["state"] == "Established", n
+        wait_for("the new BFD session runs", lambda: bfd(p, "10.80.0.9").get("local_discriminator"), timeout=5)
+        assert bfd(p, "10.80.0.9")["state"] == "Down"
+        assert p.show("bfd", "sessions")["rejected_changes"] == 0
+        # Removed again.
+        write(p, keep)
+        r = reload_cli(p)
+        assert r.returncode == 0, r.stderr
+        wait_for("generation + 2", lambda: generation(p) == gen + 2, timeout=5)
+        assert set(neighbors(p)) == {"10.80.0.1"}
+        assert [s["peer"] for s in p.show("bfd", "sessions")["sessions"]] == ["10.80.0.1"]
+        # FRR's sessions and the flow went on through both reloads.
+        for member, cs in by.items():
+            for c in cs:
+                assert c.exchange(100_000) == f"ok {member}"
+        assert sessions(lab) == before
+        assert uptime(lab) >= up0, "the BGP session restarted"
+        fb = frr_bfd(lab)
+        assert fb["status"] == "up" and fb["uptime"] >= fb0["uptime"], (fb0, fb)
+
+        # FRR's neighbor changed (hold time 9 -> 6): that session restarts
+        # and negotiates it; the VIPs come back.
+        conns = before[1]
+        write(p, keep.replace("holdTime: 9", "holdTime: 6"))
+        r = reload_cli(p)
+        assert r.returncode == 0, r.stderr
+        wait_for("generation + 3", lambda: generation(p) == gen + 3, timeout=5)
+        assert "BGP neighbor 10.80.0.1 changed" in p.logs()
+        def renegotiated():
+            n = lab["frr"].json("show bgp neighbors 10.80.0.2")["10.80.0.2"]
+            ours = p.show("bgp", "neighbors")["neighbors"][0]
+            return (n["bgpState"] == "Established" and n["connectionsEstablished"] == conns + 1
+                    and ours["state"] == "Established" and ours["negotiated"]["hold_time"] == 6)
+        wait_for("FRR re-established with hold time 6", renegotiated, timeout=30)
+        assert bfd(p)["state"] == "Up" and bfd(p)["down_transitions"] == before[5], "BFD must not flap"
+        for vip in ("192.168.88.10", "192.168.88.11"):
+            wait_for(f"{vip} back in FRR's FIB", lambda: routed(cl, vip), timeout=30)
+    finally:
+        # (The changed file stays: it is what runs now.)
+        close_all(by)
 
 
 def test_a_disabled_member_keeps_its_flows_and_takes_no_new_ones(lab):
@@ -332,3 +420,57 @@ def test_a_drained_vs_is_withdrawn_and_keeps_its_flows(lab):
         wait_for("192.168.88.11 announced again", lambda: routed(cl, "192.168.88.11"), timeout=15)
     finally:
         close_all(by)
+
+
+SHOWS = {  # what -> a column header its table has
+    ("interfaces",): "DEVICE", ("stats",): "port ext", ("virtual-servers",): "MEMBER",
+    ("connections",): "CAPACITY", ("bgp", "summary"): "NEIGHBOR", ("bgp", "neighbors"): "HOLD",
+    ("bgp", "routes"): "NEXT HOP", ("bfd", "sessions"): "DETECT (ms)", ("config",): "generation",
+}
+
+
+def test_show_prints_tables_and_json_and_logs_are_json(lab):
+    p = lab["pollux"]
+    for what, header in SHOWS.items():
+        t = sh(str(POLLUX), "show", *what, "--api", str(p.socket), check=False)
+        assert t.returncode == 0, t.stderr
+        assert header in t.stdout and not t.stdout.lstrip().startswith("{"), f"{what}: {t.stdout}"
+        j = sh(str(POLLUX), "show", *what, "--json", "--api", str(p.socket), check=False)
+        assert isinstance(json.loads(j.stdout), dict), what
+    rows = sh(str(POLLUX), "show", "bfd", "sessions", "--api", str(p.socket)).stdout.splitlines()
+    assert rows[1].split()[:3] == ["10.80.0.1", "ext", "Up"], rows
+    # Every line tracing wrote is one JSON object with its fields (the
+    # EAL's own lines are text: DPDK prints them itself).
+    logs = [json.loads(l) for l in p.logs().splitlines() if l.startswith('{"timestamp"')]
+    assert len(logs) >= 5
+    reloads = [l for l in logs if l["fields"].get("message", "").startswith("configuration reloaded")]
+    assert reloads and all(l["level"] == "INFO" and "generation" in l["fields"] for l in reloads), reloads
+    assert any(l["target"].startswith("ctrl::bgp") and l.get("span", {}).get("peer") == "10.80.0.1" for l in logs)
+
+
+def scrape(lab) -> str:
+    return lab["dp"].run(sys.executable, "-c", "import urllib.request as u; "
+                         "print(u.urlopen('http://127.0.0.1:19467/metrics').read().decode())").stdout
+
+
+def test_metrics_export_l4_bfd_link_and_config(lab):
+    p, cl = lab["pollux"], lab["cl"]
+    by = conns_on(cl, "192.168.88.10", {BACKENDS[0]})
+    close_all(by)
+    m = scrape(lab)
+    def value(series: str) -> float:
+        line = next((l for l in m.splitlines() if l.startswith(series + " ")), None)
+        assert line is not None, f"{series} not exported"
+        return float(line.rsplit(" ", 1)[1])
+    assert value('pollux_vs_new_flows_total{instance="pxo",vs="echo"}') >= 1
+    assert value('pollux_bfd_session_up{instance="pxo",peer="10.80.0.1"}') == 1
+    assert value('pollux_port_link_up{instance="pxo",port="ext"}') == 1
+    assert value('pollux_config_generation{instance="pxo"}') == generation(p)
+    assert "pollux_l4_drops_total{" in m and "pollux_conntrack_entries{" in m
+    # Every metric the chart's Grafana dashboard queries is in a real scrape.
+    dash = json.loads((HERE.parent.parent / "helm" / "pollux" / "dashboards" / "pollux.json").read_text())
+    used = {n for panel in dash["panels"] for t in panel["targets"] for n in re.findall(r"\bpollux_[a-z0-9_]+", t["expr"])}
+    scraped = {l.split("{")[0].split(" ")[0] for l in m.splitlines() if l.startswith("pollux_")}
+    assert len(used) >= 20 and used <= scraped, sorted(used - scraped)
+    ifs = {i["name"]: i for i in p.show("interfaces")["interfaces"]}
+    assert ifs["ext"]["link"]["up"] is True, ifs

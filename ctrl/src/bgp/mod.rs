@@ -23,6 +23,7 @@
 //! does; collisions are the core's business.
 
 pub mod gtsm;
+mod live;
 pub mod md5;
 mod neighbor;
 pub mod policy;
@@ -38,11 +39,10 @@ use bgp::MessageType;
 use dataplane::api::PortSpec;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, watch};
-use tracing::Instrument;
 
-use crate::config::{Bgp, Neighbor, PeerAddress};
+use crate::config::{Bgp, Neighbor};
 use crate::metrics::Encoder;
-use neighbor::{Command, Spec, Status};
+use neighbor::{Command, Status};
 pub use policy::{configured_vips, follow_health, healthy_vips, VipSet};
 
 /// The BGP port.
@@ -74,7 +74,7 @@ impl Default for Options {
 }
 
 /// One configured neighbor: running, or why it is not.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Entry {
     /// The peer's address, or the `nodeLookup` text when unresolved.
     name: String,
@@ -83,6 +83,18 @@ struct Entry {
     commands: Option<mpsc::UnboundedSender<Command>>,
     status: Option<Arc<Mutex<Status>>>,
     error: Option<String>,
+    /// What it was started from (a reload restarts it when they change).
+    neighbor: Neighbor,
+    key: Option<md5::Key>,
+    /// The self IP whose listener accepts it.
+    local: Option<IpAddr>,
+}
+
+/// The running neighbors and listeners (replaced by [`Speaker::sync`]).
+#[derive(Debug, Default)]
+struct Inner {
+    entries: Vec<Entry>,
+    listeners: BTreeMap<IpAddr, live::Listening>,
 }
 
 /// The running speaker. Dropping it stops every session abruptly (no
@@ -91,17 +103,9 @@ struct Entry {
 pub struct Speaker {
     local_as: u32,
     router_id: Ipv4Addr,
-    entries: Vec<Entry>,
     vips: watch::Receiver<VipSet>,
-    listeners: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for Speaker {
-    fn drop(&mut self) {
-        for l in &self.listeners {
-            l.abort();
-        }
-    }
+    options: Options,
+    inner: Mutex<Inner>,
 }
 
 /// Reads a `nodeLookup` file (YAML: node name → list of peer addresses)
@@ -285,163 +289,34 @@ impl Speaker {
         vips: watch::Receiver<VipSet>,
         options: Options,
     ) -> Speaker {
-        let Options { port, restart_min } = options;
-        let mut entries = Vec::new();
-        // Per self IP: peer → its task, MD5 key and GTSM floor.
-        let mut listen: BTreeMap<IpAddr, Routes> = BTreeMap::new();
-        for (i, n) in cfg.neighbors.iter().enumerate() {
-            let peers = match &n.address {
-                PeerAddress::Fixed(a) => Ok(vec![*a]),
-                PeerAddress::NodeLookup(f) => lookup_peers(f, node),
-            };
-            let peers = match peers {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::error!(neighbor = i, error = %e, "BGP neighbor not started");
-                    let name = match &n.address {
-                        PeerAddress::NodeLookup(f) => format!("nodeLookup:{}", f.display()),
-                        PeerAddress::Fixed(a) => a.to_string(),
-                    };
-                    entries.push(Entry {
-                        name,
-                        peer: None,
-                        remote_as: n.asn,
-                        commands: None,
-                        status: None,
-                        error: Some(e),
-                    });
-                    continue;
-                }
-            };
-            for peer in peers {
-                let fail = |entries: &mut Vec<Entry>, e: String| {
-                    tracing::error!(%peer, error = %e, "BGP neighbor not started");
-                    entries.push(Entry {
-                        name: peer.to_string(),
-                        peer: Some(peer),
-                        remote_as: n.asn,
-                        commands: None,
-                        status: None,
-                        error: Some(e),
-                    });
-                };
-                let Some(local) = local_for(peer, ports) else {
-                    fail(
-                        &mut entries,
-                        format!("no self IP of the peer's family ({peer})"),
-                    );
-                    continue;
-                };
-                let key = match &n.password_file {
-                    Some(f) => match md5::Key::from_file(f) {
-                        Ok(k) => Some(k),
-                        Err(e) => {
-                            fail(&mut entries, e.to_string());
-                            continue;
-                        }
-                    },
-                    None => None,
-                };
-                let fsm = fsm_config(cfg, n, peer.is_ipv6());
-                // eBGP: TTL = ebgpMultihop (1 = directly connected, as FRR
-                // and BIRD send); iBGP: the usual 64.
-                // GTSM: 255 whatever the distance (RFC 5082 §3).
-                let ttl = if n.ttl_security {
-                    gtsm::TTL
-                } else if fsm.is_ebgp() {
-                    u32::from(n.ebgp_multihop)
-                } else {
-                    64
-                };
-                let min_ttl = n.ttl_security.then(|| gtsm::min_ttl(n.ebgp_multihop));
-                if !local.connected && fsm.is_ebgp() && n.ebgp_multihop == 1 {
-                    tracing::warn!(%peer, local = %local.addr, "eBGP peer is not on a connected subnet and ebgpMultihop is 1");
-                }
-                let spec = Spec {
-                    peer,
-                    port,
-                    local: local.addr,
-                    next_hops: (local.next_hop_v4, local.next_hop_v6),
-                    ttl,
-                    md5: key.clone(),
-                    min_ttl,
-                    max_prefixes: n.max_prefixes as usize,
-                    advertise: (n.advertise_ipv4, n.advertise_ipv6),
-                    fsm,
-                    restart_min,
-                };
-                let status = Arc::new(Mutex::new(Status::new(&spec)));
-                let (tx, rx) = mpsc::unbounded_channel();
-                let span = tracing::info_span!("bgp", peer = %peer);
-                tokio::spawn(
-                    neighbor::Neighbor::run(spec, vips.clone(), rx, status.clone())
-                        .instrument(span),
-                );
-                listen.entry(local.addr).or_default().insert(
-                    peer,
-                    ListenPeer {
-                        tx: tx.clone(),
-                        key,
-                        min_ttl,
-                    },
-                );
-                entries.push(Entry {
-                    name: peer.to_string(),
-                    peer: Some(peer),
-                    remote_as: n.asn,
-                    commands: Some(tx),
-                    status: Some(status),
-                    error: None,
-                });
-            }
-        }
-        let listeners = listen
-            .into_iter()
-            .filter_map(|(local, routes)| {
-                let addr = SocketAddr::new(local, port);
-                match listener(addr, &routes) {
-                    Ok((l, failed)) => {
-                        let mut routes = routes;
-                        // Never accept a session without the signature the
-                        // operator asked for: the neighbor is held down.
-                        for (peer, e) in failed {
-                            if let Some(p) = routes.remove(&peer) {
-                                let why = format!(
-                                    "cannot install the TCP MD5 key for {peer} on the listener ({e}): \
-                                     the neighbor is held down"
-                                );
-                                tracing::error!(%peer, error = %e, "{why}");
-                                let _ = p.tx.send(Command::Hold(why));
-                            }
-                        }
-                        Some(tokio::spawn(
-                            accept_loop(l, routes)
-                                .instrument(tracing::info_span!("bgp-listen", %addr)),
-                        ))
-                    }
-                    Err(e) => {
-                        tracing::error!(%addr, error = %e, "cannot listen for BGP: only outgoing connections will be made");
-                        None
-                    }
-                }
-            })
-            .collect();
-        Speaker {
+        let speaker = Speaker {
             local_as: cfg.asn,
             router_id: cfg.router_id,
-            entries,
             vips,
-            listeners,
-        }
+            options,
+            inner: Mutex::default(),
+        };
+        speaker.sync(cfg, node, ports);
+        speaker
     }
 
-    fn commands(&self) -> impl Iterator<Item = &mpsc::UnboundedSender<Command>> {
-        self.entries.iter().filter_map(|e| e.commands.as_ref())
+    fn entries(&self) -> Vec<Entry> {
+        self.inner
+            .lock()
+            .map(|i| i.entries.clone())
+            .unwrap_or_default()
     }
 
-    fn statuses(&self) -> Vec<(&Entry, Option<Status>)> {
-        self.entries
-            .iter()
+    fn commands(&self) -> Vec<mpsc::UnboundedSender<Command>> {
+        self.entries()
+            .into_iter()
+            .filter_map(|e| e.commands)
+            .collect()
+    }
+
+    fn statuses(&self) -> Vec<(Entry, Option<Status>)> {
+        self.entries()
+            .into_iter()
             .map(|e| {
                 let s = e
                     .status
@@ -512,7 +387,7 @@ impl Speaker {
 
     fn to_peer(&self, peer: IpAddr, c: impl Fn() -> Command) -> bool {
         let mut found = false;
-        for e in &self.entries {
+        for e in self.entries() {
             if e.peer == Some(peer) {
                 if let Some(tx) = &e.commands {
                     found |= tx.send(c()).is_ok();
@@ -538,9 +413,9 @@ impl Speaker {
     /// [`Speaker::peer_down`] / [`Speaker::peer_up`].
     pub fn coupling(&self) -> Box<dyn Fn(IpAddr, bool) + Send + Sync> {
         let peers: Vec<(IpAddr, mpsc::UnboundedSender<Command>)> = self
-            .entries
-            .iter()
-            .filter_map(|e| Some((e.peer?, e.commands.clone()?)))
+            .entries()
+            .into_iter()
+            .filter_map(|e| Some((e.peer?, e.commands?)))
             .collect();
         Box::new(move |peer, up| {
             for (p, tx) in &peers {
@@ -676,7 +551,7 @@ impl Speaker {
         let st = self.statuses();
         let live: Vec<(&Entry, &Status)> = st
             .iter()
-            .filter_map(|(e, s)| s.as_ref().map(|s| (*e, s)))
+            .filter_map(|(e, s)| s.as_ref().map(|s| (e, s)))
             .collect();
         e.family(
             "bgp_session_state",
@@ -827,6 +702,7 @@ impl Speaker {
 }
 
 /// What the listener of one self IP knows of a peer.
+#[derive(Debug, Clone)]
 struct ListenPeer {
     tx: mpsc::UnboundedSender<Command>,
     key: Option<md5::Key>,
@@ -885,11 +761,17 @@ fn install_key(s: &socket2::Socket, peer: IpAddr, k: &md5::Key) -> std::io::Resu
     md5::set_key(s, peer, k)
 }
 
-async fn accept_loop(l: tokio::net::TcpListener, routes: Routes) {
-    tracing::info!(peers = routes.len(), "listening");
+/// Accepts connections for the peers in `routes` (which a reload changes
+/// while it runs).
+async fn accept_loop(l: Arc<tokio::net::TcpListener>, routes: Arc<Mutex<Routes>>) {
+    tracing::info!(peers = routes.lock().map_or(0, |r| r.len()), "listening");
     loop {
         match l.accept().await {
-            Ok((stream, from)) => match routes.get(&md5::peer_of(from)) {
+            Ok((stream, from)) => match routes
+                .lock()
+                .ok()
+                .and_then(|r| r.get(&md5::peer_of(from)).cloned())
+            {
                 Some(p) => {
                     if let Some(min) = p.min_ttl {
                         if let Err(e) = gtsm::set_min_ttl_for(&stream, from.ip(), min) {

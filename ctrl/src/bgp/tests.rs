@@ -697,3 +697,89 @@ async fn ttl_security_refuses_segments_below_ttl_255() {
     // dropped by the kernel, nothing is accepted.
     assert!(connect(64).await.is_err(), "a TTL-64 SYN was answered");
 }
+
+fn neighbor_by(s: &Speaker, addr: &str) -> Option<Value> {
+    s.neighbors_json()["neighbors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["address"] == addr)
+        .cloned()
+}
+
+/// A reload's neighbor changes (`Speaker::sync`): added from nothing (a
+/// listener opens), another added beside an Established session that
+/// stays up, changed (that session alone restarts), removed (Cease).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_adds_changes_and_removes_neighbors_touching_nothing_else() {
+    let p = free_port();
+    let (_a_tx, a_rx) = watch::channel(VipSet::new());
+    let (_b_tx, b_rx) = watch::channel(VipSet::new());
+    let a_ports = [port("a", &["127.0.0.1/8"])];
+    let b_ports = [port("b", &["127.0.0.2/8"])];
+    let a_cfg = |n: Vec<Neighbor>| bgp_config(65000, "192.0.2.1", n);
+    let b_cfg = |n: Vec<Neighbor>| bgp_config(65002, "192.0.2.2", n);
+    let a = Speaker::start_with(
+        &a_cfg(vec![neighbor("127.0.0.2", 65002)]),
+        None,
+        &a_ports,
+        a_rx,
+        options(p),
+    );
+    let b = Speaker::start_with(&b_cfg(vec![]), None, &b_ports, b_rx, options(p));
+    assert!(b.neighbors_json()["neighbors"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let added = b.sync(&b_cfg(vec![neighbor("127.0.0.1", 65000)]), None, &b_ports);
+    assert_eq!(added, vec!["BGP neighbor 127.0.0.1 added".to_string()]);
+    until("both Established", 10, || {
+        (established(&a) && established(&b)).then_some(())
+    })
+    .await;
+    let transitions = |s: &Speaker, peer: &str| {
+        neighbor_by(s, peer).unwrap()["established_transitions"]
+            .as_u64()
+            .unwrap()
+    };
+    let t0 = transitions(&b, "127.0.0.1");
+
+    // Another neighbor beside it: the session is not touched; the same
+    // file again changes nothing.
+    let two = vec![neighbor("127.0.0.2", 65002), neighbor("127.0.0.3", 65003)];
+    assert_eq!(
+        a.sync(&a_cfg(two.clone()), None, &a_ports),
+        vec!["BGP neighbor 127.0.0.3 added".to_string()]
+    );
+    assert!(a.sync(&a_cfg(two), None, &a_ports).is_empty());
+    assert!(neighbor_by(&a, "127.0.0.3").is_some());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(established(&a) && established(&b));
+    assert_eq!(transitions(&b, "127.0.0.1"), t0);
+
+    // Changed settings: that session alone restarts.
+    let mut slow = neighbor("127.0.0.2", 65002);
+    slow.hold_time = 30;
+    let changed = vec![slow, neighbor("127.0.0.3", 65003)];
+    assert_eq!(
+        a.sync(&a_cfg(changed), None, &a_ports),
+        vec!["BGP neighbor 127.0.0.2 changed".to_string()]
+    );
+    until("re-established with the new hold time", 10, || {
+        let n = neighbor_by(&a, "127.0.0.2")?;
+        (n["state"] == "Established" && n["negotiated"]["hold_time"] == 30).then_some(())
+    })
+    .await;
+    assert_eq!(transitions(&b, "127.0.0.1"), t0 + 1);
+
+    // Removed: B sees the Cease; A no longer shows it.
+    assert_eq!(
+        a.sync(&a_cfg(vec![neighbor("127.0.0.3", 65003)]), None, &a_ports),
+        vec!["BGP neighbor 127.0.0.2 removed".to_string()]
+    );
+    assert!(neighbor_by(&a, "127.0.0.2").is_none());
+    until("B down", 5, || {
+        (neighbor_by(&b, "127.0.0.1")?["state"] != "Established").then_some(())
+    })
+    .await;
+}

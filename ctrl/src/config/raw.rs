@@ -395,4 +395,9 @@ pub struct Api {
     pub socket: Option<String>,
     /// `address:port` for Prometheus `/metrics`; off when absent.
     pub metrics: Option<String>,
+    /// Serve `/metrics` only to what arrives on this kernel interface
+    /// (SO_BINDTODEVICE; e.g. the pod's `eth0`), whatever `metrics`'
+    /// address: `0.0.0.0` would otherwise include the self IPs, reachable
+    /// through the data plane.
+    pub metrics_interface: Option<String>,
 }

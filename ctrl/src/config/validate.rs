@@ -142,6 +142,8 @@ pub struct Bfd {
 pub struct Api {
     pub socket: PathBuf,
     pub metrics: Option<SocketAddr>,
+    /// The kernel interface `/metrics` is bound to (SO_BINDTODEVICE).
+    pub metrics_interface: Option<String>,
 }
 
 type Result<T> = std::result::Result<T, Error>;
@@ -273,6 +275,27 @@ pub fn validate(raw: &raw::Config, host: &HostFacts) -> Result<Config> {
             .map(|m| {
                 m.parse()
                     .map_err(|_| Error::new("api.metrics", format!("{m:?} is not address:port")))
+            })
+            .transpose()?,
+        metrics_interface: raw
+            .api
+            .metrics_interface
+            .as_deref()
+            .map(|i| {
+                let ok = !i.is_empty()
+                    && i.len() <= 15
+                    && i.bytes()
+                        .all(|b| b.is_ascii_graphic() && b != b'/' && b != b':');
+                if raw.api.metrics.is_none() {
+                    Err(Error::new("api.metricsInterface", "needs api.metrics"))
+                } else if ok {
+                    Ok(i.to_string())
+                } else {
+                    Err(Error::new(
+                        "api.metricsInterface",
+                        format!("{i:?} is not an interface name (1-15 characters, no '/' or ':')"),
+                    ))
+                }
             })
             .transpose()?,
     };

@@ -45,9 +45,23 @@ impl Discriminators {
             h.write_u64(crate::dpdk::tsc());
             self.counter += 1;
             let d = h.finish() as u32;
-            if d != 0 && self.peer_of(d).is_none() {
+            if d != 0 && !self.given.iter().any(|(x, _)| *x == d) {
                 self.given.push((d, peer));
                 return d;
+            }
+        }
+    }
+
+    /// Peer `peer` is gone and the peers after it move down one place:
+    /// its discriminators map to nothing, theirs follow them. A retired
+    /// value is never given again (a late packet or event carrying it
+    /// finds no session).
+    pub fn retire(&mut self, peer: usize) {
+        for (_, p) in &mut self.given {
+            if *p == peer {
+                *p = usize::MAX;
+            } else if *p > peer && *p != usize::MAX {
+                *p -= 1;
             }
         }
     }
@@ -58,6 +72,7 @@ impl Discriminators {
             .iter()
             .find(|(d, _)| *d == discr)
             .map(|(_, p)| *p)
+            .filter(|&p| p != usize::MAX)
     }
 }
 
@@ -84,6 +99,12 @@ mod tests {
             assert_eq!(d.peer_of(x), Some(i));
         }
         assert_eq!(d.peer_of(0), None);
+        // Retiring peer 3 forgets its value and moves the later ones down.
+        d.retire(3);
+        assert_eq!(d.peer_of(all[3]), None);
+        assert_eq!(d.peer_of(all[2]), Some(2));
+        assert_eq!(d.peer_of(all[4]), Some(3));
+        assert!(!(0..50).map(|i| d.fresh(i)).any(|x| x == all[3]));
         // Another instance draws other values.
         let mut e = Discriminators::default();
         assert_ne!(e.fresh(0), all[0]);

@@ -43,6 +43,7 @@
 //! the Echo function, authentication (§6.7; packets with the A bit are
 //! dropped and counted as `auth_mismatch`).
 
+pub mod change;
 pub mod discr;
 pub mod events;
 pub mod packet;
@@ -52,6 +53,7 @@ pub mod table;
 #[cfg(test)]
 mod tests;
 
+pub use change::Change;
 pub use events::{transition, Action, SessionId, StateChange};
 pub use packet::{Auth, AuthType, Diag, EmitError, Packet, Repr, RxCounters, RxError, State};
 pub use session::{ConfigError, Hop, Session, SessionConfig, SessionInfo, SessionStats, Timers};

@@ -231,6 +231,11 @@ impl SessionTable {
         Some(&self.slots.get(id.0 as usize)?.as_ref()?.session)
     }
 
+    /// The session added for `peer`.
+    pub fn find(&self, peer: &PeerKey) -> Option<SessionId> {
+        self.by_peer.get(peer).map(SessionId)
+    }
+
     /// The peer a session was added for.
     pub fn peer(&self, id: SessionId) -> Option<PeerKey> {
         Some(self.slots.get(id.0 as usize)?.as_ref()?.peer)

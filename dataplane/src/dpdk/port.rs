@@ -95,6 +95,17 @@ pub struct PortStats {
     pub ierrors: u64,
     pub oerrors: u64,
     pub rx_nombuf: u64,
+    /// The link as the PMD last saw it (read without waiting).
+    pub link: Link,
+}
+
+/// A port's link state (`rte_eth_link_get_nowait`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Link {
+    pub up: bool,
+    /// Mbit/s; 0 when unknown (virtual devices often report none).
+    pub speed_mbps: u32,
+    pub full_duplex: bool,
 }
 
 /// A port. Stopped and closed once it and all its queue handles are
@@ -291,5 +302,27 @@ pub fn stats(id: PortId) -> PortStats {
         ierrors: s.ierrors,
         oerrors: s.oerrors,
         rx_nombuf: s.rx_nombuf,
+        link: link(id),
+    }
+}
+
+/// The link state of port `id` (down if the PMD cannot tell). Does not
+/// wait for autonegotiation.
+pub fn link(id: PortId) -> Link {
+    let mut l = dpdk_sys::rte_eth_link::default();
+    // SAFETY: valid port id, out struct written by the PMD; the _nowait
+    // variant never blocks.
+    if unsafe { dpdk_sys::rte_eth_link_get_nowait(id.0, &mut l) } != 0 {
+        return Link::default();
+    }
+    // RTE_ETH_SPEED_NUM_UNKNOWN is u32::MAX.
+    Link {
+        up: l.link_status() != 0,
+        speed_mbps: if l.link_speed == u32::MAX {
+            0
+        } else {
+            l.link_speed
+        },
+        full_duplex: l.link_duplex() != 0,
     }
 }

@@ -179,7 +179,11 @@ The pollux config of one instance (DESIGN.md §4 keys). Argument: (list $root $i
 {{- $_ := set $cfg "scaleOut" $so -}}
 {{- end -}}
 {{- $_ := set $cfg "instance" (dict "name" (printf "%s-%s" (include "pollux.fullname" $root) $inst.name)) -}}
-{{- $_ := set $cfg "api" (dict "socket" $paths.socket "metrics" (printf "0.0.0.0:%d" (int $v.metrics.port))) -}}
+{{- if $v.metrics.interface -}}
+{{- $_ := set $cfg "api" (dict "socket" $paths.socket "metrics" (printf "0.0.0.0:%d" (int $v.metrics.port)) "metricsInterface" $v.metrics.interface) -}}
+{{- else -}}
+{{- $_ := set $cfg "api" (dict "socket" $paths.socket "metrics" (printf "127.0.0.1:%d" (int $v.metrics.port))) -}}
+{{- end -}}
 {{- toYaml $cfg -}}
 {{- end -}}
 
