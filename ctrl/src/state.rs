@@ -257,6 +257,26 @@ impl State {
             );
         }
         e.family(
+            "worker_handoffs_total",
+            "counter",
+            "Frames a worker handed to another (out: flows or ports it does not own), took from others (in), or lost to a full ring (full).",
+        );
+        for w in &stats.workers {
+            let lc = w.lcore.to_string();
+            let c = &w.counters;
+            for (dir, n) in [
+                ("out", c.handoff_out),
+                ("in", c.handoff_in),
+                ("full", c.handoff_full),
+            ] {
+                e.sample(
+                    "worker_handoffs_total",
+                    &[("instance", inst), ("lcore", &lc), ("direction", dir)],
+                    n,
+                );
+            }
+        }
+        e.family(
             "worker_running",
             "gauge",
             "1 while the worker is in its loop.",
