@@ -403,6 +403,16 @@ impl FlowRef<'_> {
     pub fn set_timeout(&mut self, secs: u16) {
         *self.timeout = secs.max(1);
     }
+    /// Makes the flow `v`'s (its key stays): what `insert` stores for a
+    /// new flow, over an existing one.
+    pub fn assign(&mut self, v: &FlowValue) {
+        self.entry.vs = v.vs;
+        self.entry.member = v.member;
+        self.entry.nat_port = v.nat_port;
+        self.entry.state = v.state;
+        self.entry.flags = v.flags;
+        self.set_timeout(v.timeout);
+    }
     /// The expired flow whose slot this insert reused, if any: handle it as
     /// `sweep` output (RST on timeout, gauges).
     pub fn evicted(&self) -> Option<&Expired> {

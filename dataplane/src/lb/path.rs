@@ -1265,12 +1265,7 @@ impl L4 {
                     // The reverse entry of a SNAT flow whose forward entry
                     // is gone (its record was free): the key is this
                     // flow's now.
-                    f.vs = rvalue.vs;
-                    f.member = rvalue.member;
-                    f.nat_port = rvalue.nat_port;
-                    f.state = rvalue.state;
-                    f.flags = rvalue.flags;
-                    f.set_timeout(rvalue.timeout);
+                    f.assign(&rvalue);
                 }
                 None
             }
@@ -1838,12 +1833,7 @@ impl L4 {
         let h = self.hasher.hash(key);
         match self.ct.insert(key, h, value, now) {
             Ok(mut f) => {
-                f.vs = value.vs;
-                f.member = value.member;
-                f.nat_port = value.nat_port;
-                f.state = value.state;
-                f.flags = value.flags;
-                f.set_timeout(value.timeout);
+                f.assign(&value);
                 true
             }
             Err(_) => false,
