@@ -962,6 +962,29 @@ mod tests {
     }
 
     #[test]
+    fn each_queue_of_a_port_has_one_worker_and_the_home_has_the_first() {
+        let mut c = cfg();
+        c.workers.push(WorkerSpec { lcore: 3, cpu: 5 });
+        // Port 1's home is worker 1: queue 0 to it, queue 1 to the next.
+        assert_eq!(
+            (0..3).map(|w| c.queue_of(1, 2, w)).collect::<Vec<_>>(),
+            vec![None, Some(0), Some(1)]
+        );
+        // As many queues as workers: every worker one, none twice.
+        for port in 0..3 {
+            let mut qs: Vec<u16> = (0..3).filter_map(|w| c.queue_of(port, 3, w)).collect();
+            qs.sort_unstable();
+            assert_eq!(qs, vec![0, 1, 2], "port {port}");
+            assert_eq!(c.queue_of(port, 3, c.worker_of(port)), Some(0));
+        }
+        // One queue: only the home worker polls.
+        assert_eq!(
+            (0..3).map(|w| c.queue_of(2, 1, w)).collect::<Vec<_>>(),
+            vec![None, None, Some(0)]
+        );
+    }
+
+    #[test]
     fn ports_are_dealt_round_robin() {
         let c = cfg();
         assert_eq!((c.worker_of(0), c.worker_of(1), c.worker_of(2)), (0, 1, 0));
