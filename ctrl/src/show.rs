@@ -95,6 +95,28 @@ fn link(l: &Value) -> String {
     }
 }
 
+/// `items` joined with `sep`, or "none".
+fn joined_or_none(items: &[String], sep: &str) -> String {
+    if items.is_empty() {
+        "none".into()
+    } else {
+        items.join(sep)
+    }
+}
+
+/// The non-zero counters of a JSON object (drop reasons), as
+/// "name n, name n", or "none".
+fn nonzero_counters(v: &Value) -> String {
+    let nz: Vec<String> = v
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(_, c)| c.as_u64().unwrap_or(0) > 0)
+        .map(|(k, c)| format!("{k} {c}"))
+        .collect();
+    joined_or_none(&nz, ", ")
+}
+
 fn text(v: &Value) -> String {
     match v {
         Value::Null => "-".into(),
@@ -174,15 +196,7 @@ fn bgp_routes(v: &Value) -> String {
             comms.join(" "),
         ]);
     }
-    format!(
-        "VIPs: {}\n\n{}",
-        if vips.is_empty() {
-            "none".into()
-        } else {
-            vips.join(" ")
-        },
-        t.render()
-    )
+    format!("VIPs: {}\n\n{}", joined_or_none(&vips, " "), t.render())
 }
 
 fn virtual_servers(v: &Value) -> String {
@@ -265,13 +279,6 @@ fn connections(v: &Value) -> String {
         "DROPS",
     ]);
     for w in list(&v["workers"]) {
-        let drops: Vec<String> = w["drops"]
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter(|(_, c)| c.as_u64().unwrap_or(0) > 0)
-            .map(|(k, c)| format!("{k} {c}"))
-            .collect();
         t.row(vec![
             text(&w["worker"]),
             text(&w["entries"]),
@@ -282,11 +289,7 @@ fn connections(v: &Value) -> String {
             text(&w["returned"]),
             text(&w["expired"]),
             text(&w["rst_sent"]),
-            if drops.is_empty() {
-                "none".into()
-            } else {
-                drops.join(", ")
-            },
+            nonzero_counters(&w["drops"]),
         ]);
     }
     t.render()
@@ -331,22 +334,7 @@ fn bfd_sessions(v: &Value) -> String {
             text(&se["local_discriminator"]),
         ]);
     }
-    let drops: Vec<String> = v["drops"]
-        .as_object()
-        .into_iter()
-        .flatten()
-        .filter(|(_, c)| c.as_u64().unwrap_or(0) > 0)
-        .map(|(k, c)| format!("{k} {c}"))
-        .collect();
-    format!(
-        "{}\ndrops: {}\n",
-        t.render(),
-        if drops.is_empty() {
-            "none".into()
-        } else {
-            drops.join(", ")
-        }
-    )
+    format!("{}\ndrops: {}\n", t.render(), nonzero_counters(&v["drops"]))
 }
 
 fn config(v: &Value) -> String {
@@ -418,20 +406,8 @@ fn stats(v: &Value) -> String {
             s(p, "name"), n(p, "rx_packets"), n(p, "rx_bytes"), n(p, "tx_packets"), n(p, "to_tap"), n(p, "from_tap"),
             n(p, "arp_replies"), n(p, "nd_replies"), n(p, "echo_replies"), n(p, "solicits"),
         );
-        if let Some(d) = p["drops"].as_object() {
-            let nz: Vec<String> = d
-                .iter()
-                .filter(|(_, c)| c.as_u64().unwrap_or(0) > 0)
-                .map(|(k, c)| format!("{k} {c}"))
-                .collect();
-            out += &format!(
-                "  drops: {}\n",
-                if nz.is_empty() {
-                    "none".into()
-                } else {
-                    nz.join(", ")
-                }
-            );
+        if p["drops"].is_object() {
+            out += &format!("  drops: {}\n", nonzero_counters(&p["drops"]));
         }
         out += &format!(
             "  pmd: rx {} tx {} missed {}\n",
