@@ -550,11 +550,7 @@ impl Worker {
         if fast {
             self.classify(pi, burst, &mut flows);
         } else if !tables.vs.is_empty() {
-            let vlan = if self.ports[pi].host.vlan.is_some() {
-                4
-            } else {
-                0
-            };
+            let vlan = self.ports[pi].host.tag_len();
             for frame in burst.frames() {
                 self.l4.prefetch(frame, vlan);
             }
@@ -590,11 +586,7 @@ impl Worker {
     /// worker that does (the flow's owner, or the port's home worker).
     #[inline(never)]
     fn steer(&mut self, pi: usize, m: Mbuf, tables: &Tables) -> Option<Mbuf> {
-        let vlan = if self.ports[pi].host.vlan.is_some() {
-            4
-        } else {
-            0
-        };
+        let vlan = self.ports[pi].host.tag_len();
         let to = match self.steering.owner(m.data(), vlan, &tables.vs) {
             Owner::Worker(w) => usize::from(w),
             Owner::Home => self.ports[pi].home,
@@ -881,7 +873,7 @@ impl Worker {
                 secs(now),
                 m.data_and_tailroom(),
                 len,
-                if vlan { 4 } else { 0 },
+                self.ports[pi].host.tag_len(),
                 &tables.vs,
             )
         };

@@ -147,6 +147,16 @@ impl Host {
         }
     }
 
+    /// Bytes of 802.1Q tag in this port's frames from the wire (the IP
+    /// header starts this much after the Ethernet header).
+    pub fn tag_len(&self) -> usize {
+        if self.vlan.is_some() {
+            4
+        } else {
+            0
+        }
+    }
+
     /// Whether the frame `frame` (as received, tag included) may be punted
     /// to the TAP now; a refusal is counted as `punt_policed` and the
     /// caller drops the frame.

@@ -25,7 +25,7 @@
 
 use super::{parse_inner, parse_ip, snat_port_owner, Family, PROTO_TCP, PROTO_UDP};
 use crate::lb::nat;
-use crate::lb::vs::VsTable;
+use crate::lb::vs::{key_bytes, VsTable};
 use crate::wire::ipv4::protocol;
 
 /// Who handles a frame.
@@ -56,17 +56,7 @@ impl Steering {
         self_ips: &[std::net::IpAddr],
         seed: u64,
     ) -> Steering {
-        let self_ips = self_ips
-            .iter()
-            .map(|ip| match ip {
-                std::net::IpAddr::V4(a) => {
-                    let mut b = [0; 16];
-                    b[..4].copy_from_slice(&a.octets());
-                    (b, Family::V4)
-                }
-                std::net::IpAddr::V6(a) => (a.octets(), Family::V6),
-            })
-            .collect();
+        let self_ips = self_ips.iter().map(|&ip| key_bytes(ip)).collect();
         Steering {
             workers: workers.max(1),
             snat_ports,
