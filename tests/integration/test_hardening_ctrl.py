@@ -80,11 +80,15 @@ def test_open_errors_reach_a_peer_that_is_still_writing():
                 break
             results[r["name"]] = r
             assert time.monotonic() < deadline, "replay took too long"
-        assert sorted(results) == sorted(OPEN_CASES), results
+        # What the path did, for a failure's message: punt_policed and
+        # tx_full say whether TCP had to retransmit.
+        ports = [{k: port[k] for k in ("drops", "pmd", "to_tap", "from_tap")} for port in p.show("stats")["ports"]]
+        assert sorted(results) == sorted(OPEN_CASES), (results, ports)
         for name in OPEN_CASES:
             r, exp = results[name], CASES[name]["expected"]
-            assert "error" not in r and "write_error" not in r, r
-            assert r.get("notification") == {"code": exp["code"], "subcode": exp["subcode"], "data": exp["data"]}, r
+            assert "error" not in r and "write_error" not in r, (r, ports)
+            assert r.get("notification") == {"code": exp["code"], "subcode": exp["subcode"], "data": exp["data"]}, (
+                r, ports, p.logs()[-4000:])
         # The ones the issue names, spelled out.
         assert (CASES["open_4octet_as_disagrees_with_my_as"]["expected"]["code"],
                 CASES["open_4octet_as_disagrees_with_my_as"]["expected"]["subcode"]) == (2, 2)

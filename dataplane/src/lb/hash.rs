@@ -29,6 +29,18 @@ pub(crate) fn fold_mul(a: u64, b: u64) -> u64 {
     (p as u64) ^ ((p >> 64) as u64)
 }
 
+/// MurmurHash3's 64-bit finaliser: a bijection in which every input bit
+/// moves every output bit, so inputs that differ in a few bits (structured
+/// addresses, a probe number added to a hash) come out unrelated.
+#[inline(always)]
+pub(crate) fn fmix64(mut x: u64) -> u64 {
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    x ^= x >> 33;
+    x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    x ^ (x >> 33)
+}
+
 /// Hash a byte string with a seed (pollux-hash v1, bytes variant).
 ///
 /// ```text

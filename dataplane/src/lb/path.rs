@@ -1066,8 +1066,12 @@ impl L4 {
     /// The record index of a reverse key whose hash is `h`.
     #[inline(always)]
     fn snat_index(&self, h: u64) -> usize {
-        // Bits apart from the bucket (low) and signature (top) bits.
-        (h >> 24) as usize & (self.snat_flows.len() - 1)
+        // Mixed again: the reverse keys of one member differ only in the
+        // SNAT port, and the flow hash's bits are close to affine in one
+        // port (a single folded multiply), so members' records fell on
+        // shifted copies of one lattice and shared one port space (a SNAT
+        // range refused flows at 15 % of it taken).
+        super::hash::fmix64(h) as usize & (self.snat_flows.len() - 1)
     }
 
     /// The record of the SNAT flow whose reverse entry `e` (of VS `vs`)
@@ -1125,10 +1129,14 @@ impl L4 {
             return None;
         }
         for i in 0..SNAT_PROBES.min(n) {
-            // Independent hash-chosen offsets: consecutive probing let
-            // taken ports form runs longer than the probe budget at ~60 %
-            // of a member's ports (13 of 21 000 flows refused).
-            let x = (h ^ u64::from(i)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            // Independent offsets for every (flow, probe): consecutive
+            // probing let taken ports form runs longer than the probe
+            // budget at ~60 % of a member's ports (13 of 21 000 flows
+            // refused), and a golden-ratio stride from the flow hash still
+            // correlates the probes of flows whose hashes are close (one
+            // seed in 64 refused a flow of 21 000).
+            let x =
+                super::hash::fmix64(h.wrapping_add(u64::from(i + 1).wrapping_mul(super::hash::P0)));
             let off = super::hash::reduce(x, n);
             let port = self.snat_first + off as u16;
             let rkey = FlowKey::from_parts(*member, *snat, mport, port, p.proto, p.family);

@@ -24,6 +24,7 @@
 //! two directions of a NATed flow hash differently (docs/architecture.md).
 
 use super::{parse_inner, parse_ip, snat_port_owner, Family, PROTO_TCP, PROTO_UDP};
+use crate::lb::hash::fmix64;
 use crate::lb::nat;
 use crate::lb::vs::{key_bytes, VsTable};
 use crate::wire::ipv4::protocol;
@@ -145,12 +146,7 @@ impl Steering {
     fn hash(&self, addr: &[u8; 16], port: u16) -> u16 {
         let lo = u64::from_le_bytes(addr[..8].try_into().unwrap_or_default());
         let hi = u64::from_le_bytes(addr[8..].try_into().unwrap_or_default());
-        let mut x = lo ^ hi.rotate_left(29) ^ (u64::from(port) << 48) ^ self.seed;
-        x ^= x >> 33;
-        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
-        x ^= x >> 33;
-        x = x.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-        x ^= x >> 33;
+        let x = fmix64(lo ^ hi.rotate_left(29) ^ (u64::from(port) << 48) ^ self.seed);
         (((x >> 32) * u64::from(self.workers)) >> 32) as u16
     }
 }
