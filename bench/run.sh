@@ -10,10 +10,13 @@
 #   f     bench/bgp.py        100 000 VIPs into FRR, pollux vs BIRD
 #   g     bench/bfd.py        BFD detection time p50/p99 at 10 ms x 3
 #                             against FRR bfdd, and 1 000 sessions' cost
-#   h     bench/scale.sh      1/2/4/8 workers — needs 2N CPUs: not in the
-#                             default set; `--only scale` runs the counts
-#                             that fit, the 16-core machine of
-#                             ../shared/lab/device.md runs them all
+#   h     bench/scale.sh      1/2/4/8 workers on one memif link of N queues
+#                             (one generator): the counts that fit (N + 1
+#                             CPUs; 1 on 2 cores), the 16-core machine of
+#                             ../shared/lab/device.md runs them all; the
+#                             hand-off cost is row h-handoff of callgrind.sh
+#                             (`scale.sh --mode links` measures it as
+#                             throughput where 2N CPUs fit)
 #
 # Each row script writes DIR/<name>.csv in the schema of bench/report.py;
 # report.py prints the table and writes DIR/bench.csv, table.md, bench.png.
@@ -27,7 +30,7 @@
 # Results: bench/results/<stamp>/ (gitignored).
 set -u -o pipefail
 
-RUNS=3; ONLY="loop l4 callgrind bgp bfd"; NOHUGE=0
+RUNS=3; ONLY="loop l4 callgrind bgp bfd scale"; NOHUGE=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --runs) RUNS=${2:?}; shift 2 ;;
@@ -85,8 +88,8 @@ row l4 "$REPO/bench/l4.sh" --out "$OUT" --runs "$RUNS"
 row callgrind "$REPO/bench/callgrind.sh" --out "$OUT" --twice   # checks the counts repeat
 row bgp python3 "$REPO/bench/bgp.py" --out "$OUT" --runs "$RUNS"
 row bfd python3 "$REPO/bench/bfd.py" --out "$OUT"
-FIT=$(( $(nproc) / 2 )); WORKERS=""
-for n in 1 2 4 8; do [ "$n" -le "$FIT" ] && WORKERS="$WORKERS $n"; done
+WORKERS=""
+for n in 1 2 4 8; do [ $((n + 1)) -le "$(nproc)" ] && WORKERS="$WORKERS $n"; done
 row scale "$REPO/bench/scale.sh" --out "$OUT" --runs "$RUNS" --workers "${WORKERS# }"
 
 echo

@@ -1,13 +1,23 @@
 #!/usr/bin/env python3
-"""Row (h) of the benchmarks (issue 8): pollux's L4 NAT throughput at 1, 2,
-4, 8 workers, each beside dpdk-testpmd --forward-mode=io with the same number
-of forwarding cores on the same memif links, in the same run. Run it through
-bench/scale.sh (the usage comment there has the device-machine steps).
+"""Row (h) of the benchmarks (issues 8 and 13): pollux's L4 NAT throughput
+at 1, 2, 4, 8 workers, each beside dpdk-testpmd --forward-mode=io with the
+same number of forwarding cores on the same memif link(s), in the same run.
+Run it through bench/scale.sh (the usage comment there has the
+device-machine steps). Two layouts (--mode):
 
-pollux-gen has one queue, so each pollux port here has one (`queues: 1`):
-port i is polled by its home worker i, and a flow whose owner (a hash of its
-client) is another worker is handed over both ways (issue 13). N workers =
-N memif links = N pollux-gen processes:
+queues (row h, the default): one memif link with N queue pairs, one
+pollux-gen (`--queues N`, one lcore) sending 1k flows per worker, flow i on
+queue i % N as a NIC's RSS keeps a flow on one queue; pollux has one port
+with N queues (`queues: N`), worker w polls queue w; testpmd io forwards
+queue q back to queue q with N cores. Each queue pair carries whole flows
+both ways, so pollux hands nothing over but what its own flow ownership
+(a hash of the client) puts on another worker. N + 1 CPUs (+1 spare).
+
+links (row h-links, --mode links): N memif links of one queue each, N
+pollux-gen processes; each pollux port has one queue (`queues: 1`): port i
+is polled by its home worker i, and a flow whose owner (a hash of its
+client) is another worker is handed over both ways (issue 13) — the
+misdirected mix of a device with fewer queues than workers. 2N CPUs:
 
     pollux-gen i (memif server, own socket /run/pxbsc-<pid>-<run>-<i>.sock,
                   own --file-prefix pxbsc-<pid>-..., one worker lcore on CPU G_i;
@@ -21,7 +31,7 @@ N memif links = N pollux-gen processes:
         frames go back on the link they came from; or
       dpdk-testpmd io, --nb-cores=N --port-topology=loop: port i → port i.
 
-CPUs (from this process's affinity): with 2N+1 or more, one spare CPU takes
+CPUs in links mode (from this process's affinity): with 2N+1 or more, one spare CPU takes
 the housekeeping threads (pollux's ctrl, testpmd's main lcore, every
 generator's main lcore), then N forwarder CPUs, then N generator CPUs.
 With exactly 2N CPUs (N=1 on 2 cores; N=8 on 16) there is no spare: the
@@ -94,11 +104,13 @@ def members(i):
 
 
 class Gen(GenControl):
-    """pollux-gen i: memif server of link i, driven through its stdin."""
+    """pollux-gen i: memif server of link i (`queues` queue pairs), driven
+    through its stdin."""
 
-    def __init__(self, name, i, sock, cpu, house, mem, logdir):
+    def __init__(self, name, i, sock, cpu, house, mem, logdir, queues=1):
         self.i, self.label = i, f"generator {i}"
-        cmd = [GEN, "--stdin", "--timeout", "900", "--lcore", "1", "--dst-mac", dut_mac(i), "--dst-ip", vip(i),
+        cmd = [GEN, "--stdin", "--timeout", "900", "--lcore", "1", "--queues", str(queues),
+               "--dst-mac", dut_mac(i), "--dst-ip", vip(i),
                "--dst-port", str(VIP_PORT), "--arp", f"10.{i + 1}.1.0/24", "--",
                f"--lcores=0@{house},1@{cpu}", "--main-lcore", "0", "--no-pci",
                f"--file-prefix={TAG}-{name}-g{i}", *mem, *PMD_ARGS,
@@ -112,20 +124,20 @@ class Gen(GenControl):
 class Pollux(PolluxControl):
     binary = POLLUX
 
-    def __init__(self, name, socks, cpus, house, mem, work, logdir, poll="busy"):
+    def __init__(self, name, socks, cpus, house, mem, work, logdir, poll="busy", queues=1):
         n = len(socks)
         self.api = f"/run/{TAG}-{name}-api.sock"
         cfg = work / f"{name}-pollux.yaml"
         eal = [*mem, *PMD_ARGS, "--no-pci", f"--file-prefix={TAG}-{name}-px"]
         eal += [f"--vdev=net_memif{i},role=client,id=0,socket={s},mac={dut_mac(i)}" for i, s in enumerate(socks)]
         ports = "\n".join(f"    - {{ name: pxsc{os.getpid() % 100000}p{i}, device: net_memif{i}, "
-                          f"selfIps: [\"10.{i + 1}.0.1/16\"], queues: 1 }}" for i in range(n))
+                          f"selfIps: [\"10.{i + 1}.0.1/16\"], queues: {queues} }}" for i in range(n))
         vss = "\n".join(
             f"  - name: vs{i}\n    address: {vip(i)}\n    port: {VIP_PORT}\n    protocol: udp\n"
             f"    idleTimeout: 30\n    snat: none\n    members:\n"
             + "\n".join(f"      - {{ address: {m}, port: 8080 }}" for m in members(i))
             for i in range(n))
-        cfg.write_text(f"""# written by bench/scale.py: {n} worker(s), one memif port and one virtual server each
+        cfg.write_text(f"""# written by bench/scale.py: {len(cpus)} worker(s), {n} memif port(s) of {queues} queue(s), a virtual server each
 instance: {{ name: {TAG}-{name} }}
 dataplane:
   workers: {json.dumps(cpus)}
@@ -143,7 +155,7 @@ api: {{ socket: {self.api} }}
         allowed = ",".join(str(c) for c in sorted(set(cpus) | {house}))
         self.proc = Proc(f"pollux ({name})", ["taskset", "-c", allowed, POLLUX, "run", "--config", str(cfg)],
                          logdir / f"{name}-pollux.log")
-        self.n = n
+        self.n = len(cpus)  # workers
 
     def wait_ready(self):
         wait_for("pollux workers running", self.ready, 60, 0.1)
@@ -159,16 +171,18 @@ api: {{ socket: {self.api} }}
 
 
 class Testpmd:
-    def __init__(self, name, socks, cpus, house, mem, logdir):
+    def __init__(self, name, socks, cpus, house, mem, logdir, queues=1):
         n = len(socks)
         lcores = ",".join([f"0@{house}"] + [f"{k + 1}@{c}" for k, c in enumerate(cpus)])
         cmd = ["stdbuf", "-oL", TESTPMD, f"--lcores={lcores}", "--main-lcore", "0", "--no-pci",
                f"--file-prefix={TAG}-{name}-tp", *mem, *PMD_ARGS]
         cmd += [f"--vdev=net_memif{i},role=client,id=0,socket={s},mac={dut_mac(i)}" for i, s in enumerate(socks)]
-        cmd += ["--", "-i", "--no-flush-rx", f"--total-num-mbufs={16384 * n}", "--burst=32",
-                "--forward-mode=io", f"--nb-cores={n}", "--port-topology=loop"]
+        cmd += ["--", "-i", "--no-flush-rx", f"--total-num-mbufs={16384 * max(n, queues)}", "--burst=32",
+                "--forward-mode=io", f"--nb-cores={len(cpus)}", "--port-topology=loop",
+                f"--rxq={queues}", f"--txq={queues}"]
         self.proc = Proc(f"testpmd ({name})", cmd, logdir / f"{name}-testpmd.log", stdin=True)
-        self.n = n
+        # one stream per forwarding core: port i (queue q) back to itself
+        self.n = len(cpus)
 
     def wait_ready(self):
         wait_for("the testpmd prompt", self._prompt, 40, 0.05)
@@ -243,28 +257,31 @@ def probe(gens, slow):
             time.sleep(0.05)
 
 
-def forwarder_run(kind, n, run, lay, mem, win, work, logdir):
-    """N generators + one forwarder on N links; returns (summed Mpps, per-link Mpps)."""
+def forwarder_run(kind, n, run, lay, mem, win, work, logdir, mode):
+    """links: N generators + one forwarder on N links; queues: one
+    generator and the forwarder on one link of N queues. Returns (summed
+    Mpps, per-link Mpps)."""
     name = f"n{n}-r{run}-{kind}"
-    socks = [f"/run/{TAG}-n{n}r{run}{kind[0]}-{i}.sock" for i in range(n)]
+    links, queues = (n, 1) if mode == "links" else (1, n)
+    socks = [f"/run/{TAG}-n{n}r{run}{kind[0]}-{i}.sock" for i in range(links)]
     gens, fwd = [], None
     try:
-        for i in range(n):
-            gens.append(Gen(name, i, socks[i], lay["gen"][i], lay["gen_house"], mem, logdir))
+        for i in range(links):
+            gens.append(Gen(name, i, socks[i], lay["gen"][i], lay["gen_house"], mem, logdir, queues))
         for g in gens:
             g.started()
         if kind == "pollux":
             # oversubscribed, a busy-polling pollux worker was seen to starve the
             # generator beside it for tens of seconds: let it sleep when idle
             fwd = Pollux(name, socks, lay["fwd"], lay["fwd_house"], mem, work, logdir,
-                         "adaptive" if lay["over"] else "busy")
+                         "adaptive" if lay["over"] else "busy", queues)
         else:
-            fwd = Testpmd(name, socks, lay["fwd"], lay["fwd_house"], mem, logdir)
+            fwd = Testpmd(name, socks, lay["fwd"], lay["fwd_house"], mem, logdir, queues)
         fwd.wait_ready()
         # oversubscribed, memif moves about one ring per time slice: be patient
         slow = 4 if lay["over"] else 1
         probe(gens, slow)
-        args = f"--flows {FLOWS} --warm once --secs {win}"
+        args = f"--flows {FLOWS * queues} --warm once --secs {win}"
         c0 = fwd.port_counters()
         for g in gens:
             g.send_phase(args)
@@ -325,25 +342,27 @@ def cleanup():
 
 # ---------------------------------------------------------------- layout, memory
 
-def layout(n, cpus, oversubscribe):
-    """CPU roles for N workers, or an error string."""
+def layout(n, cpus, oversubscribe, mode="links"):
+    """CPU roles for N workers, or an error string. links: N generators;
+    queues: one."""
     c = len(cpus)
-    if 2 * n > c:
+    g = n if mode == "links" else 1
+    if n + g > c:
         if not oversubscribe:
-            fit = [k for k in (1, 2, 4, 8, 12, 16, 32) if 2 * k <= c]
-            return f"{n} workers need {2 * n} CPUs (N generators + N forwarder cores, 2N+1 with a spare " \
+            fit = [k for k in (1, 2, 4, 8, 12, 16, 32) if k + (k if mode == "links" else 1) <= c]
+            return f"{n} workers need {n + g} CPUs ({g} generator(s) + N forwarder cores, one more as a spare " \
                    f"for housekeeping), this process may use {c} ({','.join(map(str, cpus))}); " \
                    f"worker counts that fit: {fit or 'none'} (or --oversubscribe: meaningless numbers)"
         if n > c:
             return f"{n} workers: pollux pins one worker per distinct CPU and only {c} are allowed, even oversubscribed"
-    spare = cpus[0] if c >= 2 * n + 1 else None
+    spare = cpus[0] if c >= n + g + 1 else None
     rest = cpus[1:] if spare is not None else cpus
     fwd = [rest[k % len(rest)] for k in range(n)]
-    gen = [rest[(n + k) % len(rest)] for k in range(n)]
+    gen = [rest[(n + k) % len(rest)] for k in range(g)]
     return {"fwd": fwd, "gen": gen, "spare": spare,
             "fwd_house": spare if spare is not None else gen[0],
             "gen_house": spare if spare is not None else fwd[0],
-            "over": 2 * n > c}
+            "over": n + g > c}
 
 
 def memory_args():
@@ -378,6 +397,9 @@ def main():
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--workers", default="1 2 4 8", help='worker counts, e.g. "1 2 4 8"')
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--mode", choices=["queues", "links"], default="queues",
+                    help="queues: one link of N queues, one generator (row h); links: N one-queue links, "
+                         "flows handed over between workers (row h-links)")
     ap.add_argument("--oversubscribe", action="store_true",
                     help="allow worker counts that need more CPUs than there are (code-path check: numbers meaningless)")
     a = ap.parse_args()
@@ -392,7 +414,7 @@ def main():
     cpus = sorted(os.sched_getaffinity(0))
     lays = {}
     for n in ns:
-        lay = layout(n, cpus, a.oversubscribe)
+        lay = layout(n, cpus, a.oversubscribe, a.mode)
         if isinstance(lay, str):
             sys.exit(f"scale: refused: {lay}")
         lays[n] = lay
@@ -408,7 +430,7 @@ def main():
     benchproc.LOG = open(logdir / "scale.log", "w")
     work = Path(tempfile.mkdtemp(prefix=f"{TAG}-"))
     model = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-    log(f"scale: workers {ns}, {a.runs} run(s), window {win} s, {FLOWS} flows per worker, 64 B; "
+    log(f"scale: mode {a.mode}, workers {ns}, {a.runs} run(s), window {win} s, {FLOWS} flows per worker, 64 B; "
         f"EAL memory {' '.join(mem)} ({mem_desc}); PMD args {' '.join(PMD_ARGS) or 'none'}; "
         f"{model}, CPUs {','.join(map(str, cpus))}; load {open('/proc/loadavg').read().split()[:3]}; out {a.out}")
     sib = sorted({Path(f"/sys/devices/system/cpu/cpu{c}/topology/thread_siblings_list").read_text().strip()
@@ -437,7 +459,7 @@ def main():
                 order = ["pollux", "testpmd"] if run % 2 else ["testpmd", "pollux"]
                 for kind in order:
                     try:
-                        tot, per = forwarder_run(kind, n, run, lays[n], mem, win, work, logdir)
+                        tot, per = forwarder_run(kind, n, run, lays[n], mem, win, work, logdir, a.mode)
                     except Fail as e:
                         log(f"N={n} run {run} {kind}: FAILED: {e}")
                         failed.append(f"N={n} run {run} {kind}")
@@ -451,7 +473,8 @@ def main():
         cleanup()
         shutil.rmtree(work, ignore_errors=True)
 
-    (a.out / "scale-runs.csv").write_text("\n".join(raw) + "\n")
+    tag = "" if a.mode == "queues" else "-links"
+    (a.out / f"scale{tag}-runs.csv").write_text("\n".join(raw) + "\n")
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(CSV_HEADER.split(","))
@@ -466,7 +489,9 @@ def main():
         runs = min(len(res[n]["pollux"]), len(res[n]["testpmd"]))
         # oversubscribed: no ratio (report.py would plot it as a bar)
         q = p[0] / t[0] if p and t and t[0] > 0 and not lays[n]["over"] else None
-        w.writerow(["h", f"L4 NAT established, 1k flows per worker, 64 B, {n} workers{over}", "Mpps", runs,
+        where = (f"one link of {n} queue(s)" if a.mode == "queues"
+                 else f"{n} one-queue link(s), flows handed over between workers")
+        w.writerow([f"h{tag}", f"L4 NAT established, 1k flows per worker, 64 B, {n} workers, {where}{over}", "Mpps", runs,
                     fmt(p and p[0]), fmt(p and p[1]), fmt(p and p[2]), "testpmd io",
                     fmt(t and t[0]), fmt(t and t[1]), fmt(t and t[2]), fmt(q), ""])
     for n in ns:
@@ -478,13 +503,13 @@ def main():
             a_, b_ = med[n][kind], one.get(kind)
             return a_[0] / (n * b_[0]) if a_ and b_ and b_[0] > 0 else None
         pe, te = eff("pollux"), eff("testpmd")
-        w.writerow(["h", f"scaling efficiency Mpps(N) / (N x Mpps(1)), {n} workers{over}", "fraction",
+        w.writerow([f"h{tag}", f"scaling efficiency Mpps(N) / (N x Mpps(1)), {n} workers{over}", "fraction",
                     min(len(res[n]["pollux"]), len(res[n]["testpmd"])),
                     fmt(pe), "", "", "testpmd io", fmt(te), "", "", "", ""])
     lines = buf.getvalue().splitlines()
-    (a.out / "scale.csv").write_text("\n".join(lines) + "\n")
+    (a.out / f"scale{tag}.csv").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    log(f"scale: done in {time.monotonic() - t0:.0f} s; {a.out / 'scale.csv'}")
+    log(f"scale: done in {time.monotonic() - t0:.0f} s; {a.out / f'scale{tag}.csv'}")
     if rc:
         return rc
     if missing or failed:

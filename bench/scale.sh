@@ -1,24 +1,27 @@
 #!/usr/bin/env bash
-# Row (h) of issue 8: pollux's L4 NAT throughput at 1, 2, 4, 8 workers, each
-# beside dpdk-testpmd --forward-mode=io with the same number of forwarding
-# cores on the same memif links, in the same run; the ratio per worker count
-# and the scaling efficiency Mpps(N) / (N x Mpps(1)) of both.
-# N workers = N memif links = N pollux-gen processes (one busy lcore each);
-# pollux gets one port per worker (its ports are dealt round-robin to the
-# workers), one virtual server per port with its members on that port's
-# subnet, so every link carries its own flows; testpmd gets the same N links,
-# --nb-cores=N --port-topology=loop. Details: the docstring of bench/scale.py.
+# Row (h) of issues 8 and 13: pollux's L4 NAT throughput at 1, 2, 4, 8
+# workers, each beside dpdk-testpmd --forward-mode=io with the same number of
+# forwarding cores on the same memif link(s), in the same run; the ratio per
+# worker count and the scaling efficiency Mpps(N) / (N x Mpps(1)) of both.
+#   --mode queues (default, row h): one memif link of N queue pairs, one
+#     pollux-gen (--queues N: flow i on queue i % N, as RSS keeps a flow on
+#     one queue); pollux one port with N queues, testpmd --rxq/--txq N.
+#   --mode links (row h-links): N one-queue links, N generators; pollux's
+#     ports have one queue each (dealt round-robin to the workers), so a
+#     flow owned by another worker crosses the hand-off rings both ways.
+# Details: the docstring of bench/scale.py.
 #
-# Usage: sudo bench/scale.sh --out DIR [--workers "1 2 4 8"] [--runs 3] [--oversubscribe]
-#   --workers     worker counts (default "1 2 4 8"); each needs 2N CPUs
-#                 (N generators + N forwarder cores), plus one spare for the
-#                 housekeeping threads when there is one (2N+1); counts that
-#                 do not fit the CPUs this process may use are refused
+# Usage: sudo bench/scale.sh --out DIR [--mode queues|links] [--workers "1 2 4 8"] [--runs 3] [--oversubscribe]
+#   --workers     worker counts (default "1 2 4 8"); each needs N forwarder
+#                 CPUs and one generator CPU (queues) or N (links), plus one
+#                 spare for the housekeeping threads when there is one;
+#                 counts that do not fit the CPUs this process may use are
+#                 refused
 #   --runs N      repetitions per worker count (default 3; pollux and testpmd
 #                 alternate their order)
 #   --oversubscribe  run counts that do not fit anyway (checks the code path
 #                 only: the numbers mean nothing, and the CSV says so)
-# Writes DIR/scale.csv (the schema of bench/report.py: row h, one line per N
+# Writes DIR/scale.csv, or scale-links.csv (the schema of bench/report.py: row h, one line per N
 # with pollux median/min/max, testpmd io, ratio; one line per N > 1 with the
 # scaling efficiency of both), DIR/scale-runs.csv (per run and link), and logs
 # under DIR/logs/scale/. Exits non-zero if a measurement failed.
@@ -45,7 +48,8 @@
 #     echo 2048 > /proc/sys/vm/nr_hugepages; mkdir -p /dev/hugepages
 #     mountpoint -q /dev/hugepages || mount -t hugetlbfs -o pagesize=2M nodev /dev/hugepages
 #     bash bench/scale.sh --out /tmp/scale --workers "1 2 4 8"
-#     cat /tmp/scale/scale.csv
+#     bash bench/scale.sh --out /tmp/scale --mode links --workers "1 2 4 8"
+#     cat /tmp/scale/scale.csv /tmp/scale/scale-links.csv
 #   (16 CPUs: N=1,2,4 get a spare housekeeping CPU, N=8 uses all 16 with the
 #   housekeeping threads sharing a generator's / a forwarder's CPU.)
 # Smoke test on a 2-core machine: sudo bench/scale.sh --out /tmp/s --workers 1 --runs 1

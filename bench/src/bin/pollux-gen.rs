@@ -77,6 +77,8 @@ const USAGE: &str = "usage: pollux-gen [OPTIONS] -- EAL ARGS...
   --port NAME        DPDK device (default net_memif0)
   --lcore N          EAL worker lcore (default: the first of -l that is not --main-lcore)
   --mbufs N          mbufs in the pool (default 32767)      --desc N  ring size (default 1024)
+  --queues N         queue pairs on the port, all polled by the one lcore; flow i is
+                     sent on queue i % N, as a NIC's RSS keeps a flow on one queue (default 1)
   --dst-mac MAC      destination MAC of the frames (the device under test) [required]
   --dst-ip IP        destination address, the VIP (default 192.0.2.10)
   --dst-port N       destination port (default 80)
@@ -179,6 +181,7 @@ struct Opts {
     lcore: Option<u32>,
     mbufs: u32,
     desc: u16,
+    queues: u16,
     arp: Option<(u32, u32)>,
     stdin: bool,
     timeout: f64,
@@ -349,6 +352,7 @@ fn parse_args(args: &[String]) -> Result<Opts, BoxError> {
         lcore: None,
         mbufs: 32767,
         desc: 1024,
+        queues: 1,
         arp: None,
         stdin: false,
         timeout: 600.0,
@@ -366,6 +370,7 @@ fn parse_args(args: &[String]) -> Result<Opts, BoxError> {
             "--lcore" => o.lcore = Some(val()?.parse()?),
             "--mbufs" => o.mbufs = val()?.parse()?,
             "--desc" => o.desc = val()?.parse()?,
+            "--queues" => o.queues = val()?.parse::<u16>()?.max(1),
             "--arp" => o.arp = Some(parse_prefix(val()?)?),
             "--stdin" => o.stdin = true,
             "--timeout" => o.timeout = val()?.parse()?,
@@ -787,7 +792,8 @@ enum Event {
 
 /// The worker's state: the port, pool and the current window's counters.
 struct Engine {
-    rx: RxQueue,
+    /// One per queue pair, with `gen_tx[q]` its TX side.
+    rx: Vec<RxQueue>,
     pool: Arc<Mempool>,
     mac: [u8; 6],
     arp: Option<(u32, u32)>,
@@ -801,15 +807,22 @@ struct Engine {
     lat: Latency,
     /// Total ARP replies (all phases and idle time), read by main.
     arp_total: Arc<AtomicU64>,
-    gen_tx: TxBuffer,
+    gen_tx: Vec<TxBuffer>,
     mbufs: Vec<Mbuf>,
 }
 
 impl Engine {
-    /// Polls RX once: answers ARP, counts and samples our frames.
+    /// Polls every RX queue once: answers ARP, counts and samples our
+    /// frames.
     #[inline]
     fn poll_rx(&mut self) -> usize {
-        let n = self.burst.rx(&self.rx);
+        (0..self.rx.len()).map(|q| self.poll_queue(q)).sum()
+    }
+
+    /// [`poll_rx`](Self::poll_rx) for queue `q` (ARP answered on it).
+    #[inline]
+    fn poll_queue(&mut self, q: usize) -> usize {
+        let n = self.burst.rx(&self.rx[q]);
         if n == 0 {
             return 0;
         }
@@ -832,7 +845,7 @@ impl Engine {
                         arp_reply(m.data_mut(), self.mac);
                         self.arp_total.fetch_add(1, Relaxed);
                         self.c.arp_replies += 1;
-                        self.gen_tx.send_now(m);
+                        self.gen_tx[q].send_now(m);
                     }
                 }
                 Rx::Other => self.c.rx_other += 1,
@@ -858,13 +871,15 @@ impl Engine {
             let size = p.sizes.of(seq);
             let tpl = t.iter().find(|(s, _)| *s == size).map(|(_, t)| t);
             let Some(tpl) = tpl else { continue };
-            let (src, sport) = p.space.tuple(flow_of(seq, p.flows));
+            let flow = flow_of(seq, p.flows);
+            let (src, sport) = p.space.tuple(flow);
             if !m.set_len(tpl.bytes.len()) {
                 continue;
             }
             tpl.fill(m.data_mut(), src, sport, magic, seq as u32, tsc);
-            // The buffer holds two bursts and starts empty: no flush here.
-            self.gen_tx.push(m);
+            // Each buffer holds two bursts and starts empty: no flush here.
+            let q = (flow % self.gen_tx.len() as u64) as usize;
+            self.gen_tx[q].push(m);
             built += 1;
         }
         self.mbufs = mbufs;
@@ -877,10 +892,18 @@ impl Engine {
     /// warm-up misses no flow).
     #[inline]
     fn retry(&mut self) {
-        self.c.tx += self.gen_tx.flush_keep() as u64;
-        if !self.gen_tx.is_empty() {
+        for tx in &mut self.gen_tx {
+            self.c.tx += tx.flush_keep() as u64;
+        }
+        if self.tx_queued() {
             self.c.tx_refused += 1;
         }
+    }
+
+    /// Whether a TX ring refused frames that are still queued.
+    #[inline]
+    fn tx_queued(&self) -> bool {
+        self.gen_tx.iter().any(|tx| !tx.is_empty())
     }
 
     /// Sends `p`'s traffic at `rate` (None = max) for `secs` or until the
@@ -907,7 +930,7 @@ impl Engine {
             if now >= end || stop.load(Relaxed) {
                 break;
             }
-            if !self.gen_tx.is_empty() {
+            if self.tx_queued() {
                 // Ring full: back off a little (RX keeps being polled), so
                 // that failed TX calls do not hammer the ring's shared
                 // cache lines while the peer drains it.
@@ -938,9 +961,11 @@ impl Engine {
             }
         }
         // What the ring still refuses now is dropped (counted as not sent).
-        let (sent, dropped) = self.gen_tx.flush();
-        self.c.tx += sent as u64;
-        self.c.tx_dropped += dropped as u64;
+        for tx in &mut self.gen_tx {
+            let (sent, dropped) = tx.flush();
+            self.c.tx += sent as u64;
+            self.c.tx_dropped += dropped as u64;
+        }
         self.c.tx_ticks = last.saturating_sub(first);
         self.drain(p.drain_ms, stop)
     }
@@ -1225,7 +1250,7 @@ fn run(o: Opts) -> Result<(), BoxError> {
     let eal = Eal::init(&o.eal)?;
     let pool = Arc::new(Mempool::new("pxgen_pool", o.mbufs, 256, -1)?);
     let mut port = Port::by_name(&o.port)?;
-    port.configure(1, o.desc, &pool)?;
+    port.configure(o.queues, o.desc, &pool)?;
     port.start()?;
     let mac = port.mac()?.0;
     let hz = dpdk::tsc_hz();
@@ -1245,10 +1270,15 @@ fn run(o: Opts) -> Result<(), BoxError> {
     let arp_total = Arc::new(AtomicU64::new(0));
     let (cmd_tx, cmd_rx) = unbounded_channel();
     let (ev_tx, ev_rx) = unbounded_channel();
-    let (rx, tx) = port
-        .take_queues()
-        .pop()
-        .ok_or("the port has no configured queue")?;
+    let (rx, tx): (Vec<_>, Vec<_>) = port.take_queues().into_iter().unzip();
+    if rx.len() != usize::from(o.queues) {
+        return Err(format!(
+            "the port opened {} of the {} queues asked for",
+            rx.len(),
+            o.queues
+        )
+        .into());
+    }
     let engine = Engine {
         rx,
         pool: pool.clone(),
@@ -1262,7 +1292,7 @@ fn run(o: Opts) -> Result<(), BoxError> {
         c: Counts::default(),
         lat: Latency::default(),
         arp_total: arp_total.clone(),
-        gen_tx: TxBuffer::new(tx),
+        gen_tx: tx.into_iter().map(TxBuffer::new).collect(),
         mbufs: Vec::with_capacity(BURST),
     };
     {
