@@ -106,4 +106,6 @@ print("pollux connections:", {k: sum(x.get(k, 0) for x in w) for k in ("entries"
 show stats | python3 -c '
 import json, sys
 for p in json.load(sys.stdin)["ports"]:
-    print("pollux port", p["name"], "rx", p["rx_packets"], "tx", p["tx_packets"], "drops", {k: v for k, v in p["drops"].items() if v})'
+    per = p["rx_bytes"] / p["rx_packets"] if p["rx_packets"] else 0  # frames without the FCS
+    print("pollux port", p["name"], "rx", p["rx_packets"], "(%.1f B each)" % per, "tx", p["tx_packets"],
+          "drops", {k: v for k, v in p["drops"].items() if v})'
