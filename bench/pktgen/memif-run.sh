@@ -24,13 +24,16 @@ VIP=192.0.2.10 VIP_MAC=02:00:00:00:18:02 PG0_MAC=02:00:00:00:18:01
 PX1_MAC=02:00:00:00:19:02 PG1_MAC=02:00:00:00:19:01
 tag=pkg-$$
 work=$(mktemp -d /tmp/pkg-run.XXXXXX)
-px=""
+px="" pg=""
+# stop PID: SIGTERM, up to 10 s, then SIGKILL
+stop() {
+  [ -n "$1" ] && kill -0 "$1" 2>/dev/null || return 0
+  kill -TERM "$1"
+  for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL "$1" 2>/dev/null || true
+}
 cleanup() {
-  if [ -n "$px" ] && kill -0 "$px" 2>/dev/null; then
-    kill -TERM "$px"
-    for _ in $(seq 100); do kill -0 "$px" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$px" 2>/dev/null || true
-  fi
+  stop "$pg"; stop "$px"
   rm -rf "$work" "/var/run/dpdk/$tag-px" "/var/run/dpdk/$tag-pg"
 }
 trap cleanup EXIT
@@ -93,9 +96,7 @@ while kill -0 "$pg" 2>/dev/null && [ $SECONDS -lt $deadline ]; do
   sleep 0.2
 done
 grep -aq "pollux done" "$work/pktgen.log" && ok=1
-kill -TERM "$pg" 2>/dev/null || true
-for _ in $(seq 50); do kill -0 "$pg" 2>/dev/null || break; sleep 0.1; done
-kill -KILL "$pg" 2>/dev/null || true
+stop "$pg"
 wait "$pg" 2>/dev/null || true
 sed 's/\x1b\[[0-9;]*[A-Za-z]/\n/g' "$work/pktgen.log" | grep -a "^pollux \|Error\|error\|PANIC\|Cannot" || true
 [ "$ok" = 1 ] || { echo "pktgen did not finish the script in $TIMEOUT s (log: above)" >&2; exit 1; }
