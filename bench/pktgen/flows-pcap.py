@@ -3,7 +3,8 @@
 per flow, every pair of SRC_IPS source addresses x SRC_PORTS source ports
 (exactly their product, unlike range mode, which steps both together), to the
 VIP. Load it with `pktgen ... -- -s 0:FILE ...` and run pollux-range.lua with
-PCAP=on (bench/pktgen/README.md). Standard library only.
+PCAP=on (bench/pktgen/README.md). Standard library only (and the
+checksum of tests/integration/wirecsum.py).
 
     bench/pktgen/flows-pcap.py --vip-mac 02:00:00:00:18:02 --src-ips 256 \
         --src-ports 256 --size 64 -o /tmp/flows-64k.pcap
@@ -15,15 +16,10 @@ import argparse
 import ipaddress
 import struct
 import sys
+from pathlib import Path
 
-
-def csum(data: bytes) -> int:
-    if len(data) % 2:
-        data += b"\0"
-    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    return ~s & 0xFFFF
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests" / "integration"))
+from wirecsum import csum  # noqa: E402  (the repository's one Internet checksum)
 
 
 def frame(dst_mac: bytes, src_mac: bytes, src: int, dst: int, sport: int, dport: int, proto: str,
