@@ -28,6 +28,9 @@ README = REPO / "bench" / "pktgen" / "README.md"
 HARNESS = HERE / "pktgen_api.lua"
 LUA = shutil.which("lua5.3") or "lua5.3"
 VIP_MAC = "02:00:00:00:18:02"
+# the script's parameters: none comes from the caller's environment
+PARAMS = ("VIP_MAC", "VIP", "VIP_PORT", "SRC_IP", "SRC_IPS", "SRC_PORTS", "P1_IP", "SIZES", "RATE",
+          "DURATION", "PROTO", "PCAP", "QUIT")
 
 
 def run(tmp_path: Path, script: Path = SCRIPT, **env: str) -> tuple[int, list[list[str]], str]:
@@ -37,7 +40,7 @@ def run(tmp_path: Path, script: Path = SCRIPT, **env: str) -> tuple[int, list[li
     record = tmp_path / "calls.tsv"
     cwd = tmp_path / "cwd"
     cwd.mkdir(exist_ok=True)
-    e = {k: v for k, v in os.environ.items() if k not in ("SIZES", "SRC_IPS", "SRC_PORTS", "PCAP")}
+    e = {k: v for k, v in os.environ.items() if k not in PARAMS}
     e.update(env)
     r = subprocess.run([LUA, str(HARNESS), str(script), str(record)], cwd=cwd, env=e,
                        capture_output=True, text=True, timeout=60)
