@@ -2,7 +2,7 @@
 # Every test: unit and property tests (cargo, release; then once more in the
 # dev profile, whose overflow checks turn a silent wrap into a failure),
 # clippy and rustfmt, every fuzz target for 20 s, the chart tests (real Helm
-# library), and the integration tests (real DPDK vdevs in namespaces). Ends with one line "N passed, N failed" and exits
+# library), the pktgen script against pktgen's Lua API (lua5.3), and the integration tests (real DPDK vdevs in namespaces). Ends with one line "N passed, N failed" and exits
 # non-zero on any failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -84,6 +84,7 @@ suite_step "clippy" cargo clippy --workspace --all-targets --quiet -- -D warning
 suite_step "rustfmt" cargo fmt --all --check
 suite_fuzz
 suite_pytest helm tests/helm
+suite_pytest pktgen tests/pktgen
 suite_pytest integration tests/integration
 
 echo "$passed passed, $failed failed"

@@ -1,5 +1,6 @@
 """The Internet checksum (RFC 1071) for the raw-frame helpers and tests
-(vlanping.py, floodsend.py, test_foundation.py): one copy."""
+(vlanping.py, floodsend.py, test_foundation.py, bench/pktgen/flows-pcap.py):
+one copy."""
 import struct
 
 
