@@ -124,7 +124,7 @@ fn stages(c: &mut Criterion) {
                         l4.prefetch_flow(flow);
                     }
                 }
-                for flow in flows.iter().flatten() {
+                for flow in flows.iter_mut().flatten() {
                     l4.prefetch_entry(flow);
                 }
                 for (f, flow) in burst.iter_mut().zip(&flows) {

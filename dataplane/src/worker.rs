@@ -560,9 +560,9 @@ impl Worker {
         // member's next hop, member -> client frames a gateway.
         let mut memo = [NextHop::default(); 2];
         let s = secs(now);
-        for (m, flow) in burst.drain().zip(flows) {
+        for (m, flow) in burst.drain().zip(&flows) {
             let m = match flow {
-                Some(flow) => match self.fast(pi, m, &flow, (now, s), tables, &mut memo) {
+                Some(flow) => match self.fast(pi, m, flow, (now, s), tables, &mut memo) {
                     Ok(()) => continue,
                     Err(m) => m,
                 },
@@ -708,7 +708,7 @@ impl Worker {
         }
         // The buckets of the first frames have arrived by now: start the
         // dependent miss, each frame's entry, for the whole burst too.
-        for f in flows.iter().flatten() {
+        for f in flows.iter_mut().flatten() {
             self.l4.prefetch_entry(f);
         }
     }

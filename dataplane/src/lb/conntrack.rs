@@ -356,6 +356,21 @@ pub struct V4Key {
     pub proto: u8,
 }
 
+/// What a look at a flow's primary bucket found ([`ConnTable::probe`]),
+/// a stage before the lookup: the buckets and the slots of the primary
+/// whose signature matches. The lookup ([`ConnTable::find_probed`]) starts
+/// from it instead of locating and matching again. It may be stale (the
+/// slow path changed the table since): every slot is still checked key by
+/// key, so a stale probe can only miss a flow, which the slow path then
+/// finds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Probe {
+    b1: u32,
+    b2: u32,
+    sig: u16,
+    m1: u8,
+}
+
 /// Where [`ConnTable::find_v4`] found a live flow. Valid until the table
 /// next changes (an insert may move entries, a remove frees them): use it
 /// at once, before any insert or remove.
@@ -630,6 +645,55 @@ impl ConnTable {
         }
     }
 
+    /// The probe stage of a lookup of `hash` (once its bucket lines have
+    /// arrived, a stage after [`prefetch`](Self::prefetch)): the primary
+    /// bucket's matching slots, the first of which (else the secondary's
+    /// first) is prefetched, as [`prefetch_entry`](Self::prefetch_entry).
+    #[inline(always)]
+    pub fn probe(&self, hash: u64) -> Probe {
+        let (b1, b2, sig) = self.locate(hash);
+        let m1 = self.buckets[b1].sig_mask(sig);
+        let first = if m1 != 0 {
+            b1 * SLOTS_PER_BUCKET + m1.trailing_zeros() as usize
+        } else {
+            let m2 = self.buckets[b2].sig_mask(sig);
+            b2 * SLOTS_PER_BUCKET + (m2.trailing_zeros() as usize & (SLOTS_PER_BUCKET - 1))
+        };
+        prefetch(&self.entries[first]);
+        Probe {
+            b1: b1 as u32,
+            b2: b2 as u32,
+            sig,
+            m1: m1 as u8,
+        }
+    }
+
+    /// [`find_v4`](Self::find_v4) from a [`probe`](Self::probe) of the
+    /// key's hash.
+    #[inline(always)]
+    pub fn find_probed(&self, key: &V4Key, p: &Probe, now: Secs) -> Option<Slot> {
+        let (b1, b2) = (p.b1 as usize, p.b2 as usize);
+        self.find_v4_in(b1, u32::from(p.m1), key, now)
+            .or_else(|| self.find_v4_in(b2, self.buckets[b2].sig_mask(p.sig), key, now))
+    }
+
+    /// The live slot among `m` (a slot mask) of bucket `b` holding `key`.
+    #[inline(always)]
+    fn find_v4_in(&self, b: usize, mut m: u32, key: &V4Key, now: Secs) -> Option<Slot> {
+        let bucket = &self.buckets[b];
+        while m != 0 {
+            let s = m.trailing_zeros() as usize;
+            if bucket.live(s, now) && self.entries[b * SLOTS_PER_BUCKET + s].matches_v4(key) {
+                return Some(Slot {
+                    bucket: b as u32,
+                    slot: s as u32,
+                });
+            }
+            m &= m - 1;
+        }
+        None
+    }
+
     /// The live slot holding `key` in bucket `b`, if any.
     #[inline(always)]
     fn find_in(&self, b: usize, sig: u16, key: &FlowKey, now: Secs) -> Option<usize> {
@@ -673,21 +737,9 @@ impl ConnTable {
     #[inline(always)]
     pub fn find_v4(&self, key: &V4Key, hash: u64, now: Secs) -> Option<Slot> {
         let (b1, b2, sig) = self.locate(hash);
-        for b in [b1, b2] {
-            let bucket = &self.buckets[b];
-            let mut m = bucket.sig_mask(sig);
-            while m != 0 {
-                let s = m.trailing_zeros() as usize;
-                if bucket.live(s, now) && self.entries[b * SLOTS_PER_BUCKET + s].matches_v4(key) {
-                    return Some(Slot {
-                        bucket: b as u32,
-                        slot: s as u32,
-                    });
-                }
-                m &= m - 1;
-            }
-        }
-        None
+        [b1, b2]
+            .into_iter()
+            .find_map(|b| self.find_v4_in(b, self.buckets[b].sig_mask(sig), key, now))
     }
 
     /// The entry at `slot` (from [`find_v4`](Self::find_v4)).

@@ -33,7 +33,7 @@
 //! frame sequence: it is a cache, never a second policy.
 
 use super::{pool_index, Direction, RevKey, FLAG_RESETTING, FLAG_REVERSE, L4};
-use crate::lb::conntrack::{Secs, Slot, TcpState, V4Key};
+use crate::lb::conntrack::{Probe, Secs, Slot, TcpState, V4Key};
 use crate::lb::flow::{Family, FlowHasher, PROTO_TCP, PROTO_UDP};
 use crate::lb::vs::{Vs, VsTable};
 use crate::wire::{be16, checksum, put16, tcp, Mac};
@@ -53,6 +53,9 @@ pub struct V4Flow {
     pub hash: u64,
     /// End of the IP packet in the frame (Ethernet padding excluded).
     pub end: u16,
+    /// The look at its primary bucket, once
+    /// [`L4::prefetch_entry`] has taken it (else the match stage looks).
+    pub probe: Option<Probe>,
 }
 
 /// The fast-path classification of `frame` on a port with MAC `mac`, MTU
@@ -117,6 +120,7 @@ pub fn classify_v4(frame: &[u8], mac: &Mac, mtu: u16, hasher: &FlowHasher) -> Op
         hash: hasher.hash_v4(key.src, key.dst, sport, dport, proto),
         key,
         end: (14 + total) as u16,
+        probe: None,
     })
 }
 
@@ -204,10 +208,11 @@ impl L4 {
     }
 
     /// Prefetches the entry `flow` most likely matches (once its bucket
-    /// lines are in: a stage after [`prefetch_flow`](Self::prefetch_flow)).
+    /// lines are in: a stage after [`prefetch_flow`](Self::prefetch_flow))
+    /// and keeps what it saw for the match stage.
     #[inline(always)]
-    pub fn prefetch_entry(&self, flow: &V4Flow) {
-        self.ct.prefetch_entry(flow.hash);
+    pub fn prefetch_entry(&self, flow: &mut V4Flow) {
+        flow.probe = Some(self.ct.probe(flow.hash));
     }
 
     /// This worker's connection-table hasher (classify hashes with it).
@@ -227,7 +232,10 @@ impl L4 {
     /// tracked flow, if it is one the fast path handles. Changes nothing.
     #[inline(always)]
     pub fn fast_match(&self, flow: &V4Flow, now: Secs, tables: &VsTable) -> Option<FastHit> {
-        let slot = self.ct.find_v4(&flow.key, flow.hash, now)?;
+        let slot = match &flow.probe {
+            Some(p) => self.ct.find_probed(&flow.key, p, now)?,
+            None => self.ct.find_v4(&flow.key, flow.hash, now)?,
+        };
         let e = self.ct.entry(slot);
         if e.flags & FLAG_RESETTING != 0 {
             return None;
