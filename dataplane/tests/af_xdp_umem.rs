@@ -11,7 +11,8 @@
 //! mbufs freed on the other lcore go back to the pool's ring and the
 //! allocations walk through the whole pool.
 //!
-//! Its own process (EAL is once per process), in memory, no hugepages.
+//! Its own process (EAL is once per process), no hugepages, no shared
+//! config (`--in-memory` refuses `--no-huge`).
 
 use dataplane::dpdk::{Eal, Mempool};
 
@@ -22,7 +23,8 @@ fn a_packed_pool_lies_inside_the_af_xdp_umem_and_the_default_one_does_not() {
         "-m",
         "256",
         "--no-pci",
-        "--in-memory",
+        "--no-shconf",
+        "--file-prefix=pollux-ut-umem",
         "-l",
         "0",
         "--log-level=1",
@@ -50,4 +52,6 @@ fn a_packed_pool_lies_inside_the_af_xdp_umem_and_the_default_one_does_not() {
     assert_eq!(packed.available(), n);
     drop((plain, packed));
     drop(eal);
+    // EAL leaves its runtime directory behind.
+    let _ = std::fs::remove_dir_all("/var/run/dpdk/pollux-ut-umem");
 }
