@@ -87,7 +87,8 @@ static void count_outside(struct rte_mempool *mp, void *arg, void *obj, unsigned
  * 22.11's af_xdp PMD registers for it (xdp_umem_configure: from the first
  * memory chunk's start, page-floored, populated_size * object size + the
  * floor's offset). The kernel refuses descriptors there: on the fill ring
- * the buffer is dropped, on the TX ring it stops transmission. */
+ * the buffer is skipped, on the TX ring the frame is dropped (counted in
+ * XDP_STATISTICS tx_invalid_descs); neither buffer comes back. */
 unsigned pollux_mempool_outside_umem(struct rte_mempool *mp)
 {
 	struct rte_mempool_memhdr *first = STAILQ_FIRST(&mp->mem_list);

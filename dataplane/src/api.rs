@@ -296,7 +296,7 @@ pub enum Error {
     Routes(String),
     #[error("connection table: {0}")]
     Conntrack(String),
-    #[error("port {port:?}: {outside} of its {mbufs} mbufs lie outside the af_xdp UMEM (the pool is not one contiguous chunk: more memory for DPDK, or fewer mbufs); the kernel would drop them and stop the port's TX")]
+    #[error("port {port:?}: {outside} of its {mbufs} mbufs lie outside the af_xdp UMEM (the pool is not one contiguous chunk: more memory for DPDK, or fewer mbufs); the kernel would refuse them and lose the frames in them")]
     Umem {
         port: String,
         outside: u32,

@@ -5,8 +5,8 @@
 //! DPDK's default pool layout keeps each mbuf off page boundaries; with
 //! 4 KiB pages (`--no-huge`) one 2 368-byte mbuf fits a page, so the last
 //! ~42 % of the mbufs lie past the UMEM's end. The kernel refuses their
-//! descriptors: a fill-ring buffer is dropped, and the first TX descriptor
-//! of one stops the socket's transmission. One worker recycles a few
+//! descriptors: a fill-ring buffer is skipped, and a frame the PMD copies
+//! into one for TX is dropped (`tx_invalid_descs`). One worker recycles a few
 //! hundred mbufs through its lcore cache and never reaches them; with two,
 //! mbufs freed on the other lcore go back to the pool's ring and the
 //! allocations walk through the whole pool.

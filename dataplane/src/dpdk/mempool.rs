@@ -54,8 +54,8 @@ impl Mempool {
 
     /// Mbufs that lie (wholly or partly) outside the UMEM DPDK 22.11's
     /// af_xdp PMD would register over this pool: 0 for a pool it can use.
-    /// The kernel drops such a buffer from the fill ring, and a TX
-    /// descriptor of one stops the socket's transmission for good.
+    /// The kernel skips such a buffer on the fill ring and drops a frame
+    /// sent in one as an invalid TX descriptor; neither comes back.
     pub fn outside_umem(&self) -> u32 {
         // SAFETY: the pool is valid; the call only reads its memory list
         // and iterates its objects' addresses.
