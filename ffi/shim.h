@@ -23,4 +23,7 @@ unsigned pollux_lcore_id(void);
 uint64_t pollux_rdtsc(void);
 uint64_t pollux_tsc_hz(void);
 unsigned pollux_mempool_avail(const struct rte_mempool *mp);
+struct rte_mempool *pollux_pktmbuf_pool_create_packed(const char *name, unsigned n, unsigned cache,
+                                                      uint16_t data_room, int socket);
+unsigned pollux_mempool_outside_umem(struct rte_mempool *mp);
 #endif

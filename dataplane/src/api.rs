@@ -253,6 +253,8 @@ impl Config {
 const PORT_DESC: u16 = 1024;
 const TAP_DESC: u16 = 256;
 const POOL_CACHE: u32 = 256;
+/// The af_xdp PMD's driver name (its pools are packed: `Mempool::packed`).
+const AF_XDP: &str = "net_af_xdp";
 
 impl Config {
     /// Mbufs one port's rings (and its TAP's) can hold at once, plus
@@ -294,6 +296,12 @@ pub enum Error {
     Routes(String),
     #[error("connection table: {0}")]
     Conntrack(String),
+    #[error("port {port:?}: {outside} of its {mbufs} mbufs lie outside the af_xdp UMEM (the pool is not one contiguous chunk: more memory for DPDK, or fewer mbufs); the kernel would refuse them and lose the frames in them")]
+    Umem {
+        port: String,
+        outside: u32,
+        mbufs: u32,
+    },
 }
 
 /// The system-clock time of `at`, a reading of a worker's clock taken
@@ -418,13 +426,30 @@ impl Dataplane {
                 device: spec.device.clone(),
                 source,
             };
-            // One pool per port: af_xdp builds its UMEM over the RX pool,
-            // and two ports over one pool stall each other's TX.
-            let pool = Arc::new(
-                Mempool::new(&format!("pollux_pool{i}"), mbufs, POOL_CACHE, -1)
-                    .map_err(port_err)?,
-            );
             let mut port = Port::by_name(&spec.device).map_err(port_err)?;
+            // One pool per port: af_xdp builds its UMEM over the RX pool,
+            // and two ports over one pool stall each other's TX. Its pool
+            // is packed, so that every mbuf lies inside the UMEM
+            // (`Mempool::packed`); the others keep DPDK's layout (buffers
+            // IOVA-contiguous, as a NIC's DMA needs).
+            let name = format!("pollux_pool{i}");
+            let af_xdp = port.driver == AF_XDP;
+            let pool = Arc::new(
+                if af_xdp {
+                    Mempool::packed(&name, mbufs, POOL_CACHE, -1)
+                } else {
+                    Mempool::new(&name, mbufs, POOL_CACHE, -1)
+                }
+                .map_err(port_err)?,
+            );
+            let outside = if af_xdp { pool.outside_umem() } else { 0 };
+            if outside > 0 {
+                return Err(Error::Umem {
+                    port: spec.name.clone(),
+                    outside,
+                    mbufs,
+                });
+            }
             let nq = spec
                 .queues
                 .unwrap_or(workers as u16)

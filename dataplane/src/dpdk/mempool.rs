@@ -32,6 +32,36 @@ impl Mempool {
             .ok_or_else(|| last_error("rte_pktmbuf_pool_create"))
     }
 
+    /// As [`new`](Self::new), with the mbufs packed back to back in one
+    /// memory chunk (`RTE_MEMPOOL_F_NO_IOVA_CONTIG`: an mbuf may cross a
+    /// page boundary, so the buffers are not IOVA-contiguous; for
+    /// `net_af_xdp` only). DPDK 22.11's af_xdp PMD registers as its UMEM
+    /// `populated × object size` bytes from the pool's start; the default
+    /// layout, which keeps objects off page boundaries, leaves a gap per
+    /// page, so the last mbufs lie past the UMEM's end
+    /// ([`outside_umem`](Self::outside_umem)) and the kernel refuses them.
+    pub fn packed(name: &str, n: u32, cache: u32, socket: i32) -> Result<Mempool> {
+        let cname = CString::new(name).map_err(|_| Error::Nul("mempool name"))?;
+        let room = dpdk_sys::RTE_MBUF_DEFAULT_BUF_SIZE as u16;
+        // SAFETY: plain constructor call with a valid NUL-terminated name.
+        let raw = unsafe {
+            dpdk_sys::pollux_pktmbuf_pool_create_packed(cname.as_ptr(), n, cache, room, socket)
+        };
+        NonNull::new(raw)
+            .map(|raw| Mempool { raw })
+            .ok_or_else(|| last_error("rte_mempool_populate_default"))
+    }
+
+    /// Mbufs that lie (wholly or partly) outside the UMEM DPDK 22.11's
+    /// af_xdp PMD would register over this pool: 0 for a pool it can use.
+    /// The kernel skips such a buffer on the fill ring and drops a frame
+    /// sent in one as an invalid TX descriptor; neither comes back.
+    pub fn outside_umem(&self) -> u32 {
+        // SAFETY: the pool is valid; the call only reads its memory list
+        // and iterates its objects' addresses.
+        unsafe { dpdk_sys::pollux_mempool_outside_umem(self.raw.as_ptr()) }
+    }
+
     pub fn as_ptr(&self) -> *mut rte_mempool {
         self.raw.as_ptr()
     }
