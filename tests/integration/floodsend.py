@@ -1,6 +1,6 @@
 """Raw frames from many spoofed senders, for the hardening tests.
 
-    floodsend.py IFACE KIND COUNT DST_MAC TARGET [SECONDS]
+    floodsend.py IFACE KIND COUNT DST_MAC TARGET [SECONDS [PPS]]
 
 KIND:
   arp   ARP requests for TARGET (an IPv4 self IP), each from another sender
@@ -9,7 +9,9 @@ KIND:
         self IP), each announcing another address (fd99::x) at another MAC
   udp   UDP datagrams to TARGET:9 (IPv4), each from another source port
 With SECONDS, the COUNT frames are sent again and again until that much
-time has passed (a flood); prints the number of frames sent.
+time has passed (a flood); with PPS, at most PPS frames a second (paced: a
+receiver descheduled for a moment on a loaded host still finds room in its
+ring). Prints the number of frames sent.
 """
 import errno
 import socket
@@ -51,15 +53,20 @@ def udp(dst_mac: bytes, target: str, i: int) -> bytes:
 def main():
     iface, kind, count, dst_mac, target = sys.argv[1:6]
     seconds = float(sys.argv[6]) if len(sys.argv) > 6 else 0.0
+    pps = float(sys.argv[7]) if len(sys.argv) > 7 else 0.0
     build = {"arp": arp, "na": na, "udp": udp}[kind]
     dm = bytes.fromhex(dst_mac.replace(":", ""))
     frames = [build(dm, target, i) for i in range(int(count))]
     sent = 0
-    end = time.monotonic() + seconds
+    start = time.monotonic()
+    end = start + seconds
     with socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
         s.bind((iface, 0))
         while True:
-            for f in frames:
+            for k, f in enumerate(frames):
+                if pps and k % 100 == 0:
+                    # the n-th frame sent no earlier than n / PPS s after the start
+                    time.sleep(max(0.0, start + sent / pps - time.monotonic()))
                 try:
                     s.send(f)
                     sent += 1

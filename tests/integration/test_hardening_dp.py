@@ -91,9 +91,10 @@ def lab():
             ns.delete()
 
 
-def flood(ns: Netns, iface: str, kind: str, count: int, mac: str, target: str, seconds: float = 0) -> subprocess.Popen:
+def flood(ns: Netns, iface: str, kind: str, count: int, mac: str, target: str, seconds: float = 0,
+          pps: float = 0) -> subprocess.Popen:
     return ns.popen("nice", "-n", "10", sys.executable, str(HERE / "floodsend.py"), iface, kind, str(count), mac, target, str(seconds),
-                    stdout=subprocess.PIPE, text=True)
+                    str(pps), stdout=subprocess.PIPE, text=True)
 
 
 def drops(p: Pollux, port: str) -> dict:
@@ -114,8 +115,11 @@ def test_spoofed_arp_and_na_senders_do_not_stop_a_new_next_hop_resolving(lab):
     p, dp, srv, mac = lab["pollux"], lab["dp"], lab["srv"], lab["macs"]["int"]
     # 10 000 ARP requests for the self IP from 10 000 senders, and 10 000
     # unsolicited NAs (O set) for 10 000 addresses: nobody asked about them.
+    # Paced (5 000/s): the test is about what the neighbour cache does with
+    # them, not about the receive ring of a worker descheduled on a loaded
+    # host (at full rate, frames lost there left the count short of 20 000).
     for kind, target in (("arp", "10.81.0.2"), ("na", "fd81::2")):
-        f = flood(srv, "s0", kind, 10_000, mac, target)
+        f = flood(srv, "s0", kind, 10_000, mac, target, 0, 5000)
         out, _ = f.communicate(timeout=60)
         assert f.returncode == 0 and int(out) == 10_000
     wait_for("the floods processed", lambda: p.port("int")["rx_packets"] >= 20_000, timeout=20)
