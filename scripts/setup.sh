@@ -10,7 +10,7 @@ say() { echo "setup: $*"; }
 # System packages: DPDK 22.11 and bindgen's libclang, the routing peers, the
 # traffic tools. Nothing is started (no systemd needed).
 PKGS=(dpdk dpdk-dev libdpdk-dev pkg-config clang libclang-dev iproute2 iputils-ping
-      tcpdump ethtool socat curl frr bird2 iperf3 python3-venv valgrind)
+      tcpdump tshark ethtool socat curl frr bird2 iperf3 python3-venv valgrind)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
