@@ -216,7 +216,10 @@ async fn handle(stream: UnixStream, state: Arc<State>) -> std::io::Result<()> {
     let mut rd = BufReader::new(r.take(4096));
     rd.read_line(&mut line).await?;
     let reply = match serde_json::from_str::<Value>(&line) {
-        Ok(v) => match (v.get("show").and_then(Value::as_str), v.get("do").and_then(Value::as_str)) {
+        Ok(v) => match (
+            v.get("show").and_then(Value::as_str),
+            v.get("do").and_then(Value::as_str),
+        ) {
             (Some(q), _) => answer(&state, q),
             (None, Some("capture-start")) => {
                 // Streams until the capture ends: outside the time limit

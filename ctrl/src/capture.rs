@@ -269,12 +269,7 @@ impl Pcapng {
     }
 
     /// The frames the workers filed, up to `limit` in all.
-    fn frames(
-        &mut self,
-        cap: &mut Capture,
-        captured: &mut u64,
-        limit: u64,
-    ) -> std::io::Result<()> {
+    fn frames(&mut self, cap: &mut Capture, captured: &mut u64, limit: u64) -> std::io::Result<()> {
         let mut err = Ok(());
         cap.drain(|f| {
             if *captured >= limit || err.is_err() {

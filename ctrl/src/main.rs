@@ -105,7 +105,8 @@ enum Command {
     /// Capture the frames of a port, received and sent, into a pcapng file
     /// (tshark and Wireshark read it); `pollux capture stop` ends the one
     /// that runs. One capture at a time.
-    #[command(after_help = "Frames are kept whole up to 2048 bytes (longer ones are cut, \
+    #[command(
+        after_help = "Frames are kept whole up to 2048 bytes (longer ones are cut, \
         their length kept); each is marked inbound or outbound. The capture ends at \
         --count frames, after --duration, on `pollux capture stop` or Ctrl-C, and prints \
         the frames captured and those dropped because its ring was full (the packet \
@@ -114,7 +115,8 @@ enum Command {
         `tshark -r -`).\n\n\
         Filter: HOST, PORT, PROTO or several joined by '/', all of which must match: \
         10.0.0.5 (either address), 53 (either TCP/UDP port), tcp | udp | icmp | icmpv6 \
-        | proto=N; e.g. --filter 10.0.0.5/80/tcp.")]
+        | proto=N; e.g. --filter 10.0.0.5/80/tcp."
+    )]
     Capture {
         /// The data-plane port's name (as in the configuration); `stop`
         /// ends the running capture.
@@ -290,9 +292,7 @@ fn capture(target: &Target, file: &Path, req: serde_json::Value) -> ExitCode {
     let to = file.display().to_string();
     match ctrl::capture::client(&socket, &req, out, |msg| eprintln!("{msg} -> {to}")) {
         Ok((frames, dropped)) => {
-            eprintln!(
-                "{frames} frames captured, {dropped} dropped (capture ring full)"
-            );
+            eprintln!("{frames} frames captured, {dropped} dropped (capture ring full)");
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -106,9 +106,10 @@ impl FromStr for Filter {
                 "icmp" => Some(1),
                 "icmpv6" | "icmp6" => Some(58),
                 p => match p.strip_prefix("proto=") {
-                    Some(n) => Some(n.parse().map_err(|_| {
-                        format!("filter {s:?}: {part:?} is not proto=0..255")
-                    })?),
+                    Some(n) => Some(
+                        n.parse()
+                            .map_err(|_| format!("filter {s:?}: {part:?} is not proto=0..255"))?,
+                    ),
                     None => None,
                 },
             };
@@ -354,7 +355,10 @@ mod tests {
             Some("fd00::1".parse().unwrap())
         );
         assert!("".parse::<Filter>().unwrap().is_empty());
-        assert!("80/81".parse::<Filter>().unwrap_err().contains("more than one port"));
+        assert!("80/81"
+            .parse::<Filter>()
+            .unwrap_err()
+            .contains("more than one port"));
         assert!("bogus".parse::<Filter>().is_err());
         assert!("proto=300".parse::<Filter>().is_err());
     }
