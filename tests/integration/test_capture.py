@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from netlab import POLLUX, Netns, Pollux, sh, veth, wait_for
+from netlab import POLLUX, Netns, Pollux, sh, teardown, veth, wait_for
 
 HERE = Path(__file__).parent
 VIP, MEMBER, CLIENT = "192.168.170.10", "10.170.1.10", "10.170.0.1"
@@ -78,13 +78,7 @@ def lab():
         yield {"pollux": p, "cl": cl, "dir": p.dir}
         assert p.stop() == 0, p.logs()
     finally:
-        if backend:
-            backend.kill()
-            backend.wait(5)
-        if p and p.proc.poll() is None:
-            p.proc.kill()
-        for ns in (dp, cl, be):
-            ns.delete()
+        teardown([backend] if backend else [], p, (dp, cl, be))
 
 
 def send(cl: Netns, n: int) -> int:
