@@ -38,10 +38,41 @@ use crate::state::State;
 /// How often the capture task drains the workers' rings.
 const DRAIN_EVERY: Duration = Duration::from_millis(1);
 
-/// The capture that runs, if one does.
+/// The capture that runs, if one does, and the counts of the last one.
 #[derive(Debug, Default)]
 pub struct Captures {
     running: Mutex<Option<Running>>,
+    last: Mutex<Option<Tally>>,
+}
+
+/// What `show stats` tells of the running or last capture.
+#[derive(Debug, Clone, Default)]
+struct Tally {
+    port: String,
+    running: bool,
+    captured: u64,
+    /// Matched but found the ring full (`capture_dropped`).
+    dropped: u64,
+}
+
+impl Captures {
+    fn tally(&self, f: impl FnOnce(&mut Tally)) {
+        if let Ok(mut t) = self.last.lock() {
+            f(t.get_or_insert_with(Tally::default));
+        }
+    }
+
+    /// `show stats`' `capture`: the running or last capture (null before
+    /// the first).
+    pub fn json(&self) -> Value {
+        match self.last.lock().ok().and_then(|t| t.clone()) {
+            Some(t) => json!({
+                "port": t.port, "running": t.running,
+                "captured": t.captured, "capture_dropped": t.dropped,
+            }),
+            None => Value::Null,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -98,6 +129,7 @@ impl Drop for Clear<'_> {
         if let Ok(mut r) = self.0.captures.running.lock() {
             *r = None;
         }
+        self.0.captures.tally(|t| t.running = false);
     }
 }
 
@@ -128,8 +160,9 @@ pub async fn serve(state: Arc<State>, req: &Value, r: OwnedReadHalf, mut w: Owne
         }
     };
     let _clear = Clear(&state);
+    let tally = &state.captures;
     tracing::info!(port = %q.port, filter = %q.filter, count = ?q.count, duration = ?q.duration, "capture started");
-    let (captured, dropped, how) = match stream(cap, &q, &stop, r, &mut w).await {
+    let (captured, dropped, how) = match stream(cap, &q, &stop, tally, r, &mut w).await {
         Ok(x) => x,
         Err(e) => {
             tracing::info!(port = %q.port, error = %e, "capture ended: client gone");
@@ -163,6 +196,13 @@ fn start(
         port: q.port.clone(),
         stop: stop.clone(),
     });
+    state.captures.tally(|t| {
+        *t = Tally {
+            port: q.port.clone(),
+            running: true,
+            ..Tally::default()
+        }
+    });
     Ok((cap, q, stop))
 }
 
@@ -172,6 +212,7 @@ async fn stream(
     mut cap: Capture,
     q: &Request,
     stop: &tokio::sync::Notify,
+    tally: &Captures,
     mut r: OwnedReadHalf,
     w: &mut OwnedWriteHalf,
 ) -> std::io::Result<(u64, u64, &'static str)> {
@@ -212,6 +253,8 @@ async fn stream(
             break how;
         }
         out.frames(&mut cap, &mut captured, limit)?;
+        let dropped = cap.dropped();
+        tally.tally(|t| (t.captured, t.dropped) = (captured, dropped));
         w.write_all(&out.take()).await?;
         if captured >= limit {
             cap.stop();
@@ -219,6 +262,7 @@ async fn stream(
         }
     };
     let dropped = cap.dropped();
+    tally.tally(|t| (t.captured, t.dropped) = (captured, dropped));
     out.statistics(start_ns, captured, dropped)?;
     w.write_all(&out.take()).await?;
     Ok((captured, dropped, how))

@@ -136,7 +136,10 @@ impl State {
             })
             .collect();
         let running = stats.workers.iter().all(|w| w.running);
-        json!({ "instance": self.config.load().name, "workers_running": running, "ports": ports, "workers": workers })
+        json!({
+            "instance": self.config.load().name, "workers_running": running, "ports": ports, "workers": workers,
+            "capture": self.captures.json(),
+        })
     }
 
     /// The Prometheus exposition text.

@@ -121,6 +121,8 @@ def test_capture_during_traffic_has_the_traffics_frames(lab):
     assert send(cl, n) == n
     err = finish(c)
     assert f"{2 * n} frames captured, 0 dropped" in err, err
+    assert p.show("stats")["capture"] == {"port": "ext", "running": False, "captured": 2 * n,
+                                          "capture_dropped": 0}
     # tshark reads it: pcapng, Ethernet, both directions marked.
     kind = sh("capinfos", "-t", "-E", str(out), check=False).stdout
     assert "pcapng" in kind and "Ethernet" in kind, kind
@@ -148,6 +150,7 @@ def test_one_capture_at_a_time_and_every_way_to_stop(lab):
     assert r.returncode == 1 and "no port named" in r.stderr and "ext" in r.stderr, r.stderr
     # Ctrl-C: the CLI asks the daemon to stop; the file is whole.
     a = start(p, d / "a.pcapng", "int")
+    assert p.show("stats")["capture"]["running"] is True
     r = sh(str(POLLUX), "capture", "ext", "-w", str(d / "b.pcapng"), *api, check=False)
     assert r.returncode == 1 and "already running on int" in r.stderr, r.stderr
     assert send(cl, 3) == 3
