@@ -86,10 +86,14 @@ def send(cl: Netns, n: int) -> int:
     return int(r.stdout.strip() or 0) if r.returncode == 0 else 0
 
 
-def start(p: Pollux, out: Path, *args: str) -> subprocess.Popen:
-    """`pollux capture` in the background, once it said it runs."""
-    c = subprocess.Popen([str(POLLUX), "capture", *args, "-w", str(out), "--api", str(p.socket)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+def start(p: Pollux, out: Path, *args: str, stdout: bool = False) -> subprocess.Popen:
+    """`pollux capture` in the background, once it said it runs; with
+    `stdout`, as `-w -` redirected into `out`."""
+    sink = open(out, "wb") if stdout else subprocess.DEVNULL
+    c = subprocess.Popen([str(POLLUX), "capture", *args, "-w", "-" if stdout else str(out),
+                          "--api", str(p.socket)], stdout=sink, stderr=subprocess.PIPE, text=True)
+    if stdout:
+        sink.close()  # the child holds its own copy
     line = c.stderr.readline()
     assert line.startswith("capturing on"), line + c.stderr.read()
     return c
@@ -183,6 +187,8 @@ def test_one_capture_at_a_time_and_every_way_to_stop(lab):
     k.wait(5)
     wait_for("the killed client's capture to end", lambda: sh(
         str(POLLUX), "capture", "stop", *api, check=False).returncode == 1, timeout=5)
-    e = start(p, d / "e.pcapng", "ext", "--count", "1", "--filter", "udp")
+    # `-w -`: the pcapng on standard output.
+    e = start(p, d / "e.pcapng", "ext", "--count", "1", "--filter", "udp", stdout=True)
     assert send(cl, 1) == 1
     assert "1 frames captured" in finish(e)
+    assert tshark(d / "e.pcapng", "ip.dst", "udp.payload") == [[VIP, b"cap-0000".hex()]]
