@@ -8,10 +8,10 @@ cd "$(dirname "$0")/.."
 say() { echo "setup: $*"; }
 
 # System packages: DPDK 22.11 and bindgen's libclang, the routing peers, the
-# traffic tools, Lua 5.3 for the pktgen script's test. Nothing is started (no
-# systemd needed).
+# traffic tools (tshark reads the captures), Lua 5.3 for the pktgen script's
+# test. Nothing is started (no systemd needed).
 PKGS=(dpdk dpdk-dev libdpdk-dev pkg-config clang libclang-dev iproute2 iputils-ping
-      tcpdump ethtool socat curl frr bird2 iperf3 python3-venv valgrind lua5.3)
+      tcpdump tshark ethtool socat curl frr bird2 iperf3 python3-venv valgrind lua5.3)
 missing=()
 for p in "${PKGS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

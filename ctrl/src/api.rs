@@ -4,7 +4,9 @@
 //!
 //! Request: `{"show": "stats"}`. Answer: the document, or `{"error": "..."}`.
 //! Commands: `{"do": "reload"}`, `{"do": "member-disable", "vs": V,
-//! "member": "ADDR[:PORT]"}`… (see [`crate::reload::command`]).
+//! "member": "ADDR[:PORT]"}`… (see [`crate::reload::command`]);
+//! `{"do": "capture-start", ...}` answers, then streams pcapng on the same
+//! connection ([`crate::capture`]).
 
 use std::future::Future;
 use std::path::Path;
@@ -152,7 +154,7 @@ pub fn counters() -> (u64, u64) {
 pub async fn serve(listener: UnixListener, state: Arc<State>) {
     serve_with(listener, Limits::default(), move |stream| {
         let state = state.clone();
-        async move { handle(stream, &state).await }
+        async move { handle(stream, state).await }
     })
     .await
 }
@@ -207,16 +209,28 @@ where
     }
 }
 
-async fn handle(stream: UnixStream, state: &State) -> std::io::Result<()> {
+async fn handle(stream: UnixStream, state: Arc<State>) -> std::io::Result<()> {
     let (r, mut w) = stream.into_split();
     let mut line = String::new();
     // Bounded: a request is one short line.
-    BufReader::new(r.take(4096)).read_line(&mut line).await?;
+    let mut rd = BufReader::new(r.take(4096));
+    rd.read_line(&mut line).await?;
     let reply = match serde_json::from_str::<Value>(&line) {
-        Ok(v) => match v.get("show").and_then(Value::as_str) {
-            Some(q) => answer(state, q),
-            None if v.get("do").is_some() => crate::reload::command(state, &v),
-            None => json!({ "error": "expected {\"show\": QUERY} or {\"do\": COMMAND, ...}" }),
+        Ok(v) => match (
+            v.get("show").and_then(Value::as_str),
+            v.get("do").and_then(Value::as_str),
+        ) {
+            (Some(q), _) => answer(&state, q),
+            (None, Some("capture-start")) => {
+                // Streams until the capture ends: outside the time limit
+                // and the connection cap (one capture at a time anyway).
+                let r = rd.into_inner().into_inner();
+                tokio::spawn(async move { crate::capture::serve(state, &v, r, w).await });
+                return Ok(());
+            }
+            (None, Some("capture-stop")) => crate::capture::stop(&state),
+            (None, Some(_)) => crate::reload::command(&state, &v),
+            _ => json!({ "error": "expected {\"show\": QUERY} or {\"do\": COMMAND, ...}" }),
         },
         Err(e) => json!({ "error": format!("bad request: {e}") }),
     };

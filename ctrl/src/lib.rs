@@ -5,6 +5,7 @@
 pub mod api;
 pub mod bfd;
 pub mod bgp;
+pub mod capture;
 pub mod config;
 pub mod health;
 pub mod kernel;

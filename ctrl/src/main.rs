@@ -102,6 +102,40 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Capture the frames of a port, received and sent, into a pcapng file
+    /// (tshark and Wireshark read it); `pollux capture stop` ends the one
+    /// that runs. One capture at a time.
+    #[command(
+        after_help = "Frames are kept whole up to 2048 bytes (longer ones are cut, \
+        their length kept); each is marked inbound or outbound. The capture ends at \
+        --count frames, after --duration, on `pollux capture stop` or Ctrl-C, and prints \
+        the frames captured and those dropped because its ring was full (the packet \
+        path never waits for a capture). The daemon streams the capture over the API \
+        socket; this command writes FILE (`-w -`: standard output, e.g. into \
+        `tshark -r -`).\n\n\
+        Filter: HOST, PORT, PROTO or several joined by '/', all of which must match: \
+        10.0.0.5 (either address), 53 (either TCP/UDP port), tcp | udp | icmp | icmpv6 \
+        | proto=N; e.g. --filter 10.0.0.5/80/tcp."
+    )]
+    Capture {
+        /// The data-plane port's name (as in the configuration); `stop`
+        /// ends the running capture.
+        port: String,
+        /// Stop after N frames.
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+        /// Stop after S seconds (fractions allowed).
+        #[arg(long, value_name = "S")]
+        duration: Option<f64>,
+        /// Keep only the frames that match.
+        #[arg(long, value_name = "HOST/PORT/PROTO")]
+        filter: Option<String>,
+        /// The pcapng file to write (`-` for standard output).
+        #[arg(short = 'w', value_name = "FILE")]
+        write: Option<PathBuf>,
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 /// Which instance a command talks to.
@@ -179,6 +213,91 @@ fn main() -> ExitCode {
                 VsAction::Undrain => "vs-undrain",
             };
             operate("vs", &target, serde_json::json!({ "do": what, "vs": vs }))
+        }
+        Command::Capture {
+            port,
+            count,
+            duration,
+            filter,
+            write,
+            target,
+        } => {
+            if port == "stop" && write.is_none() {
+                return operate(
+                    "capture",
+                    &target,
+                    serde_json::json!({ "do": "capture-stop" }),
+                );
+            }
+            let Some(file) = write else {
+                eprintln!("pollux capture: -w FILE is required (- for standard output)");
+                return ExitCode::from(2);
+            };
+            let duration_ms = match duration {
+                Some(s) if !(s > 0.0 && s < 1e9) => {
+                    eprintln!("pollux capture: --duration must be a positive number of seconds");
+                    return ExitCode::from(2);
+                }
+                Some(s) => Some((s * 1000.0).ceil() as u64),
+                None => None,
+            };
+            capture(
+                &target,
+                &file,
+                serde_json::json!({
+                    "do": "capture-start", "port": port, "filter": filter,
+                    "count": count, "duration_ms": duration_ms,
+                }),
+            )
+        }
+    }
+}
+
+/// `pollux capture PORT -w FILE`: Ctrl-C (or SIGTERM) asks the daemon to
+/// end the capture, which then closes the file properly.
+fn capture(target: &Target, file: &Path, req: serde_json::Value) -> ExitCode {
+    use nix::sys::signal::{SigSet, Signal};
+    let socket = match socket_of(target.api.clone(), target.config.as_deref()) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let out: Box<dyn std::io::Write> = if file == Path::new("-") {
+        Box::new(std::io::stdout().lock())
+    } else {
+        match std::fs::File::create(file) {
+            Ok(f) => Box::new(std::io::BufWriter::new(f)),
+            Err(e) => {
+                eprintln!("pollux capture: {}: {e}", file.display());
+                return ExitCode::from(2);
+            }
+        }
+    };
+    // The signals wait for a thread of their own (blocked here first, so
+    // every thread inherits the mask).
+    let mut sigs = SigSet::empty();
+    sigs.add(Signal::SIGINT);
+    sigs.add(Signal::SIGTERM);
+    if sigs.thread_block().is_ok() {
+        let socket = socket.clone();
+        std::thread::spawn(move || {
+            if sigs.wait().is_ok() {
+                let _ = ctrl::api::request(&socket, &serde_json::json!({ "do": "capture-stop" }));
+            }
+            // A second one: give up at once.
+            if sigs.wait().is_ok() {
+                std::process::exit(130);
+            }
+        });
+    }
+    let to = file.display().to_string();
+    match ctrl::capture::client(&socket, &req, out, |msg| eprintln!("{msg} -> {to}")) {
+        Ok((frames, dropped)) => {
+            eprintln!("{frames} frames captured, {dropped} dropped (capture ring full)");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pollux capture: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -431,6 +431,20 @@ fn stats(v: &Value) -> String {
             }
         );
     }
+    let c = &v["capture"];
+    if c.is_object() {
+        out += &format!(
+            "capture on {}{}: {} frames, {} dropped (ring full)\n",
+            s(c, "port"),
+            if c["running"] == true {
+                " (running)"
+            } else {
+                ""
+            },
+            n(c, "captured"),
+            n(c, "capture_dropped"),
+        );
+    }
     out
 }
 

@@ -29,6 +29,8 @@ pub struct State {
     pub ops: Mutex<crate::reload::Ops>,
     /// Whether this instance and its peers drain (second chance).
     pub scale_out: crate::scaleout::ScaleOut,
+    /// The packet capture that runs, if one does.
+    pub captures: crate::capture::Captures,
 }
 
 fn pmd_json(s: &PortStats) -> Value {
@@ -59,6 +61,7 @@ impl State {
             health: Default::default(),
             ops: Mutex::new(ops),
             scale_out: Default::default(),
+            captures: Default::default(),
         }
     }
 
@@ -133,7 +136,10 @@ impl State {
             })
             .collect();
         let running = stats.workers.iter().all(|w| w.running);
-        json!({ "instance": self.config.load().name, "workers_running": running, "ports": ports, "workers": workers })
+        json!({
+            "instance": self.config.load().name, "workers_running": running, "ports": ports, "workers": workers,
+            "capture": self.captures.json(),
+        })
     }
 
     /// The Prometheus exposition text.

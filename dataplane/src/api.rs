@@ -22,12 +22,14 @@ use crate::bfd::{self, PeerKey, RxCounters, SessionInfo, SessionTable, StateChan
 use crate::lb::{L4Config, Steering, VsTable, L4};
 use crate::worker::{BfdIo, L4Snapshot, News, Parcel, Rings, SharedL4, RING};
 
+use crate::capture::{self, Record};
 use crate::counters::{PortCounters, SharedPort, SharedWorker, WorkerCounters};
 use crate::dpdk::{self, Eal, Mempool, Port, PortStats, RxQueue, TxBuffer, TxQueue};
 use crate::host::{Fib, Host, Prefix, Route, SelfIp};
 use crate::wire::Mac;
 use crate::worker::{Worker, WorkerPort};
 
+pub use crate::capture::{Dir as CaptureDir, Filter as CaptureFilter, SNAP as CAPTURE_SNAP};
 pub use crate::counters::Drop;
 
 mod bfd_live;
@@ -346,6 +348,11 @@ pub struct Dataplane {
     news: Vec<Arc<ArrayQueue<News>>>,
     /// The owner hash's key, the same on every worker.
     steering_seed: u64,
+    /// Each worker's capture slot; whether a [`Capture`] holds them, and
+    /// the last capture's generation.
+    captures: Vec<Arc<capture::Slot>>,
+    capturing: Arc<AtomicBool>,
+    capture_generation: AtomicU64,
     // Ports close when they and their queue handles are gone; pools and
     // the EAL outlive them (field order).
     ports: Vec<(Port, Port)>,
@@ -511,6 +518,9 @@ impl Dataplane {
                 .map(|_| Arc::new(ArrayQueue::new(256)))
                 .collect(),
             steering_seed: cfg.hash_seed.unwrap_or_else(crate::dpdk::tsc),
+            captures: Vec::new(),
+            capturing: Arc::new(AtomicBool::new(false)),
+            capture_generation: AtomicU64::new(0),
             bfd_events: Arc::new(ArrayQueue::new(4096)),
             bfd_commands: Vec::new(),
             bfd_shared: Arc::new(SharedBfd::default()),
@@ -615,6 +625,8 @@ impl Dataplane {
     ) -> Result<WorkerSeed, Error> {
         let clock = crate::dpdk::Clock::new();
         self.clocks.push(clock);
+        let capture = Arc::new(capture::Slot::new(clock));
+        self.captures.push(capture.clone());
         let mine: Vec<(usize, &BfdPeer)> = cfg
             .bfd
             .iter()
@@ -676,7 +688,11 @@ impl Dataplane {
                 let queues = cfg
                     .queue_of(i, self.interfaces[i].queues, w)
                     .and_then(|q| self.queues[i][usize::from(q)].take())
-                    .map(|(rx, tx)| (rx, TxBuffer::new(tx)));
+                    .map(|(rx, tx)| {
+                        let mut tx = TxBuffer::new(tx);
+                        tx.capture_into(capture.clone(), i);
+                        (rx, tx)
+                    });
                 let tap = if home == w {
                     self.taps[i].take().map(|(rx, tx)| (rx, TxBuffer::new(tx)))
                 } else {
@@ -736,6 +752,7 @@ impl Dataplane {
                 l4_shared,
                 expired: Default::default(),
                 handoff: Default::default(),
+                capture,
             }),
         })
     }
@@ -828,9 +845,7 @@ impl Dataplane {
             .lock()
             .map(|s| s.clone())
             .unwrap_or_default();
-        let unix_now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
+        let unix_now = unix_now_ns();
         for s in &mut sessions {
             let worker = self
                 .interfaces
@@ -868,6 +883,45 @@ impl Dataplane {
         }
     }
 
+    /// Starts capturing the frames of port `port` (its name) that pass
+    /// `filter`, received and sent, on every worker; until the
+    /// [`Capture`] is dropped. One at a time: a second is refused.
+    pub fn capture(&self, port: &str, filter: CaptureFilter) -> Result<Capture, String> {
+        let Some(index) = self.interfaces.iter().position(|i| i.name == port) else {
+            let names: Vec<&str> = self.interfaces.iter().map(|i| i.name.as_str()).collect();
+            return Err(format!(
+                "no port named {port:?} (ports: {})",
+                names.join(", ")
+            ));
+        };
+        if self.capturing.swap(true, Relaxed) {
+            return Err("a capture is already running (one at a time)".into());
+        }
+        let generation = self.capture_generation.fetch_add(1, Relaxed) + 1;
+        let unix_now = unix_now_ns();
+        let mut epochs = Vec::new();
+        for slot in &self.captures {
+            // What a worker filed after the last capture ended: freed.
+            while slot.full.pop().is_some() {}
+            while slot.free.len() < capture::RECORDS {
+                let _ = slot.free.push(Record::new());
+            }
+            epochs.push((slot.clock.now(), unix_now));
+            slot.arm(capture::Spec {
+                generation,
+                port: index,
+                filter,
+            });
+        }
+        Ok(Capture {
+            slots: self.captures.clone(),
+            busy: self.capturing.clone(),
+            generation,
+            epochs,
+            batch: Vec::with_capacity(capture::RECORDS),
+        })
+    }
+
     /// Every worker entered its loop and none has left it.
     pub fn all_running(&self) -> bool {
         self.workers.iter().all(|(_, s, _)| s.running.load(Relaxed))
@@ -893,6 +947,94 @@ impl Dataplane {
                 tracing::debug!(lcore = spec.lcore, rc, "worker joined");
             }
         }
+    }
+}
+
+fn unix_now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// A running capture ([`Dataplane::capture`]): the workers file frames
+/// until it is stopped or dropped. It holds no borrow of the data plane:
+/// a task may own it.
+#[derive(Debug)]
+pub struct Capture {
+    slots: Vec<Arc<capture::Slot>>,
+    busy: Arc<AtomicBool>,
+    generation: u64,
+    /// Per worker: its clock and the system clock at the start (ns).
+    epochs: Vec<(u64, u64)>,
+    /// The records of one [`drain`](Capture::drain), reused.
+    batch: Vec<(u64, usize, Box<Record>)>,
+}
+
+/// One captured frame, as [`Capture::drain`] hands it out.
+#[derive(Debug)]
+pub struct CapturedFrame<'a> {
+    /// When the worker saw it (after receive, before transmit), ns since
+    /// the Unix epoch.
+    pub unix_ns: u64,
+    pub dir: CaptureDir,
+    /// Its length on the wire (`data` holds at most [`CAPTURE_SNAP`]).
+    pub orig_len: u32,
+    pub data: &'a [u8],
+}
+
+impl Capture {
+    /// Hands `f` the frames the workers filed since the last call, the
+    /// workers' merged in time order; gives their buffers back to the
+    /// workers. Returns how many.
+    pub fn drain(&mut self, mut f: impl FnMut(CapturedFrame<'_>)) -> usize {
+        for (w, slot) in self.slots.iter().enumerate() {
+            let (clock0, unix0) = self.epochs[w];
+            for _ in 0..capture::RECORDS {
+                let Some(r) = slot.full.pop() else { break };
+                if r.generation != self.generation {
+                    let _ = slot.free.push(r);
+                    continue;
+                }
+                let unix_ns = unix0.saturating_add(r.at_ns.saturating_sub(clock0));
+                self.batch.push((unix_ns, w, r));
+            }
+        }
+        // Stable: one worker's frames keep their order.
+        self.batch.sort_by_key(|(t, ..)| *t);
+        let n = self.batch.len();
+        for (unix_ns, w, r) in self.batch.drain(..) {
+            f(CapturedFrame {
+                unix_ns,
+                dir: r.dir,
+                orig_len: r.orig_len,
+                data: r.frame(),
+            });
+            let _ = self.slots[w].free.push(r);
+        }
+        n
+    }
+
+    /// Frames that matched but found the ring full, on all workers.
+    pub fn dropped(&self) -> u64 {
+        self.slots.iter().map(|s| s.dropped.load(Relaxed)).sum()
+    }
+
+    /// Stops the workers filing (what they filed can still be drained).
+    pub fn stop(&self) {
+        for s in &self.slots {
+            s.disarm();
+        }
+    }
+}
+
+impl std::ops::Drop for Capture {
+    fn drop(&mut self) {
+        self.stop();
+        for s in &self.slots {
+            while s.free.pop().is_some() {}
+            while s.full.pop().is_some() {}
+        }
+        self.busy.store(false, Relaxed);
     }
 }
 

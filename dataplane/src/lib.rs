@@ -5,9 +5,11 @@
 //! - [`host`]: what a port does as an IPv4/IPv6 host (ARP, ND, echo, the
 //!   exception path to the kernel, routing for the kernel).
 //! - [`worker`]: the poll loop.
+//! - [`capture`]: packet capture from the workers (a bounded ring each).
 //! - [`api`]: all that ctrl sees.
 pub mod api;
 pub mod bfd;
+pub mod capture;
 pub mod counters;
 pub mod dpdk;
 pub mod host;

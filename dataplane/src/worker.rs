@@ -36,6 +36,7 @@ use crossbeam::queue::ArrayQueue;
 
 use crate::api::{BfdCommand, PollMode, SharedBfd, Tables};
 use crate::bfd::{self, PeerKey, RxMeta, SessionTable, StateChange};
+use crate::capture::{self, Dir};
 use crate::counters::{Drop, SharedPort, SharedWorker, WorkerCounters};
 use crate::dpdk::{Burst, Clock, Mbuf, Mempool, RxQueue, TxBuffer, BURST};
 use crate::host::neighbor::{Nanos, Pending};
@@ -172,6 +173,9 @@ pub struct Worker {
     pub expired: [Expired; 16],
     /// Hand-offs between workers, counted here, published with the loop's.
     pub handoff: Handoffs,
+    /// This worker's capture slot (idle unless ctrl arms it); its TX
+    /// buffers on the ports hold it too.
+    pub capture: Arc<capture::Slot>,
 }
 
 /// What [`Worker`] counts of its hand-offs.
@@ -545,6 +549,12 @@ impl Worker {
         tables: &Tables,
         steer: bool,
     ) {
+        // A capture's whole cost while none runs: a load and a branch per
+        // burst. Frames handed over (`steer` false) were shown by the
+        // worker that received them.
+        if self.capture.armed() && steer {
+            self.capture.record(pi, Dir::In, burst.frames());
+        }
         let mut flows = [None; BURST];
         let fast = self.ports[pi].host.vlan.is_none() && self.l4.fast_ready(&tables.vs);
         if fast {

@@ -118,3 +118,15 @@ class Pollux:
                 self.proc.wait(5)
                 raise AssertionError(f"pollux did not stop on SIGTERM within {timeout}s:\n{self.logs()}")
         return self.proc.returncode
+
+
+def teardown(procs, pollux: Pollux | None, namespaces):
+    """A fixture's end, whatever happened: kills its helper processes and
+    a pollux still running, deletes its namespaces."""
+    for q in procs:
+        q.kill()
+        q.wait(5)
+    if pollux and pollux.proc.poll() is None:
+        pollux.proc.kill()
+    for ns in namespaces:
+        ns.delete()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from netlab import Netns, Pollux, veth, wait_for
+from netlab import Netns, Pollux, teardown, veth, wait_for
 
 HERE = Path(__file__).parent
 VIP = "192.168.140.80"
@@ -73,13 +73,7 @@ def lab():
         yield {"pollux": p, "cl": cl, "be": be, "procs": procs}
         assert p.stop() == 0, p.logs()
     finally:
-        for q in procs:
-            q.kill()
-            q.wait(5)
-        if p and p.proc.poll() is None:
-            p.proc.kill()
-        for ns in (dp, cl, be):
-            ns.delete()
+        teardown(procs, p, (dp, cl, be))
 
 
 def vs(p: Pollux) -> dict:
@@ -190,10 +184,4 @@ def test_flood_guard_is_on_by_default():
         assert w["new_flows"] < 600, w
         assert p.stop() == 0, p.logs()
     finally:
-        for q in procs:
-            q.kill()
-            q.wait(5)
-        if p and p.proc.poll() is None:
-            p.proc.kill()
-        for ns in (dp, cl, be):
-            ns.delete()
+        teardown(procs, p, (dp, cl, be))

@@ -2,10 +2,12 @@
 
 use std::mem::ManuallyDrop;
 use std::ptr::NonNull;
+use std::sync::Arc;
 
 use dpdk_sys::rte_mbuf;
 
 use super::port::{RxQueue, TxQueue};
+use crate::capture::{Dir, Slot};
 
 /// Packets per RX burst (a multiple of 8, as `rte_eth_rx_burst` asks).
 pub const BURST: usize = 32;
@@ -263,6 +265,10 @@ pub struct TxBuffer {
     q: TxQueue,
     ptrs: [*mut rte_mbuf; 2 * BURST],
     len: usize,
+    /// The worker's capture slot and the port's index, when the frames
+    /// sent here are to be shown to a capture (a port's queues; not the
+    /// TAPs').
+    capture: Option<(Arc<Slot>, usize)>,
 }
 
 // SAFETY: holds owned mbufs only.
@@ -274,7 +280,24 @@ impl TxBuffer {
             q,
             ptrs: [std::ptr::null_mut(); 2 * BURST],
             len: 0,
+            capture: None,
         }
+    }
+
+    /// Shows what this buffer sends (as port `port`) to `slot` while a
+    /// capture is armed there.
+    pub fn capture_into(&mut self, slot: Arc<Slot>, port: usize) {
+        self.capture = Some((slot, port));
+    }
+
+    /// The queued frames, read-only.
+    fn frames(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        self.ptrs[..self.len].iter().map(|&p| {
+            // SAFETY: the first len pointers are owned mbufs queued here;
+            // the shared borrow of self keeps them from being sent or
+            // freed while the views live.
+            frame(unsafe { &*p })
+        })
     }
 
     /// Queues `m`; flushes when full. Returns (sent, dropped) by a flush.
@@ -332,6 +355,12 @@ impl TxBuffer {
         if self.len == 0 {
             return (0, 0);
         }
+        // A capture's whole cost while none runs: a load and a branch.
+        if let Some((slot, port)) = &self.capture {
+            if slot.armed() {
+                slot.record(*port, Dir::Out, self.frames());
+            }
+        }
         let n = self.len;
         let sent = self.transmit();
         self.len = 0;
@@ -354,7 +383,8 @@ impl TxBuffer {
 
     /// Transmits what is queued and keeps what the ring refused, in order,
     /// for the next call (a generator retries instead of dropping).
-    /// Returns how many the ring accepted.
+    /// Returns how many the ring accepted. Not shown to a capture (the
+    /// generators' call; the workers' is [`flush`](Self::flush)).
     #[inline]
     pub fn flush_keep(&mut self) -> usize {
         if self.len == 0 {
