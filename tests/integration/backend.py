@@ -1,6 +1,8 @@
-"""A test backend: HTTP on ADDR:8080 answering "<its address> <client
-address>", and UDP on ADDR:5353 echoing "<its address> <payload>". IP
-literals only (no DNS in the namespaces)."""
+"""A test backend: HTTP on ADDR:8080 and ADDR:8081 answering "<its
+address> <client address>", and UDP on ADDR:5353 echoing "<its address>
+<payload>". IP literals only (no DNS in the namespaces). (8081: a second
+virtual server's members must differ from the first's for a reply to map
+back to one of them without state.)"""
 import http.server
 import socket
 import socketserver
@@ -40,6 +42,8 @@ def udp():
 
 
 threading.Thread(target=udp, daemon=True).start()
+second = S((addr, 8081), H)
+threading.Thread(target=second.serve_forever, daemon=True).start()
 with S((addr, 8080), H) as s:
     print("ready", flush=True)
     s.serve_forever()
