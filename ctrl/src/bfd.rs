@@ -1,7 +1,7 @@
 //! BFD as ctrl sees it: which peers get a session (every BGP neighbor with
 //! `bfd: true`), the events the workers push on their ring, and
 //! `show bfd sessions` / metrics. The sessions themselves run in the
-//! workers (`dataplane::bfd`).
+//! workers (the data plane's `bfd` module).
 //!
 //! RFC 5882 coupling: a session going Down calls the coupling hook at once
 //! (BGP tears the session down without waiting for its hold timer); the
@@ -12,8 +12,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dataplane::api::{BfdPeer, BfdSessionStatus};
-use dataplane::bfd::{State, Timers};
+use dataplane::api::{BfdHop, BfdPeer, BfdSessionStatus, BfdState as State, BfdTimers as Timers};
 use serde_json::{json, Value};
 
 use crate::config::{Config, PeerAddress};
@@ -185,10 +184,7 @@ fn session_json(s: &BfdSessionStatus, h: &History, ports: &[String]) -> Value {
             ("remote_discriminator", json!(i.remote_discr)),
             ("diagnostic", json!(format!("{:?}", i.local_diag))),
             ("remote_diagnostic", json!(format!("{:?}", i.remote_diag))),
-            (
-                "multihop",
-                json!(matches!(i.hop, dataplane::bfd::Hop::Multi { .. })),
-            ),
+            ("multihop", json!(matches!(i.hop, BfdHop::Multi { .. }))),
             ("tx_interval_ms", json!(i.tx_interval_ns as f64 / 1e6)),
             ("detection_time_ms", json!(i.detection_time_ns as f64 / 1e6)),
             (

@@ -5,9 +5,10 @@
 
 use std::net::IpAddr;
 
-use dataplane::api::Dataplane;
-use dataplane::lb::{MemberSpec, Proto, Snat as DpSnat, VsSpec, VsTable};
-use dataplane::worker::L4Snapshot;
+use dataplane::api::{
+    Dataplane, L4Drop, L4Snapshot, MemberSpec, Proto, Snat as DpSnat, VsCounters, VsError, VsSpec,
+    VsTable,
+};
 use serde_json::{json, Value};
 
 use crate::config::{Config, Protocol, Snat, VirtualServer};
@@ -192,7 +193,7 @@ pub fn build(
     health: &Health,
     layout: &Layout,
     disabled: &Disabled,
-) -> Result<VsTable, dataplane::lb::VsError> {
+) -> Result<VsTable, VsError> {
     let mut retire = Vec::new();
     let specs: Vec<VsSpec> = layout
         .slots
@@ -260,7 +261,7 @@ pub fn build(
 }
 
 /// The workers' first table (no reload yet, nothing disabled).
-pub fn table(config: &Config, health: &Health) -> Result<VsTable, dataplane::lb::VsError> {
+pub fn table(config: &Config, health: &Health) -> Result<VsTable, VsError> {
     build(
         config,
         health,
@@ -343,7 +344,7 @@ pub fn connections_json(state: &State) -> Value {
         .enumerate()
         .map(|(w, s)| {
             let l = &s.counters;
-            let drops: serde_json::Map<String, Value> = dataplane::lb::L4Drop::ALL.iter().map(|d| (d.name().to_string(), json!(l.dropped(*d)))).collect();
+            let drops: serde_json::Map<String, Value> = L4Drop::ALL.iter().map(|d| (d.name().to_string(), json!(l.dropped(*d)))).collect();
             json!({
                 "worker": w, "entries": s.flows, "capacity": s.capacity, "table_bytes": s.table_bytes, "table_hugepages": s.table_hugepages,
                 "new_flows": l.new_flows, "untracked": l.untracked, "forwarded": l.forwarded, "returned": l.returned,
@@ -371,7 +372,7 @@ pub fn metrics(state: &State, e: &mut Encoder) {
     let Some(snaps) = state.with_dp(Dataplane::l4_snapshots) else {
         return;
     };
-    type Get = fn(&dataplane::lb::VsCounters) -> u64;
+    type Get = fn(&VsCounters) -> u64;
     let per_vs: [(&str, &str, Get); 6] = [
         (
             "vs_packets_in_total",
@@ -471,7 +472,7 @@ pub fn metrics(state: &State, e: &mut Encoder) {
         "counter",
         "L4 packets dropped, by reason.",
     );
-    for d in dataplane::lb::L4Drop::ALL {
+    for d in L4Drop::ALL {
         let total: u64 = snaps.iter().map(|s| s.counters.dropped(*d)).sum();
         e.sample(
             "l4_drops_total",

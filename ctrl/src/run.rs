@@ -31,7 +31,7 @@ pub fn run(mut config: Config, path: PathBuf) -> anyhow::Result<Exit> {
     let host = crate::config::HostFacts::probe();
     config.dataplane.bfd =
         crate::bfd::peers(&config).map_err(|e| anyhow::anyhow!("BFD peers: {e}"))?;
-    tracing::info!(instance = %config.name, dpdk = dataplane::dpdk::version(), eal = ?config.dataplane.eal_args(), "starting");
+    tracing::info!(instance = %config.name, dpdk = dataplane::api::dpdk_version(), eal = ?config.dataplane.eal_args(), "starting");
     // Health-checked members start down; the workers' first table says so.
     let vs = crate::lb::table(&config, &Default::default())
         .context("building the virtual-server table")?;

@@ -3,8 +3,7 @@
 
 use std::sync::Mutex;
 
-use dataplane::api::{Dataplane, Drop, Stats};
-use dataplane::dpdk::PortStats;
+use dataplane::api::{Dataplane, Drop, PortStats, Stats};
 use serde_json::{json, Map, Value};
 
 use crate::config::Config;

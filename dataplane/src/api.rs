@@ -19,16 +19,27 @@ use arc_swap::ArcSwap;
 use crossbeam::queue::ArrayQueue;
 
 use crate::bfd::{self, PeerKey, RxCounters, SessionInfo, SessionTable, StateChange};
-use crate::lb::{L4Config, Steering, VsTable, L4};
-use crate::worker::{BfdIo, L4Snapshot, News, Parcel, Rings, SharedL4, RING};
+use crate::lb::{L4Config, Steering, L4};
+use crate::worker::{BfdIo, News, Parcel, Rings, SharedL4, RING};
 
 use crate::counters::{PortCounters, SharedPort, SharedWorker, WorkerCounters};
-use crate::dpdk::{self, Eal, Mempool, Port, PortStats, RxQueue, TxBuffer, TxQueue};
-use crate::host::{Fib, Host, Prefix, Route, SelfIp};
-use crate::wire::Mac;
+use crate::dpdk::{self, Eal, Mempool, Port, RxQueue, TxBuffer, TxQueue};
+use crate::host::{Fib, Host, Route};
 use crate::worker::{Worker, WorkerPort};
 
+// The contract's vocabulary: the types and constants of the data plane's
+// modules that ctrl names. ctrl imports this module and nothing else of
+// the crate (ctrl/tests/api_contract.rs checks).
+pub use crate::bfd::{Hop as BfdHop, State as BfdState, Timers as BfdTimers};
 pub use crate::counters::Drop;
+pub use crate::dpdk::{version as dpdk_version, PortStats};
+pub use crate::host::policer::DEFAULT_RATE as DEFAULT_PUNT_RATE;
+pub use crate::host::{Prefix, SelfIp};
+pub use crate::lb::{
+    L4Drop, MemberSpec, Proto, SecondChance, Snat, VsCounters, VsError, VsSpec, VsTable,
+};
+pub use crate::wire::Mac;
+pub use crate::worker::L4Snapshot;
 
 mod bfd_live;
 pub use bfd_live::BfdChanges;

@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use bgp::testing::{self, Expected, When};
 use bgp::{Context, Message};
-use dataplane::api::PortSpec;
-use dataplane::host::SelfIp;
+use dataplane::api::{PortSpec, SelfIp};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
