@@ -3,9 +3,10 @@
 //! `show bfd sessions` / metrics. The sessions themselves run in the
 //! workers (the data plane's `bfd` module).
 //!
-//! RFC 5882 coupling: a session going Down calls the coupling hook at once
-//! (BGP tears the session down without waiting for its hold timer); the
-//! session coming Up lets BGP connect again.
+//! RFC 5882 coupling: the changes reach BGP as typed messages
+//! (`crate::events`); a path failure tears the BGP session down without
+//! waiting for its hold timer, the session coming Up lets BGP connect
+//! again.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -14,8 +15,10 @@ use std::time::Duration;
 
 use dataplane::api::{BfdHop, BfdPeer, BfdSessionStatus, BfdState as State, BfdTimers as Timers};
 use serde_json::{json, Value};
+use tokio::sync::mpsc;
 
 use crate::config::{Config, PeerAddress};
+use crate::events::BfdChange;
 use crate::metrics::Encoder;
 use crate::state::State as Ctrl;
 
@@ -53,31 +56,28 @@ pub fn peers(cfg: &Config) -> Result<Vec<BfdPeer>, String> {
 pub struct History {
     pub up: u64,
     pub down: u64,
-    pub last_change_ms: Option<u128>,
 }
 
-/// Called with (peer, up) on every Up and every Down.
-pub type Hook = Box<dyn Fn(IpAddr, bool) + Send + Sync>;
-
-#[derive(Default)]
+/// The sessions' history, kept from the BFD changes ([`Monitor::follow`]).
+#[derive(Debug, Default)]
 pub struct Monitor {
-    history: Mutex<HashMap<IpAddr, History>>,
-    hook: Mutex<Option<Hook>>,
-}
-
-impl std::fmt::Debug for Monitor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Monitor")
-            .field("history", &self.history)
-            .finish_non_exhaustive()
-    }
+    history: Arc<Mutex<HashMap<IpAddr, History>>>,
 }
 
 impl Monitor {
-    pub fn set_hook(&self, hook: Hook) {
-        if let Ok(mut h) = self.hook.lock() {
-            *h = Some(hook);
-        }
+    /// Counts each session's transitions to Up and its path failures
+    /// (RFC 5882), from `changes`, in a task of its own.
+    pub fn follow(&self, mut changes: mpsc::UnboundedReceiver<BfdChange>) {
+        let history = self.history.clone();
+        tokio::spawn(async move {
+            while let Some(c) = changes.recv().await {
+                if let Ok(mut h) = history.lock() {
+                    let e = h.entry(c.peer).or_default();
+                    e.up += u64::from(c.up);
+                    e.down += u64::from(c.down);
+                }
+            }
+        });
     }
 
     fn history(&self, peer: IpAddr) -> History {
@@ -86,48 +86,6 @@ impl Monitor {
             .ok()
             .and_then(|h| h.get(&peer).cloned())
             .unwrap_or_default()
-    }
-}
-
-/// Drains the workers' event ring every millisecond: logs each change and
-/// calls the coupling hook.
-pub async fn watch(state: Arc<Ctrl>) {
-    let start = std::time::Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
-    loop {
-        tick.tick().await;
-        let events = {
-            let Ok(dp) = state.dataplane.lock() else {
-                return;
-            };
-            let Some(dp) = dp.as_ref() else { return };
-            dp.bfd_events()
-                .into_iter()
-                .map(|ev| (dp.bfd_peer_of(ev.local_discr), ev))
-                .collect::<Vec<_>>()
-        };
-        for (peer, ev) in events {
-            let Some(peer) = peer else { continue };
-            tracing::info!(%peer, from = ?ev.old, to = ?ev.new, diag = ?ev.diag, remote = ?ev.remote_state, "BFD session");
-            let up = ev.new == State::Up;
-            // RFC 5882 §3.2: AdminDown, ours (drain) or the peer's, is not
-            // a path failure: BGP closes in order instead.
-            let down =
-                ev.old == State::Up && ev.new == State::Down && ev.remote_state != State::AdminDown;
-            if let Ok(mut h) = state.bfd.history.lock() {
-                let e = h.entry(peer).or_default();
-                e.up += u64::from(up);
-                e.down += u64::from(down);
-                e.last_change_ms = Some(start.elapsed().as_millis());
-            }
-            if up || down {
-                if let Ok(hook) = state.bfd.hook.lock() {
-                    if let Some(hook) = hook.as_ref() {
-                        hook(peer, up);
-                    }
-                }
-            }
-        }
     }
 }
 
@@ -307,11 +265,7 @@ mod tests {
             info: None,
             last_change_unix_ns: None,
         };
-        let h = History {
-            up: 1,
-            down: 2,
-            last_change_ms: None,
-        };
+        let h = History { up: 1, down: 2 };
         let ports = ["ext".to_string()];
         let v = session_json(&s, &h, &ports);
         assert_eq!(v["last_change_unix_ns"], Value::Null);

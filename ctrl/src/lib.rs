@@ -6,6 +6,7 @@ pub mod api;
 pub mod bfd;
 pub mod bgp;
 pub mod config;
+pub mod events;
 pub mod health;
 pub mod kernel;
 pub mod lb;

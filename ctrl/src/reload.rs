@@ -385,7 +385,6 @@ fn try_reload(state: &State, path: &Path) -> Result<Outcome, Refused> {
     }
     if let (true, Some(speaker), Some(bgp)) = (d.bgp, &state.bgp, &new.bgp) {
         changes.extend(speaker.sync(bgp, new.node_name.as_deref(), &new.dataplane.ports));
-        state.bfd.set_hook(speaker.coupling());
     }
     if changes.is_empty() {
         return Ok(Outcome::Unchanged {

@@ -64,8 +64,16 @@ pub fn run(mut config: Config, path: PathBuf) -> anyhow::Result<Exit> {
             &cfg.dataplane.ports,
             state.vips.subscribe(),
         );
-        state.bfd.set_hook(speaker.coupling());
         state.bgp = Some(speaker);
+    }
+    // The workers' BFD changes, as messages to BGP and the BFD history.
+    let mut events = crate::events::Subscribers::default();
+    state.bfd.follow(events.bfd());
+    if let Some(speaker) = &state.bgp {
+        speaker.follow_bfd(events.bfd());
+    }
+    if let Some(ring) = state.with_dp(|dp| dp.bfd_events()) {
+        drop(tokio::spawn(crate::events::pump(ring, events)));
     }
     let state = Arc::new(state);
     // The workers' table and the VIP set follow the health verdicts, the
@@ -116,7 +124,6 @@ async fn control(state: Arc<State>) -> anyhow::Result<Exit> {
     let listener = api::bind(&cfg.api.socket)
         .with_context(|| format!("api.socket {}", cfg.api.socket.display()))?;
     tokio::spawn(api::serve(listener, state.clone()));
-    tokio::spawn(crate::bfd::watch(state.clone()));
     if let Some(addr) = cfg.api.metrics {
         metrics::serve(addr, cfg.api.metrics_interface.as_deref(), state.clone())
             .await

@@ -15,7 +15,7 @@ pub struct State {
     pub config: arc_swap::ArcSwap<Config>,
     /// `None` once shut down.
     pub dataplane: Mutex<Option<Dataplane>>,
-    /// BFD events, history and the BGP coupling hook.
+    /// The BFD sessions' history (fed by `crate::events`).
     pub bfd: crate::bfd::Monitor,
     /// The VIPs to advertise (those with at least one healthy member):
     /// whoever judges health replaces the set; BGP sessions follow it.

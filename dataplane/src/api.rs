@@ -30,7 +30,9 @@ use crate::worker::{Worker, WorkerPort};
 // The contract's vocabulary: the types and constants of the data plane's
 // modules that ctrl names. ctrl imports this module and nothing else of
 // the crate (ctrl/tests/api_contract.rs checks).
-pub use crate::bfd::{Hop as BfdHop, State as BfdState, Timers as BfdTimers};
+pub use crate::bfd::{
+    Hop as BfdHop, State as BfdState, StateChange as BfdStateChange, Timers as BfdTimers,
+};
 pub use crate::counters::Drop;
 pub use crate::dpdk::{version as dpdk_version, PortStats};
 pub use crate::host::policer::DEFAULT_RATE as DEFAULT_PUNT_RATE;
@@ -124,6 +126,40 @@ pub struct BfdSessionStatus {
     /// `now` of the loop iteration that made it; a detection-time expiry is
     /// dated when the worker noticed it). `None` before the first change.
     pub last_change_unix_ns: Option<u64>,
+}
+
+/// The workers' BFD state changes, for ctrl's reader: a handle that
+/// needs no lock on the [`Dataplane`] (the workers cannot wake a tokio
+/// task; the reader polls [`BfdEvents::drain`]).
+#[derive(Debug, Clone)]
+pub struct BfdEvents {
+    ring: Arc<ArrayQueue<StateChange>>,
+    discrs: Arc<Mutex<bfd::discr::Discriminators>>,
+    shared: Arc<SharedBfd>,
+}
+
+impl BfdEvents {
+    /// The state changes since the last call, oldest first, each with its
+    /// configured peer. A change of a session removed since (a reload) has
+    /// no peer and is left out.
+    pub fn drain(&self) -> Vec<(IpAddr, StateChange)> {
+        let mut out = Vec::new();
+        while let Some(ev) = self.ring.pop() {
+            let discrs = lock(&self.discrs);
+            let peer = discrs.peer_of(ev.local_discr).and_then(|i| {
+                let sessions = self.shared.sessions.lock().ok()?;
+                sessions.get(i).map(|s| s.peer)
+            });
+            out.extend(peer.map(|p| (p, ev)));
+        }
+        out
+    }
+}
+
+/// A mutex's value even if a holder panicked (the maps it guards stay
+/// consistent: each update is one call).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A worker: the EAL lcore id it runs as and the CPU it is pinned to.
@@ -333,11 +369,13 @@ pub struct Dataplane {
     workers: Vec<(WorkerSpec, Arc<SharedWorker>, bool)>,
     interfaces: Vec<Interface>,
     tables: Arc<ArcSwap<Tables>>,
-    bfd_events: Arc<ArrayQueue<StateChange>>,
+    bfd_events: BfdEvents,
     bfd_commands: Vec<Arc<ArrayQueue<BfdCommand>>>,
     bfd_shared: Arc<SharedBfd>,
     /// Local discriminator → configured BFD peer (the values are random).
-    bfd_discrs: bfd::discr::Discriminators,
+    /// (Shared with [`BfdEvents`]; locked before `bfd_shared.sessions`
+    /// where both are.)
+    bfd_discrs: Arc<Mutex<bfd::discr::Discriminators>>,
     /// Each worker's clock, to date its BFD state changes.
     clocks: Vec<dpdk::Clock>,
     l4_shared: Vec<Arc<SharedL4>>,
@@ -472,6 +510,8 @@ impl Dataplane {
             ports.push((port, tap));
             pools.push(pool);
         }
+        let bfd_discrs: Arc<Mutex<bfd::discr::Discriminators>> = Arc::default();
+        let bfd_shared = Arc::new(SharedBfd::default());
         let mut dp = Dataplane {
             stop: Arc::new(AtomicBool::new(false)),
             failure: Arc::new(Mutex::new(None)),
@@ -497,10 +537,14 @@ impl Dataplane {
                 .map(|_| Arc::new(ArrayQueue::new(256)))
                 .collect(),
             steering_seed: cfg.hash_seed.unwrap_or_else(crate::dpdk::tsc),
-            bfd_events: Arc::new(ArrayQueue::new(4096)),
+            bfd_events: BfdEvents {
+                ring: Arc::new(ArrayQueue::new(4096)),
+                discrs: bfd_discrs.clone(),
+                shared: bfd_shared.clone(),
+            },
             bfd_commands: Vec::new(),
-            bfd_shared: Arc::new(SharedBfd::default()),
-            bfd_discrs: Default::default(),
+            bfd_shared,
+            bfd_discrs,
             clocks: Vec::new(),
             ports,
             pools,
@@ -610,7 +654,7 @@ impl Dataplane {
         let mut bfd = SessionTable::with_capacity(mine.len() + bfd::change::SPARE);
         for (i, peer) in mine {
             // RFC 5880 §6.3: unique per instance, random (bfd::discr).
-            let discr = self.bfd_discrs.fresh(i);
+            let discr = lock(&self.bfd_discrs).fresh(i);
             let sc = bfd_live::session_config(discr, peer);
             let key = PeerKey {
                 addr: peer.addr,
@@ -624,7 +668,7 @@ impl Dataplane {
         self.bfd_commands.push(commands.clone());
         let bfd_io = BfdIo {
             worker: w,
-            events: self.bfd_events.clone(),
+            events: self.bfd_events.ring.clone(),
             commands,
             shared: self.bfd_shared.clone(),
         };
@@ -794,15 +838,10 @@ impl Dataplane {
             .collect()
     }
 
-    /// The peer of the BFD session with local discriminator `discr`.
-    pub fn bfd_peer_of(&self, discr: u32) -> Option<IpAddr> {
-        let i = self.bfd_discrs.peer_of(discr)?;
-        self.bfd_shared.sessions.lock().ok()?.get(i).map(|s| s.peer)
-    }
-
-    /// BFD state changes since the last call, oldest first.
-    pub fn bfd_events(&self) -> Vec<StateChange> {
-        std::iter::from_fn(|| self.bfd_events.pop()).collect()
+    /// The workers' BFD event ring, for a reader of its own: it needs no
+    /// access to the [`Dataplane`] (see [`BfdEvents::drain`]).
+    pub fn bfd_events(&self) -> BfdEvents {
+        self.bfd_events.clone()
     }
 
     /// Every configured BFD session as its worker last published it, with

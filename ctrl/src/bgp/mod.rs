@@ -13,7 +13,7 @@
 //!      (self IP:179) ──┘          │         PeerDown/PeerUp (BFD)
 //!                                 │
 //!   Speaker: summary_json, neighbors_json, routes_json, metrics, drain,
-//!            peer_down, peer_up
+//!            peer_down, peer_up; follow_bfd (a task: BfdChange → PeerDown/PeerUp)
 //! ```
 //!
 //! Sessions are kernel TCP sockets bound to the port's self IP in the
@@ -41,6 +41,7 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::{Bgp, Neighbor};
+use crate::events::BfdChange;
 use crate::metrics::Encoder;
 use neighbor::{Command, Status};
 pub use policy::{configured_vips, follow_health, healthy_vips, VipSet};
@@ -105,7 +106,25 @@ pub struct Speaker {
     router_id: Ipv4Addr,
     vips: watch::Receiver<VipSet>,
     options: Options,
-    inner: Mutex<Inner>,
+    /// Shared with the task that follows BFD ([`Speaker::follow_bfd`]).
+    inner: Arc<Mutex<Inner>>,
+}
+
+fn entries(inner: &Mutex<Inner>) -> Vec<Entry> {
+    inner.lock().map(|i| i.entries.clone()).unwrap_or_default()
+}
+
+/// Sends `c()` to every running neighbor at `peer`; false when none.
+fn to_peer(inner: &Mutex<Inner>, peer: IpAddr, c: impl Fn() -> Command) -> bool {
+    let mut found = false;
+    for e in entries(inner) {
+        if e.peer == Some(peer) {
+            if let Some(tx) = &e.commands {
+                found |= tx.send(c()).is_ok();
+            }
+        }
+    }
+    found
 }
 
 /// Reads a `nodeLookup` file (YAML: node name → list of peer addresses)
@@ -294,17 +313,14 @@ impl Speaker {
             router_id: cfg.router_id,
             vips,
             options,
-            inner: Mutex::default(),
+            inner: Arc::default(),
         };
         speaker.sync(cfg, node, ports);
         speaker
     }
 
     fn entries(&self) -> Vec<Entry> {
-        self.inner
-            .lock()
-            .map(|i| i.entries.clone())
-            .unwrap_or_default()
+        entries(&self.inner)
     }
 
     fn commands(&self) -> Vec<mpsc::UnboundedSender<Command>> {
@@ -386,15 +402,7 @@ impl Speaker {
     }
 
     fn to_peer(&self, peer: IpAddr, c: impl Fn() -> Command) -> bool {
-        let mut found = false;
-        for e in self.entries() {
-            if e.peer == Some(peer) {
-                if let Some(tx) = &e.commands {
-                    found |= tx.send(c()).is_ok();
-                }
-            }
-        }
-        found
+        to_peer(&self.inner, peer, c)
     }
 
     /// BFD says `peer` is down: its session goes down at once, without a
@@ -409,25 +417,21 @@ impl Speaker {
         self.to_peer(peer, || Command::PeerUp)
     }
 
-    /// The RFC 5882 coupling for the BFD monitor: `(peer, up)` calls
-    /// [`Speaker::peer_down`] / [`Speaker::peer_up`].
-    pub fn coupling(&self) -> Box<dyn Fn(IpAddr, bool) + Send + Sync> {
-        let peers: Vec<(IpAddr, mpsc::UnboundedSender<Command>)> = self
-            .entries()
-            .into_iter()
-            .filter_map(|e| Some((e.peer?, e.commands?)))
-            .collect();
-        Box::new(move |peer, up| {
-            for (p, tx) in &peers {
-                if *p == peer {
-                    let _ = tx.send(if up {
-                        Command::PeerUp
-                    } else {
-                        Command::PeerDown
-                    });
+    /// The RFC 5882 coupling: a path failure of a peer's BFD session is
+    /// [`Speaker::peer_down`], the session coming Up [`Speaker::peer_up`],
+    /// for the neighbors running when the change arrives (a reload's
+    /// included). A task follows `changes` until the channel closes.
+    pub fn follow_bfd(&self, mut changes: mpsc::UnboundedReceiver<BfdChange>) {
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            while let Some(c) = changes.recv().await {
+                if c.down {
+                    to_peer(&inner, c.peer, || Command::PeerDown);
+                } else if c.up {
+                    to_peer(&inner, c.peer, || Command::PeerUp);
                 }
             }
-        })
+        });
     }
 
     /// `pollux show bgp summary --json`.

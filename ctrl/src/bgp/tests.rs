@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bgp::testing::{self, Expected, When};
 use bgp::{Context, Message};
-use dataplane::api::{PortSpec, SelfIp};
+use dataplane::api::{BfdState, PortSpec, SelfIp};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -319,12 +319,28 @@ async fn two_speakers_peer_advertise_withdraw_gate_and_drain() {
     .await;
     assert_eq!(a.summary_json()["neighbors"][0]["prefixes_advertised"], 1);
 
-    // BFD down: at once, and stays down while B keeps trying.
+    // BFD down (the message the events task sends): at once, and stays
+    // down while B keeps trying.
     let before = neighbor_json(&b)["established_transitions"]
         .as_u64()
         .unwrap();
     let notifications = neighbor_json(&a)["messages_sent"]["notification"].clone();
-    assert!(a.peer_down(ip("127.0.0.2")));
+    let (bfd, changes) = tokio::sync::mpsc::unbounded_channel();
+    a.follow_bfd(changes);
+    let change = |from, to, up, down| crate::events::BfdChange {
+        peer: ip("127.0.0.2"),
+        from,
+        to,
+        up,
+        down,
+    };
+    // The peer's AdminDown (its drain) is no path failure: nothing moves.
+    bfd.send(change(BfdState::Up, BfdState::Down, false, false))
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(established(&a), "AdminDown took the session down");
+    bfd.send(change(BfdState::Up, BfdState::Down, false, true))
+        .unwrap();
     assert!(!a.peer_down(ip("127.0.0.9")), "unknown peer");
     until("A down", 2, || (!established(&a)).then_some(())).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -335,7 +351,9 @@ async fn two_speakers_peer_advertise_withdraw_gate_and_drain() {
         neighbor_json(&a)["messages_sent"]["notification"],
         notifications
     );
-    assert!(a.peer_up(ip("127.0.0.2")));
+    bfd.send(change(BfdState::Init, BfdState::Up, true, false))
+        .unwrap();
+    assert!(!a.peer_up(ip("127.0.0.9")), "unknown peer");
     until("Established again", 10, || {
         (established(&a) && established(&b)).then_some(())
     })
