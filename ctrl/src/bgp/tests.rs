@@ -640,8 +640,12 @@ async fn max_prefixes_ends_the_session_with_cease_1() {
         "Cease / Maximum Number of Prefixes Reached"
     );
     assert_eq!(n.data, vec![0, 1, 1, 0, 0, 0, 2], "AFI 1, SAFI 1, limit 2");
-    let nj = neighbor_json(&speaker);
-    assert_eq!(nj["max_prefixes_reached"], 1, "{nj}");
+    // The neighbor task counts it just after sending the NOTIFICATION.
+    let nj = until("max_prefixes_reached counted", 2, || {
+        let nj = neighbor_json(&speaker);
+        (nj["max_prefixes_reached"] == 1).then_some(nj)
+    })
+    .await;
     assert_eq!(nj["prefixes_received"], 0, "{nj}");
 }
 
