@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{Config, PeerAddress};
 use crate::events::BfdChange;
-use crate::metrics::Encoder;
+use crate::render::metrics::Encoder;
 use crate::state::State as Ctrl;
 
 /// The BFD peers of a configuration (nodeLookup resolved for this node).

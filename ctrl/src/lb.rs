@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 
 use crate::config::{Config, Protocol, Snat, VirtualServer};
 use crate::health::{self, Health};
-use crate::metrics::Encoder;
+use crate::render::metrics::Encoder;
 use crate::state::State;
 
 /// The self IP that `snat: automap` uses for `vs`: the one, of the VIP's

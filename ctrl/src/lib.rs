@@ -2,7 +2,6 @@
 //! management API and metrics. `unsafe` is forbidden here.
 #![forbid(unsafe_code)]
 
-pub mod api;
 pub mod bfd;
 pub mod bgp;
 pub mod config;
@@ -10,10 +9,9 @@ pub mod events;
 pub mod health;
 pub mod kernel;
 pub mod lb;
-pub mod metrics;
 pub mod pod;
 pub mod reload;
+pub mod render;
 pub mod run;
 pub mod scaleout;
-pub mod show;
 pub mod state;

@@ -223,7 +223,7 @@ fn operate(name: &str, target: &Target, req: serde_json::Value) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    match ctrl::api::request(&socket, &req) {
+    match ctrl::render::api::request(&socket, &req) {
         Ok(v) => {
             if let Some(m) = v.get("message").and_then(serde_json::Value::as_str) {
                 println!("{m}");
@@ -343,13 +343,13 @@ fn show(what: &str, json: bool, api: Option<PathBuf>, config: Option<PathBuf>) -
         Err(code) => return code,
     };
     let query = what.replace(' ', "-");
-    match ctrl::api::query(&socket, &query) {
+    match ctrl::render::api::query(&socket, &query) {
         Ok(v) if json => {
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             ExitCode::SUCCESS
         }
         Ok(v) => {
-            print!("{}", ctrl::show::render(&query, &v));
+            print!("{}", ctrl::render::show::render(&query, &v));
             ExitCode::SUCCESS
         }
         Err(e) => {

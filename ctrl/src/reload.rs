@@ -35,7 +35,7 @@ use serde_json::{json, Value};
 
 use crate::config::{self, Config, HostFacts, VirtualServer};
 use crate::lb::{self, Disabled, Layout};
-use crate::metrics::Encoder;
+use crate::render::metrics::Encoder;
 use crate::state::State;
 
 /// What the operator and the reloads changed, beside the configuration.

@@ -12,8 +12,9 @@ use dataplane::api::Dataplane;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::Config;
+use crate::kernel;
+use crate::render::{api, metrics};
 use crate::state::State;
-use crate::{api, kernel, metrics};
 
 /// How `run` ended.
 #[derive(Debug, PartialEq, Eq)]

@@ -42,7 +42,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::{Bgp, Neighbor};
 use crate::events::BfdChange;
-use crate::metrics::Encoder;
+use crate::render::metrics::Encoder;
 use neighbor::{Command, Status};
 pub use policy::{configured_vips, follow_health, healthy_vips, VipSet};
 

@@ -34,8 +34,8 @@ pub const QUERIES: &[&str] = &[
 /// Answers one query from the current state.
 pub fn answer(state: &State, query: &str) -> Value {
     match query {
-        "interfaces" => state.interfaces_json(),
-        "stats" => state.stats_json(),
+        "interfaces" => super::ports::interfaces_json(state),
+        "stats" => super::ports::stats_json(state),
         "bfd-sessions" => crate::bfd::show_json(state),
         "virtual-servers" => crate::lb::show_json(state),
         "config" => crate::reload::show_json(state),
