@@ -36,7 +36,7 @@ pub fn answer(state: &State, query: &str) -> Value {
     match query {
         "interfaces" => super::ports::interfaces_json(state),
         "stats" => super::ports::stats_json(state),
-        "bfd-sessions" => crate::bfd::show_json(state),
+        "bfd-sessions" => super::bfd::show_json(state),
         "virtual-servers" => crate::lb::show_json(state),
         "config" => crate::reload::show_json(state),
         "connections" => crate::lb::connections_json(state),

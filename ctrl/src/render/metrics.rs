@@ -144,7 +144,7 @@ pub fn scrape(state: &State) -> String {
     };
     super::ports::metrics(&stats, inst, &mut e);
     crate::lb::metrics(state, &mut e);
-    crate::bfd::metrics(state, &mut e);
+    super::bfd::metrics(state, &mut e);
     crate::reload::metrics(state, &mut e);
     if let Some(b) = &state.bgp {
         b.metrics(&mut e, inst);

@@ -8,6 +8,7 @@
 //! stable (`docs/api.md`, `docs/metrics.md`).
 
 pub mod api;
+mod bfd;
 pub mod metrics;
 mod ports;
 pub mod show;
