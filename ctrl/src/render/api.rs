@@ -37,9 +37,9 @@ pub fn answer(state: &State, query: &str) -> Value {
         "interfaces" => super::ports::interfaces_json(state),
         "stats" => super::ports::stats_json(state),
         "bfd-sessions" => super::bfd::show_json(state),
-        "virtual-servers" => crate::lb::show_json(state),
+        "virtual-servers" => super::lb::show_json(state),
         "config" => crate::reload::show_json(state),
-        "connections" => crate::lb::connections_json(state),
+        "connections" => super::lb::connections_json(state),
         "bgp-summary" | "bgp-neighbors" | "bgp-routes" => match &state.bgp {
             Some(b) if query == "bgp-summary" => b.summary_json(),
             Some(b) if query == "bgp-neighbors" => b.neighbors_json(),

@@ -143,7 +143,7 @@ pub fn scrape(state: &State) -> String {
         return e.finish();
     };
     super::ports::metrics(&stats, inst, &mut e);
-    crate::lb::metrics(state, &mut e);
+    super::lb::metrics(state, &mut e);
     super::bfd::metrics(state, &mut e);
     crate::reload::metrics(state, &mut e);
     if let Some(b) = &state.bgp {
