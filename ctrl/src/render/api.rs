@@ -38,7 +38,7 @@ pub fn answer(state: &State, query: &str) -> Value {
         "stats" => super::ports::stats_json(state),
         "bfd-sessions" => super::bfd::show_json(state),
         "virtual-servers" => super::lb::show_json(state),
-        "config" => crate::reload::show_json(state),
+        "config" => super::config::show_json(state),
         "connections" => super::lb::connections_json(state),
         "bgp-summary" | "bgp-neighbors" | "bgp-routes" => match &state.bgp {
             Some(b) if query == "bgp-summary" => b.summary_json(),

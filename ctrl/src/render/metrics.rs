@@ -145,7 +145,7 @@ pub fn scrape(state: &State) -> String {
     super::ports::metrics(&stats, inst, &mut e);
     super::lb::metrics(state, &mut e);
     super::bfd::metrics(state, &mut e);
-    crate::reload::metrics(state, &mut e);
+    super::config::metrics(state, &mut e);
     if let Some(b) = &state.bgp {
         b.metrics(&mut e, inst);
     }

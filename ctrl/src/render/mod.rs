@@ -9,6 +9,7 @@
 
 pub mod api;
 mod bfd;
+mod config;
 mod lb;
 pub mod metrics;
 mod ports;
