@@ -17,6 +17,9 @@ use tokio::sync::watch;
 
 use super::*;
 use crate::config::{Bgp, Neighbor, PeerAddress};
+// What operators read of a speaker (the tests check it; the speaker
+// itself renders nothing).
+use crate::render::bgp::{neighbors_json, routes_json, summary_json};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -251,7 +254,7 @@ async fn until<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T 
 }
 
 fn neighbor_json(s: &Speaker) -> Value {
-    s.neighbors_json()["neighbors"][0].clone()
+    neighbors_json(s)["neighbors"][0].clone()
 }
 
 fn established(s: &Speaker) -> bool {
@@ -295,7 +298,7 @@ async fn two_speakers_peer_advertise_withdraw_gate_and_drain() {
         (neighbor_json(&b)["prefixes_received"] == 2).then_some(())
     })
     .await;
-    let routes = a.routes_json();
+    let routes = routes_json(&a);
     let r = routes["routes"].as_array().unwrap();
     assert_eq!(r.len(), 2, "{routes}");
     assert_eq!(r[0]["prefix"], "192.0.2.10/32");
@@ -317,7 +320,7 @@ async fn two_speakers_peer_advertise_withdraw_gate_and_drain() {
         (neighbor_json(&b)["prefixes_received"] == 1).then_some(())
     })
     .await;
-    assert_eq!(a.summary_json()["neighbors"][0]["prefixes_advertised"], 1);
+    assert_eq!(summary_json(&a)["neighbors"][0]["prefixes_advertised"], 1);
 
     // BFD down (the message the events task sends): at once, and stays
     // down while B keeps trying.
@@ -720,7 +723,7 @@ async fn ttl_security_refuses_segments_below_ttl_255() {
 }
 
 fn neighbor_by(s: &Speaker, addr: &str) -> Option<Value> {
-    s.neighbors_json()["neighbors"]
+    neighbors_json(s)["neighbors"]
         .as_array()
         .unwrap()
         .iter()
@@ -748,7 +751,7 @@ async fn sync_adds_changes_and_removes_neighbors_touching_nothing_else() {
         options(p),
     );
     let b = Speaker::start_with(&b_cfg(vec![]), None, &b_ports, b_rx, options(p));
-    assert!(b.neighbors_json()["neighbors"]
+    assert!(neighbors_json(&b)["neighbors"]
         .as_array()
         .unwrap()
         .is_empty());

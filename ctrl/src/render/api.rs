@@ -41,9 +41,9 @@ pub fn answer(state: &State, query: &str) -> Value {
         "config" => super::config::show_json(state),
         "connections" => super::lb::connections_json(state),
         "bgp-summary" | "bgp-neighbors" | "bgp-routes" => match &state.bgp {
-            Some(b) if query == "bgp-summary" => b.summary_json(),
-            Some(b) if query == "bgp-neighbors" => b.neighbors_json(),
-            Some(b) => b.routes_json(),
+            Some(b) if query == "bgp-summary" => super::bgp::summary_json(b),
+            Some(b) if query == "bgp-neighbors" => super::bgp::neighbors_json(b),
+            Some(b) => super::bgp::routes_json(b),
             None => json!({ "error": "BGP is not configured (no bgp section)" }),
         },
         other => {

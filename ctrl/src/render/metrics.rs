@@ -147,7 +147,7 @@ pub fn scrape(state: &State) -> String {
     super::bfd::metrics(state, &mut e);
     super::config::metrics(state, &mut e);
     if let Some(b) = &state.bgp {
-        b.metrics(&mut e, inst);
+        super::bgp::metrics(b, &mut e, inst);
     }
     e.finish()
 }

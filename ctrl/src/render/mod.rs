@@ -9,6 +9,7 @@
 
 pub mod api;
 mod bfd;
+pub mod bgp;
 mod config;
 mod lb;
 pub mod metrics;
