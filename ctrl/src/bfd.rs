@@ -1,7 +1,7 @@
 //! BFD as ctrl sees it: which peers get a session (every BGP neighbor with
 //! `bfd: true`), the sessions' history from the workers' events, and the
-//! drain (`show bfd sessions` and the metrics: `crate::render`). The sessions themselves run in the
-//! workers (the data plane's `bfd` module).
+//! drain (`show bfd sessions` and the metrics: `crate::render`). The
+//! sessions themselves run in the workers (the data plane's `bfd` module).
 //!
 //! RFC 5882 coupling: the changes reach BGP as typed messages
 //! (`crate::events`); a path failure tears the BGP session down without
@@ -13,12 +13,11 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dataplane::api::{BfdPeer, BfdState as State, BfdTimers as Timers};
+use dataplane::api::{BfdPeer, BfdState as State, BfdTimers as Timers, Dataplane};
 use tokio::sync::mpsc;
 
 use crate::config::{Config, PeerAddress};
 use crate::events::BfdChange;
-use crate::state::State as Ctrl;
 
 /// The BFD peers of a configuration (nodeLookup resolved for this node).
 pub fn peers(cfg: &Config) -> Result<Vec<BfdPeer>, String> {
@@ -92,14 +91,17 @@ impl Monitor {
 /// the shutdown for a failure. Returns once each session has sent two
 /// AdminDown packets — the peer has certainly processed the first before
 /// BGP's Cease — bounded by 2 s.
-pub async fn admin_down(state: &Ctrl) {
-    let sent = |dp: &dataplane::api::Dataplane| -> Vec<u64> {
+pub async fn admin_down(dataplane: &Mutex<Option<Dataplane>>) {
+    fn with_dp<T>(dp: &Mutex<Option<Dataplane>>, f: impl FnOnce(&Dataplane) -> T) -> Option<T> {
+        dp.lock().ok()?.as_ref().map(f)
+    }
+    let sent = |dp: &Dataplane| -> Vec<u64> {
         dp.bfd_sessions()
             .iter()
             .map(|s| s.info.as_ref().map_or(0, |i| i.stats.tx_packets))
             .collect()
     };
-    let Some(before) = state.with_dp(|dp| {
+    let Some(before) = with_dp(dataplane, |dp| {
         dp.bfd_admin_down_all();
         sent(dp)
     }) else {
@@ -111,7 +113,7 @@ pub async fn admin_down(state: &Ctrl) {
     tracing::info!(sessions = before.len(), "BFD: AdminDown (drain)");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     while tokio::time::Instant::now() < deadline {
-        let done = state.with_dp(|dp| {
+        let done = with_dp(dataplane, |dp| {
             dp.bfd_sessions().iter().zip(&before).all(|(s, b)| {
                 s.info
                     .as_ref()

@@ -199,9 +199,9 @@ async fn drain_bgp(state: &State, wait: bool) {
                 Duration::ZERO
             };
             speaker
-                .drain_then(delay, crate::bfd::admin_down(state))
+                .drain_then(delay, crate::bfd::admin_down(&state.dataplane))
                 .await;
         }
-        _ => crate::bfd::admin_down(state).await,
+        _ => crate::bfd::admin_down(&state.dataplane).await,
     }
 }
