@@ -1,6 +1,10 @@
-//! ctrl sees the data plane through `dataplane::api` only (issue 16): every
-//! `dataplane::` path in ctrl's sources and tests goes through it. A type
-//! ctrl needs is re-exported there, so the contract stays one file.
+//! ctrl's layering (issue 16), checked on its sources:
+//! - ctrl sees the data plane through `dataplane::api` only: every
+//!   `dataplane::` path in ctrl's sources and tests goes through it. A type
+//!   ctrl needs is re-exported there, so the contract stays one file.
+//! - Rendering (`src/render/`) alone knows every subsystem: no subsystem
+//!   imports it; only the wiring (`lib.rs`, `main.rs`, `run.rs`) and test
+//!   code do.
 
 use std::path::Path;
 
@@ -57,6 +61,31 @@ fn ctrl_imports_only_dataplane_api() {
     assert!(
         bad.is_empty(),
         "ctrl reaches past dataplane::api:\n{}",
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn subsystems_do_not_import_render() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let wiring = ["lib.rs", "main.rs", "run.rs", "bgp/tests.rs"].map(|f| src.join(f));
+    let bad: Vec<String> = files
+        .iter()
+        .filter(|f| !f.starts_with(src.join("render")) && !wiring.contains(f))
+        .flat_map(|f| {
+            let text = std::fs::read_to_string(f).unwrap();
+            text.lines()
+                .enumerate()
+                .filter(|(_, l)| !l.trim_start().starts_with("//") && l.contains("render::"))
+                .map(|(n, l)| format!("{}:{}: {}", f.display(), n + 1, l.trim()))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "a subsystem imports render/:\n{}",
         bad.join("\n")
     );
 }
