@@ -1,24 +1,23 @@
 //! BFD as ctrl sees it: which peers get a session (every BGP neighbor with
-//! `bfd: true`), the events the workers push on their ring, and
-//! `show bfd sessions` / metrics. The sessions themselves run in the
-//! workers (`dataplane::bfd`).
+//! `bfd: true`), the sessions' history from the workers' events, and the
+//! drain (`show bfd sessions` and the metrics: `crate::render`). The
+//! sessions themselves run in the workers (the data plane's `bfd` module).
 //!
-//! RFC 5882 coupling: a session going Down calls the coupling hook at once
-//! (BGP tears the session down without waiting for its hold timer); the
-//! session coming Up lets BGP connect again.
+//! RFC 5882 coupling: the changes reach BGP as typed messages
+//! (`crate::events`); a path failure tears the BGP session down without
+//! waiting for its hold timer, the session coming Up lets BGP connect
+//! again.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dataplane::api::{BfdPeer, BfdSessionStatus};
-use dataplane::bfd::{State, Timers};
-use serde_json::{json, Value};
+use dataplane::api::{BfdPeer, BfdState as State, BfdTimers as Timers, Dataplane};
+use tokio::sync::mpsc;
 
 use crate::config::{Config, PeerAddress};
-use crate::metrics::Encoder;
-use crate::state::State as Ctrl;
+use crate::events::BfdChange;
 
 /// The BFD peers of a configuration (nodeLookup resolved for this node).
 pub fn peers(cfg: &Config) -> Result<Vec<BfdPeer>, String> {
@@ -54,34 +53,32 @@ pub fn peers(cfg: &Config) -> Result<Vec<BfdPeer>, String> {
 pub struct History {
     pub up: u64,
     pub down: u64,
-    pub last_change_ms: Option<u128>,
 }
 
-/// Called with (peer, up) on every Up and every Down.
-pub type Hook = Box<dyn Fn(IpAddr, bool) + Send + Sync>;
-
-#[derive(Default)]
+/// The sessions' history, kept from the BFD changes ([`Monitor::follow`]).
+#[derive(Debug, Default)]
 pub struct Monitor {
-    history: Mutex<HashMap<IpAddr, History>>,
-    hook: Mutex<Option<Hook>>,
-}
-
-impl std::fmt::Debug for Monitor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Monitor")
-            .field("history", &self.history)
-            .finish_non_exhaustive()
-    }
+    history: Arc<Mutex<HashMap<IpAddr, History>>>,
 }
 
 impl Monitor {
-    pub fn set_hook(&self, hook: Hook) {
-        if let Ok(mut h) = self.hook.lock() {
-            *h = Some(hook);
-        }
+    /// Counts each session's transitions to Up and its path failures
+    /// (RFC 5882), from `changes`, in a task of its own.
+    pub fn follow(&self, mut changes: mpsc::UnboundedReceiver<BfdChange>) {
+        let history = self.history.clone();
+        tokio::spawn(async move {
+            while let Some(c) = changes.recv().await {
+                if let Ok(mut h) = history.lock() {
+                    let e = h.entry(c.peer).or_default();
+                    e.up += u64::from(c.up);
+                    e.down += u64::from(c.down);
+                }
+            }
+        });
     }
 
-    fn history(&self, peer: IpAddr) -> History {
+    /// What happened to `peer`'s session so far.
+    pub fn history(&self, peer: IpAddr) -> History {
         self.history
             .lock()
             .ok()
@@ -90,60 +87,21 @@ impl Monitor {
     }
 }
 
-/// Drains the workers' event ring every millisecond: logs each change and
-/// calls the coupling hook.
-pub async fn watch(state: Arc<Ctrl>) {
-    let start = std::time::Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_millis(1));
-    loop {
-        tick.tick().await;
-        let events = {
-            let Ok(dp) = state.dataplane.lock() else {
-                return;
-            };
-            let Some(dp) = dp.as_ref() else { return };
-            dp.bfd_events()
-                .into_iter()
-                .map(|ev| (dp.bfd_peer_of(ev.local_discr), ev))
-                .collect::<Vec<_>>()
-        };
-        for (peer, ev) in events {
-            let Some(peer) = peer else { continue };
-            tracing::info!(%peer, from = ?ev.old, to = ?ev.new, diag = ?ev.diag, remote = ?ev.remote_state, "BFD session");
-            let up = ev.new == State::Up;
-            // RFC 5882 §3.2: AdminDown, ours (drain) or the peer's, is not
-            // a path failure: BGP closes in order instead.
-            let down =
-                ev.old == State::Up && ev.new == State::Down && ev.remote_state != State::AdminDown;
-            if let Ok(mut h) = state.bfd.history.lock() {
-                let e = h.entry(peer).or_default();
-                e.up += u64::from(up);
-                e.down += u64::from(down);
-                e.last_change_ms = Some(start.elapsed().as_millis());
-            }
-            if up || down {
-                if let Ok(hook) = state.bfd.hook.lock() {
-                    if let Some(hook) = hook.as_ref() {
-                        hook(peer, up);
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// Drain (RFC 5882 §3.2): every session AdminDown, so peers do not take
 /// the shutdown for a failure. Returns once each session has sent two
 /// AdminDown packets — the peer has certainly processed the first before
 /// BGP's Cease — bounded by 2 s.
-pub async fn admin_down(state: &Ctrl) {
-    let sent = |dp: &dataplane::api::Dataplane| -> Vec<u64> {
+pub async fn admin_down(dataplane: &Mutex<Option<Dataplane>>) {
+    fn with_dp<T>(dp: &Mutex<Option<Dataplane>>, f: impl FnOnce(&Dataplane) -> T) -> Option<T> {
+        dp.lock().ok()?.as_ref().map(f)
+    }
+    let sent = |dp: &Dataplane| -> Vec<u64> {
         dp.bfd_sessions()
             .iter()
             .map(|s| s.info.as_ref().map_or(0, |i| i.stats.tx_packets))
             .collect()
     };
-    let Some(before) = state.with_dp(|dp| {
+    let Some(before) = with_dp(dataplane, |dp| {
         dp.bfd_admin_down_all();
         sent(dp)
     }) else {
@@ -155,7 +113,7 @@ pub async fn admin_down(state: &Ctrl) {
     tracing::info!(sessions = before.len(), "BFD: AdminDown (drain)");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     while tokio::time::Instant::now() < deadline {
-        let done = state.with_dp(|dp| {
+        let done = with_dp(dataplane, |dp| {
             dp.bfd_sessions().iter().zip(&before).all(|(s, b)| {
                 s.info
                     .as_ref()
@@ -168,167 +126,4 @@ pub async fn admin_down(state: &Ctrl) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     tracing::warn!("BFD: not every AdminDown was sent within 2 s");
-}
-
-fn name(s: State) -> String {
-    format!("{s:?}")
-}
-
-fn session_json(s: &BfdSessionStatus, h: &History, ports: &[String]) -> Value {
-    let mut v = json!({ "peer": s.peer.to_string(), "port": ports.get(s.port), "up_transitions": h.up, "down_transitions": h.down, "last_change_unix_ns": s.last_change_unix_ns });
-    if let Some(i) = &s.info {
-        let m = v.as_object_mut().expect("object");
-        for (k, val) in [
-            ("state", json!(name(i.state))),
-            ("remote_state", json!(name(i.remote_state))),
-            ("local_discriminator", json!(i.local_discr)),
-            ("remote_discriminator", json!(i.remote_discr)),
-            ("diagnostic", json!(format!("{:?}", i.local_diag))),
-            ("remote_diagnostic", json!(format!("{:?}", i.remote_diag))),
-            (
-                "multihop",
-                json!(matches!(i.hop, dataplane::bfd::Hop::Multi { .. })),
-            ),
-            ("tx_interval_ms", json!(i.tx_interval_ns as f64 / 1e6)),
-            ("detection_time_ms", json!(i.detection_time_ns as f64 / 1e6)),
-            (
-                "local",
-                json!({ "desired_min_tx_ms": i.desired_min_tx_us as f64 / 1e3, "required_min_rx_ms": i.required_min_rx_us as f64 / 1e3, "multiplier": i.detect_mult }),
-            ),
-            (
-                "remote",
-                json!({ "desired_min_tx_ms": i.remote_desired_min_tx_us as f64 / 1e3, "required_min_rx_ms": i.remote_min_rx_us as f64 / 1e3, "multiplier": i.remote_detect_mult }),
-            ),
-        ] {
-            m.insert(k.into(), val);
-        }
-    } else {
-        v["state"] = json!("Down");
-    }
-    v
-}
-
-/// `pollux show bfd sessions --json`.
-pub fn show_json(state: &Ctrl) -> Value {
-    let Some((sessions, drops, rejected)) =
-        state.with_dp(|dp| (dp.bfd_sessions(), dp.bfd_drops(), dp.bfd_rejected_changes()))
-    else {
-        return json!({ "error": "the data plane is stopped" });
-    };
-    let ports: Vec<String> = state
-        .config
-        .load()
-        .dataplane
-        .ports
-        .iter()
-        .map(|p| p.name.clone())
-        .collect();
-    let list: Vec<Value> = sessions
-        .iter()
-        .map(|s| session_json(s, &state.bfd.history(s.peer), &ports))
-        .collect();
-    let drops: serde_json::Map<String, Value> = drops
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), json!(v)))
-        .collect();
-    json!({ "sessions": list, "drops": drops, "rejected_changes": rejected })
-}
-
-/// BFD metrics: state, transitions, detection time, drops by reason.
-pub fn metrics(state: &Ctrl, e: &mut Encoder) {
-    let cfg = state.config.load();
-    let inst = cfg.name.as_str();
-    let Some((sessions, drops)) = state.with_dp(|dp| (dp.bfd_sessions(), dp.bfd_drops())) else {
-        return;
-    };
-    e.family("bfd_session_up", "gauge", "1 while the BFD session is Up.");
-    for s in &sessions {
-        let up = s.info.as_ref().is_some_and(|i| i.state == State::Up);
-        e.sample(
-            "bfd_session_up",
-            &[("instance", inst), ("peer", &s.peer.to_string())],
-            u8::from(up),
-        );
-    }
-    e.family(
-        "bfd_session_transitions_total",
-        "counter",
-        "BFD transitions to Up and out of Up.",
-    );
-    for s in &sessions {
-        let h = state.bfd.history(s.peer);
-        let p = s.peer.to_string();
-        e.sample(
-            "bfd_session_transitions_total",
-            &[("instance", inst), ("peer", &p), ("to", "up")],
-            h.up,
-        );
-        e.sample(
-            "bfd_session_transitions_total",
-            &[("instance", inst), ("peer", &p), ("to", "down")],
-            h.down,
-        );
-    }
-    e.family(
-        "bfd_detection_time_seconds",
-        "gauge",
-        "Negotiated detection time.",
-    );
-    for s in &sessions {
-        let t = s
-            .info
-            .as_ref()
-            .map_or(0.0, |i| i.detection_time_ns as f64 / 1e9);
-        e.sample(
-            "bfd_detection_time_seconds",
-            &[("instance", inst), ("peer", &s.peer.to_string())],
-            t,
-        );
-    }
-    e.family(
-        "bfd_drops_total",
-        "counter",
-        "BFD packets discarded (RFC 5880 §6.8.6), by reason.",
-    );
-    for (reason, n) in drops {
-        e.sample(
-            "bfd_drops_total",
-            &[("instance", inst), ("reason", reason)],
-            n,
-        );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn session_json_dates_the_last_change() {
-        let mut s = BfdSessionStatus {
-            peer: "10.0.0.1".parse().unwrap(),
-            port: 0,
-            info: None,
-            last_change_unix_ns: None,
-        };
-        let h = History {
-            up: 1,
-            down: 2,
-            last_change_ms: None,
-        };
-        let ports = ["ext".to_string()];
-        let v = session_json(&s, &h, &ports);
-        assert_eq!(v["last_change_unix_ns"], Value::Null);
-        assert_eq!(
-            (v["state"].as_str(), v["down_transitions"].as_u64()),
-            (Some("Down"), Some(2))
-        );
-        s.last_change_unix_ns = Some(1_800_000_000_123_456_789);
-        let v = session_json(&s, &h, &ports);
-        // Exact in JSON (an integer, not a float).
-        assert_eq!(
-            v["last_change_unix_ns"].as_u64(),
-            Some(1_800_000_000_123_456_789)
-        );
-    }
 }

@@ -77,8 +77,7 @@ pub fn configure(cfg: &Config) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use dataplane::api::{PollMode, PortSpec, StaticRoute, WorkerSpec};
-    use dataplane::host::{Prefix, SelfIp};
+    use dataplane::api::{PollMode, PortSpec, Prefix, SelfIp, StaticRoute, WorkerSpec};
 
     use super::*;
 

@@ -2,18 +2,17 @@
 //! management API and metrics. `unsafe` is forbidden here.
 #![forbid(unsafe_code)]
 
-pub mod api;
 pub mod bfd;
 pub mod bgp;
 pub mod capture;
 pub mod config;
+pub mod events;
 pub mod health;
 pub mod kernel;
 pub mod lb;
-pub mod metrics;
 pub mod pod;
 pub mod reload;
+pub mod render;
 pub mod run;
 pub mod scaleout;
-pub mod show;
 pub mod state;

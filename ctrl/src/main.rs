@@ -281,7 +281,10 @@ fn capture(target: &Target, file: &Path, req: serde_json::Value) -> ExitCode {
         let socket = socket.clone();
         std::thread::spawn(move || {
             if sigs.wait().is_ok() {
-                let _ = ctrl::api::request(&socket, &serde_json::json!({ "do": "capture-stop" }));
+                let _ = ctrl::render::api::request(
+                    &socket,
+                    &serde_json::json!({ "do": "capture-stop" }),
+                );
             }
             // A second one: give up at once.
             if sigs.wait().is_ok() {
@@ -342,7 +345,7 @@ fn operate(name: &str, target: &Target, req: serde_json::Value) -> ExitCode {
         Ok(s) => s,
         Err(code) => return code,
     };
-    match ctrl::api::request(&socket, &req) {
+    match ctrl::render::api::request(&socket, &req) {
         Ok(v) => {
             if let Some(m) = v.get("message").and_then(serde_json::Value::as_str) {
                 println!("{m}");
@@ -462,13 +465,13 @@ fn show(what: &str, json: bool, api: Option<PathBuf>, config: Option<PathBuf>) -
         Err(code) => return code,
     };
     let query = what.replace(' ', "-");
-    match ctrl::api::query(&socket, &query) {
+    match ctrl::render::api::query(&socket, &query) {
         Ok(v) if json => {
             println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
             ExitCode::SUCCESS
         }
         Ok(v) => {
-            print!("{}", ctrl::show::render(&query, &v));
+            print!("{}", ctrl::render::show::render(&query, &v));
             ExitCode::SUCCESS
         }
         Err(e) => {

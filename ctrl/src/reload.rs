@@ -35,7 +35,6 @@ use serde_json::{json, Value};
 
 use crate::config::{self, Config, HostFacts, VirtualServer};
 use crate::lb::{self, Disabled, Layout};
-use crate::metrics::Encoder;
 use crate::state::State;
 
 /// What the operator and the reloads changed, beside the configuration.
@@ -336,7 +335,9 @@ pub fn reload(state: &State, path: Option<&Path>, why: &str) -> Result<Outcome, 
     r
 }
 
-fn lock(state: &State) -> std::sync::MutexGuard<'_, Ops> {
+/// The reloads' record and the operator's overrides (a poisoned lock is
+/// still read: each update is one assignment).
+pub fn lock(state: &State) -> std::sync::MutexGuard<'_, Ops> {
     state
         .ops
         .lock()
@@ -385,7 +386,6 @@ fn try_reload(state: &State, path: &Path) -> Result<Outcome, Refused> {
     }
     if let (true, Some(speaker), Some(bgp)) = (d.bgp, &state.bgp, &new.bgp) {
         changes.extend(speaker.sync(bgp, new.node_name.as_deref(), &new.dataplane.ports));
-        state.bfd.set_hook(speaker.coupling());
     }
     if changes.is_empty() {
         return Ok(Outcome::Unchanged {
@@ -619,64 +619,11 @@ fn drain(state: &State, vs: Option<&str>, on: bool) -> Result<String, String> {
     Ok(msg)
 }
 
-/// `pollux show config --json`.
-pub fn show_json(state: &State) -> Value {
-    let cfg = state.config.load();
-    let ops = lock(state);
-    json!({
-        "instance": cfg.name,
-        "path": ops.path.display().to_string(),
-        "generation": ops.generation,
-        "loaded_unix_ms": ops.loaded_unix_ms,
-        "virtual_servers": cfg.virtual_servers.len(),
-        "bgp_neighbors": cfg.bgp.as_ref().map_or(0, |b| b.neighbors.len()),
-        "retired_slots": ops.layout.retired(),
-        "disabled_members": ops.disabled.iter().map(|(n, a, p)| json!({ "vs": n, "member": SocketAddr::new(*a, *p).to_string() })).collect::<Vec<_>>(),
-        "drained_virtual_servers": ops.drained.iter().collect::<Vec<_>>(),
-        "reloads": { "applied": ops.reloads[0], "unchanged": ops.reloads[1], "refused": ops.reloads[2] },
-        "last_reload": ops.last.as_ref().map(|(r, m, t)| json!({ "result": r, "message": m, "unix_ms": t })),
-    })
-}
-
 /// Whether member `(addr, port)` of `vs` is disabled, and whether `vs` is
 /// drained (for `show virtual-servers`).
 pub fn overrides(state: &State) -> (Disabled, BTreeSet<String>) {
     let ops = lock(state);
     (ops.disabled.clone(), ops.drained.clone())
-}
-
-/// The configuration's metrics.
-pub fn metrics(state: &State, e: &mut Encoder) {
-    let inst = state.config.load().name.clone();
-    let ops = lock(state);
-    e.family(
-        "config_generation",
-        "gauge",
-        "Generation of the running configuration (1 at start, +1 per applied reload).",
-    )
-    .sample("config_generation", &[("instance", &inst)], ops.generation);
-    e.family(
-        "config_loaded_timestamp_seconds",
-        "gauge",
-        "When the running configuration was loaded (Unix time).",
-    )
-    .sample(
-        "config_loaded_timestamp_seconds",
-        &[("instance", &inst)],
-        ops.loaded_unix_ms as f64 / 1e3,
-    );
-    e.family(
-        "config_reloads_total",
-        "counter",
-        "Reload attempts by result.",
-    );
-    for (i, r) in ["applied", "unchanged", "refused"].iter().enumerate() {
-        e.sample(
-            "config_reloads_total",
-            &[("instance", &inst), ("result", r)],
-            ops.reloads[i],
-        );
-    }
 }
 
 #[cfg(test)]

@@ -12,8 +12,9 @@ use dataplane::api::Dataplane;
 use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::Config;
+use crate::kernel;
+use crate::render::{api, metrics};
 use crate::state::State;
-use crate::{api, kernel, metrics};
 
 /// How `run` ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -31,7 +32,7 @@ pub fn run(mut config: Config, path: PathBuf) -> anyhow::Result<Exit> {
     let host = crate::config::HostFacts::probe();
     config.dataplane.bfd =
         crate::bfd::peers(&config).map_err(|e| anyhow::anyhow!("BFD peers: {e}"))?;
-    tracing::info!(instance = %config.name, dpdk = dataplane::dpdk::version(), eal = ?config.dataplane.eal_args(), "starting");
+    tracing::info!(instance = %config.name, dpdk = dataplane::api::dpdk_version(), eal = ?config.dataplane.eal_args(), "starting");
     // Health-checked members start down; the workers' first table says so.
     let vs = crate::lb::table(&config, &Default::default())
         .context("building the virtual-server table")?;
@@ -64,8 +65,16 @@ pub fn run(mut config: Config, path: PathBuf) -> anyhow::Result<Exit> {
             &cfg.dataplane.ports,
             state.vips.subscribe(),
         );
-        state.bfd.set_hook(speaker.coupling());
         state.bgp = Some(speaker);
+    }
+    // The workers' BFD changes, as messages to BGP and the BFD history.
+    let mut events = crate::events::Subscribers::default();
+    state.bfd.follow(events.bfd());
+    if let Some(speaker) = &state.bgp {
+        speaker.follow_bfd(events.bfd());
+    }
+    if let Some(ring) = state.with_dp(|dp| dp.bfd_events()) {
+        drop(tokio::spawn(crate::events::pump(ring, events)));
     }
     let state = Arc::new(state);
     // The workers' table and the VIP set follow the health verdicts, the
@@ -116,7 +125,6 @@ async fn control(state: Arc<State>) -> anyhow::Result<Exit> {
     let listener = api::bind(&cfg.api.socket)
         .with_context(|| format!("api.socket {}", cfg.api.socket.display()))?;
     tokio::spawn(api::serve(listener, state.clone()));
-    tokio::spawn(crate::bfd::watch(state.clone()));
     if let Some(addr) = cfg.api.metrics {
         metrics::serve(addr, cfg.api.metrics_interface.as_deref(), state.clone())
             .await
@@ -191,9 +199,9 @@ async fn drain_bgp(state: &State, wait: bool) {
                 Duration::ZERO
             };
             speaker
-                .drain_then(delay, crate::bfd::admin_down(state))
+                .drain_then(delay, crate::bfd::admin_down(&state.dataplane))
                 .await;
         }
-        _ => crate::bfd::admin_down(state).await,
+        _ => crate::bfd::admin_down(&state.dataplane).await,
     }
 }

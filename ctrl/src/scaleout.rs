@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dataplane::lb::SecondChance;
+use dataplane::api::SecondChance;
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 

@@ -42,7 +42,7 @@ fn static_neighbors_and_punt_rate_are_validated() {
     assert!(cfg.dataplane.ports[0].neighbors.is_empty());
     assert_eq!(
         cfg.dataplane.ports[0].punt_rate,
-        dataplane::host::policer::DEFAULT_RATE
+        dataplane::api::DEFAULT_PUNT_RATE
     );
 }
 

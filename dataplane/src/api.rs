@@ -19,18 +19,31 @@ use arc_swap::ArcSwap;
 use crossbeam::queue::ArrayQueue;
 
 use crate::bfd::{self, PeerKey, RxCounters, SessionInfo, SessionTable, StateChange};
-use crate::lb::{L4Config, Steering, VsTable, L4};
-use crate::worker::{BfdIo, L4Snapshot, News, Parcel, Rings, SharedL4, RING};
+use crate::lb::{L4Config, Steering, L4};
+use crate::worker::{BfdIo, News, Parcel, Rings, SharedL4, RING};
 
 use crate::capture::{self, Record};
 use crate::counters::{PortCounters, SharedPort, SharedWorker, WorkerCounters};
-use crate::dpdk::{self, Eal, Mempool, Port, PortStats, RxQueue, TxBuffer, TxQueue};
-use crate::host::{Fib, Host, Prefix, Route, SelfIp};
-use crate::wire::Mac;
+use crate::dpdk::{self, Eal, Mempool, Port, RxQueue, TxBuffer, TxQueue};
+use crate::host::{Fib, Host, Route};
 use crate::worker::{Worker, WorkerPort};
 
+// The contract's vocabulary: the types and constants of the data plane's
+// modules that ctrl names. ctrl imports this module and nothing else of
+// the crate (ctrl/tests/api_contract.rs checks).
+pub use crate::bfd::{
+    Hop as BfdHop, State as BfdState, StateChange as BfdStateChange, Timers as BfdTimers,
+};
 pub use crate::capture::{Dir as CaptureDir, Filter as CaptureFilter, SNAP as CAPTURE_SNAP};
 pub use crate::counters::Drop;
+pub use crate::dpdk::{version as dpdk_version, PortStats};
+pub use crate::host::policer::DEFAULT_RATE as DEFAULT_PUNT_RATE;
+pub use crate::host::{Prefix, SelfIp};
+pub use crate::lb::{
+    L4Drop, MemberSpec, Proto, SecondChance, Snat, VsCounters, VsError, VsSpec, VsTable,
+};
+pub use crate::wire::Mac;
+pub use crate::worker::L4Snapshot;
 
 mod bfd_live;
 pub use bfd_live::BfdChanges;
@@ -115,6 +128,40 @@ pub struct BfdSessionStatus {
     /// `now` of the loop iteration that made it; a detection-time expiry is
     /// dated when the worker noticed it). `None` before the first change.
     pub last_change_unix_ns: Option<u64>,
+}
+
+/// The workers' BFD state changes, for ctrl's reader: a handle that
+/// needs no lock on the [`Dataplane`] (the workers cannot wake a tokio
+/// task; the reader polls [`BfdEvents::drain`]).
+#[derive(Debug, Clone)]
+pub struct BfdEvents {
+    ring: Arc<ArrayQueue<StateChange>>,
+    discrs: Arc<Mutex<bfd::discr::Discriminators>>,
+    shared: Arc<SharedBfd>,
+}
+
+impl BfdEvents {
+    /// The state changes since the last call, oldest first, each with its
+    /// configured peer. A change of a session removed since (a reload) has
+    /// no peer and is left out.
+    pub fn drain(&self) -> Vec<(IpAddr, StateChange)> {
+        let mut out = Vec::new();
+        while let Some(ev) = self.ring.pop() {
+            let discrs = lock(&self.discrs);
+            let peer = discrs.peer_of(ev.local_discr).and_then(|i| {
+                let sessions = self.shared.sessions.lock().ok()?;
+                sessions.get(i).map(|s| s.peer)
+            });
+            out.extend(peer.map(|p| (p, ev)));
+        }
+        out
+    }
+}
+
+/// A mutex's value even if a holder panicked (the maps it guards stay
+/// consistent: each update is one call).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A worker: the EAL lcore id it runs as and the CPU it is pinned to.
@@ -332,11 +379,13 @@ pub struct Dataplane {
     workers: Vec<(WorkerSpec, Arc<SharedWorker>, bool)>,
     interfaces: Vec<Interface>,
     tables: Arc<ArcSwap<Tables>>,
-    bfd_events: Arc<ArrayQueue<StateChange>>,
+    bfd_events: BfdEvents,
     bfd_commands: Vec<Arc<ArrayQueue<BfdCommand>>>,
     bfd_shared: Arc<SharedBfd>,
     /// Local discriminator → configured BFD peer (the values are random).
-    bfd_discrs: bfd::discr::Discriminators,
+    /// (Shared with [`BfdEvents`]; locked before `bfd_shared.sessions`
+    /// where both are.)
+    bfd_discrs: Arc<Mutex<bfd::discr::Discriminators>>,
     /// Each worker's clock, to date its BFD state changes.
     clocks: Vec<dpdk::Clock>,
     l4_shared: Vec<Arc<SharedL4>>,
@@ -493,6 +542,8 @@ impl Dataplane {
             ports.push((port, tap));
             pools.push(pool);
         }
+        let bfd_discrs: Arc<Mutex<bfd::discr::Discriminators>> = Arc::default();
+        let bfd_shared = Arc::new(SharedBfd::default());
         let mut dp = Dataplane {
             stop: Arc::new(AtomicBool::new(false)),
             failure: Arc::new(Mutex::new(None)),
@@ -521,10 +572,14 @@ impl Dataplane {
             captures: Vec::new(),
             capturing: Arc::new(AtomicBool::new(false)),
             capture_generation: AtomicU64::new(0),
-            bfd_events: Arc::new(ArrayQueue::new(4096)),
+            bfd_events: BfdEvents {
+                ring: Arc::new(ArrayQueue::new(4096)),
+                discrs: bfd_discrs.clone(),
+                shared: bfd_shared.clone(),
+            },
             bfd_commands: Vec::new(),
-            bfd_shared: Arc::new(SharedBfd::default()),
-            bfd_discrs: Default::default(),
+            bfd_shared,
+            bfd_discrs,
             clocks: Vec::new(),
             ports,
             pools,
@@ -636,7 +691,7 @@ impl Dataplane {
         let mut bfd = SessionTable::with_capacity(mine.len() + bfd::change::SPARE);
         for (i, peer) in mine {
             // RFC 5880 §6.3: unique per instance, random (bfd::discr).
-            let discr = self.bfd_discrs.fresh(i);
+            let discr = lock(&self.bfd_discrs).fresh(i);
             let sc = bfd_live::session_config(discr, peer);
             let key = PeerKey {
                 addr: peer.addr,
@@ -650,7 +705,7 @@ impl Dataplane {
         self.bfd_commands.push(commands.clone());
         let bfd_io = BfdIo {
             worker: w,
-            events: self.bfd_events.clone(),
+            events: self.bfd_events.ring.clone(),
             commands,
             shared: self.bfd_shared.clone(),
         };
@@ -825,15 +880,10 @@ impl Dataplane {
             .collect()
     }
 
-    /// The peer of the BFD session with local discriminator `discr`.
-    pub fn bfd_peer_of(&self, discr: u32) -> Option<IpAddr> {
-        let i = self.bfd_discrs.peer_of(discr)?;
-        self.bfd_shared.sessions.lock().ok()?.get(i).map(|s| s.peer)
-    }
-
-    /// BFD state changes since the last call, oldest first.
-    pub fn bfd_events(&self) -> Vec<StateChange> {
-        std::iter::from_fn(|| self.bfd_events.pop()).collect()
+    /// The workers' BFD event ring, for a reader of its own: it needs no
+    /// access to the [`Dataplane`] (see [`BfdEvents::drain`]).
+    pub fn bfd_events(&self) -> BfdEvents {
+        self.bfd_events.clone()
     }
 
     /// Every configured BFD session as its worker last published it, with

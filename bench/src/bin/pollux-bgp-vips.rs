@@ -120,7 +120,7 @@ fn epoch() -> f64 {
 /// The neighbor's state and advertised prefix count, from the speaker's
 /// own `show bgp summary` view.
 fn session(s: &Speaker) -> (String, u64) {
-    let v = s.summary_json();
+    let v = ctrl::render::bgp::summary_json(s);
     let n = &v["neighbors"][0];
     (
         n["state"].as_str().unwrap_or("").to_string(),

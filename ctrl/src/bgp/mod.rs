@@ -12,8 +12,8 @@
 //!      listener task   │Incoming  │Command: GracefulShutdown, Stop,
 //!      (self IP:179) ──┘          │         PeerDown/PeerUp (BFD)
 //!                                 │
-//!   Speaker: summary_json, neighbors_json, routes_json, metrics, drain,
-//!            peer_down, peer_up
+//!   Speaker: neighbors (+ Status), vips (read by crate::render), drain,
+//!            peer_down, peer_up; follow_bfd (a task: BfdChange → PeerDown/PeerUp)
 //! ```
 //!
 //! Sessions are kernel TCP sockets bound to the port's self IP in the
@@ -35,14 +35,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bgp::fsm::{self, GracefulRestartConfig, State};
-use bgp::MessageType;
 use dataplane::api::PortSpec;
-use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::{Bgp, Neighbor};
-use crate::metrics::Encoder;
-use neighbor::{Command, Status};
+use crate::events::BfdChange;
+use neighbor::Command;
+pub use neighbor::Status;
 pub use policy::{configured_vips, follow_health, healthy_vips, VipSet};
 
 /// The BGP port.
@@ -71,6 +70,16 @@ impl Default for Options {
             restart_min: neighbor::RESTART_MIN,
         }
     }
+}
+
+/// A configured neighbor as `show` and the metrics name it.
+#[derive(Debug, Clone)]
+pub struct NeighborView {
+    /// The peer's address, or the `nodeLookup` text when unresolved.
+    pub name: String,
+    pub remote_as: u32,
+    /// Why it does not run, when it does not.
+    pub error: Option<String>,
 }
 
 /// One configured neighbor: running, or why it is not.
@@ -105,7 +114,25 @@ pub struct Speaker {
     router_id: Ipv4Addr,
     vips: watch::Receiver<VipSet>,
     options: Options,
-    inner: Mutex<Inner>,
+    /// Shared with the task that follows BFD ([`Speaker::follow_bfd`]).
+    inner: Arc<Mutex<Inner>>,
+}
+
+fn entries(inner: &Mutex<Inner>) -> Vec<Entry> {
+    inner.lock().map(|i| i.entries.clone()).unwrap_or_default()
+}
+
+/// Sends `c()` to every running neighbor at `peer`; false when none.
+fn to_peer(inner: &Mutex<Inner>, peer: IpAddr, c: impl Fn() -> Command) -> bool {
+    let mut found = false;
+    for e in entries(inner) {
+        if e.peer == Some(peer) {
+            if let Some(tx) = &e.commands {
+                found |= tx.send(c()).is_ok();
+            }
+        }
+    }
+    found
 }
 
 /// Reads a `nodeLookup` file (YAML: node name → list of peer addresses)
@@ -222,51 +249,6 @@ fn fsm_config(cfg: &Bgp, n: &Neighbor, session_is_v6: bool) -> fsm::Config {
     c
 }
 
-fn state_name(s: State) -> &'static str {
-    match s {
-        State::Idle => "Idle",
-        State::Connect => "Connect",
-        State::Active => "Active",
-        State::OpenSent => "OpenSent",
-        State::OpenConfirm => "OpenConfirm",
-        State::Established => "Established",
-    }
-}
-
-/// RFC 4273 bgpPeerState numbering, for the metric.
-fn state_number(s: State) -> u8 {
-    match s {
-        State::Idle => 1,
-        State::Connect => 2,
-        State::Active => 3,
-        State::OpenSent => 4,
-        State::OpenConfirm => 5,
-        State::Established => 6,
-    }
-}
-
-const TYPES: [MessageType; 5] = [
-    MessageType::Open,
-    MessageType::Update,
-    MessageType::Notification,
-    MessageType::Keepalive,
-    MessageType::RouteRefresh,
-];
-
-fn type_name(t: MessageType) -> &'static str {
-    match t {
-        MessageType::Open => "open",
-        MessageType::Update => "update",
-        MessageType::Notification => "notification",
-        MessageType::Keepalive => "keepalive",
-        MessageType::RouteRefresh => "route_refresh",
-    }
-}
-
-fn uptime(s: &Status) -> u64 {
-    s.established_at.map_or(0, |t| t.elapsed().as_secs())
-}
-
 impl Speaker {
     /// Starts one task per neighbor address and one listener per self IP
     /// in use. Must run inside a tokio runtime. Neighbors that cannot run
@@ -294,17 +276,14 @@ impl Speaker {
             router_id: cfg.router_id,
             vips,
             options,
-            inner: Mutex::default(),
+            inner: Arc::default(),
         };
         speaker.sync(cfg, node, ports);
         speaker
     }
 
     fn entries(&self) -> Vec<Entry> {
-        self.inner
-            .lock()
-            .map(|i| i.entries.clone())
-            .unwrap_or_default()
+        entries(&self.inner)
     }
 
     fn commands(&self) -> Vec<mpsc::UnboundedSender<Command>> {
@@ -386,15 +365,7 @@ impl Speaker {
     }
 
     fn to_peer(&self, peer: IpAddr, c: impl Fn() -> Command) -> bool {
-        let mut found = false;
-        for e in self.entries() {
-            if e.peer == Some(peer) {
-                if let Some(tx) = &e.commands {
-                    found |= tx.send(c()).is_ok();
-                }
-            }
-        }
-        found
+        to_peer(&self.inner, peer, c)
     }
 
     /// BFD says `peer` is down: its session goes down at once, without a
@@ -409,283 +380,50 @@ impl Speaker {
         self.to_peer(peer, || Command::PeerUp)
     }
 
-    /// The RFC 5882 coupling for the BFD monitor: `(peer, up)` calls
-    /// [`Speaker::peer_down`] / [`Speaker::peer_up`].
-    pub fn coupling(&self) -> Box<dyn Fn(IpAddr, bool) + Send + Sync> {
-        let peers: Vec<(IpAddr, mpsc::UnboundedSender<Command>)> = self
-            .entries()
-            .into_iter()
-            .filter_map(|e| Some((e.peer?, e.commands?)))
-            .collect();
-        Box::new(move |peer, up| {
-            for (p, tx) in &peers {
-                if *p == peer {
-                    let _ = tx.send(if up {
-                        Command::PeerUp
-                    } else {
-                        Command::PeerDown
-                    });
+    /// The RFC 5882 coupling: a path failure of a peer's BFD session is
+    /// [`Speaker::peer_down`], the session coming Up [`Speaker::peer_up`],
+    /// for the neighbors running when the change arrives (a reload's
+    /// included). A task follows `changes` until the channel closes.
+    pub fn follow_bfd(&self, mut changes: mpsc::UnboundedReceiver<BfdChange>) {
+        let inner = self.inner.clone();
+        tokio::spawn(async move {
+            while let Some(c) = changes.recv().await {
+                if c.down {
+                    to_peer(&inner, c.peer, || Command::PeerDown);
+                } else if c.up {
+                    to_peer(&inner, c.peer, || Command::PeerUp);
                 }
             }
-        })
+        });
     }
 
-    /// `pollux show bgp summary --json`.
-    pub fn summary_json(&self) -> Value {
-        let neighbors: Vec<Value> = self
-            .statuses()
-            .into_iter()
-            .map(|(e, s)| match s {
-                Some(s) => json!({
-                    "address": e.name,
-                    "remote_as": e.remote_as,
-                    "state": state_name(s.state),
-                    "uptime_secs": uptime(&s),
-                    "messages_received": s.received.iter().sum::<u64>(),
-                    "messages_sent": s.sent.iter().sum::<u64>(),
-                    "prefixes_received": s.received_prefixes,
-                    "prefixes_advertised": s.advertised.len(),
-                    "error": s.last_error,
-                }),
-                None => json!({
-                    "address": e.name, "remote_as": e.remote_as, "state": "Idle",
-                    "uptime_secs": 0, "messages_received": 0, "messages_sent": 0,
-                    "prefixes_received": 0, "prefixes_advertised": 0, "error": e.error,
-                }),
-            })
-            .collect();
-        json!({
-            "router_id": self.router_id.to_string(),
-            "local_as": self.local_as,
-            "vips": self.vips.borrow().len(),
-            "neighbors": neighbors,
-        })
-    }
-
-    /// `pollux show bgp neighbors --json`.
-    pub fn neighbors_json(&self) -> Value {
-        let list: Vec<Value> = self
-            .statuses()
+    /// Every configured neighbor with its session's status (`None`: not
+    /// running; the view's `error` says why), for `show` and the metrics.
+    pub fn neighbors(&self) -> Vec<(NeighborView, Option<Status>)> {
+        self.statuses()
             .into_iter()
             .map(|(e, s)| {
-                let Some(s) = s else {
-                    return json!({ "address": e.name, "remote_as": e.remote_as, "state": "Idle", "error": e.error });
+                let view = NeighborView {
+                    name: e.name,
+                    remote_as: e.remote_as,
+                    error: e.error,
                 };
-                let by_type = |c: &[u64; 5]| -> Value {
-                    TYPES.iter().map(|t| (type_name(*t).to_string(), json!(c[usize::from(t.code() - 1)]))).collect::<serde_json::Map<_, _>>().into()
-                };
-                let negotiated = s.negotiated.as_ref().map(|n| {
-                    json!({
-                        "peer_as": n.peer_as,
-                        "peer_router_id": n.peer_id.to_string(),
-                        "ebgp": n.ebgp,
-                        "four_octet_as": n.four_octet_as,
-                        "hold_time": n.hold_time,
-                        "keepalive_time": n.keepalive_time,
-                        "families": n.families.iter().map(ToString::to_string).collect::<Vec<_>>(),
-                        "route_refresh": n.route_refresh,
-                        "graceful_restart": n.graceful_restart.as_ref().map(|g| json!({ "restart_time": g.restart_time })),
-                    })
-                });
-                json!({
-                    "address": e.name,
-                    "remote_as": e.remote_as,
-                    "local_address": s.local.to_string(),
-                    "state": state_name(s.state),
-                    "uptime_secs": uptime(&s),
-                    "last_change_secs_ago": s.last_change.elapsed().as_secs(),
-                    "established_transitions": s.established_transitions,
-                    "last_error": s.last_error,
-                    "messages_sent": by_type(&s.sent),
-                    "messages_received": by_type(&s.received),
-                    "prefixes_received": s.received_prefixes,
-                    "prefixes_advertised": s.advertised.len(),
-                    "treat_as_withdraw": s.treat_as_withdraw,
-                    "negotiated": negotiated,
-                    "md5": s.md5,
-                    "ttl": s.ttl,
-                    "ttl_security_min_ttl": s.min_ttl,
-                    "max_prefixes": s.max_prefixes,
-                    "max_prefixes_reached": s.max_prefixes_reached,
-                    "bfd_up": s.bfd_up,
-                    "draining": s.draining,
-                    "stopped": s.stopped,
-                    "held_down": s.held_down,
-                })
+                (view, s)
             })
-            .collect();
-        json!({ "neighbors": list })
+            .collect()
     }
 
-    /// `pollux show bgp routes --json`: the VIP set and what each session
-    /// advertises, with its attributes.
-    pub fn routes_json(&self) -> Value {
-        let vips: Vec<String> = self.vips.borrow().iter().map(ToString::to_string).collect();
-        let mut routes = Vec::new();
-        for (e, s) in self.statuses() {
-            let Some(s) = s else { continue };
-            let Some(a) = &s.attributes else { continue };
-            let as_path: Vec<u32> = if a.ebgp { vec![a.local_as] } else { vec![] };
-            let communities: Vec<String> = a.communities.iter().map(ToString::to_string).collect();
-            for p in s.advertised.iter() {
-                let nh = match p {
-                    bgp::Prefix::V4(_) => a.next_hop_v4.map(|n| n.to_string()),
-                    bgp::Prefix::V6(_) => a.next_hop_v6.map(|n| n.to_string()),
-                };
-                routes.push(json!({
-                    "prefix": p.to_string(),
-                    "neighbor": e.name,
-                    "next_hop": nh,
-                    "origin": "igp",
-                    "as_path": as_path,
-                    "local_pref": (!a.ebgp).then(|| a.local_pref.unwrap_or(100)),
-                    "communities": communities,
-                }));
-            }
-        }
-        json!({ "vips": vips, "routes": routes })
+    pub fn router_id(&self) -> Ipv4Addr {
+        self.router_id
     }
 
-    /// Appends the BGP metric families.
-    pub fn metrics(&self, e: &mut Encoder, instance: &str) {
-        let st = self.statuses();
-        let live: Vec<(&Entry, &Status)> = st
-            .iter()
-            .filter_map(|(e, s)| s.as_ref().map(|s| (e, s)))
-            .collect();
-        e.family(
-            "bgp_session_state",
-            "gauge",
-            "BGP FSM state (RFC 4273 numbering: 1 idle … 6 established).",
-        );
-        for (en, s) in &st {
-            let v = s.as_ref().map_or(1, |s| state_number(s.state));
-            e.sample(
-                "bgp_session_state",
-                &[("instance", instance), ("neighbor", &en.name)],
-                v,
-            );
-        }
-        e.family(
-            "bgp_session_established",
-            "gauge",
-            "1 while the BGP session is Established.",
-        );
-        for (en, s) in &st {
-            let v = s.as_ref().is_some_and(|s| s.state == State::Established);
-            e.sample(
-                "bgp_session_established",
-                &[("instance", instance), ("neighbor", &en.name)],
-                u8::from(v),
-            );
-        }
-        e.family(
-            "bgp_session_uptime_seconds",
-            "gauge",
-            "Seconds since the session became Established (0 when down).",
-        );
-        for (en, s) in &live {
-            e.sample(
-                "bgp_session_uptime_seconds",
-                &[("instance", instance), ("neighbor", &en.name)],
-                uptime(s),
-            );
-        }
-        e.family(
-            "bgp_established_transitions_total",
-            "counter",
-            "Times the session became Established.",
-        );
-        for (en, s) in &live {
-            e.sample(
-                "bgp_established_transitions_total",
-                &[("instance", instance), ("neighbor", &en.name)],
-                s.established_transitions,
-            );
-        }
-        for (name, help, get) in [
-            (
-                "bgp_messages_sent_total",
-                "BGP messages sent, by type.",
-                (|s: &Status| s.sent) as fn(&Status) -> [u64; 5],
-            ),
-            (
-                "bgp_messages_received_total",
-                "BGP messages received, by type.",
-                |s: &Status| s.received,
-            ),
-        ] {
-            e.family(name, "counter", help);
-            for (en, s) in &live {
-                let c = get(s);
-                for t in TYPES {
-                    e.sample(
-                        name,
-                        &[
-                            ("instance", instance),
-                            ("neighbor", &en.name),
-                            ("type", type_name(t)),
-                        ],
-                        c[usize::from(t.code() - 1)],
-                    );
-                }
-            }
-        }
-        e.family(
-            "bgp_prefixes_advertised",
-            "gauge",
-            "Routes the session advertises, by family.",
-        );
-        for (en, s) in &live {
-            let v4 = s
-                .advertised
-                .iter()
-                .filter(|p| matches!(p, bgp::Prefix::V4(_)))
-                .count();
-            let v6 = s.advertised.len() - v4;
-            e.sample(
-                "bgp_prefixes_advertised",
-                &[
-                    ("instance", instance),
-                    ("neighbor", &en.name),
-                    ("family", "ipv4"),
-                ],
-                v4,
-            );
-            e.sample(
-                "bgp_prefixes_advertised",
-                &[
-                    ("instance", instance),
-                    ("neighbor", &en.name),
-                    ("family", "ipv6"),
-                ],
-                v6,
-            );
-        }
-        e.family(
-            "bgp_prefixes_received",
-            "gauge",
-            "Routes the peer advertises to us.",
-        );
-        for (en, s) in &live {
-            e.sample(
-                "bgp_prefixes_received",
-                &[("instance", instance), ("neighbor", &en.name)],
-                s.received_prefixes,
-            );
-        }
-        e.family(
-            "bgp_treat_as_withdraw_total",
-            "counter",
-            "Malformed UPDATEs treated as withdraw (RFC 7606).",
-        );
-        for (en, s) in &live {
-            e.sample(
-                "bgp_treat_as_withdraw_total",
-                &[("instance", instance), ("neighbor", &en.name)],
-                s.treat_as_withdraw,
-            );
-        }
+    pub fn local_as(&self) -> u32 {
+        self.local_as
+    }
+
+    /// The VIPs advertised (those with a healthy member).
+    pub fn vips(&self) -> VipSet {
+        self.vips.borrow().clone()
     }
 
     /// True while at least one session is Established.

@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use bgp::testing::{self, Expected, When};
 use bgp::{Context, Message};
-use dataplane::api::PortSpec;
-use dataplane::host::SelfIp;
+use dataplane::api::{BfdState, PortSpec, SelfIp};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -18,6 +17,9 @@ use tokio::sync::watch;
 
 use super::*;
 use crate::config::{Bgp, Neighbor, PeerAddress};
+// What operators read of a speaker (the tests check it; the speaker
+// itself renders nothing).
+use crate::render::bgp::{neighbors_json, routes_json, summary_json};
 
 fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
@@ -252,7 +254,7 @@ async fn until<T>(what: &str, secs: u64, mut f: impl FnMut() -> Option<T>) -> T 
 }
 
 fn neighbor_json(s: &Speaker) -> Value {
-    s.neighbors_json()["neighbors"][0].clone()
+    neighbors_json(s)["neighbors"][0].clone()
 }
 
 fn established(s: &Speaker) -> bool {
@@ -296,7 +298,7 @@ async fn two_speakers_peer_advertise_withdraw_gate_and_drain() {
         (neighbor_json(&b)["prefixes_received"] == 2).then_some(())
     })
     .await;
-    let routes = a.routes_json();
+    let routes = routes_json(&a);
     let r = routes["routes"].as_array().unwrap();
     assert_eq!(r.len(), 2, "{routes}");
     assert_eq!(r[0]["prefix"], "192.0.2.10/32");
@@ -318,14 +320,30 @@ async fn two_speakers_peer_advertise_withdraw_gate_and_drain() {
         (neighbor_json(&b)["prefixes_received"] == 1).then_some(())
     })
     .await;
-    assert_eq!(a.summary_json()["neighbors"][0]["prefixes_advertised"], 1);
+    assert_eq!(summary_json(&a)["neighbors"][0]["prefixes_advertised"], 1);
 
-    // BFD down: at once, and stays down while B keeps trying.
+    // BFD down (the message the events task sends): at once, and stays
+    // down while B keeps trying.
     let before = neighbor_json(&b)["established_transitions"]
         .as_u64()
         .unwrap();
     let notifications = neighbor_json(&a)["messages_sent"]["notification"].clone();
-    assert!(a.peer_down(ip("127.0.0.2")));
+    let (bfd, changes) = tokio::sync::mpsc::unbounded_channel();
+    a.follow_bfd(changes);
+    let change = |from, to, up, down| crate::events::BfdChange {
+        peer: ip("127.0.0.2"),
+        from,
+        to,
+        up,
+        down,
+    };
+    // The peer's AdminDown (its drain) is no path failure: nothing moves.
+    bfd.send(change(BfdState::Up, BfdState::Down, false, false))
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(established(&a), "AdminDown took the session down");
+    bfd.send(change(BfdState::Up, BfdState::Down, false, true))
+        .unwrap();
     assert!(!a.peer_down(ip("127.0.0.9")), "unknown peer");
     until("A down", 2, || (!established(&a)).then_some(())).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -336,7 +354,9 @@ async fn two_speakers_peer_advertise_withdraw_gate_and_drain() {
         neighbor_json(&a)["messages_sent"]["notification"],
         notifications
     );
-    assert!(a.peer_up(ip("127.0.0.2")));
+    bfd.send(change(BfdState::Init, BfdState::Up, true, false))
+        .unwrap();
+    assert!(!a.peer_up(ip("127.0.0.9")), "unknown peer");
     until("Established again", 10, || {
         (established(&a) && established(&b)).then_some(())
     })
@@ -623,8 +643,12 @@ async fn max_prefixes_ends_the_session_with_cease_1() {
         "Cease / Maximum Number of Prefixes Reached"
     );
     assert_eq!(n.data, vec![0, 1, 1, 0, 0, 0, 2], "AFI 1, SAFI 1, limit 2");
-    let nj = neighbor_json(&speaker);
-    assert_eq!(nj["max_prefixes_reached"], 1, "{nj}");
+    // The neighbor task counts it just after sending the NOTIFICATION.
+    let nj = until("max_prefixes_reached counted", 2, || {
+        let nj = neighbor_json(&speaker);
+        (nj["max_prefixes_reached"] == 1).then_some(nj)
+    })
+    .await;
     assert_eq!(nj["prefixes_received"], 0, "{nj}");
 }
 
@@ -699,7 +723,7 @@ async fn ttl_security_refuses_segments_below_ttl_255() {
 }
 
 fn neighbor_by(s: &Speaker, addr: &str) -> Option<Value> {
-    s.neighbors_json()["neighbors"]
+    neighbors_json(s)["neighbors"]
         .as_array()
         .unwrap()
         .iter()
@@ -727,7 +751,7 @@ async fn sync_adds_changes_and_removes_neighbors_touching_nothing_else() {
         options(p),
     );
     let b = Speaker::start_with(&b_cfg(vec![]), None, &b_ports, b_rx, options(p));
-    assert!(b.neighbors_json()["neighbors"]
+    assert!(neighbors_json(&b)["neighbors"]
         .as_array()
         .unwrap()
         .is_empty());

@@ -4,8 +4,7 @@ use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
-use dataplane::api::{self, PollMode, PortSpec, StaticRoute, WorkerSpec};
-use dataplane::host::{Prefix, SelfIp};
+use dataplane::api::{self, Mac, PollMode, PortSpec, Prefix, SelfIp, StaticRoute, WorkerSpec};
 
 use super::{raw, Error, HostFacts};
 
@@ -160,7 +159,7 @@ fn static_neighbors(
     path: &str,
     raw: &[raw::StaticNeighbor],
     self_ips: &[SelfIp],
-) -> Result<Vec<(IpAddr, dataplane::wire::Mac)>> {
+) -> Result<Vec<(IpAddr, Mac)>> {
     let mut seen = HashSet::new();
     raw.iter()
         .enumerate()
@@ -192,13 +191,13 @@ fn static_neighbors(
                     format!("{addr} is listed twice"),
                 ));
             }
-            let mac: dataplane::wire::Mac = n.mac.trim().parse().map_err(|_| {
+            let mac: Mac = n.mac.trim().parse().map_err(|_| {
                 Error::new(
                     format!("{at}.mac"),
                     format!("{:?} is not a MAC address (02:00:00:00:00:09)", n.mac),
                 )
             })?;
-            if mac.is_multicast() || mac == dataplane::wire::Mac::ZERO {
+            if mac.is_multicast() || mac == Mac::ZERO {
                 return Err(Error::new(
                     format!("{at}.mac"),
                     format!("{mac} is not a unicast MAC"),
@@ -460,9 +459,7 @@ fn dataplane(raw: &raw::Dataplane, instance: &str, host: &HostFacts) -> Result<a
                 vlan: p.vlan,
                 mtu: p.mtu,
                 neighbors,
-                punt_rate: p
-                    .punt_rate
-                    .unwrap_or(dataplane::host::policer::DEFAULT_RATE),
+                punt_rate: p.punt_rate.unwrap_or(api::DEFAULT_PUNT_RATE),
                 queues: p.queues,
             })
         })
@@ -807,10 +804,10 @@ fn scale_out(raw: &raw::ScaleOut, dp: &api::Config) -> Result<ScaleOut> {
     if raw.port == 0 {
         return Err(Error::new("scaleOut.port", "must be 1–65535"));
     }
-    if raw.peers.len() > dataplane::lb::SecondChance::MAX_PEERS {
+    if raw.peers.len() > api::SecondChance::MAX_PEERS {
         return Err(Error::new(
             "scaleOut.peers",
-            format!("at most {} peers", dataplane::lb::SecondChance::MAX_PEERS),
+            format!("at most {} peers", api::SecondChance::MAX_PEERS),
         ));
     }
     let mut peers = Vec::with_capacity(raw.peers.len());

@@ -68,10 +68,13 @@ impl Dataplane {
                 iface: s.port as u32,
             };
             self.bfd_order(s.port, Change::Remove { peer });
-            self.bfd_discrs.retire(i);
+            // One step for a reader of the events (discriminators first).
+            let mut discrs = super::lock(&self.bfd_discrs);
+            discrs.retire(i);
             if let Ok(mut list) = self.bfd_shared.sessions.lock() {
                 list.remove(i);
             }
+            drop(discrs);
             out.push(format!("BFD session {} removed", s.peer));
         }
         for (n, &port) in new.iter().zip(&new_ports) {
@@ -106,7 +109,8 @@ impl Dataplane {
                 continue;
             }
             let index = self.bfd_sessions_list().len();
-            let discr = self.bfd_discrs.fresh(index);
+            let mut discrs = super::lock(&self.bfd_discrs);
+            let discr = discrs.fresh(index);
             if let Ok(mut list) = self.bfd_shared.sessions.lock() {
                 list.push(BfdSessionStatus {
                     peer: n.addr,
@@ -115,6 +119,7 @@ impl Dataplane {
                     last_change_unix_ns: None,
                 });
             }
+            drop(discrs);
             self.bfd_order(
                 port,
                 Change::Add {

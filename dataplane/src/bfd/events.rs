@@ -106,9 +106,12 @@ pub struct StateChange {
 }
 
 impl StateChange {
-    /// Up → anything: what RFC 5882 couples to the client (BGP down).
+    /// Up → Down, a path failure: what RFC 5882 couples to the client
+    /// (BGP tears its session down at once). AdminDown, ours (a drain) or
+    /// the peer's, is not a path failure (§3.2): the client closes in
+    /// order instead. The one statement of the rule; ctrl uses it.
     pub fn went_down(&self) -> bool {
-        self.old == State::Up && self.new != State::Up
+        self.old == State::Up && self.new == State::Down && self.remote_state != State::AdminDown
     }
 
     /// anything → Up.
@@ -177,5 +180,24 @@ mod tests {
         let copy = ev;
         assert!(copy.went_down() && !copy.went_up());
         assert_eq!(ev, copy);
+    }
+
+    #[test]
+    fn admin_down_is_not_a_path_failure() {
+        let ev = |new, remote_state| StateChange {
+            session: SessionId(1),
+            local_discr: 1,
+            at: 0,
+            old: State::Up,
+            new,
+            diag: Diag::None,
+            remote_state,
+            remote_diag: Diag::None,
+        };
+        // The peer's AdminDown (we go Down, diag 3), and ours (a drain).
+        assert!(!ev(State::Down, State::AdminDown).went_down());
+        assert!(!ev(State::AdminDown, State::Up).went_down());
+        assert!(ev(State::Down, State::Down).went_down());
+        assert!(ev(State::Down, State::Up).went_down(), "detection time");
     }
 }

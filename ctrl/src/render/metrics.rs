@@ -3,9 +3,9 @@
 //! prefixed `pollux_`; `docs/metrics.md` lists them.
 //!
 //! The values are read from the subsystems at each scrape (the workers'
-//! counters are snapshots, not registered metrics): each subsystem adds its
-//! families to an [`Encoder`], which hands them to prometheus-client as one
-//! [`Collector`].
+//! counters are snapshots, not registered metrics): [`scrape`] adds each
+//! subsystem's families to an [`Encoder`], which hands them to
+//! prometheus-client as one [`Collector`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -131,6 +131,27 @@ impl Collector for Scrape {
     }
 }
 
+/// The exposition text of one scrape: every subsystem's families.
+pub fn scrape(state: &State) -> String {
+    let mut e = Encoder::default();
+    let cfg = state.config.load();
+    let inst = cfg.name.as_str();
+    let stats = state.stats();
+    e.family("up", "gauge", "1 while the data plane runs.")
+        .sample("up", &[("instance", inst)], u8::from(stats.is_some()));
+    let Some(stats) = stats else {
+        return e.finish();
+    };
+    super::ports::metrics(&stats, inst, &mut e);
+    super::lb::metrics(state, &mut e);
+    super::bfd::metrics(state, &mut e);
+    super::config::metrics(state, &mut e);
+    if let Some(b) = &state.bgp {
+        super::bgp::metrics(b, &mut e, inst);
+    }
+    e.finish()
+}
+
 /// The listening socket: `addr`, and only on `interface` when given.
 pub fn bind(addr: SocketAddr, interface: Option<&str>) -> std::io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
@@ -161,7 +182,7 @@ pub async fn serve(
             "/metrics",
             axum::routing::get(
                 |axum::extract::State(state): axum::extract::State<Arc<State>>| async move {
-                    let body = tokio::task::spawn_blocking(move || state.metrics())
+                    let body = tokio::task::spawn_blocking(move || scrape(&state))
                         .await
                         .unwrap_or_default();
                     (

@@ -36,16 +36,16 @@ pub const QUERIES: &[&str] = &[
 /// Answers one query from the current state.
 pub fn answer(state: &State, query: &str) -> Value {
     match query {
-        "interfaces" => state.interfaces_json(),
-        "stats" => state.stats_json(),
-        "bfd-sessions" => crate::bfd::show_json(state),
-        "virtual-servers" => crate::lb::show_json(state),
-        "config" => crate::reload::show_json(state),
-        "connections" => crate::lb::connections_json(state),
+        "interfaces" => super::ports::interfaces_json(state),
+        "stats" => super::ports::stats_json(state),
+        "bfd-sessions" => super::bfd::show_json(state),
+        "virtual-servers" => super::lb::show_json(state),
+        "config" => super::config::show_json(state),
+        "connections" => super::lb::connections_json(state),
         "bgp-summary" | "bgp-neighbors" | "bgp-routes" => match &state.bgp {
-            Some(b) if query == "bgp-summary" => b.summary_json(),
-            Some(b) if query == "bgp-neighbors" => b.neighbors_json(),
-            Some(b) => b.routes_json(),
+            Some(b) if query == "bgp-summary" => super::bgp::summary_json(b),
+            Some(b) if query == "bgp-neighbors" => super::bgp::neighbors_json(b),
+            Some(b) => super::bgp::routes_json(b),
             None => json!({ "error": "BGP is not configured (no bgp section)" }),
         },
         other => {
