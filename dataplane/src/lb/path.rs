@@ -608,12 +608,18 @@ fn swap_macs(frame: &mut [u8]) {
     }
 }
 
+/// Whether `vs` is the virtual server of a client's packet `p` to `dport`.
 #[inline(always)]
-fn fits_forward(vs: &Vs, p: &Pkt, dport: u16, member: u16) -> bool {
+fn serves(vs: &Vs, p: &Pkt, dport: u16) -> bool {
     vs.vip_bytes == p.dst
         && vs.family == p.family
         && vs.proto_number == p.proto
         && (vs.port == 0 || vs.port == dport)
+}
+
+#[inline(always)]
+fn fits_forward(vs: &Vs, p: &Pkt, dport: u16, member: u16) -> bool {
+    serves(vs, p, dport)
         && vs
             .members
             .get(usize::from(member))
@@ -1319,10 +1325,7 @@ impl L4 {
             return false;
         }
         let retired = tables.get(e.vs).is_some_and(|vs| {
-            vs.vip_bytes == p.dst
-                && vs.family == p.family
-                && vs.proto_number == p.proto
-                && (vs.port == 0 || vs.port == dport)
+            serves(vs, p, dport)
                 && vs
                     .members
                     .get(usize::from(e.member))

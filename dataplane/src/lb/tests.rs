@@ -383,10 +383,16 @@ fn vs(vip: &str, port: u16, proto: Proto, snat: Snat, members: Vec<MemberSpec>) 
 /// A one-worker L4 whose SNAT range is the single port 40000 (so SNAT
 /// outputs are predictable).
 fn l4() -> L4 {
-    let mut c = L4Config::new(1024, 0, 1);
-    c.snat_ports = (40000, 40000);
+    L4::new(l4_config(1024, (40000, 40000))).unwrap()
+}
+
+/// Worker 0 of 1 with `capacity` slots and SNAT ports `snat_ports`, on
+/// ordinary pages.
+fn l4_config(capacity: usize, snat_ports: (u16, u16)) -> L4Config {
+    let mut c = L4Config::new(capacity, 0, 1);
+    c.snat_ports = snat_ports;
     c.conntrack.backing = super::Backing::Transparent;
-    L4::new(c).unwrap()
+    c
 }
 
 fn table(specs: &[VsSpec]) -> VsTable {
@@ -561,10 +567,7 @@ fn snat_flows_outnumber_ports_times_members_and_each_reply_finds_its_client() {
         .map(|i| member(&format!("10.1.0.{}", 20 + i), 8080))
         .collect();
     let t = table(&[vs(VIP, 80, Proto::Tcp, Snat::Automap(ip(SELF)), members)]);
-    let mut c = L4Config::new(4096, 0, 1);
-    c.snat_ports = (40000, 40063);
-    c.conntrack.backing = super::Backing::Transparent;
-    let mut l4 = L4::new(c).unwrap();
+    let mut l4 = L4::new(l4_config(4096, (40000, 40063))).unwrap();
     let mut seen = std::collections::HashSet::new();
     let mut flows = Vec::new();
     for i in 0..320u16 {
@@ -2575,10 +2578,8 @@ fn a_snat_range_at_sixty_percent_per_member_refuses_no_flow() {
         .collect();
     let t = table(&[vs(VIP, 80, Proto::Tcp, Snat::Automap(ip(SELF)), members)]);
     for seed in 0..8u64 {
-        let mut c = L4Config::new(131_072, 0, 1);
+        let mut c = l4_config(131_072, (61000, 65535));
         c.seed ^= seed << 40;
-        c.snat_ports = (61000, 65535);
-        c.conntrack.backing = super::Backing::Transparent;
         let mut l4 = L4::new(c).unwrap();
         let mut buf = vec![0u8; 2048];
         for i in 0..21_000u32 {
