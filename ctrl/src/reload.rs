@@ -34,6 +34,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 use crate::config::{self, Config, HostFacts, VirtualServer};
+use crate::health::Health;
 use crate::lb::{self, Disabled, Layout};
 use crate::state::State;
 
@@ -53,6 +54,10 @@ pub struct Ops {
     pub loaded_unix_ms: u64,
     /// Where the virtual servers and members sit in the workers' table.
     pub layout: Layout,
+    /// The members' health the published table was built from: what
+    /// `show` tells, so that a verdict shows once the data plane has it
+    /// (the checker's own map runs ahead of it until `apply` has run).
+    pub served_health: Health,
     pub disabled: Disabled,
     /// Virtual servers whose VIP is withdrawn by `pollux vs drain`.
     pub drained: BTreeSet<String>,
@@ -438,6 +443,7 @@ pub fn apply(state: &State) {
         Ok(mut t) => {
             t.set_second_chance(state.scale_out.second_chance());
             state.with_dp(|dp| dp.publish_vs(t));
+            ops.served_health = health.clone();
         }
         Err(e) => tracing::error!(error = %e, "virtual servers not published"),
     }

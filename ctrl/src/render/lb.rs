@@ -28,13 +28,13 @@ pub fn show_json(state: &State) -> Value {
     let Some(snaps) = state.with_dp(Dataplane::l4_snapshots) else {
         return json!({ "error": "the data plane is stopped" });
     };
-    let health = &state.health.get();
     let cfg = state.config.load();
-    let layout = state
+    let (layout, health) = state
         .ops
         .lock()
-        .map(|o| o.layout.clone())
+        .map(|o| (o.layout.clone(), o.served_health.clone()))
         .unwrap_or_default();
+    let health = &health;
     let (disabled, drained) = crate::reload::overrides(state);
     let list: Vec<Value> = cfg
         .virtual_servers
