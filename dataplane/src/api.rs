@@ -185,8 +185,10 @@ pub struct Config {
     pub ports: Vec<PortSpec>,
     pub routes: Vec<StaticRoute>,
     pub bfd: Vec<BfdPeer>,
-    /// Connection-table slots per worker (two per tracked flow).
+    /// Connection-table slots per worker (two per tracked flow): IPv4
+    /// flows' and IPv6 flows' tables.
     pub connections: usize,
+    pub connections_v6: usize,
     /// New flows per second per worker above which new flows are
     /// forwarded statelessly (0 = no limit).
     pub new_flows_per_sec: u32,
@@ -710,6 +712,7 @@ impl Dataplane {
             shared: self.bfd_shared.clone(),
         };
         let mut l4c = L4Config::new(cfg.connections, w as u16, cfg.workers.len() as u16);
+        l4c.conntrack.capacity_v6 = cfg.connections_v6;
         // The table's limit counts entries: two per new flow.
         l4c.conntrack.new_flows_per_sec = cfg.new_flows_per_sec.saturating_mul(2);
         l4c.snat_ports = cfg.snat_ports;
@@ -1142,6 +1145,7 @@ mod tests {
             }],
             bfd: vec![],
             connections: 4096,
+            connections_v6: 1024,
             new_flows_per_sec: 0,
             snat_ports: (61000, 65535),
             mbufs: 4095,

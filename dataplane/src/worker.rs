@@ -205,9 +205,20 @@ pub struct L4Snapshot {
     pub capacity: usize,
     /// The table's memory (buckets and entries).
     pub table_bytes: usize,
+    /// The same per family (an IPv4 slot is 32 bytes, an IPv6 slot 56).
+    pub ipv4: TableSize,
+    pub ipv6: TableSize,
     /// Whether it is in reserved hugepages (else ordinary pages: slower).
     pub table_hugepages: bool,
     pub conntrack: crate::lb::conntrack::Counters,
+}
+
+/// One family's connection table: slots in use, slots, bytes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TableSize {
+    pub entries: usize,
+    pub capacity: usize,
+    pub bytes: usize,
 }
 
 /// The worker's BFD rings and published session state.
@@ -397,8 +408,19 @@ impl Worker {
             snap.flows = self.l4.conntrack().occupied();
             snap.capacity = self.l4.conntrack().capacity();
             snap.table_bytes = self.l4.conntrack().bytes();
+            let (v4, v6) = (self.l4.conntrack().v4(), self.l4.conntrack().v6());
+            snap.ipv4 = TableSize {
+                entries: v4.occupied(),
+                capacity: v4.capacity(),
+                bytes: v4.bytes(),
+            };
+            snap.ipv6 = TableSize {
+                entries: v6.occupied(),
+                capacity: v6.capacity(),
+                bytes: v6.bytes(),
+            };
             snap.table_hugepages = self.l4.conntrack().backing() == crate::lb::Backing::HugeTlb;
-            snap.conntrack = *self.l4.conntrack().counters();
+            snap.conntrack = self.l4.conntrack().counters();
             snap.vs.resize(vs.len(), Default::default());
             snap.members.resize_with(vs.len(), Vec::new);
             for (v, one) in vs.iter().enumerate() {
