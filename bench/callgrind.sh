@@ -46,18 +46,26 @@
 #             directly rather than by subtraction.
 #
 # Usage: sudo bench/callgrind.sh --out DIR [--flows N] [--passes K] [--twice]
+#                                [--cache-flows M]
 #   --twice   run each pollux case twice and check the counts are identical
+#   --cache-flows M   also row d-cache: M UDP flows (table sized to them:
+#             4 slots a flow, half full), created then one established
+#             pass, under callgrind's cache simulation with a fixed
+#             geometry (D1 32 KiB 8-way, LL 32 MiB 16-way, 64-byte lines:
+#             the same counts on any host) -> D1 and LL misses per
+#             established packet, by stage. Minutes per million flows.
 # Writes DIR/callgrind.csv (the common bench schema, see bench/report.py)
 # and DIR/logs/callgrind/*.
 set -u -o pipefail
 
-OUT=""; FLOWS=1024; PASSES=4; TWICE=0
+OUT=""; FLOWS=1024; PASSES=4; TWICE=0; CACHE_FLOWS=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) OUT=${2:?}; shift 2 ;;
     --flows) FLOWS=${2:?}; shift 2 ;;
     --passes) PASSES=${2:?}; shift 2 ;;
     --twice) TWICE=1; shift ;;
+    --cache-flows) CACHE_FLOWS=${2:?}; shift 2 ;;
     -h|--help) sed -n '2,/^set -u/p' "$0" | sed 's/^# \{0,1\}//; /^set -u/d'; exit 0 ;;
     *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -94,21 +102,32 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-MODES="udp udp2 tcp udp6"
+MODES="udp udp2 tcp udp6 snat tcpclose"
 for m in $MODES; do
+  passes=$((1 + PASSES)); [ "$m" = tcpclose ] && passes=2   # one close per flow
   python3 "$REPO/bench/flows_pcap.py" "$WORK/new-$m.pcap" --mode "$m" --flows "$FLOWS" --passes 1 \
     --dst-mac $PCAP_MAC >"$WORK/new-$m.n" || die "pcap"
-  python3 "$REPO/bench/flows_pcap.py" "$WORK/est-$m.pcap" --mode "$m" --flows "$FLOWS" --passes $((1 + PASSES)) \
+  python3 "$REPO/bench/flows_pcap.py" "$WORK/est-$m.pcap" --mode "$m" --flows "$FLOWS" --passes $passes \
     --dst-mac $PCAP_MAC >"$WORK/est-$m.n" || die "pcap"
 done
+if [ "$CACHE_FLOWS" -gt 0 ]; then
+  python3 "$REPO/bench/flows_pcap.py" "$WORK/new-cache.pcap" --mode udp --flows "$CACHE_FLOWS" --passes 1 \
+    --dst-mac $PCAP_MAC >"$WORK/new-cache.n" || die "pcap"
+  python3 "$REPO/bench/flows_pcap.py" "$WORK/est-cache.pcap" --mode udp --flows "$CACHE_FLOWS" --passes 2 \
+    --dst-mac $PCAP_MAC >"$WORK/est-cache.n" || die "pcap"
+fi
 
 # config NAME PCAP: a one-port pollux on net_pcap with one virtual server
 # (the protocol of the case's mode), a route to the clients via the router.
 # The hand-off cases (udp-2w) run two workers on the port's one queue: the
 # home worker receives every frame and hands the other's flows over.
 config() {
-  local proto=udp vip=10.0.0.100 member=10.0.0.50 workers="[0]" queues=""
+  local proto=udp vip=10.0.0.100 member=10.0.0.50 workers="[0]" queues="" snat=none
+  local connections=$((FLOWS * 8))
   case "$1" in *tcp*) proto=tcp ;; *udp6*) vip=fd00::100 member="fd00::50" ;; esac
+  case "$1" in *snat*) snat=automap ;; esac
+  # the cache case's table is sized to its flows: two slots a flow, half full
+  case "$1" in *cache*) connections=$((CACHE_FLOWS * 4)) ;; esac
   case "$1" in *-2w*) workers="[0, 1]" queues="queues: 1" ;; esac
   cat <<EOF
 instance: { name: $TAG-$1 }
@@ -116,7 +135,8 @@ dataplane:
   workers: $workers
   pollMode: busy
   eal: ["--no-huge", "-m", "128", "--no-pci", "--file-prefix=$TAG-$1", "--vdev=net_pcap0,rx_pcap=$2"]
-  connections: $((FLOWS * 8))
+  connections: $connections
+  connectionsV6: $((FLOWS * 8))
   newFlowsPerSec: 0    # the pcap replays its new flows at once: no flood guard
   mbufs: 4095
   ports:
@@ -137,7 +157,7 @@ virtualServers:
     address: $vip
     port: 80
     protocol: $proto
-    snat: none
+    snat: $snat
     members: [{ address: "$member", port: 8080 }]
 api: { socket: /run/$TAG-$1.sock }
 EOF
@@ -168,7 +188,10 @@ start_case() {
   config "$name" "$pcap" >"$WORK/$name.yaml"
   # exec: $! is valgrind itself, which the deadline below and the EXIT
   # trap can stop
+  local sim=()
+  case "$name" in *cache*) sim=(--cache-sim=yes --I1=32768,8,64 --D1=32768,8,64 --LL=33554432,16,64) ;; esac
   (POLLUX_HASH_SEED=$SEED POLLUX_CLOCK_STEP_NS=1000 exec valgrind --tool=callgrind --fair-sched=yes --collect-atstart=no \
+    "${sim[@]+"${sim[@]}"}" \
     "--toggle-collect=*Worker*wire_burst*" "--toggle-collect=*Worker*take_parcel*" \
     --callgrind-out-file="$LOGS/$name.out" \
     "$POLLUX" run --config "$WORK/$name.yaml" >"$LOGS/$name.log" 2>&1) &
@@ -176,13 +199,14 @@ start_case() {
   PID[$name]=$!
 }
 
-# finish_case NAME FRAMES: waits (<= 300 s) until pollux counted FRAMES,
+# finish_case NAME FRAMES: waits (<= 300 s; the cache cases 40 min) until pollux counted FRAMES,
 # stops it, sets IR[NAME] to the instructions collected (not in a
 # subshell: `wait` needs the shell that started the process)
 finish_case() {
-  local name=$1 want=$2 pid n="" i
+  local name=$1 want=$2 pid n="" i loops=1500
   pid=${PID[$name]}
-  for ((i = 0; i < 1500; i++)); do
+  case "$name" in *cache*) loops=12000 ;; esac
+  for ((i = 0; i < loops; i++)); do
     n=$(rx_packets "$name")
     [ "$n" = "$want" ] && break
     kill -0 "$pid" 2>/dev/null || break
@@ -192,7 +216,7 @@ finish_case() {
   check_case "$name" || return 1
   kill -TERM "$pid"
   wait "$pid" || { log "$name: pollux exited $?; see $LOGS/$name.log"; return 1; }
-  IR[$name]=$(sed -n 's/^totals: *//p' "$LOGS/$name.out" | head -1)
+  IR[$name]=$(sed -n 's/^totals: *//p' "$LOGS/$name.out" | head -1 | cut -d' ' -f1)
   [ -n "${IR[$name]}" ]
 }
 
@@ -228,6 +252,7 @@ stage() {
 t0=$SECONDS
 cases=""
 for m in $MODES udp-2w; do cases+=" new-$m est-$m"; [ "$TWICE" = 1 ] && cases+=" new-$m-b est-$m-b"; done
+[ "$CACHE_FLOWS" -gt 0 ] && cases+=" new-cache est-cache"
 log "pollux under callgrind: $FLOWS flows, modes $MODES (and udp on 2 workers), creation and 1 + $PASSES passes, in parallel"
 declare -A IR=()
 for c in $cases; do start_case "$c" "$WORK/$(base "$c").pcap"; done
@@ -275,16 +300,20 @@ row() { # ID NAME VALUE [GOAL]: one callgrind row (a figure, no spread)
 }
 declare -A WHAT=([udp]="established UDP, client -> VIP" [udp2]="established UDP, both directions"
                  [tcp]="established TCP, data one way and ACKs the other"
-                 [udp6]="established UDP over IPv6, client -> VIP (slow path)")
+                 [udp6]="established UDP over IPv6, client -> VIP (slow path)"
+                 [snat]="established UDP through a SNAT (automap) virtual server, client -> VIP"
+                 [tcpclose]="TCP close (client FIN, member FIN, client ACK), per frame (slow path: state changes)")
 declare -A CREATE=([udp]="first packet of a UDP flow" [udp2]="first packet of a UDP flow"
                    [tcp]="TCP handshake + first ACK each way, per flow (4 frames)"
-                   [udp6]="first packet of a UDP flow over IPv6")
+                   [udp6]="first packet of a UDP flow over IPv6"
+                   [snat]="first packet of a UDP flow with a SNAT port taken"
+                   [tcpclose]="TCP handshake + first ACK each way, per flow (4 frames)")
 for m in $MODES; do
   est_frames=$(( $(cut -d' ' -f2 "$WORK/est-$m.n") - $(cut -d' ' -f2 "$WORK/new-$m.n") ))
   EST=$(awk -v e="${IR[est-$m]}" -v n="${IR[new-$m]}" -v k="$est_frames" 'BEGIN {printf "%.1f", (e-n)/k}')
   NEW=$(awk -v n="${IR[new-$m]}" -v f="$FLOWS" 'BEGIN {printf "%.1f", n/f}')
   row d "pollux's own instructions/packet, ${WHAT[$m]} ($FLOWS flows, callgrind$SAME)" "$EST" \
-    "$([ "$m" = udp6 ] || echo "<=100")"
+    "$([ "$m" = udp6 ] || [ "$m" = tcpclose ] || echo "<=100")"
   stages=""
   for st in classify fast slow; do
     v=$(awk -v e="$(stage "est-$m" $st)" -v n="$(stage "new-$m" $st)" -v k="$est_frames" \
@@ -294,7 +323,7 @@ for m in $MODES; do
   done
   log "$m: established $EST instructions/packet (by stage:$stages), creation $NEW per flow"
   row d-new "pollux's own instructions, ${CREATE[$m]} (callgrind$SAME)" "$NEW" \
-    "$([ "$m" = tcp ] || [ "$m" = udp6 ] || echo "<=300")"
+    "$([ "$m" = tcp ] || [ "$m" = tcpclose ] || [ "$m" = udp6 ] || echo "<=300")"
 done
 # Row (h-handoff): the same established UDP traffic on two workers that
 # share the port's one queue: the home worker receives every frame, and a
@@ -319,6 +348,36 @@ row h-handoff "pollux's own instructions/packet, established UDP on 2 workers sh
 row h-handoff "  of which per hand-off (one ring crossing: push, take, the receiver's burst share)" "$PER"
 log "udp on 2 workers, 1 queue: $EST2 instructions/packet; $HO ring crossings for $est_frames frames ($SHARE % handed over), $PER instructions per crossing"
 log "testpmd io on net_pcap: $TPP instructions/packet ($(( SECONDS - t0 )) s)"
+
+# Row (d-cache): the established pass at CACHE_FLOWS flows under the cache
+# simulation: instructions and D1/LL misses (reads + writes) per packet,
+# the whole of wire_burst and by stage; (est - new) / flows as row d.
+# events NAME [FN]: "Ir D1m LLm" of Worker::FN (inclusive), or of the run
+events() {
+  local fn=${2:-}
+  callgrind_annotate --inclusive=yes --show-percs=no --show=Ir,D1mr,D1mw,DLmr,DLmw "$LOGS/$1.out" 2>/dev/null |
+    awk -v f="Worker::$fn [" -v all="$([ -z "$fn" ] && echo 1)" '
+      { line = $0; gsub(",", "", line); split(line, v, " ") }
+      (all && /PROGRAM TOTALS/) || (!all && index($0, f)) { print v[1], v[2] + v[3], v[4] + v[5]; found = 1; exit }
+      END { if (!found) print 0, 0, 0 }'
+}
+if [ "$CACHE_FLOWS" -gt 0 ]; then
+  cache_row() { # STAGE LABEL
+    read -r ei ed el <<<"$(events est-cache "$1")"
+    read -r ni nd nl <<<"$(events new-cache "$1")"
+    local per
+    per=$(awk -v a="$ei" -v b="$ni" -v c="$ed" -v d="$nd" -v e="$el" -v f="$nl" -v k="$CACHE_FLOWS" \
+      'BEGIN {printf "%.1f %.2f %.2f", (a-b)/k, (c-d)/k, (e-f)/k}')
+    read -r pi pd pl <<<"$per"
+    echo "d-cache,\"$2: instructions/packet\",instr/pkt,1,$pi,$pi,$pi,,,,,," >>"$CSV"
+    echo "d-cache,\"$2: D1 misses/packet (32 KiB 8-way)\",miss/pkt,1,$pd,$pd,$pd,,,,,," >>"$CSV"
+    echo "d-cache,\"$2: LL misses/packet (32 MiB 16-way)\",miss/pkt,1,$pl,$pl,$pl,,,,,," >>"$CSV"
+    log "cache, $CACHE_FLOWS flows, $2: $pi instructions, $pd D1 misses, $pl LL misses per packet"
+  }
+  cache_row "" "established UDP at $CACHE_FLOWS flows (table 4 slots a flow), callgrind cache simulation"
+  cache_row classify "  stage classify"
+  cache_row fast "  stage fast"
+fi
 
 # Row (e): the connection table's memory per tracked IPv4 flow, from the
 # running pollux: bytes per IPv4 slot × slots the flows took.

@@ -15,6 +15,11 @@ Modes (--mode), each flow's frames in order:
                                                          member ACK
   udp6  creation: client -> VIP (UDP over IPv6); each pass: client -> VIP
         (IPv6 has no fast path yet: this row is the slow path's cost)
+  snat  as udp (callgrind.sh runs it through a `snat: automap` virtual
+        server: source and destination rewritten; the member's replies go
+        to ports pollux picks, so the file has none)
+  tcpclose  creation: as tcp;             one pass: client FIN-ACK, member
+        FIN-ACK, client ACK (the close; use --passes 2)
   (--passes 1 writes the creation frames only; --passes 1+K adds K passes.)
 
 Prints two numbers: frames in the file, and the frames the virtual server
@@ -120,13 +125,15 @@ def flow_frames(a, mode: str, i: int, passes: int) -> list:
         c6 = ip6("fd01::")[:12] + struct.pack("!I", i + 1)
         fwd = udp6_frame(us, client_mac, c6, cport, ip6(VIP6), a.vport)
         return [fwd], [fwd]
-    if mode in ("udp", "udp2"):
+    if mode in ("udp", "udp2", "snat"):
         fwd = udp_frame(us, client_mac, c, cport, vip, a.vport)
         back = udp_frame(us, member_mac, m, 8080, c, cport)
-        return [fwd], [fwd] if mode == "udp" else [fwd, back]
+        return [fwd], [fwd, back] if mode == "udp2" else [fwd]
     t = lambda fl, seq, ack: tcp_frame(us, client_mac, c, cport, vip, a.vport, fl, seq, ack)
     r = lambda fl, seq, ack: tcp_frame(us, member_mac, m, 8080, c, cport, fl, seq, ack)
     create = [t(SYN, 1, 0), r(SYN | ACK, 100, 2), t(ACK, 2, 101), r(ACK, 101, 2)]
+    if mode == "tcpclose":
+        return create, [t(FIN | ACK, 2, 101), r(FIN | ACK, 101, 3), t(ACK, 3, 102)]
     return create, [t(PSH | ACK, 2, 101), r(ACK, 101, 2)]
 
 
@@ -143,7 +150,7 @@ def main() -> None:
     ap.add_argument("--member-mac", default="02:00:00:00:00:50")
     ap.add_argument("--router", default="10.0.0.1")
     ap.add_argument("--router-mac", default="02:00:00:00:00:01")
-    ap.add_argument("--mode", choices=("udp", "udp2", "tcp", "udp6"), default="udp")
+    ap.add_argument("--mode", choices=("udp", "udp2", "tcp", "udp6", "snat", "tcpclose"), default="udp")
     a = ap.parse_args()
     frames = [arp_request(mac(a.member_mac), ip4(a.member), ip4(a.self_ip)),
               arp_request(mac(a.router_mac), ip4(a.router), ip4(a.self_ip))]

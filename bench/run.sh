@@ -85,7 +85,7 @@ row() { # NAME CMD...: runs one row script, its output in logs/NAME.out
 }
 row loop "$REPO/bench/loop.sh" --out "$OUT" --runs "$RUNS"
 row l4 "$REPO/bench/l4.sh" --out "$OUT" --runs "$RUNS"
-row callgrind "$REPO/bench/callgrind.sh" --out "$OUT" --twice   # checks the counts repeat
+row callgrind "$REPO/bench/callgrind.sh" --out "$OUT" --twice --cache-flows 1048576   # checks the counts repeat; d-cache at 1 M flows
 row bgp python3 "$REPO/bench/bgp.py" --out "$OUT" --runs "$RUNS"
 row bfd python3 "$REPO/bench/bfd.py" --out "$OUT"
 WORKERS=""
