@@ -158,3 +158,26 @@ fn flood_guard_defaults_to_a_fortieth_of_the_table() {
     assert_eq!(rate("  newFlowsPerSec: 0\n"), 0, "off when asked");
     assert_eq!(rate("  newFlowsPerSec: 125000\n"), 125_000);
 }
+
+/// The IPv6 table is a quarter of the IPv4 one unless set; out-of-range
+/// sizes are refused by their own name.
+#[test]
+fn ipv6_connections_default_to_a_quarter_and_are_checked() {
+    let host = HostFacts {
+        allowed_cpus: vec![0, 1],
+        node_name: None,
+    };
+    let base = "instance: { name: a }\ndataplane:\n  workers: [1]\n  ports: [{ name: p, device: net_null0, selfIps: [\"10.0.0.2/24\"] }]\n";
+    let v6 = |extra: &str| {
+        config::validate(&config::parse(&format!("{base}{extra}")).unwrap(), &host)
+            .map(|c| (c.dataplane.connections, c.dataplane.connections_v6))
+            .map_err(|e| e.path)
+    };
+    assert_eq!(v6(""), Ok((1 << 18, 1 << 16)));
+    assert_eq!(v6("  connections: 100\n"), Ok((100, 64)), "at least 64");
+    assert_eq!(v6("  connectionsV6: 4096\n"), Ok((1 << 18, 4096)));
+    assert_eq!(
+        v6("  connectionsV6: 8\n"),
+        Err("dataplane.connectionsV6".into())
+    );
+}

@@ -5,7 +5,10 @@
 //! Each worker owns one [`ConnTable`]: fixed size, allocated once after the
 //! worker is pinned (hugepages, [`Backing`]), never resized, never locked,
 //! and no per-packet function allocates. It maps a [`FlowKey`] to the flow's
-//! member, NAT port, virtual server, TCP state and timeout.
+//! member, NAT port, virtual server, TCP state and timeout. It is two
+//! [`Table`]s of one design, one per address family, so that an IPv4 key
+//! does not pay for IPv6's addresses (`dataplane.connections` and
+//! `dataplane.connectionsV6` size them).
 //!
 //! Layout (DPDK `rte_hash` style: a cache line of signatures filters the
 //! slots, full keys live apart so no lookup can match a wrong flow):
@@ -15,11 +18,14 @@
 //!   0   sigs[2]       u64   16 B   8 × hash bits 48..64 of the slot's key
 //!   16  last_seen[8]  u32   32 B   second of the last packet
 //!   48  timeout[8]    u16   16 B   idle timeout in seconds; 0 = free slot
-//! entries: [Entry; 8B]      48 bytes per slot: the full key and the value
+//! entries: [S; 8B]          the slots' full keys and values:
+//!                           IPv4 [`V4Slot`] 24 B, IPv6 [`Entry`] 48 B
 //! ```
 //!
-//! Bytes per flow: 64 / 8 + 48 = **56 bytes per slot**, keys included, for
-//! IPv4 and IPv6 alike (tested: `bytes_per_flow_is_at_most_64`).
+//! Bytes per slot, keys included: 64 / 8 + 24 = **32 for IPv4**, 64 / 8 +
+//! 48 = 56 for IPv6. A flow takes two slots (one per direction, so a reply
+//! is one lookup): **64 bytes per IPv4 flow**, 112 per IPv6 flow (tested:
+//! `an_ipv4_flow_takes_64_bytes_an_ipv6_flow_112`).
 //!
 //! A flow may live in one of two buckets: its primary (hash bits 0..k) or
 //! its secondary (the primary XOR an offset derived from the signature).
@@ -31,7 +37,7 @@
 //! inserts fail up to 95 %; one bucket alone starts failing near 40 %.
 //! A lookup reads the primary bucket line, the secondary one if the flow is
 //! not in the primary (about half the flows, and every miss), then the
-//! entry. So at 90 % occupancy a tracked flow costs 56 / 0.9 = 62 bytes.
+//! entry. So at 90 % occupancy an IPv4 slot costs 32 / 0.9 = 36 bytes.
 //!
 //! Time is a `u32` count of seconds from the worker's burst clock (read
 //! once per burst, passed down). A slot is *live* while
