@@ -202,7 +202,14 @@ fn ns(src: Ipv6Addr, target: Ipv6Addr, hop_limit: u8) -> Vec<u8> {
         None,
         ethertype::IPV6,
     );
-    ipv6::emit(&mut f[14..], 32, 58, hop_limit, &src, &group);
+    ipv6::Repr {
+        src,
+        dst: group,
+        next_header: 58,
+        payload_len: 32,
+        hop_limit,
+    }
+    .emit(&mut f[14..]);
     icmpv6::emit_nd(&mut f[54..], icmpv6::NEIGHBOR_SOLICIT, 0, &target, PEER_MAC);
     icmpv6::Packet::new_checked(&mut f[54..])
         .unwrap()
@@ -268,7 +275,14 @@ fn arp_from_unknown_senders_is_answered_but_not_learned() {
 fn na(target: Ipv6Addr, lladdr: Mac, flags: u32) -> Vec<u8> {
     let mut f = vec![0u8; 14 + 40 + 32];
     ethernet::emit(&mut f, OUR_MAC, lladdr, None, ethertype::IPV6);
-    ipv6::emit(&mut f[14..], 32, 58, 255, &target, &our_v6());
+    ipv6::Repr {
+        src: target,
+        dst: our_v6(),
+        next_header: 58,
+        payload_len: 32,
+        hop_limit: 255,
+    }
+    .emit(&mut f[14..]);
     icmpv6::emit_nd(
         &mut f[54..],
         icmpv6::NEIGHBOR_ADVERT,

@@ -7,7 +7,15 @@
 //! AsMut<[u8]>`). Nothing here allocates, and nothing panics on any input:
 //! every decoder is fuzzed (`fuzz/fuzz_targets/wire_frame.rs`).
 //!
+//! Each header pollux builds has a `Repr` too: a plain struct of the
+//! header's values, `Repr::parse` from a checked view (checksum included
+//! where the header has one) and `Repr::emit` into a buffer. Every header
+//! pollux writes is written by one of them (ARP, Ethernet and ND keep their
+//! `emit` functions).
+//!
 //! Errors are one small `Copy` enum that the worker turns into drop counters.
+
+use std::net::IpAddr;
 
 pub mod arp;
 pub mod checksum;
@@ -31,6 +39,73 @@ pub enum Error {
 }
 
 pub type Result<T> = core::result::Result<T, Error>;
+
+/// An IPv4 or an IPv6 header as values, for code that sends either.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpRepr {
+    V4(ipv4::Repr),
+    V6(ipv6::Repr),
+}
+
+impl IpRepr {
+    /// The header from `src` to `dst` (both of one family, else `None`)
+    /// before `payload_len` bytes of `protocol`, with this TTL/hop limit.
+    pub fn new(
+        src: IpAddr,
+        dst: IpAddr,
+        protocol: u8,
+        payload_len: usize,
+        ttl: u8,
+    ) -> Option<IpRepr> {
+        match (src, dst) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => Some(IpRepr::V4(ipv4::Repr {
+                src,
+                dst,
+                protocol,
+                payload_len,
+                ttl,
+            })),
+            (IpAddr::V6(src), IpAddr::V6(dst)) => Some(IpRepr::V6(ipv6::Repr {
+                src,
+                dst,
+                next_header: protocol,
+                payload_len,
+                hop_limit: ttl,
+            })),
+            _ => None,
+        }
+    }
+
+    /// The Ethernet type that carries it.
+    pub fn ethertype(&self) -> u16 {
+        match self {
+            IpRepr::V4(_) => ethernet::ethertype::IPV4,
+            IpRepr::V6(_) => ethernet::ethertype::IPV6,
+        }
+    }
+
+    pub fn buffer_len(&self) -> usize {
+        match self {
+            IpRepr::V4(r) => r.buffer_len(),
+            IpRepr::V6(r) => r.buffer_len(),
+        }
+    }
+
+    /// The pseudo-header sum of its TCP/UDP/ICMPv6 payload.
+    pub fn pseudo(&self) -> u32 {
+        match self {
+            IpRepr::V4(r) => r.pseudo(),
+            IpRepr::V6(r) => r.pseudo(),
+        }
+    }
+
+    pub fn emit(&self, buf: &mut [u8]) {
+        match self {
+            IpRepr::V4(r) => r.emit(buf),
+            IpRepr::V6(r) => r.emit(buf),
+        }
+    }
+}
 
 pub(crate) fn be16(b: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([b[at], b[at + 1]])
