@@ -299,7 +299,7 @@ impl Host {
             let at = hdr + p.header_len();
             let (src, ttl) = (p.src(), p.ttl());
             if let Some((from, to, multihop)) = bfd_payload(p.payload(), at, |len| {
-                checksum::pseudo_v4(src, dst, 17, len as u16)
+                checksum::pseudo_v4(src, dst, ipv4::protocol::UDP, len as u16)
             }) {
                 return FromWire::Bfd {
                     payload: (from, to),
@@ -353,7 +353,7 @@ impl Host {
         let multicast_for_us = dst == ALL_NODES || self.is_our_solicited_node(&dst);
         if p.next_header() == ipv4::protocol::UDP && unicast_for_us {
             let at = hdr + ipv6::HEADER_LEN;
-            let pseudo = |len| checksum::pseudo_v6(&src, &dst, 17, len);
+            let pseudo = |len| checksum::pseudo_v6(&src, &dst, ipv4::protocol::UDP, len);
             if let Some((from, to, multihop)) = bfd_payload(p.payload(), at, pseudo) {
                 return FromWire::Bfd {
                     payload: (from, to),
