@@ -175,3 +175,41 @@ impl core::str::FromStr for Mac {
         Ok(Mac(m))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_repr_picks_the_family_and_refuses_a_mix() {
+        let (a4, b4): (IpAddr, IpAddr) = ("10.0.0.1".parse().unwrap(), "10.0.0.2".parse().unwrap());
+        let (a6, b6): (IpAddr, IpAddr) = ("fd00::1".parse().unwrap(), "fd00::2".parse().unwrap());
+        assert_eq!(IpRepr::new(a4, b6, 17, 8, 64), None);
+        assert_eq!(IpRepr::new(a6, b4, 17, 8, 64), None);
+
+        let r4 = IpRepr::new(a4, b4, ipv4::protocol::UDP, 8, 7).unwrap();
+        assert_eq!((r4.ethertype(), r4.buffer_len()), (0x0800, 20));
+        let (IpAddr::V4(s), IpAddr::V4(d)) = (a4, b4) else {
+            unreachable!()
+        };
+        assert_eq!(r4.pseudo(), checksum::pseudo_v4(s, d, 17, 8));
+        let mut b = [0u8; 28];
+        r4.emit(&mut b);
+        let p = ipv4::Packet::new_checked(&b[..]).unwrap();
+        assert_eq!((p.ttl(), p.protocol(), p.payload().len()), (7, 17, 8));
+
+        let r6 = IpRepr::new(a6, b6, ipv4::protocol::TCP, 20, 9).unwrap();
+        assert_eq!((r6.ethertype(), r6.buffer_len()), (0x86dd, 40));
+        let (IpAddr::V6(s), IpAddr::V6(d)) = (a6, b6) else {
+            unreachable!()
+        };
+        assert_eq!(r6.pseudo(), checksum::pseudo_v6(&s, &d, 6, 20));
+        let mut b = [0u8; 60];
+        r6.emit(&mut b);
+        let p = ipv6::Packet::new_checked(&b[..]).unwrap();
+        assert_eq!(
+            (p.hop_limit(), p.next_header(), p.payload().len()),
+            (9, 6, 20)
+        );
+    }
+}
