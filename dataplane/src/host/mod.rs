@@ -22,7 +22,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::counters::{Drop, PortCounters};
 use crate::wire::ethernet::{self, ethertype, Frame};
-use crate::wire::{arp, checksum, icmpv4, icmpv6, ipv4, ipv6, udp, Error, IpRepr, Mac};
+use crate::wire::{arp, checksum, icmpv4, icmpv6, ipv4, ipv6, protocol, udp, Error, IpRepr, Mac};
 pub use fib::{Fib, Prefix, Route};
 use neighbor::{Cache, Learned, Nanos};
 use policer::{Class, PuntPolicer};
@@ -295,11 +295,11 @@ impl Host {
                 FromWire::Transit
             };
         }
-        if p.protocol() == ipv4::protocol::UDP && !p.is_fragment() {
+        if p.protocol() == protocol::UDP && !p.is_fragment() {
             let at = hdr + p.header_len();
             let (src, ttl) = (p.src(), p.ttl());
             if let Some((from, to, multihop)) = bfd_payload(p.payload(), at, |len| {
-                checksum::pseudo_v4(src, dst, ipv4::protocol::UDP, len as u16)
+                checksum::pseudo_v4(src, dst, protocol::UDP, len as u16)
             }) {
                 return FromWire::Bfd {
                     payload: (from, to),
@@ -309,7 +309,7 @@ impl Host {
                 };
             }
         }
-        if p.protocol() != ipv4::protocol::ICMP || p.is_fragment() {
+        if p.protocol() != protocol::ICMP || p.is_fragment() {
             return FromWire::Punt;
         }
         let icmp = match icmpv4::Packet::new_checked(p.payload()) {
@@ -351,9 +351,9 @@ impl Host {
         let (src, dst) = (p.src(), p.dst());
         let unicast_for_us = self.is_self(IpAddr::V6(dst));
         let multicast_for_us = dst == ALL_NODES || self.is_our_solicited_node(&dst);
-        if p.next_header() == ipv4::protocol::UDP && unicast_for_us {
+        if p.next_header() == protocol::UDP && unicast_for_us {
             let at = hdr + ipv6::HEADER_LEN;
-            let pseudo = |len| checksum::pseudo_v6(&src, &dst, ipv4::protocol::UDP, len);
+            let pseudo = |len| checksum::pseudo_v6(&src, &dst, protocol::UDP, len);
             if let Some((from, to, multihop)) = bfd_payload(p.payload(), at, pseudo) {
                 return FromWire::Bfd {
                     payload: (from, to),
@@ -370,7 +370,7 @@ impl Host {
                 FromWire::Transit
             }
         };
-        if p.next_header() != ipv4::protocol::ICMPV6 {
+        if p.next_header() != protocol::ICMPV6 {
             return if unicast_for_us {
                 FromWire::Punt
             } else {
@@ -492,7 +492,7 @@ impl Host {
         ipv6::Repr {
             src: target,
             dst,
-            next_header: ipv4::protocol::ICMPV6,
+            next_header: protocol::ICMPV6,
             payload_len: icmpv6::ND_LEN + 8,
             hop_limit: 255,
         }
@@ -545,7 +545,7 @@ impl Host {
                     Err(_) => return FromTap::Drop(Drop::Ipv6Malformed),
                 };
                 let (src, dst) = (p.src(), p.dst());
-                if p.next_header() == ipv4::protocol::ICMPV6 {
+                if p.next_header() == protocol::ICMPV6 {
                     let t = p.payload().first().copied().unwrap_or(0);
                     if (icmpv6::ROUTER_SOLICIT..=icmpv6::REDIRECT).contains(&t) {
                         return self.nd_from_tap(buf, hdr, len, src);
@@ -634,7 +634,7 @@ impl Host {
                 ipv6::Repr {
                     src,
                     dst: group,
-                    next_header: ipv4::protocol::ICMPV6,
+                    next_header: protocol::ICMPV6,
                     payload_len: icmpv6::ND_LEN + 8,
                     hop_limit: 255,
                 }
@@ -670,7 +670,7 @@ impl Host {
             payload_len: payload.len(),
         };
         let udp_len = udp.buffer_len() + payload.len();
-        let ip = IpRepr::new(src, dst, ipv4::protocol::UDP, udp_len, ttl)?;
+        let ip = IpRepr::new(src, dst, protocol::UDP, udp_len, ttl)?;
         let hdr = ethernet::emit(
             buf.get_mut(..18)?,
             dst_mac,
@@ -717,14 +717,14 @@ fn punt_class(frame: &[u8]) -> Class {
     let l4 = match f.ethertype() {
         ethertype::ARP => return Class::Neighbor,
         ethertype::IPV4 => match ip.first() {
-            Some(v) if ip.get(9) == Some(&ipv4::protocol::TCP) => {
+            Some(v) if ip.get(ipv4::field::PROTOCOL) == Some(&protocol::TCP) => {
                 ip.get(usize::from(v & 0xf) * 4..)
             }
             _ => None,
         },
-        ethertype::IPV6 => match ip.get(6) {
-            Some(&ipv4::protocol::TCP) => ip.get(ipv6::HEADER_LEN..),
-            Some(&ipv4::protocol::ICMPV6) => {
+        ethertype::IPV6 => match ip.get(ipv6::field::NEXT_HEADER) {
+            Some(&protocol::TCP) => ip.get(ipv6::HEADER_LEN..),
+            Some(&protocol::ICMPV6) => {
                 let t = ip.get(ipv6::HEADER_LEN).copied().unwrap_or(0);
                 if (icmpv6::ROUTER_SOLICIT..=icmpv6::REDIRECT).contains(&t) {
                     return Class::Neighbor;

@@ -41,12 +41,8 @@ pub mod field {
 /// Don't Fragment, in the flags/fragment-offset word.
 const DONT_FRAG: u16 = 0x4000;
 
-pub mod protocol {
-    pub const ICMP: u8 = 1;
-    pub const TCP: u8 = 6;
-    pub const UDP: u8 = 17;
-    pub const ICMPV6: u8 = 58;
-}
+/// The protocol numbers (shared with IPv6's next header).
+pub use super::protocol;
 
 /// A view of an IPv4 packet whose header, options and total length have
 /// been checked against the buffer. Bytes after `total_len` (Ethernet

@@ -27,6 +27,14 @@ pub mod ipv6;
 pub mod tcp;
 pub mod udp;
 
+/// IANA protocol numbers: IPv4's protocol field and IPv6's next header.
+pub mod protocol {
+    pub const ICMP: u8 = 1;
+    pub const TCP: u8 = 6;
+    pub const UDP: u8 = 17;
+    pub const ICMPV6: u8 = 58;
+}
+
 /// Why a header could not be read. The worker maps each to a drop reason.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Error {
