@@ -310,6 +310,7 @@ pub struct WorkerSnapshot {
     pub running: bool,
     pub counters: WorkerCounters,
 }
+
 /// A running data plane. Dropping it stops the workers and releases ports,
 /// TAPs, the mempool and the EAL, in that order.
 #[derive(Debug)]

@@ -677,6 +677,7 @@ fn unix_now_ns() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
 }
+
 impl Drop for Runtime {
     fn drop(&mut self) {
         self.stop();
