@@ -320,11 +320,11 @@ row h-handoff "  of which per hand-off (one ring crossing: push, take, the recei
 log "udp on 2 workers, 1 queue: $EST2 instructions/packet; $HO ring crossings for $est_frames frames ($SHARE % handed over), $PER instructions per crossing"
 log "testpmd io on net_pcap: $TPP instructions/packet ($(( SECONDS - t0 )) s)"
 
-# Row (e): the connection table's memory per tracked flow, from the running
-# pollux: bytes per slot × slots the flows took.
+# Row (e): the connection table's memory per tracked IPv4 flow, from the
+# running pollux: bytes per IPv4 slot × slots the flows took.
 BPF=$(python3 - "$LOGS/est-udp.conn.json" "$LOGS/est-udp.vs.json" <<'EOF'
 import json, sys
-w = json.load(open(sys.argv[1]))["workers"][0]
+w = json.load(open(sys.argv[1]))["workers"][0]["ipv4"]
 flows = json.load(open(sys.argv[2]))["virtual_servers"][0]["new_flows"]
 print(f'{w["table_bytes"] / w["capacity"] * w["entries"] / flows:.1f}')
 EOF

@@ -129,6 +129,7 @@ mod tests {
             }],
             bfd: vec![],
             connections: 4096,
+            connections_v6: 1024,
             new_flows_per_sec: 0,
             snat_ports: (61000, 65535),
             mbufs: 2047,

@@ -156,6 +156,10 @@ pub fn diff(old: &Config, new: &Config) -> Diff {
     restart("dataplane.ports", o.ports == n.ports);
     restart("dataplane.connections", o.connections == n.connections);
     restart(
+        "dataplane.connectionsV6",
+        o.connections_v6 == n.connections_v6,
+    );
+    restart(
         "dataplane.newFlowsPerSec",
         o.new_flows_per_sec == n.new_flows_per_sec,
     );

@@ -42,7 +42,9 @@ pub use crate::lb::{
     L4Drop, MemberSpec, Proto, SecondChance, Snat, VsCounters, VsError, VsSpec, VsTable,
 };
 pub use crate::runtime::BfdEvents;
-pub use crate::shared::{BfdCommand, BfdSessionStatus, L4Snapshot, PollMode, SharedBfd, Tables};
+pub use crate::shared::{
+    BfdCommand, BfdSessionStatus, L4Snapshot, PollMode, SharedBfd, TableSize, Tables,
+};
 pub use crate::wire::Mac;
 
 /// What [`Dataplane::bfd_reconfigure`] ordered, one line per session.
@@ -105,8 +107,10 @@ pub struct Config {
     pub ports: Vec<PortSpec>,
     pub routes: Vec<StaticRoute>,
     pub bfd: Vec<BfdPeer>,
-    /// Connection-table slots per worker (two per tracked flow).
+    /// Connection-table slots per worker (two per tracked flow): IPv4
+    /// flows' and IPv6 flows' tables.
     pub connections: usize,
+    pub connections_v6: usize,
     /// New flows per second per worker above which new flows are
     /// forwarded statelessly (0 = no limit).
     pub new_flows_per_sec: u32,
@@ -475,6 +479,7 @@ mod tests {
             }],
             bfd: vec![],
             connections: 4096,
+            connections_v6: 1024,
             new_flows_per_sec: 0,
             snat_ports: (61000, 65535),
             mbufs: 4095,

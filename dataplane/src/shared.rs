@@ -86,7 +86,18 @@ pub struct L4Snapshot {
     pub capacity: usize,
     /// The table's memory (buckets and entries).
     pub table_bytes: usize,
+    /// The same per family (an IPv4 slot is 32 bytes, an IPv6 slot 56).
+    pub ipv4: TableSize,
+    pub ipv6: TableSize,
     /// Whether it is in reserved hugepages (else ordinary pages: slower).
     pub table_hugepages: bool,
     pub conntrack: crate::lb::conntrack::Counters,
+}
+
+/// One family's connection table: slots in use, slots, bytes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TableSize {
+    pub entries: usize,
+    pub capacity: usize,
+    pub bytes: usize,
 }

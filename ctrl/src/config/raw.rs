@@ -95,9 +95,14 @@ pub struct Dataplane {
     /// Packet buffers in each port's pool (raised to what the rings need).
     #[serde(default = "default_mbufs")]
     pub mbufs: u32,
-    /// Connection-table slots per worker (a tracked flow takes two).
+    /// IPv4 connection-table slots per worker (a tracked flow takes two).
     #[serde(default = "default_connections")]
     pub connections: usize,
+    /// IPv6 connection-table slots per worker (absent: a quarter of
+    /// `connections`, at least 64). An IPv6 slot is 56 bytes, an IPv4
+    /// one 32.
+    #[serde(default)]
+    pub connections_v6: Option<usize>,
     /// New flows per second per worker above which new flows are no longer
     /// tracked but forwarded by their Maglev choice (0 = no limit; absent =
     /// [`default_new_flows_per_sec`] of `connections`).

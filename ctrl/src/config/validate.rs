@@ -381,6 +381,13 @@ fn dataplane(raw: &raw::Dataplane, instance: &str, host: &HostFacts) -> Result<a
             "must be 64–67108864 slots per worker",
         ));
     }
+    let connections_v6 = raw.connections_v6.unwrap_or((raw.connections / 4).max(64));
+    if !(64..=1 << 26).contains(&connections_v6) {
+        return Err(Error::new(
+            "dataplane.connectionsV6",
+            "must be 64–67108864 slots per worker",
+        ));
+    }
     if raw.ports.is_empty() {
         return Err(Error::new("dataplane.ports", "needs at least one port"));
     }
@@ -501,6 +508,7 @@ fn dataplane(raw: &raw::Dataplane, instance: &str, host: &HostFacts) -> Result<a
         routes,
         bfd: vec![],
         connections: raw.connections,
+        connections_v6,
         new_flows_per_sec: raw
             .new_flows_per_sec
             .unwrap_or_else(|| raw::default_new_flows_per_sec(raw.connections)),

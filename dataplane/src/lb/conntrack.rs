@@ -304,19 +304,6 @@ impl Entry {
             && self.family == family
     }
 
-    /// `matches` for an IPv4 key given by parts (the fast path builds no
-    /// `FlowKey`): an IPv4 entry's address bytes past the fourth are zero,
-    /// so comparing the first four is comparing the key.
-    #[inline(always)]
-    fn matches_v4(&self, k: &V4Key) -> bool {
-        self.src[..4] == k.src
-            && self.dst[..4] == k.dst
-            && self.src_port == k.sport
-            && self.dst_port == k.dport
-            && self.proto == k.proto
-            && self.family == Family::V4
-    }
-
     /// The flow's key.
     pub fn key(&self) -> FlowKey {
         FlowKey::from_parts(
@@ -343,6 +330,172 @@ impl fmt::Debug for Entry {
             .field("state", &self.state)
             .field("flags", &self.flags)
             .finish()
+    }
+}
+
+/// An IPv4 flow's key and value: 24 bytes, the slot's half outside the
+/// bucket line (so an IPv4 slot is 8 + 24 = 32 bytes, a flow's two slots
+/// 64).
+///
+/// ```text
+/// offset 0   src       [u8;4]
+/// offset 4   dst       [u8;4]
+/// offset 8   src_port  u16
+/// offset 10  dst_port  u16
+/// offset 12  member    u16
+/// offset 14  nat_port  u16
+/// offset 16  vs        u32
+/// offset 20  proto     u8
+/// offset 21  state     u8       TcpState
+/// offset 22  flags     u8
+/// offset 23  (spare)
+/// size 24, align 4 (tested): a bucket's 8 entries are 3 cache lines
+/// ```
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+#[repr(C, align(4))]
+pub struct V4Slot {
+    src: [u8; 4],
+    dst: [u8; 4],
+    src_port: u16,
+    dst_port: u16,
+    pub member: u16,
+    pub nat_port: u16,
+    pub vs: u32,
+    proto: u8,
+    pub state: TcpState,
+    pub flags: u8,
+    _spare: u8,
+}
+
+const EMPTY_V4: V4Slot = V4Slot {
+    src: [0; 4],
+    dst: [0; 4],
+    src_port: 0,
+    dst_port: 0,
+    member: 0,
+    nat_port: 0,
+    vs: 0,
+    proto: 0,
+    state: TcpState::None,
+    flags: 0,
+    _spare: 0,
+};
+
+impl fmt::Debug for V4Slot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.entry().fmt(f)
+    }
+}
+
+impl V4Slot {
+    /// Whether this slot holds the IPv4 key given by parts (the fast path
+    /// builds no [`FlowKey`]).
+    #[inline(always)]
+    fn matches_v4(&self, k: &V4Key) -> bool {
+        self.src == k.src
+            && self.dst == k.dst
+            && self.src_port == k.sport
+            && self.dst_port == k.dport
+            && self.proto == k.proto
+    }
+}
+
+/// How one family's table keeps a slot's key and value: IPv4 in a compact
+/// [`V4Slot`], IPv6 in a full [`Entry`]. Private to this module: callers
+/// see [`Entry`] values and [`FlowRef`]s.
+trait Stored: Copy + 'static {
+    const EMPTY: Self;
+    /// The slot for `key` (of this family) holding `v` (its timeout lives
+    /// in the bucket line).
+    fn store(key: &FlowKey, v: &FlowValue) -> Self;
+    fn matches(&self, key: &FlowKey) -> bool;
+    /// The key and value as an [`Entry`].
+    fn entry(&self) -> Entry;
+    fn stored(&mut self) -> StoredRef<'_>;
+}
+
+/// A slot's storage, borrowed to change its value in place.
+enum StoredRef<'a> {
+    V4(&'a mut V4Slot),
+    V6(&'a mut Entry),
+}
+
+impl Stored for V4Slot {
+    const EMPTY: Self = EMPTY_V4;
+
+    #[inline(always)]
+    fn store(key: &FlowKey, v: &FlowValue) -> Self {
+        let (src, dst, src_port, dst_port, proto, _) = key.parts();
+        V4Slot {
+            src: [src[0], src[1], src[2], src[3]],
+            dst: [dst[0], dst[1], dst[2], dst[3]],
+            src_port,
+            dst_port,
+            member: v.member,
+            nat_port: v.nat_port,
+            vs: v.vs,
+            proto,
+            state: v.state,
+            flags: v.flags,
+            _spare: 0,
+        }
+    }
+
+    #[inline(always)]
+    fn matches(&self, key: &FlowKey) -> bool {
+        let (src, dst, src_port, dst_port, proto, family) = key.parts();
+        family == Family::V4
+            && self.src == src[..4]
+            && self.dst == dst[..4]
+            && self.src_port == src_port
+            && self.dst_port == dst_port
+            && self.proto == proto
+    }
+
+    fn entry(&self) -> Entry {
+        let mut src = [0; 16];
+        let mut dst = [0; 16];
+        src[..4].copy_from_slice(&self.src);
+        dst[..4].copy_from_slice(&self.dst);
+        Entry {
+            src,
+            dst,
+            vs: self.vs,
+            src_port: self.src_port,
+            dst_port: self.dst_port,
+            member: self.member,
+            nat_port: self.nat_port,
+            proto: self.proto,
+            family: Family::V4,
+            state: self.state,
+            flags: self.flags,
+        }
+    }
+
+    fn stored(&mut self) -> StoredRef<'_> {
+        StoredRef::V4(self)
+    }
+}
+
+impl Stored for Entry {
+    const EMPTY: Self = EMPTY_ENTRY;
+
+    #[inline(always)]
+    fn store(key: &FlowKey, v: &FlowValue) -> Self {
+        Entry::new(key, v)
+    }
+
+    #[inline(always)]
+    fn matches(&self, key: &FlowKey) -> bool {
+        Entry::matches(self, key)
+    }
+
+    fn entry(&self) -> Entry {
+        *self
+    }
+
+    fn stored(&mut self) -> StoredRef<'_> {
+        StoredRef::V6(self)
     }
 }
 
@@ -397,10 +550,12 @@ pub struct FlowValue {
 pub type Expired = Entry;
 
 /// A live flow in the table, borrowed for the current packet. Derefs to its
-/// [`Entry`] (so `flow.member`, `flow.state = ..` work) and can change its
-/// timeout.
+/// [`Entry`] (so `flow.member` works); changes go through
+/// [`set_state`](Self::set_state), [`assign`](Self::assign) and
+/// [`set_timeout`](Self::set_timeout), which write the table.
 pub struct FlowRef<'a> {
-    entry: &'a mut Entry,
+    entry: Entry,
+    stored: StoredRef<'a>,
     timeout: &'a mut u16,
     new: bool,
     evicted: Option<Entry>,
@@ -418,14 +573,27 @@ impl FlowRef<'_> {
     pub fn set_timeout(&mut self, secs: u16) {
         *self.timeout = secs.max(1);
     }
+    /// A new TCP state (its timeout is the caller's to set).
+    pub fn set_state(&mut self, state: TcpState) {
+        self.entry.state = state;
+        match &mut self.stored {
+            StoredRef::V4(s) => s.state = state,
+            StoredRef::V6(e) => e.state = state,
+        }
+    }
     /// Makes the flow `v`'s (its key stays): what `insert` stores for a
     /// new flow, over an existing one.
     pub fn assign(&mut self, v: &FlowValue) {
-        self.entry.vs = v.vs;
-        self.entry.member = v.member;
-        self.entry.nat_port = v.nat_port;
-        self.entry.state = v.state;
-        self.entry.flags = v.flags;
+        let e = &mut self.entry;
+        (e.vs, e.member, e.nat_port, e.state, e.flags) =
+            (v.vs, v.member, v.nat_port, v.state, v.flags);
+        match &mut self.stored {
+            StoredRef::V4(s) => {
+                (s.vs, s.member, s.nat_port, s.state, s.flags) =
+                    (v.vs, v.member, v.nat_port, v.state, v.flags)
+            }
+            StoredRef::V6(s) => **s = Entry { ..*e },
+        }
         self.set_timeout(v.timeout);
     }
     /// The expired flow whose slot this insert reused, if any: handle it as
@@ -438,13 +606,7 @@ impl FlowRef<'_> {
 impl std::ops::Deref for FlowRef<'_> {
     type Target = Entry;
     fn deref(&self) -> &Entry {
-        self.entry
-    }
-}
-
-impl std::ops::DerefMut for FlowRef<'_> {
-    fn deref_mut(&mut self) -> &mut Entry {
-        self.entry
+        &self.entry
     }
 }
 
@@ -453,7 +615,7 @@ impl fmt::Debug for FlowRef<'_> {
         f.debug_struct("FlowRef")
             .field("new", &self.new)
             .field("timeout", &*self.timeout)
-            .field("entry", &*self.entry)
+            .field("entry", &self.entry)
             .finish()
     }
 }
@@ -479,9 +641,11 @@ pub enum ConnTableError {
 /// Construction parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Config {
-    /// Slots; rounded up to a power of two (at least [`MIN_CAPACITY`]).
-    /// Size it for the flows expected at ~80 % occupancy.
+    /// IPv4 slots; rounded up to a power of two (at least
+    /// [`MIN_CAPACITY`]). Size it for the flows expected at ~80 % occupancy.
     pub capacity: usize,
+    /// IPv6 slots, likewise.
+    pub capacity_v6: usize,
     /// New flows admitted per second; 0 = no limit (Katran uses 125k/s/core).
     pub new_flows_per_sec: u32,
     /// Where to put the table: `HugeTlb` tries hugepages, then falls back.
@@ -492,6 +656,7 @@ impl Config {
     pub fn new(capacity: usize) -> Self {
         Config {
             capacity,
+            capacity_v6: capacity,
             new_flows_per_sec: 0,
             backing: Backing::HugeTlb,
         }
@@ -513,55 +678,82 @@ pub struct Counters {
     pub moved: u64,
 }
 
-/// The per-worker connection table. See the module doc.
-pub struct ConnTable {
+/// The flood guard (Katran's `is_under_flood`): at most `limit` new flows
+/// per second, shared by both families' tables; 0 = no limit.
+#[derive(Clone, Copy, Debug, Default)]
+struct Flood {
+    second: Secs,
+    count: u32,
+    limit: u32,
+}
+
+impl Flood {
+    /// Takes one new flow of second `now`'s allowance; false when spent.
+    #[inline(always)]
+    fn admit(&mut self, now: Secs) -> bool {
+        if self.limit == 0 {
+            return true;
+        }
+        if self.second != now {
+            self.second = now;
+            self.count = 0;
+        }
+        if self.count >= self.limit {
+            return false;
+        }
+        self.count += 1;
+        true
+    }
+}
+
+/// One family's table: bucket lines of signatures and stamps, and the
+/// slots' keys and values apart ([`V4Slot`] or [`Entry`]). See the module
+/// doc; [`ConnTable`] holds one per family.
+pub struct Table<S: Copy + 'static> {
     buckets: HugeArray<Bucket>,
-    entries: HugeArray<Entry>,
+    entries: HugeArray<S>,
     mask: usize,
     /// Slots with timeout != 0 (live or not yet reaped).
     occupied: usize,
     sweep_cursor: usize,
-    flood_second: Secs,
-    flood_count: u32,
-    flood_limit: u32,
     counters: Counters,
 }
 
-impl fmt::Debug for ConnTable {
+impl<S: Copy + 'static> fmt::Debug for Table<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ConnTable")
-            .field("capacity", &self.capacity())
+        f.debug_struct("Table")
+            .field("capacity", &self.entries.len())
             .field("occupied", &self.occupied)
-            .field("backing", &self.backing())
             .field("counters", &self.counters)
             .finish()
     }
 }
 
-impl ConnTable {
-    /// Allocate and initialise the table (start-up only: this allocates).
-    pub fn new(config: Config) -> Result<Self, ConnTableError> {
-        if config.capacity > MAX_CAPACITY {
-            return Err(ConnTableError::TooLarge {
-                capacity: config.capacity,
-            });
+/// IPv4 flows' table.
+pub type V4Table = Table<V4Slot>;
+/// IPv6 flows' table.
+pub type V6Table = Table<Entry>;
+
+#[allow(private_bounds)]
+impl<S: Stored> Table<S> {
+    /// Allocate and initialise (start-up only: this allocates).
+    fn new(capacity: usize, backing: Backing) -> Result<Self, ConnTableError> {
+        if capacity > MAX_CAPACITY {
+            return Err(ConnTableError::TooLarge { capacity });
         }
-        let slots = config.capacity.max(MIN_CAPACITY).next_power_of_two();
+        let slots = capacity.max(MIN_CAPACITY).next_power_of_two();
         let nbuckets = slots / SLOTS_PER_BUCKET;
-        let bytes = nbuckets * 64 + slots * std::mem::size_of::<Entry>();
-        let buckets = HugeArray::new(nbuckets, EMPTY_BUCKET, config.backing)
+        let bytes = nbuckets * 64 + slots * std::mem::size_of::<S>();
+        let buckets = HugeArray::new(nbuckets, EMPTY_BUCKET, backing)
             .ok_or(ConnTableError::Alloc { bytes })?;
-        let entries = HugeArray::new(slots, EMPTY_ENTRY, config.backing)
-            .ok_or(ConnTableError::Alloc { bytes })?;
-        Ok(ConnTable {
+        let entries =
+            HugeArray::new(slots, S::EMPTY, backing).ok_or(ConnTableError::Alloc { bytes })?;
+        Ok(Table {
             buckets,
             entries,
             mask: nbuckets - 1,
             occupied: 0,
             sweep_cursor: 0,
-            flood_second: 0,
-            flood_count: 0,
-            flood_limit: config.new_flows_per_sec,
             counters: Counters::default(),
         })
     }
@@ -580,26 +772,18 @@ impl ConnTable {
         &self.counters
     }
 
-    /// What backs the table; `Transparent` when hugepages were wanted but
-    /// not available (log a warning, count it: DESIGN.md §2).
-    pub fn backing(&self) -> Backing {
-        // Both arrays try the same way; report the worse.
+    /// Bytes of table memory.
+    pub fn bytes(&self) -> usize {
+        self.buckets.bytes() + self.entries.bytes()
+    }
+
+    fn backing(&self) -> Backing {
         if self.buckets.backing() == Backing::HugeTlb && self.entries.backing() == Backing::HugeTlb
         {
             Backing::HugeTlb
         } else {
             Backing::Transparent
         }
-    }
-
-    /// Bytes of table memory.
-    pub fn bytes(&self) -> usize {
-        self.buckets.bytes() + self.entries.bytes()
-    }
-
-    /// True when this second's new flows reached the flood limit.
-    pub fn under_flood(&self, now: Secs) -> bool {
-        self.flood_limit != 0 && self.flood_second == now && self.flood_count >= self.flood_limit
     }
 
     /// Primary bucket (hash bits 0..k), secondary bucket and signature
@@ -619,79 +803,12 @@ impl ConnTable {
         b ^ off.max(1)
     }
 
-    /// Prefetch both buckets of `hash` (call for packet i+1 while handling
-    /// packet i, as VPP's lb node does).
+    /// Prefetch both buckets of `hash`.
     #[inline(always)]
-    pub fn prefetch(&self, hash: u64) {
+    fn prefetch(&self, hash: u64) {
         let (b1, b2, _) = self.locate(hash);
         prefetch(&self.buckets[b1]);
         prefetch(&self.buckets[b2]);
-    }
-
-    /// Prefetch the entry `hash` most likely names: the first slot of its
-    /// primary bucket (else its secondary) whose signature matches. Call it
-    /// once the bucket lines have arrived (a stage after
-    /// [`prefetch`](Self::prefetch)): the entry is the lookup's dependent
-    /// miss, which nothing else can start early.
-    #[inline(always)]
-    pub fn prefetch_entry(&self, hash: u64) {
-        let (b1, b2, sig) = self.locate(hash);
-        for b in [b1, b2] {
-            let m = self.buckets[b].sig_mask(sig);
-            if m != 0 {
-                prefetch(&self.entries[b * SLOTS_PER_BUCKET + m.trailing_zeros() as usize]);
-                return;
-            }
-        }
-    }
-
-    /// The probe stage of a lookup of `hash` (once its bucket lines have
-    /// arrived, a stage after [`prefetch`](Self::prefetch)): the primary
-    /// bucket's matching slots, the first of which (else the secondary's
-    /// first) is prefetched, as [`prefetch_entry`](Self::prefetch_entry).
-    #[inline(always)]
-    pub fn probe(&self, hash: u64) -> Probe {
-        let (b1, b2, sig) = self.locate(hash);
-        let m1 = self.buckets[b1].sig_mask(sig);
-        let first = if m1 != 0 {
-            b1 * SLOTS_PER_BUCKET + m1.trailing_zeros() as usize
-        } else {
-            let m2 = self.buckets[b2].sig_mask(sig);
-            b2 * SLOTS_PER_BUCKET + (m2.trailing_zeros() as usize & (SLOTS_PER_BUCKET - 1))
-        };
-        prefetch(&self.entries[first]);
-        Probe {
-            b1: b1 as u32,
-            b2: b2 as u32,
-            sig,
-            m1: m1 as u8,
-        }
-    }
-
-    /// [`find_v4`](Self::find_v4) from a [`probe`](Self::probe) of the
-    /// key's hash.
-    #[inline(always)]
-    pub fn find_probed(&self, key: &V4Key, p: &Probe, now: Secs) -> Option<Slot> {
-        let (b1, b2) = (p.b1 as usize, p.b2 as usize);
-        self.find_v4_in(b1, u32::from(p.m1), key, now)
-            .or_else(|| self.find_v4_in(b2, self.buckets[b2].sig_mask(p.sig), key, now))
-    }
-
-    /// The live slot among `m` (a slot mask) of bucket `b` holding `key`.
-    #[inline(always)]
-    fn find_v4_in(&self, b: usize, mut m: u32, key: &V4Key, now: Secs) -> Option<Slot> {
-        let bucket = &self.buckets[b];
-        while m != 0 {
-            let s = m.trailing_zeros() as usize;
-            if bucket.live(s, now) && self.entries[b * SLOTS_PER_BUCKET + s].matches_v4(key) {
-                return Some(Slot {
-                    bucket: b as u32,
-                    slot: s as u32,
-                });
-            }
-            m &= m - 1;
-        }
-        None
     }
 
     /// The live slot holding `key` in bucket `b`, if any.
@@ -721,48 +838,18 @@ impl ConnTable {
 
     #[inline(always)]
     fn flow_ref(&mut self, b: usize, s: usize, new: bool, evicted: Option<Entry>) -> FlowRef<'_> {
-        let slot = b * SLOTS_PER_BUCKET + s;
+        let stored = &mut self.entries[b * SLOTS_PER_BUCKET + s];
         FlowRef {
-            entry: &mut self.entries[slot],
+            entry: stored.entry(),
+            stored: stored.stored(),
             timeout: &mut self.buckets[b].timeout[s],
             new,
             evicted,
         }
     }
 
-    /// The live IPv4 flow `key` (`hash` = its flow hash), without marking
-    /// it seen or counting: the fast path looks first and commits with
-    /// [`touch`](Self::touch) only once it knows it will forward the packet
-    /// (so a packet it hands to the slow path is counted once, there).
-    #[inline(always)]
-    pub fn find_v4(&self, key: &V4Key, hash: u64, now: Secs) -> Option<Slot> {
-        let (b1, b2, sig) = self.locate(hash);
-        [b1, b2]
-            .into_iter()
-            .find_map(|b| self.find_v4_in(b, self.buckets[b].sig_mask(sig), key, now))
-    }
-
-    /// The entry at `slot` (from [`find_v4`](Self::find_v4)).
-    #[inline(always)]
-    pub fn entry(&self, slot: Slot) -> &Entry {
-        &self.entries[slot.bucket as usize * SLOTS_PER_BUCKET + slot.slot as usize]
-    }
-
-    /// What [`lookup`](Self::lookup) does on a hit: count it and mark the
-    /// flow seen at `now`.
-    #[inline(always)]
-    pub fn touch(&mut self, slot: Slot, now: Secs) {
-        self.counters.hits += 1;
-        let seen = &mut self.buckets[slot.bucket as usize].last_seen[slot.slot as usize];
-        if *seen != now {
-            *seen = now;
-        }
-    }
-
-    /// Find the live flow `key` (`hash` = its flow hash) and mark it seen at
-    /// `now`. Expired entries are absent. Counts a hit or a miss.
     #[inline]
-    pub fn lookup(&mut self, key: &FlowKey, hash: u64, now: Secs) -> Option<FlowRef<'_>> {
+    fn lookup(&mut self, key: &FlowKey, hash: u64, now: Secs) -> Option<FlowRef<'_>> {
         match self.find(key, hash, now) {
             Some((b, s)) => {
                 self.counters.hits += 1;
@@ -779,19 +866,14 @@ impl ConnTable {
         }
     }
 
-    /// Track a new flow. If `key` is already live it is returned unchanged
-    /// (an established flow keeps its member; `is_new()` is false) and
-    /// marked seen. Otherwise it takes a free slot of its primary, then
-    /// secondary bucket, else an expired one (returned by
-    /// [`FlowRef::evicted`]). Fails, and counts, when the flood limit is
-    /// reached or both buckets are full of live flows.
     #[inline]
-    pub fn insert(
+    fn insert(
         &mut self,
         key: &FlowKey,
         hash: u64,
         value: FlowValue,
         now: Secs,
+        flood: &mut Flood,
     ) -> Result<FlowRef<'_>, InsertError> {
         let (b1, b2, sig) = self.locate(hash);
         // Per candidate bucket: first free slot, first expired slot, and how
@@ -819,16 +901,9 @@ impl ConnTable {
                 (free | expired).count_ones(),
             );
         }
-        if self.flood_limit != 0 {
-            if self.flood_second != now {
-                self.flood_second = now;
-                self.flood_count = 0;
-            }
-            if self.flood_count >= self.flood_limit {
-                self.counters.insert_refused_flood += 1;
-                return Err(InsertError::Flood);
-            }
-            self.flood_count += 1;
+        if !flood.admit(now) {
+            self.counters.insert_refused_flood += 1;
+            return Err(InsertError::Flood);
         }
         // The less loaded bucket (the primary on a tie): "power of two
         // choices" keeps buckets even, so inserts rarely fail below ~90 %.
@@ -844,7 +919,7 @@ impl ConnTable {
             }
             (b, None, Some(s), _) => {
                 self.counters.expired += 1;
-                (b, s, Some(self.entries[b * SLOTS_PER_BUCKET + s]))
+                (b, s, Some(self.entries[b * SLOTS_PER_BUCKET + s].entry()))
             }
             _ => match self.displace(b1).or_else(|| self.displace(b2)) {
                 Some((b, s)) => {
@@ -858,7 +933,7 @@ impl ConnTable {
             },
         };
         self.counters.inserts += 1;
-        self.entries[b * SLOTS_PER_BUCKET + s] = Entry::new(key, &value);
+        self.entries[b * SLOTS_PER_BUCKET + s] = S::store(key, &value);
         let bucket = &mut self.buckets[b];
         bucket.set_sig(s, sig);
         bucket.last_seen[s] = now;
@@ -892,31 +967,21 @@ impl ConnTable {
         None
     }
 
-    /// The live flow `key`, read only: unlike [`lookup`](Self::lookup) it
-    /// neither marks the flow seen nor counts (for checks that must not
-    /// keep an idle flow alive: SNAT port reuse, ICMP errors).
     #[inline]
-    pub fn peek(&self, key: &FlowKey, hash: u64, now: Secs) -> Option<&Entry> {
+    fn peek(&self, key: &FlowKey, hash: u64, now: Secs) -> Option<Entry> {
         let (b, s) = self.find(key, hash, now)?;
-        Some(&self.entries[b * SLOTS_PER_BUCKET + s])
+        Some(self.entries[b * SLOTS_PER_BUCKET + s].entry())
     }
 
-    /// Forget the live flow `key`; returns its entry.
-    pub fn remove(&mut self, key: &FlowKey, hash: u64, now: Secs) -> Option<Entry> {
+    fn remove(&mut self, key: &FlowKey, hash: u64, now: Secs) -> Option<Entry> {
         let (b, s) = self.find(key, hash, now)?;
         self.buckets[b].timeout[s] = 0;
         self.occupied -= 1;
         self.counters.removed += 1;
-        Some(self.entries[b * SLOTS_PER_BUCKET + s])
+        Some(self.entries[b * SLOTS_PER_BUCKET + s].entry())
     }
 
-    /// Reap expired entries: visit at most `max_buckets` buckets from where
-    /// the last call stopped, free their expired slots and copy those
-    /// entries into `out` (for RST on timeout and gauges). Returns how many
-    /// were written. Stops early when `out` is full (the rest is found next
-    /// time; nothing is dropped). A full pass takes `capacity / 8 /
-    /// max_buckets` calls.
-    pub fn sweep(&mut self, now: Secs, max_buckets: usize, out: &mut [Expired]) -> usize {
+    fn sweep(&mut self, now: Secs, max_buckets: usize, out: &mut [Expired]) -> usize {
         let mut n = 0;
         for _ in 0..max_buckets.min(self.mask + 1) {
             let b = self.sweep_cursor;
@@ -928,7 +993,7 @@ impl ConnTable {
                 if n == out.len() {
                     return n; // out is full: resume in this bucket next time
                 }
-                out[n] = self.entries[b * SLOTS_PER_BUCKET + s];
+                out[n] = self.entries[b * SLOTS_PER_BUCKET + s].entry();
                 n += 1;
                 self.buckets[b].timeout[s] = 0;
                 self.occupied -= 1;
@@ -937,6 +1002,257 @@ impl ConnTable {
             self.sweep_cursor = (b + 1) & self.mask;
         }
         n
+    }
+}
+
+/// The fast path's IPv4 lookups: signatures matched from a probe taken a
+/// stage earlier, keys compared by parts, values read in place.
+impl Table<V4Slot> {
+    #[inline(always)]
+    fn probe(&self, hash: u64) -> Probe {
+        let (b1, b2, sig) = self.locate(hash);
+        let m1 = self.buckets[b1].sig_mask(sig);
+        let first = if m1 != 0 {
+            b1 * SLOTS_PER_BUCKET + m1.trailing_zeros() as usize
+        } else {
+            let m2 = self.buckets[b2].sig_mask(sig);
+            b2 * SLOTS_PER_BUCKET + (m2.trailing_zeros() as usize & (SLOTS_PER_BUCKET - 1))
+        };
+        prefetch(&self.entries[first]);
+        Probe {
+            b1: b1 as u32,
+            b2: b2 as u32,
+            sig,
+            m1: m1 as u8,
+        }
+    }
+
+    /// The live slot among `m` (a slot mask) of bucket `b` holding `key`.
+    #[inline(always)]
+    fn find_v4_in(&self, b: usize, mut m: u32, key: &V4Key, now: Secs) -> Option<Slot> {
+        let bucket = &self.buckets[b];
+        while m != 0 {
+            let s = m.trailing_zeros() as usize;
+            if bucket.live(s, now) && self.entries[b * SLOTS_PER_BUCKET + s].matches_v4(key) {
+                return Some(Slot {
+                    bucket: b as u32,
+                    slot: s as u32,
+                });
+            }
+            m &= m - 1;
+        }
+        None
+    }
+}
+
+/// The per-worker connection table: one [`Table`] per address family
+/// (IPv4's slots are 32 bytes, IPv6's 56), one flood guard for both.
+pub struct ConnTable {
+    v4: V4Table,
+    v6: V6Table,
+    flood: Flood,
+}
+
+impl fmt::Debug for ConnTable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnTable")
+            .field("capacity", &(self.v4.capacity(), self.v6.capacity()))
+            .field("occupied", &self.occupied())
+            .field("backing", &self.backing())
+            .field("counters", &self.counters())
+            .finish()
+    }
+}
+
+impl ConnTable {
+    /// Allocate and initialise both families' tables (start-up only: this
+    /// allocates).
+    pub fn new(config: Config) -> Result<Self, ConnTableError> {
+        Ok(ConnTable {
+            v4: Table::new(config.capacity, config.backing)?,
+            v6: Table::new(config.capacity_v6, config.backing)?,
+            flood: Flood {
+                limit: config.new_flows_per_sec,
+                ..Flood::default()
+            },
+        })
+    }
+
+    /// The IPv4 flows' table (its size and memory).
+    pub fn v4(&self) -> &V4Table {
+        &self.v4
+    }
+
+    /// The IPv6 flows' table (its size and memory).
+    pub fn v6(&self) -> &V6Table {
+        &self.v6
+    }
+
+    /// Slots of both families.
+    pub fn capacity(&self) -> usize {
+        self.v4.capacity() + self.v6.capacity()
+    }
+
+    /// Slots holding an entry, live or expired but not yet reaped.
+    pub fn occupied(&self) -> usize {
+        self.v4.occupied + self.v6.occupied
+    }
+
+    /// Both families' counters, summed.
+    pub fn counters(&self) -> Counters {
+        let (a, b) = (&self.v4.counters, &self.v6.counters);
+        Counters {
+            hits: a.hits + b.hits,
+            misses: a.misses + b.misses,
+            inserts: a.inserts + b.inserts,
+            insert_failed_full: a.insert_failed_full + b.insert_failed_full,
+            insert_refused_flood: a.insert_refused_flood + b.insert_refused_flood,
+            expired: a.expired + b.expired,
+            removed: a.removed + b.removed,
+            moved: a.moved + b.moved,
+        }
+    }
+
+    /// What backs the tables; `Transparent` when hugepages were wanted but
+    /// not available (log a warning, count it: DESIGN.md §2).
+    pub fn backing(&self) -> Backing {
+        match (self.v4.backing(), self.v6.backing()) {
+            (Backing::HugeTlb, Backing::HugeTlb) => Backing::HugeTlb,
+            _ => Backing::Transparent,
+        }
+    }
+
+    /// Bytes of table memory, both families.
+    pub fn bytes(&self) -> usize {
+        self.v4.bytes() + self.v6.bytes()
+    }
+
+    /// True when this second's new flows reached the flood limit.
+    pub fn under_flood(&self, now: Secs) -> bool {
+        let f = &self.flood;
+        f.limit != 0 && f.second == now && f.count >= f.limit
+    }
+
+    /// Prefetch both buckets a key of `family` with `hash` may be in (call
+    /// for packet i+1 while handling packet i, as VPP's lb node does).
+    #[inline(always)]
+    pub fn prefetch(&self, family: Family, hash: u64) {
+        match family {
+            Family::V4 => self.v4.prefetch(hash),
+            Family::V6 => self.v6.prefetch(hash),
+        }
+    }
+
+    /// The probe stage of an IPv4 lookup of `hash` (once its bucket lines
+    /// have arrived, a stage after [`prefetch`](Self::prefetch)): the
+    /// primary bucket's matching slots; the first of them (else the
+    /// secondary's first) is prefetched: the lookup's dependent miss.
+    #[inline(always)]
+    pub fn probe(&self, hash: u64) -> Probe {
+        self.v4.probe(hash)
+    }
+
+    /// [`find_v4`](Self::find_v4) from a [`probe`](Self::probe) of the
+    /// key's hash.
+    #[inline(always)]
+    pub fn find_probed(&self, key: &V4Key, p: &Probe, now: Secs) -> Option<Slot> {
+        let (b1, b2) = (p.b1 as usize, p.b2 as usize);
+        let t = &self.v4;
+        t.find_v4_in(b1, u32::from(p.m1), key, now)
+            .or_else(|| t.find_v4_in(b2, t.buckets[b2].sig_mask(p.sig), key, now))
+    }
+
+    /// The live IPv4 flow `key` (`hash` = its flow hash), without marking
+    /// it seen or counting: the fast path looks first and commits with
+    /// [`touch`](Self::touch) only once it knows it will forward the packet
+    /// (so a packet it hands to the slow path is counted once, there).
+    #[inline(always)]
+    pub fn find_v4(&self, key: &V4Key, hash: u64, now: Secs) -> Option<Slot> {
+        let t = &self.v4;
+        let (b1, b2, sig) = t.locate(hash);
+        [b1, b2]
+            .into_iter()
+            .find_map(|b| t.find_v4_in(b, t.buckets[b].sig_mask(sig), key, now))
+    }
+
+    /// The IPv4 slot at `slot` (from [`find_v4`](Self::find_v4)).
+    #[inline(always)]
+    pub fn entry(&self, slot: Slot) -> &V4Slot {
+        &self.v4.entries[slot.bucket as usize * SLOTS_PER_BUCKET + slot.slot as usize]
+    }
+
+    /// What [`lookup`](Self::lookup) does on a hit: count it and mark the
+    /// flow seen at `now`.
+    #[inline(always)]
+    pub fn touch(&mut self, slot: Slot, now: Secs) {
+        let t = &mut self.v4;
+        t.counters.hits += 1;
+        let seen = &mut t.buckets[slot.bucket as usize].last_seen[slot.slot as usize];
+        if *seen != now {
+            *seen = now;
+        }
+    }
+
+    /// Find the live flow `key` (`hash` = its flow hash) and mark it seen at
+    /// `now`. Expired entries are absent. Counts a hit or a miss.
+    #[inline]
+    pub fn lookup(&mut self, key: &FlowKey, hash: u64, now: Secs) -> Option<FlowRef<'_>> {
+        match key.family() {
+            Family::V4 => self.v4.lookup(key, hash, now),
+            Family::V6 => self.v6.lookup(key, hash, now),
+        }
+    }
+
+    /// Track a new flow. If `key` is already live it is returned unchanged
+    /// (an established flow keeps its member; `is_new()` is false) and
+    /// marked seen. Otherwise it takes a free slot of its primary, then
+    /// secondary bucket, else an expired one (returned by
+    /// [`FlowRef::evicted`]). Fails, and counts, when the flood limit is
+    /// reached or both buckets are full of live flows.
+    #[inline]
+    pub fn insert(
+        &mut self,
+        key: &FlowKey,
+        hash: u64,
+        value: FlowValue,
+        now: Secs,
+    ) -> Result<FlowRef<'_>, InsertError> {
+        match key.family() {
+            Family::V4 => self.v4.insert(key, hash, value, now, &mut self.flood),
+            Family::V6 => self.v6.insert(key, hash, value, now, &mut self.flood),
+        }
+    }
+
+    /// The live flow `key`, read only: unlike [`lookup`](Self::lookup) it
+    /// neither marks the flow seen nor counts (for checks that must not
+    /// keep an idle flow alive: SNAT port reuse, ICMP errors).
+    #[inline]
+    pub fn peek(&self, key: &FlowKey, hash: u64, now: Secs) -> Option<Entry> {
+        match key.family() {
+            Family::V4 => self.v4.peek(key, hash, now),
+            Family::V6 => self.v6.peek(key, hash, now),
+        }
+    }
+
+    /// Forget the live flow `key`; returns its entry.
+    pub fn remove(&mut self, key: &FlowKey, hash: u64, now: Secs) -> Option<Entry> {
+        match key.family() {
+            Family::V4 => self.v4.remove(key, hash, now),
+            Family::V6 => self.v6.remove(key, hash, now),
+        }
+    }
+
+    /// Reap expired entries: visit at most `max_buckets` IPv4 buckets (and
+    /// the same share of the IPv6 table's) from where the last call
+    /// stopped, free their expired slots and copy those entries into `out`
+    /// (for RST on timeout and gauges). Returns how many were written.
+    /// Stops early when `out` is full (the rest is found next time;
+    /// nothing is dropped). A full pass of either table takes `capacity /
+    /// 8 / max_buckets` calls (of the IPv4 capacity).
+    pub fn sweep(&mut self, now: Secs, max_buckets: usize, out: &mut [Expired]) -> usize {
+        let n = self.v4.sweep(now, max_buckets, out);
+        let share = (max_buckets * (self.v6.mask + 1)).div_ceil(self.v4.mask + 1);
+        n + self.v6.sweep(now, share.max(1), &mut out[n..])
     }
 }
 
@@ -1008,9 +1324,11 @@ mod tests {
     }
 
     #[test]
-    fn layout_bucket_is_one_cache_line_entry_is_48_bytes() {
+    fn layout_bucket_is_one_cache_line_slots_are_24_and_48_bytes() {
         assert_eq!(size_of::<Bucket>(), 64);
         assert_eq!(align_of::<Bucket>(), 64);
+        assert_eq!(size_of::<V4Slot>(), 24);
+        assert_eq!(align_of::<V4Slot>(), 4);
         assert_eq!(size_of::<Entry>(), 48);
         assert_eq!(align_of::<Entry>(), 16);
         assert_eq!(size_of::<TcpState>(), 1);
@@ -1025,22 +1343,39 @@ mod tests {
         assert_eq!(&e.vs as *const u32 as usize - base, 32);
         assert_eq!(&e.member as *const u16 as usize - base, 40);
         assert_eq!(&e.flags as *const u8 as usize - base, 47);
+        let v = EMPTY_V4;
+        let base = &v as *const V4Slot as usize;
+        assert_eq!(&v.member as *const u16 as usize - base, 12);
+        assert_eq!(&v.vs as *const u32 as usize - base, 16);
+        assert_eq!(&v.flags as *const u8 as usize - base, 22);
     }
 
     #[test]
-    fn bytes_per_flow_is_at_most_64() {
+    fn an_ipv4_flow_takes_64_bytes_an_ipv6_flow_112() {
         let t = table(1 << 16);
-        let per_flow = t.bytes() as f64 / t.capacity() as f64;
-        assert_eq!(per_flow, 56.0);
-        assert!(per_flow <= 64.0);
-        assert_eq!(t.buckets.as_ptr() as usize % 64, 0);
-        assert_eq!(t.entries.as_ptr() as usize % 64, 0);
+        // Two slots per flow (forward and reverse), each a 64-byte line's
+        // eighth plus its key and value.
+        let per_flow = |bytes: usize, slots: usize| 2.0 * bytes as f64 / slots as f64;
+        assert_eq!(per_flow(t.v4().bytes(), t.v4().capacity()), 64.0);
+        assert_eq!(per_flow(t.v6().bytes(), t.v6().capacity()), 112.0);
+        for (b, e) in [
+            (
+                t.v4.buckets.as_ptr() as usize,
+                t.v4.entries.as_ptr() as usize,
+            ),
+            (
+                t.v6.buckets.as_ptr() as usize,
+                t.v6.entries.as_ptr() as usize,
+            ),
+        ] {
+            assert_eq!((b % 64, e % 64), (0, 0));
+        }
     }
 
     #[test]
     fn capacity_rounds_up_to_a_power_of_two() {
-        assert_eq!(table(1000).capacity(), 1024);
-        assert_eq!(table(1).capacity(), MIN_CAPACITY);
+        assert_eq!(table(1000).v4().capacity(), 1024);
+        assert_eq!(table(1).v4().capacity(), MIN_CAPACITY);
         assert_eq!(
             ConnTable::new(Config::new(MAX_CAPACITY + 1)).unwrap_err(),
             ConnTableError::TooLarge {
@@ -1064,7 +1399,7 @@ mod tests {
         assert_eq!(f.key(), k);
         // Seen at 120: lives until 149 inclusive.
         let mut f = t.lookup(&k, h, 120).unwrap();
-        f.state = TcpState::Established;
+        f.set_state(TcpState::Established);
         assert_eq!(t.lookup(&k, h, 149).unwrap().state, TcpState::Established);
         assert!(t.lookup(&k, h, 149 + 30).is_none(), "idle 30 s: expired");
         // Other direction is another flow.
@@ -1082,7 +1417,7 @@ mod tests {
         let h = H.hash(&k);
         t.insert(&k, h, val(1, 300), 0).unwrap();
         let mut f = t.lookup(&k, h, 10).unwrap();
-        f.state = TcpState::Closing;
+        f.set_state(TcpState::Closing);
         f.set_timeout(Timeouts::default().for_state(PROTO_TCP, TcpState::Closing));
         assert!(t.lookup(&k, h, 19).is_some());
         assert!(
@@ -1156,7 +1491,7 @@ mod tests {
     #[test]
     fn two_choice_buckets_fill_past_90_percent() {
         let mut t = table(1 << 16);
-        let cap = t.capacity() as u32;
+        let cap = t.v4().capacity() as u32;
         let mut first_fail = None;
         for i in 0..cap * 95 / 100 {
             let k = key(i);
@@ -1440,7 +1775,7 @@ mod tests {
         for burst in order.chunks(32) {
             for (j, &i) in burst.iter().enumerate() {
                 hs[j] = H.hash(&keys[i].0);
-                t.prefetch(hs[j]);
+                t.prefetch(Family::V4, hs[j]);
             }
             for (j, &i) in burst.iter().enumerate() {
                 black_box(t.lookup(&keys[i].0, hs[j], 1).is_some());
@@ -1458,7 +1793,7 @@ mod tests {
             "conntrack {} slots ({} MiB, {:?}), {} flows: insert-new {ins:.1} ns, \
              lookup-hit cold {hit:.1} ns, hash+lookup cold {hash_hit:.1} ns, \
              hash+prefetch+lookup cold in bursts of 32 {burst_hit:.1} ns, lookup-hit hot {hot:.1} ns",
-            t.capacity(),
+            t.v4().capacity(),
             t.bytes() >> 20,
             t.backing(),
             n

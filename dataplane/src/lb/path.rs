@@ -710,9 +710,11 @@ impl L4 {
         (self.snat_first, self.snat_count)
     }
 
-    /// Bytes of connection-table memory per tracked flow (two entries).
+    /// Bytes of connection-table memory per tracked IPv4 flow (two
+    /// slots of 32 bytes); an IPv6 flow takes 112 (two of 56).
     pub fn bytes_per_flow(&self) -> usize {
-        2 * self.ct.bytes() / self.ct.capacity()
+        let t = self.ct.v4();
+        2 * t.bytes() / t.capacity()
     }
 
     /// Counters of VS `vs`, indexed like the table last given to
@@ -811,7 +813,7 @@ impl L4 {
         if let Ok(ports) = parse_l4(frame, &p) {
             let key =
                 FlowKey::from_parts(p.src, p.dst, ports.sport, ports.dport, p.proto, p.family);
-            self.ct.prefetch(self.hasher.hash(&key));
+            self.ct.prefetch(key.family(), self.hasher.hash(&key));
         }
     }
 
@@ -882,7 +884,7 @@ impl L4 {
                     if p.proto == PROTO_TCP && e.flags & FLAG_RESETTING == 0 {
                         let st = on_flags(f.state, ports.flags);
                         if st != f.state {
-                            f.state = st;
+                            f.set_state(st);
                             f.set_timeout(vs.timeouts.for_state(PROTO_TCP, st));
                         }
                     }
@@ -959,7 +961,7 @@ impl L4 {
                     proto: p.proto,
                     dst: &p.dst,
                 };
-                match self.snat_flow(vs, e, &rev) {
+                match self.snat_flow(vs, (e.vs, e.member), &rev) {
                     Some(r) => Some((*r.fwd.src_bytes(), r.fwd.src_port())),
                     None => return L4Verdict::NotL4,
                 }
@@ -1080,16 +1082,16 @@ impl L4 {
         super::hash::fmix64(h) as usize & (self.snat_flows.len() - 1)
     }
 
-    /// The record of the SNAT flow whose reverse entry `e` (of VS `vs`)
-    /// the return packet `rev` matched: only its own, field by field.
+    /// The record of the SNAT flow whose reverse entry (of VS `vs`, its
+    /// index and member `owner`) the return packet `rev` matched: only its
+    /// own, field by field.
     #[inline(always)]
-    fn snat_flow(&self, vs: &Vs, e: &Entry, rev: &RevKey<'_>) -> Option<&SnatFlow> {
+    fn snat_flow(&self, vs: &Vs, owner: (u32, u16), rev: &RevKey<'_>) -> Option<&SnatFlow> {
         let r = &self.snat_flows[self.snat_index(rev.h)];
         let dst = rev.dst;
         (r.port == rev.port
             && r.mport == rev.mport
-            && r.vs == e.vs
-            && r.member == e.member
+            && (r.vs, r.member) == owner
             && r.fwd.proto() == rev.proto
             && vs
                 .snat_bytes
@@ -1692,7 +1694,7 @@ impl L4 {
         );
         let key = quoted.reversed();
         let kh = self.hasher.hash(&key);
-        let Some(e) = self.ct.peek(&key, kh, now).copied() else {
+        let Some(e) = self.ct.peek(&key, kh, now) else {
             return not_ours(self, L4Drop::IcmpNoFlow);
         };
         if !icmp_checksum_ok(frame, p) {
@@ -1720,7 +1722,7 @@ impl L4 {
                     proto: inner.proto,
                     dst: key.dst_bytes(),
                 };
-                match self.snat_flow(vs, &e, &rev) {
+                match self.snat_flow(vs, (e.vs, e.member), &rev) {
                     Some(r) => Some((*r.fwd.src_bytes(), r.fwd.src_port())),
                     None => return self.drop_with(L4Drop::IcmpNoFlow),
                 }

@@ -1461,7 +1461,7 @@ fn expired_buf() -> Vec<conntrack::Expired> {
         timeout: 1,
     };
     ct.insert(&k, h, v, 0).unwrap();
-    let mut one = vec![*ct.peek(&k, h, 0).unwrap(); 64];
+    let mut one = vec![ct.peek(&k, h, 0).unwrap(); 64];
     ct.sweep(10, 64, &mut one);
     one
 }
@@ -1491,8 +1491,9 @@ fn rst_reply(src: &str, dst: &str, l4: L4h) -> Vec<u8> {
 #[test]
 fn bytes_per_flow() {
     let l4 = l4();
-    // Two 56-byte slots (64-byte signature line per 8 slots + 48-byte entry).
-    assert_eq!(l4.bytes_per_flow(), 112);
+    // Two 32-byte IPv4 slots (64-byte signature line per 8 slots + a
+    // 24-byte key and value).
+    assert_eq!(l4.bytes_per_flow(), 64);
     let t = table(&[vs(VIP, 80, Proto::Tcp, Snat::None, vec![member(M1, 80)])]);
     let mut l4 = l4;
     for p in 0..100 {

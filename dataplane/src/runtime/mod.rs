@@ -382,6 +382,7 @@ impl Runtime {
             shared: self.bfd_shared.clone(),
         };
         let mut l4c = L4Config::new(cfg.connections, w as u16, cfg.workers.len() as u16);
+        l4c.conntrack.capacity_v6 = cfg.connections_v6;
         // The table's limit counts entries: two per new flow.
         l4c.conntrack.new_flows_per_sec = cfg.new_flows_per_sec.saturating_mul(2);
         l4c.snat_ports = cfg.snat_ports;

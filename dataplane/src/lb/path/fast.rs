@@ -204,7 +204,7 @@ impl L4 {
     /// Prefetches the two bucket lines `flow` will be looked up in.
     #[inline(always)]
     pub fn prefetch_flow(&self, flow: &V4Flow) {
-        self.ct.prefetch(flow.hash);
+        self.ct.prefetch(Family::V4, flow.hash);
     }
 
     /// Prefetches the entry `flow` most likely matches (once its bucket
@@ -286,7 +286,7 @@ impl L4 {
                     proto: k.proto,
                     dst: &k.dst,
                 };
-                let r = self.snat_flow(vs, e, &rev)?;
+                let r = self.snat_flow(vs, (e.vs, e.member), &rev)?;
                 Some(V4Nat {
                     addr: v4(r.fwd.src_bytes()),
                     port: r.fwd.src_port(),
