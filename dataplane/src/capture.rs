@@ -1,5 +1,6 @@
 //! Packet capture from the workers: one [`Slot`] per worker, made at
-//! start-up, idle until ctrl arms it.
+//! start-up, idle until ctrl arms it; ctrl holds a [`Capture`] while one
+//! runs.
 //!
 //! ```text
 //!   worker (per RX burst, per TX flush)        ctrl (capture task)
@@ -312,6 +313,91 @@ impl Slot {
         if dropped > 0 {
             self.dropped.fetch_add(dropped, Ordering::Relaxed);
         }
+    }
+}
+
+/// A running capture ([`Dataplane::capture`](crate::api::Dataplane::capture)): the workers file frames
+/// until it is stopped or dropped. It holds no borrow of the data plane:
+/// a task may own it.
+#[derive(Debug)]
+pub struct Capture {
+    pub(crate) slots: Vec<Arc<Slot>>,
+    pub(crate) busy: Arc<AtomicBool>,
+    pub(crate) generation: u64,
+    /// Per worker: its clock and the system clock at the start (ns).
+    pub(crate) epochs: Vec<(u64, u64)>,
+    /// The records of one [`drain`](Capture::drain), reused.
+    pub(crate) batch: Vec<(u64, usize, Box<Record>)>,
+}
+
+/// One captured frame, as [`Capture::drain`] hands it out.
+#[derive(Debug)]
+pub struct CapturedFrame<'a> {
+    /// When the worker saw it (after receive, before transmit), ns since
+    /// the Unix epoch.
+    pub unix_ns: u64,
+    pub dir: Dir,
+    /// Its length on the wire (`data` holds at most [`SNAP`]).
+    pub orig_len: u32,
+    pub data: &'a [u8],
+}
+
+impl Capture {
+    /// Hands `f` the frames the workers filed since the last call, the
+    /// workers' merged in time order; gives their buffers back to the
+    /// workers. Returns how many.
+    pub fn drain(&mut self, mut f: impl FnMut(CapturedFrame<'_>)) -> usize {
+        for (w, slot) in self.slots.iter().enumerate() {
+            let (clock0, unix0) = self.epochs[w];
+            for _ in 0..RECORDS {
+                let Some(r) = slot.full.pop() else { break };
+                if r.generation != self.generation {
+                    let _ = slot.free.push(r);
+                    continue;
+                }
+                let unix_ns = unix0.saturating_add(r.at_ns.saturating_sub(clock0));
+                self.batch.push((unix_ns, w, r));
+            }
+        }
+        // Stable: one worker's frames keep their order.
+        self.batch.sort_by_key(|(t, ..)| *t);
+        let n = self.batch.len();
+        for (unix_ns, w, r) in self.batch.drain(..) {
+            f(CapturedFrame {
+                unix_ns,
+                dir: r.dir,
+                orig_len: r.orig_len,
+                data: r.frame(),
+            });
+            let _ = self.slots[w].free.push(r);
+        }
+        n
+    }
+
+    /// Frames that matched but found the ring full, on all workers.
+    pub fn dropped(&self) -> u64 {
+        self.slots
+            .iter()
+            .map(|s| s.dropped.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Stops the workers filing (what they filed can still be drained).
+    pub fn stop(&self) {
+        for s in &self.slots {
+            s.disarm();
+        }
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        self.stop();
+        for s in &self.slots {
+            while s.free.pop().is_some() {}
+            while s.full.pop().is_some() {}
+        }
+        self.busy.store(false, Ordering::Relaxed);
     }
 }
 

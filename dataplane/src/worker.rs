@@ -34,7 +34,6 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use crossbeam::queue::ArrayQueue;
 
-use crate::api::{BfdCommand, PollMode, SharedBfd, Tables};
 use crate::bfd::{self, PeerKey, RxMeta, SessionTable, StateChange};
 use crate::capture::{self, Dir};
 use crate::counters::{Drop, SharedPort, SharedWorker, WorkerCounters};
@@ -42,6 +41,7 @@ use crate::dpdk::{Burst, Clock, Mbuf, Mempool, RxQueue, TxBuffer, BURST};
 use crate::host::neighbor::{Nanos, Pending};
 use crate::host::{FromTap, FromWire, Host, HostIo};
 use crate::lb::{classify_v4, Expired, L4Verdict, Owner, Side, Steering, V4Flow, L4};
+use crate::shared::{BfdCommand, PollMode, SharedBfd, SharedL4, TableSize, Tables};
 use crate::wire::Mac;
 
 const MS: Nanos = 1_000_000;
@@ -184,41 +184,6 @@ pub struct Handoffs {
     pub out: u64,
     pub inbound: u64,
     pub full: u64,
-}
-
-/// A worker's L4 counters as last published (ctrl sums the workers).
-#[derive(Debug, Default)]
-pub struct SharedL4 {
-    pub snapshot: std::sync::Mutex<L4Snapshot>,
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct L4Snapshot {
-    /// Generation of the virtual-server table the per-VS vectors follow.
-    pub generation: u64,
-    pub counters: crate::lb::L4Counters,
-    pub vs: Vec<crate::lb::VsCounters>,
-    /// Per VS, per member (in table order).
-    pub members: Vec<Vec<crate::lb::MemberCounters>>,
-    /// Connection-table slots in use and in all (a tracked flow takes two).
-    pub flows: usize,
-    pub capacity: usize,
-    /// The table's memory (buckets and entries).
-    pub table_bytes: usize,
-    /// The same per family (an IPv4 slot is 32 bytes, an IPv6 slot 56).
-    pub ipv4: TableSize,
-    pub ipv6: TableSize,
-    /// Whether it is in reserved hugepages (else ordinary pages: slower).
-    pub table_hugepages: bool,
-    pub conntrack: crate::lb::conntrack::Counters,
-}
-
-/// One family's connection table: slots in use, slots, bytes.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TableSize {
-    pub entries: usize,
-    pub capacity: usize,
-    pub bytes: usize,
 }
 
 /// The worker's BFD rings and published session state.

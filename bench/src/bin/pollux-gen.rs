@@ -66,6 +66,7 @@ use std::time::Duration;
 
 use bench::worker_lcore;
 use dataplane::dpdk::{self, Burst, Eal, Mbuf, Mempool, Port, RxQueue, TxBuffer, BURST};
+use dataplane::wire::{ipv4, tcp, udp};
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 
@@ -487,35 +488,51 @@ impl Template {
         b[0..6].copy_from_slice(&p.dst_mac.unwrap_or([0xff; 6]));
         b[6..12].copy_from_slice(&src_mac);
         b[12..14].copy_from_slice(&0x0800u16.to_be_bytes());
-        let ip_len = (len - ETH) as u16;
-        let ip = &mut b[ETH..l4];
-        ip[0] = 0x45;
-        ip[2..4].copy_from_slice(&ip_len.to_be_bytes());
-        ip[6] = 0x40; // DF
-        ip[8] = 64;
-        ip[9] = match p.proto {
-            Proto::Udp => 17,
-            Proto::Tcp => 6,
+        let ip_len = len - ETH;
+        let seg_len = ip_len - IP;
+        let protocol = match p.proto {
+            Proto::Udp => ipv4::protocol::UDP,
+            Proto::Tcp => ipv4::protocol::TCP,
         };
-        ip[16..20].copy_from_slice(&p.dst_ip.octets());
-        let seg_len = ip_len - IP as u16;
-        {
-            let h = &mut b[l4..payload];
-            h[2..4].copy_from_slice(&p.dst_port.to_be_bytes());
-            match p.proto {
-                Proto::Udp => h[4..6].copy_from_slice(&seg_len.to_be_bytes()),
-                Proto::Tcp => {
-                    h[4..8].copy_from_slice(&1u32.to_be_bytes()); // seq
-                    h[8..12].copy_from_slice(&1u32.to_be_bytes()); // ack
-                    h[12] = 5 << 4;
-                    h[13] = 0x10; // ACK
-                    h[14..16].copy_from_slice(&0xffffu16.to_be_bytes());
-                }
-            }
+        // The headers with the variable fields (source address and port,
+        // both checksums) zero: `fill` writes them per frame.
+        ipv4::Repr {
+            src: Ipv4Addr::UNSPECIFIED,
+            dst: p.dst_ip,
+            protocol,
+            payload_len: seg_len,
+            ttl: 64,
         }
+        .emit(&mut b[ETH..]);
+        b[ETH + ipv4::field::CHECKSUM.start..ETH + ipv4::field::CHECKSUM.end].fill(0);
+        let l4_check = match p.proto {
+            Proto::Udp => {
+                udp::Repr {
+                    src_port: 0,
+                    dst_port: p.dst_port,
+                    payload_len: seg_len - UDP,
+                }
+                .emit(&mut b[l4..], 0);
+                l4 + udp::CHECKSUM
+            }
+            Proto::Tcp => {
+                tcp::Repr {
+                    src_port: 0,
+                    dst_port: p.dst_port,
+                    seq: 1,
+                    ack: 1,
+                    flags: tcp::FLAG_ACK,
+                    window: 0xffff,
+                }
+                .emit(&mut b[l4..], 0);
+                l4 + tcp::CHECKSUM
+            }
+        };
+        b[l4_check..l4_check + 2].fill(0);
+        let seg_len = seg_len as u16;
         let ip_sum = sum16(&b[ETH..l4]);
         // pseudo header: dst (src is variable), protocol, L4 length
-        let pseudo = sum16(&p.dst_ip.octets()) + u32::from(b[ETH + 9]) + u32::from(seg_len);
+        let pseudo = sum16(&p.dst_ip.octets()) + u32::from(protocol) + u32::from(seg_len);
         let l4_sum = pseudo + sum16(&b[l4..]);
         Template {
             bytes: b,

@@ -22,7 +22,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::counters::{Drop, PortCounters};
 use crate::wire::ethernet::{self, ethertype, Frame};
-use crate::wire::{arp, checksum, icmpv4, icmpv6, ipv4, ipv6, Error, Mac};
+use crate::wire::{arp, checksum, icmpv4, icmpv6, ipv4, ipv6, protocol, udp, Error, IpRepr, Mac};
 pub use fib::{Fib, Prefix, Route};
 use neighbor::{Cache, Learned, Nanos};
 use policer::{Class, PuntPolicer};
@@ -72,19 +72,13 @@ pub const BFD_MULTIHOP: u16 = 4784;
 /// `at` in the frame), after checking the UDP header and checksum; the
 /// pseudo-header sum is `pseudo(udp length)`.
 fn bfd_payload(l4: &[u8], at: usize, pseudo: impl Fn(u32) -> u32) -> Option<(usize, usize, bool)> {
-    let udp = l4.get(..8)?;
-    let dport = u16::from_be_bytes([udp[2], udp[3]]);
-    if dport != BFD_SINGLE_HOP && dport != BFD_MULTIHOP {
+    let p = udp::Packet::new_checked(l4).ok()?;
+    if p.dst_port() != BFD_SINGLE_HOP && p.dst_port() != BFD_MULTIHOP {
         return None;
     }
-    let len = usize::from(u16::from_be_bytes([udp[4], udp[5]]));
-    let datagram = l4.get(..len).filter(|_| len >= 8)?;
-    let check = u16::from_be_bytes([udp[6], udp[7]]);
-    if check != 0 && checksum::fold(checksum::add(pseudo(len as u32), checksum::sum(datagram))) != 0
-    {
-        return None;
-    }
-    Some((at + 8, at + len, dport == BFD_MULTIHOP))
+    let r = udp::Repr::parse(&p, pseudo(p.len() as u32)).ok()?;
+    let start = at + r.buffer_len();
+    Some((start, start + r.payload_len, r.dst_port == BFD_MULTIHOP))
 }
 
 /// What to do with a frame the kernel sent out of the TAP.
@@ -301,11 +295,11 @@ impl Host {
                 FromWire::Transit
             };
         }
-        if p.protocol() == ipv4::protocol::UDP && !p.is_fragment() {
+        if p.protocol() == protocol::UDP && !p.is_fragment() {
             let at = hdr + p.header_len();
             let (src, ttl) = (p.src(), p.ttl());
             if let Some((from, to, multihop)) = bfd_payload(p.payload(), at, |len| {
-                checksum::pseudo_v4(src, dst, 17, len as u16)
+                checksum::pseudo_v4(src, dst, protocol::UDP, len as u16)
             }) {
                 return FromWire::Bfd {
                     payload: (from, to),
@@ -315,7 +309,7 @@ impl Host {
                 };
             }
         }
-        if p.protocol() != ipv4::protocol::ICMP || p.is_fragment() {
+        if p.protocol() != protocol::ICMP || p.is_fragment() {
             return FromWire::Punt;
         }
         let icmp = match icmpv4::Packet::new_checked(p.payload()) {
@@ -357,9 +351,9 @@ impl Host {
         let (src, dst) = (p.src(), p.dst());
         let unicast_for_us = self.is_self(IpAddr::V6(dst));
         let multicast_for_us = dst == ALL_NODES || self.is_our_solicited_node(&dst);
-        if p.next_header() == ipv4::protocol::UDP && unicast_for_us {
+        if p.next_header() == protocol::UDP && unicast_for_us {
             let at = hdr + ipv6::HEADER_LEN;
-            let pseudo = |len| checksum::pseudo_v6(&src, &dst, 17, len);
+            let pseudo = |len| checksum::pseudo_v6(&src, &dst, protocol::UDP, len);
             if let Some((from, to, multihop)) = bfd_payload(p.payload(), at, pseudo) {
                 return FromWire::Bfd {
                     payload: (from, to),
@@ -376,7 +370,7 @@ impl Host {
                 FromWire::Transit
             }
         };
-        if p.next_header() != ipv4::protocol::ICMPV6 {
+        if p.next_header() != protocol::ICMPV6 {
             return if unicast_for_us {
                 FromWire::Punt
             } else {
@@ -495,14 +489,14 @@ impl Host {
             (to, to_mac, icmpv6::NA_SOLICITED | icmpv6::NA_OVERRIDE)
         };
         self.set_macs(buf, dst_mac);
-        ipv6::emit(
-            &mut buf[hdr..],
-            (icmpv6::ND_LEN + 8) as u16,
-            ipv4::protocol::ICMPV6,
-            255,
-            &target,
-            &dst,
-        );
+        ipv6::Repr {
+            src: target,
+            dst,
+            next_header: protocol::ICMPV6,
+            payload_len: icmpv6::ND_LEN + 8,
+            hop_limit: 255,
+        }
+        .emit(&mut buf[hdr..]);
         let body = &mut buf[hdr + ipv6::HEADER_LEN..total];
         icmpv6::emit_nd(body, icmpv6::NEIGHBOR_ADVERT, flags, &target, self.mac);
         icmpv6::Packet::new_checked(body)
@@ -551,7 +545,7 @@ impl Host {
                     Err(_) => return FromTap::Drop(Drop::Ipv6Malformed),
                 };
                 let (src, dst) = (p.src(), p.dst());
-                if p.next_header() == ipv4::protocol::ICMPV6 {
+                if p.next_header() == protocol::ICMPV6 {
                     let t = p.payload().first().copied().unwrap_or(0);
                     if (icmpv6::ROUTER_SOLICIT..=icmpv6::REDIRECT).contains(&t) {
                         return self.nd_from_tap(buf, hdr, len, src);
@@ -637,14 +631,14 @@ impl Host {
                     self.vlan,
                     ethertype::IPV6,
                 );
-                ipv6::emit(
-                    &mut buf[hdr..],
-                    (icmpv6::ND_LEN + 8) as u16,
-                    ipv4::protocol::ICMPV6,
-                    255,
-                    &src,
-                    &group,
-                );
+                ipv6::Repr {
+                    src,
+                    dst: group,
+                    next_header: protocol::ICMPV6,
+                    payload_len: icmpv6::ND_LEN + 8,
+                    hop_limit: 255,
+                }
+                .emit(&mut buf[hdr..]);
                 let end = hdr + ipv6::HEADER_LEN + icmpv6::ND_LEN + 8;
                 let body = &mut buf[hdr + ipv6::HEADER_LEN..end];
                 icmpv6::emit_nd(body, icmpv6::NEIGHBOR_SOLICIT, 0, &target, self.mac);
@@ -670,63 +664,26 @@ impl Host {
         payload: &[u8],
     ) -> Option<usize> {
         let src = self.source_for(dst)?;
-        let udp_len = 8 + payload.len();
-        let (ethertype, ip_len) = if dst.is_ipv4() {
-            (ethertype::IPV4, 20)
-        } else {
-            (ethertype::IPV6, ipv6::HEADER_LEN)
+        let udp = udp::Repr {
+            src_port: ports.0,
+            dst_port: ports.1,
+            payload_len: payload.len(),
         };
-        let hdr = ethernet::emit(buf.get_mut(..18)?, dst_mac, self.mac, self.vlan, ethertype);
-        let end = hdr + ip_len + udp_len;
+        let udp_len = udp.buffer_len() + payload.len();
+        let ip = IpRepr::new(src, dst, protocol::UDP, udp_len, ttl)?;
+        let hdr = ethernet::emit(
+            buf.get_mut(..18)?,
+            dst_mac,
+            self.mac,
+            self.vlan,
+            ip.ethertype(),
+        );
+        let end = hdr + ip.buffer_len() + udp_len;
         let frame = buf.get_mut(..end)?;
-        let udp_at = hdr + ip_len;
-        frame[udp_at..udp_at + 2].copy_from_slice(&ports.0.to_be_bytes());
-        frame[udp_at + 2..udp_at + 4].copy_from_slice(&ports.1.to_be_bytes());
-        frame[udp_at + 4..udp_at + 6].copy_from_slice(&(udp_len as u16).to_be_bytes());
-        frame[udp_at + 6..udp_at + 8].copy_from_slice(&[0, 0]);
-        frame[udp_at + 8..].copy_from_slice(payload);
-        let pseudo = match (src, dst) {
-            (IpAddr::V4(s), IpAddr::V4(d)) => {
-                let ip = &mut frame[hdr..udp_at];
-                ip[..12].copy_from_slice(&[
-                    0x45,
-                    0,
-                    0,
-                    0,
-                    0,
-                    0,
-                    0x40,
-                    0,
-                    ttl,
-                    ipv4::protocol::UDP,
-                    0,
-                    0,
-                ]);
-                ip[2..4].copy_from_slice(&((20 + udp_len) as u16).to_be_bytes());
-                ip[12..16].copy_from_slice(&s.octets());
-                ip[16..20].copy_from_slice(&d.octets());
-                let c = checksum::checksum(ip);
-                ip[10..12].copy_from_slice(&c.to_be_bytes());
-                checksum::pseudo_v4(s, d, 17, udp_len as u16)
-            }
-            (IpAddr::V6(s), IpAddr::V6(d)) => {
-                ipv6::emit(
-                    &mut frame[hdr..udp_at],
-                    udp_len as u16,
-                    ipv4::protocol::UDP,
-                    ttl,
-                    &s,
-                    &d,
-                );
-                checksum::pseudo_v6(&s, &d, 17, udp_len as u32)
-            }
-            _ => return None,
-        };
-        let c = match checksum::fold(checksum::add(pseudo, checksum::sum(&frame[udp_at..]))) {
-            0 => 0xffff, // RFC 768: a computed zero is sent as all ones
-            c => c,
-        };
-        frame[udp_at + 6..udp_at + 8].copy_from_slice(&c.to_be_bytes());
+        ip.emit(&mut frame[hdr..]);
+        let datagram = &mut frame[hdr + ip.buffer_len()..];
+        datagram[udp.buffer_len()..].copy_from_slice(payload);
+        udp.emit(datagram, ip.pseudo());
         Some(end.max(60))
     }
 
@@ -760,14 +717,14 @@ fn punt_class(frame: &[u8]) -> Class {
     let l4 = match f.ethertype() {
         ethertype::ARP => return Class::Neighbor,
         ethertype::IPV4 => match ip.first() {
-            Some(v) if ip.get(9) == Some(&ipv4::protocol::TCP) => {
+            Some(v) if ip.get(ipv4::field::PROTOCOL) == Some(&protocol::TCP) => {
                 ip.get(usize::from(v & 0xf) * 4..)
             }
             _ => None,
         },
-        ethertype::IPV6 => match ip.get(6) {
-            Some(&ipv4::protocol::TCP) => ip.get(ipv6::HEADER_LEN..),
-            Some(&ipv4::protocol::ICMPV6) => {
+        ethertype::IPV6 => match ip.get(ipv6::field::NEXT_HEADER) {
+            Some(&protocol::TCP) => ip.get(ipv6::HEADER_LEN..),
+            Some(&protocol::ICMPV6) => {
                 let t = ip.get(ipv6::HEADER_LEN).copied().unwrap_or(0);
                 if (icmpv6::ROUTER_SOLICIT..=icmpv6::REDIRECT).contains(&t) {
                     return Class::Neighbor;

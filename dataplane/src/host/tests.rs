@@ -202,7 +202,14 @@ fn ns(src: Ipv6Addr, target: Ipv6Addr, hop_limit: u8) -> Vec<u8> {
         None,
         ethertype::IPV6,
     );
-    ipv6::emit(&mut f[14..], 32, 58, hop_limit, &src, &group);
+    ipv6::Repr {
+        src,
+        dst: group,
+        next_header: 58,
+        payload_len: 32,
+        hop_limit,
+    }
+    .emit(&mut f[14..]);
     icmpv6::emit_nd(&mut f[54..], icmpv6::NEIGHBOR_SOLICIT, 0, &target, PEER_MAC);
     icmpv6::Packet::new_checked(&mut f[54..])
         .unwrap()
@@ -268,7 +275,14 @@ fn arp_from_unknown_senders_is_answered_but_not_learned() {
 fn na(target: Ipv6Addr, lladdr: Mac, flags: u32) -> Vec<u8> {
     let mut f = vec![0u8; 14 + 40 + 32];
     ethernet::emit(&mut f, OUR_MAC, lladdr, None, ethertype::IPV6);
-    ipv6::emit(&mut f[14..], 32, 58, 255, &target, &our_v6());
+    ipv6::Repr {
+        src: target,
+        dst: our_v6(),
+        next_header: 58,
+        payload_len: 32,
+        hop_limit: 255,
+    }
+    .emit(&mut f[14..]);
     icmpv6::emit_nd(
         &mut f[54..],
         icmpv6::NEIGHBOR_ADVERT,
@@ -706,4 +720,58 @@ fn bfd_to_a_self_ip_goes_to_the_sessions_and_emit_udp_round_trips() {
     let n = f.len();
     f[n - 1] ^= 0xff;
     assert_eq!(run(&mut h, f).0, FromWire::Punt);
+}
+
+#[test]
+fn emit_udp_writes_the_same_bfd_frames_byte_for_byte() {
+    // Headers computed apart from pollux (Python's struct and an RFC 1071
+    // sum): DF set, id 0, TTL/hop limit 255, next header at byte 6.
+    let payload = [
+        0x20u8, 0x40, 3, 24, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0x0f, 0x42, 0x40, 0, 0x0f, 0x42, 0x40, 0,
+        0, 0, 0,
+    ];
+    let h = host(None);
+    let mut buf = [0u8; 128];
+    let n = h
+        .emit_udp(
+            &mut buf,
+            PEER_MAC,
+            IpAddr::V4(PEER_V4),
+            (49152, 3784),
+            255,
+            &payload,
+        )
+        .unwrap();
+    assert_eq!(n, 66);
+    assert_eq!(buf[..6], PEER_MAC.0);
+    assert_eq!(buf[6..12], OUR_MAC.0);
+    assert_eq!(buf[12..14], [0x08, 0x00]);
+    #[rustfmt::skip]
+    assert_eq!(buf[14..42], [
+        0x45, 0x00, 0x00, 0x34, 0x00, 0x00, 0x40, 0x00, 0xff, 0x11, 0x67, 0xb6,
+        0x0a, 0x00, 0x00, 0x02, 0x0a, 0x00, 0x00, 0x01,
+        0xc0, 0x00, 0x0e, 0xc8, 0x00, 0x20, 0x74, 0xeb,
+    ]);
+    assert_eq!(buf[42..66], payload);
+    let n = h
+        .emit_udp(
+            &mut buf,
+            PEER_MAC,
+            IpAddr::V6(peer_v6()),
+            (49152, 3784),
+            255,
+            &payload,
+        )
+        .unwrap();
+    assert_eq!(n, 86);
+    assert_eq!(buf[12..14], [0x86, 0xdd]);
+    #[rustfmt::skip]
+    assert_eq!(buf[14..22], [0x60, 0x00, 0x00, 0x00, 0x00, 0x20, 0x11, 0xff]);
+    assert_eq!(buf[22..38], our_v6().octets());
+    assert_eq!(buf[38..54], peer_v6().octets());
+    assert_eq!(
+        buf[54..62],
+        [0xc0, 0x00, 0x0e, 0xc8, 0x00, 0x20, 0x8e, 0xe9]
+    );
+    assert_eq!(buf[62..86], payload);
 }

@@ -29,9 +29,9 @@ pub enum Family {
     V6 = 6,
 }
 
-/// IPv4 TCP, UDP protocol numbers, for convenience.
-pub const PROTO_TCP: u8 = 6;
-pub const PROTO_UDP: u8 = 17;
+/// TCP, UDP protocol numbers, for convenience.
+pub const PROTO_TCP: u8 = crate::wire::protocol::TCP;
+pub const PROTO_UDP: u8 = crate::wire::protocol::UDP;
 
 /// A flow as seen on the wire: source and destination address and port,
 /// IP protocol, address family. Fields are private so that the padding of

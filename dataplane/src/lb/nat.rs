@@ -15,20 +15,22 @@
 //! as 0xffff (RFC 768). ICMP checksums are recomputed over the message (ICMP
 //! errors are rare and at most 1280 bytes).
 
+use std::net::{Ipv4Addr, Ipv6Addr};
+
 use super::flow::{Family, PROTO_TCP, PROTO_UDP};
 use crate::wire::checksum;
-use crate::wire::ipv4::protocol;
-use crate::wire::{icmpv4, tcp, udp};
+use crate::wire::ipv4::{self, protocol};
+use crate::wire::{icmpv4, ipv6, tcp, udp, IpRepr};
 
 /// IPv4 header offsets.
-pub(crate) const V4_TTL: usize = 8;
-pub(crate) const V4_CHECKSUM: usize = 10;
-pub(crate) const V4_SRC: usize = 12;
-pub(crate) const V4_DST: usize = 16;
+pub(crate) const V4_TTL: usize = ipv4::field::TTL;
+pub(crate) const V4_CHECKSUM: usize = ipv4::field::CHECKSUM.start;
+pub(crate) const V4_SRC: usize = ipv4::field::SRC.start;
+pub(crate) const V4_DST: usize = ipv4::field::DST.start;
 /// IPv6 header offsets.
-pub(crate) const V6_HOP_LIMIT: usize = 7;
-pub(crate) const V6_SRC: usize = 8;
-pub(crate) const V6_DST: usize = 24;
+pub(crate) const V6_HOP_LIMIT: usize = ipv6::field::HOP_LIMIT;
+pub(crate) const V6_SRC: usize = ipv6::field::SRC.start;
+pub(crate) const V6_DST: usize = ipv6::field::DST.start;
 
 /// ICMPv6 types the path translates (RFC 4443).
 pub const ICMPV6_DEST_UNREACHABLE: u8 = 1;
@@ -222,39 +224,32 @@ pub fn fill_l4_checksum(
     put16(buf, l4 + at, c);
 }
 
-/// Writes a 20-byte IPv4 header (no options, DF set, id 0) with its
-/// checksum.
-pub fn emit_ipv4(buf: &mut [u8], total_len: u16, ttl: u8, proto: u8, src: &[u8], dst: &[u8]) {
-    let h = &mut buf[..20];
-    h[0] = 0x45;
-    h[1] = 0;
-    put16(h, 2, total_len);
-    h[4..8].copy_from_slice(&[0, 0, 0x40, 0]);
-    h[V4_TTL] = ttl;
-    h[9] = proto;
-    put16(h, V4_CHECKSUM, 0);
-    h[V4_SRC..V4_SRC + 4].copy_from_slice(&src[..4]);
-    h[V4_DST..V4_DST + 4].copy_from_slice(&dst[..4]);
-    let c = checksum::checksum(h);
-    put16(h, V4_CHECKSUM, c);
-}
-
-/// Writes a 40-byte IPv6 header.
-pub fn emit_ipv6(
-    buf: &mut [u8],
-    payload_len: u16,
-    hop_limit: u8,
-    next: u8,
-    src: &[u8],
-    dst: &[u8],
-) {
-    let h = &mut buf[..40];
-    h[0..4].copy_from_slice(&[0x60, 0, 0, 0]);
-    put16(h, 4, payload_len);
-    h[6] = next;
-    h[V6_HOP_LIMIT] = hop_limit;
-    h[V6_SRC..V6_SRC + 16].copy_from_slice(&src[..16]);
-    h[V6_DST..V6_DST + 16].copy_from_slice(&dst[..16]);
+/// The IP header from `src` to `dst` (key bytes: IPv4 in the first 4)
+/// before `payload_len` bytes of `protocol`; TTL/hop limit 64.
+fn ip_repr(
+    family: Family,
+    src: &[u8; 16],
+    dst: &[u8; 16],
+    protocol: u8,
+    payload_len: usize,
+) -> IpRepr {
+    let v4 = |a: &[u8; 16]| Ipv4Addr::new(a[0], a[1], a[2], a[3]);
+    match family {
+        Family::V4 => IpRepr::V4(ipv4::Repr {
+            src: v4(src),
+            dst: v4(dst),
+            protocol,
+            payload_len,
+            ttl: 64,
+        }),
+        Family::V6 => IpRepr::V6(ipv6::Repr {
+            src: Ipv6Addr::from(*src),
+            dst: Ipv6Addr::from(*dst),
+            next_header: protocol,
+            payload_len,
+            hop_limit: 64,
+        }),
+    }
 }
 
 fn ip_header_len(family: Family) -> usize {
@@ -281,15 +276,20 @@ pub struct RstSpec {
 /// Writes the IP + TCP RST of `s` at `buf[ip..]`; returns the IP length,
 /// or `None` if `buf` is too short.
 pub fn emit_rst(buf: &mut [u8], ip: usize, s: &RstSpec) -> Option<usize> {
-    let ih = ip_header_len(s.family);
-    let total = ih + tcp::MIN_HEADER_LEN;
+    let tcp = tcp::Repr {
+        src_port: s.src_port,
+        dst_port: s.dst_port,
+        seq: s.seq,
+        ack: s.ack,
+        flags: s.flags,
+        window: 0,
+    };
+    let ip_hdr = ip_repr(s.family, &s.src, &s.dst, PROTO_TCP, tcp.buffer_len());
+    let ih = ip_hdr.buffer_len();
+    let total = ih + tcp.buffer_len();
     let b = buf.get_mut(ip..ip + total)?;
-    match s.family {
-        Family::V4 => emit_ipv4(b, total as u16, 64, PROTO_TCP, &s.src, &s.dst),
-        Family::V6 => emit_ipv6(b, tcp::MIN_HEADER_LEN as u16, 64, PROTO_TCP, &s.src, &s.dst),
-    }
-    tcp::emit_rst(&mut b[ih..], s.src_port, s.dst_port, s.seq, s.ack, s.flags);
-    fill_l4_checksum(buf, ip, ip + ih, tcp::MIN_HEADER_LEN, s.family, PROTO_TCP);
+    ip_hdr.emit(b);
+    tcp.emit(&mut b[ih..], ip_hdr.pseudo());
     Some(total)
 }
 
@@ -356,29 +356,23 @@ pub fn port_unreachable_in_place(
     buf.copy_within(ip..ip + quote, ip + head);
     let total = head + quote;
     let icmp = ip + ih;
-    match family {
-        Family::V4 => {
-            emit_ipv4(&mut buf[ip..], total as u16, 64, protocol::ICMP, &dst, &src);
-            buf[icmp] = icmpv4::DEST_UNREACHABLE;
-            buf[icmp + 1] = ICMPV4_PORT_UNREACHABLE;
-            buf[icmp + 4..icmp + 8].fill(0);
-            fill_l4_checksum(buf, ip, icmp, 8 + quote, family, protocol::ICMP);
-        }
-        Family::V6 => {
-            emit_ipv6(
-                &mut buf[ip..],
-                (8 + quote) as u16,
-                64,
-                protocol::ICMPV6,
-                &dst,
-                &src,
-            );
-            buf[icmp] = ICMPV6_DEST_UNREACHABLE;
-            buf[icmp + 1] = ICMPV6_PORT_UNREACHABLE;
-            buf[icmp + 4..icmp + 8].fill(0);
-            fill_l4_checksum(buf, ip, icmp, 8 + quote, family, protocol::ICMPV6);
-        }
-    }
+    let (proto, msg_type, code) = match family {
+        Family::V4 => (
+            protocol::ICMP,
+            icmpv4::DEST_UNREACHABLE,
+            ICMPV4_PORT_UNREACHABLE,
+        ),
+        Family::V6 => (
+            protocol::ICMPV6,
+            ICMPV6_DEST_UNREACHABLE,
+            ICMPV6_PORT_UNREACHABLE,
+        ),
+    };
+    ip_repr(family, &dst, &src, proto, 8 + quote).emit(&mut buf[ip..]);
+    buf[icmp] = msg_type;
+    buf[icmp + 1] = code;
+    buf[icmp + 4..icmp + 8].fill(0);
+    fill_l4_checksum(buf, ip, icmp, 8 + quote, family, proto);
     Some(total)
 }
 
@@ -410,14 +404,14 @@ mod tests {
     /// A UDP/IPv4 packet with its checksums filled from scratch.
     fn udp4(csum: bool) -> Vec<u8> {
         let mut b = vec![0u8; 20 + 8 + 5];
-        emit_ipv4(
-            &mut b,
-            33,
-            64,
+        ip_repr(
+            Family::V4,
+            &v4([10, 0, 0, 1]),
+            &v4([192, 168, 77, 1]),
             PROTO_UDP,
-            &[10, 0, 0, 1],
-            &[192, 168, 77, 1],
-        );
+            13,
+        )
+        .emit(&mut b);
         put16(&mut b, 20, 40000);
         put16(&mut b, 22, 53);
         put16(&mut b, 24, 13);
@@ -461,10 +455,23 @@ mod tests {
         assert_eq!((get16(&b, 20), get16(&b, 26)), (7, before));
     }
 
+    /// A bare segment from port 40000 to 81, seq 1000.
+    fn segment(seg: &mut [u8; 20], ack: u32, flags: u8) {
+        tcp::Repr {
+            src_port: 40000,
+            dst_port: 81,
+            seq: 1000,
+            ack,
+            flags,
+            window: 0,
+        }
+        .emit(seg, 0);
+    }
+
     #[test]
     fn rst_answers_syn_and_ack_per_rfc() {
         let mut seg = [0u8; 20];
-        tcp::emit_rst(&mut seg, 40000, 81, 1000, 0, tcp::SYN);
+        segment(&mut seg, 0, tcp::SYN);
         let s = tcp::Packet::new_checked(&seg[..]).unwrap();
         let r = rst_for(
             Family::V4,
@@ -476,7 +483,7 @@ mod tests {
         .unwrap();
         assert_eq!((r.seq, r.ack, r.flags), (0, 1001, tcp::RST | tcp::FLAG_ACK));
         assert_eq!((r.src_port, r.dst_port), (81, 40000));
-        tcp::emit_rst(&mut seg, 40000, 81, 1000, 555, tcp::FLAG_ACK);
+        segment(&mut seg, 555, tcp::FLAG_ACK);
         let s = tcp::Packet::new_checked(&seg[..]).unwrap();
         let r = rst_for(
             Family::V4,
@@ -487,7 +494,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!((r.seq, r.flags), (555, tcp::RST));
-        tcp::emit_rst(&mut seg, 40000, 81, 1000, 555, tcp::RST);
+        segment(&mut seg, 555, tcp::RST);
         let s = tcp::Packet::new_checked(&seg[..]).unwrap();
         assert!(rst_for(Family::V4, &v4([1; 4]), &v4([2; 4]), &s, 0).is_none());
     }

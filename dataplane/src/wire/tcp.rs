@@ -18,9 +18,10 @@
 //! ```
 //!
 //! The data plane reads ports, flags, sequence numbers and rewrites ports
-//! and the checksum in place; [`emit_rst`] writes a bare RST header.
+//! and the checksum in place; [`Repr::emit`] is where every TCP header
+//! pollux builds (an RST) is written.
 
-use super::{be16, put16, Error, Result};
+use super::{be16, checksum, put16, Error, Result};
 
 pub const MIN_HEADER_LEN: usize = 20;
 /// Offsets of the fields the data plane touches.
@@ -28,7 +29,9 @@ pub const SRC_PORT: usize = 0;
 pub const DST_PORT: usize = 2;
 pub const SEQ: usize = 4;
 pub const ACK: usize = 8;
+pub const DATA_OFF: usize = 12;
 pub const FLAGS: usize = 13;
+pub const WINDOW: usize = 14;
 pub const CHECKSUM: usize = 16;
 
 pub const FIN: u8 = 0x01;
@@ -50,7 +53,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         if b.len() < MIN_HEADER_LEN {
             return Err(Error::Truncated);
         }
-        let off = usize::from(b[12] >> 4) * 4;
+        let off = usize::from(b[DATA_OFF] >> 4) * 4;
         if off < MIN_HEADER_LEN {
             return Err(Error::Malformed);
         }
@@ -77,7 +80,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
         be32(self.b(), ACK)
     }
     pub fn header_len(&self) -> usize {
-        usize::from(self.b()[12] >> 4) * 4
+        usize::from(self.b()[DATA_OFF] >> 4) * 4
     }
     /// The flag byte (FIN, SYN, RST, PSH, ACK, URG, ECE, CWR).
     pub fn flags(&self) -> u8 {
@@ -116,27 +119,80 @@ pub(crate) fn be32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-/// Writes a 20-byte TCP header with no options and a zero checksum (the
-/// caller fills it with the pseudo-header): window 0, no urgent pointer.
-pub fn emit_rst(buf: &mut [u8], src_port: u16, dst_port: u16, seq: u32, ack: u32, flags: u8) {
-    let b = &mut buf[..MIN_HEADER_LEN];
-    b.fill(0);
-    put16(b, SRC_PORT, src_port);
-    put16(b, DST_PORT, dst_port);
-    b[SEQ..SEQ + 4].copy_from_slice(&seq.to_be_bytes());
-    b[ACK..ACK + 4].copy_from_slice(&ack.to_be_bytes());
-    b[12] = 5 << 4;
-    b[FLAGS] = flags;
+/// A TCP header as values. What pollux sends has no options and no
+/// urgent pointer, so those are not fields; [`Repr::parse`] drops them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Repr {
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub seq: u32,
+    pub ack: u32,
+    /// The flag byte ([`SYN`], [`RST`], [`FLAG_ACK`]…).
+    pub flags: u8,
+    pub window: u16,
+}
+
+impl Repr {
+    /// The header of a checked segment (the view's whole buffer) whose
+    /// checksum verifies with `pseudo`, the IP pseudo-header sum of its
+    /// length ([`ipv4::Repr::pseudo`](super::ipv4::Repr::pseudo)).
+    pub fn parse<T: AsRef<[u8]>>(p: &Packet<T>, pseudo: u32) -> Result<Repr> {
+        if checksum::fold(checksum::add(pseudo, checksum::sum(p.b()))) != 0 {
+            return Err(Error::Checksum);
+        }
+        Ok(Repr {
+            src_port: p.src_port(),
+            dst_port: p.dst_port(),
+            seq: p.seq(),
+            ack: p.ack_number(),
+            flags: p.flags(),
+            window: be16(p.b(), WINDOW),
+        })
+    }
+
+    /// The bytes [`emit`](Repr::emit) writes before the payload.
+    pub const fn buffer_len(&self) -> usize {
+        MIN_HEADER_LEN
+    }
+
+    /// Writes the 20-byte header into `buf`, the segment (the payload, if
+    /// any, already after the header), and the checksum over all of `buf`
+    /// with `pseudo`. Panics if `buf` is shorter than the header.
+    pub fn emit(&self, buf: &mut [u8], pseudo: u32) {
+        let h = &mut buf[..MIN_HEADER_LEN];
+        put16(h, SRC_PORT, self.src_port);
+        put16(h, DST_PORT, self.dst_port);
+        h[SEQ..SEQ + 4].copy_from_slice(&self.seq.to_be_bytes());
+        h[ACK..ACK + 4].copy_from_slice(&self.ack.to_be_bytes());
+        h[DATA_OFF] = ((MIN_HEADER_LEN / 4) as u8) << 4;
+        h[FLAGS] = self.flags;
+        put16(h, WINDOW, self.window);
+        put16(h, CHECKSUM, 0);
+        put16(h, CHECKSUM + 2, 0); // urgent pointer
+        let c = checksum::fold(checksum::add(pseudo, checksum::sum(buf)));
+        put16(buf, CHECKSUM, c);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn rst(src_port: u16, dst_port: u16, seq: u32, ack: u32, flags: u8) -> Repr {
+        Repr {
+            src_port,
+            dst_port,
+            seq,
+            ack,
+            flags,
+            window: 0,
+        }
+    }
+
     #[test]
     fn parse_and_set() {
         let mut b = [0u8; 24];
-        emit_rst(&mut b, 1234, 80, 7, 9, RST | FLAG_ACK);
+        rst(1234, 80, 7, 9, RST | FLAG_ACK).emit(&mut b[..20], 0);
         let p = Packet::new_checked(&b[..]).unwrap();
         assert_eq!((p.src_port(), p.dst_port()), (1234, 80));
         assert_eq!((p.seq(), p.ack_number(), p.header_len()), (7, 9, 20));
@@ -154,5 +210,42 @@ mod tests {
         b[12] = 6 << 4; // 24-byte header in 20 bytes
         assert_eq!(Packet::new_checked(&b[..]).unwrap_err(), Error::Truncated);
         assert_eq!(Packet::new_checked(&b[..19]).unwrap_err(), Error::Truncated);
+    }
+
+    #[test]
+    fn emit_writes_a_bare_header_and_its_checksum() {
+        let pseudo = checksum::pseudo_v4([10, 0, 0, 1].into(), [10, 0, 0, 2].into(), 6, 20);
+        let r = rst(1234, 80, 7, 9, RST | FLAG_ACK);
+        let mut b = [0xaa; 20];
+        r.emit(&mut b, pseudo);
+        assert_eq!(
+            b[..16],
+            [4, 0xd2, 0, 80, 0, 0, 0, 7, 0, 0, 0, 9, 0x50, 0x14, 0, 0]
+        );
+        assert_eq!(b[18..], [0, 0]);
+        let p = Packet::new_checked(&b[..]).unwrap();
+        assert_eq!(Repr::parse(&p, pseudo), Ok(r));
+        assert_eq!(Repr::parse(&p, pseudo + 1), Err(Error::Checksum));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_of_emit_is_identity(
+            src_port: u16,
+            dst_port: u16,
+            seq: u32,
+            ack: u32,
+            flags: u8,
+            window: u16,
+            payload in proptest::collection::vec(proptest::num::u8::ANY, 0..64),
+            pseudo: u32,
+        ) {
+            let r = Repr { src_port, dst_port, seq, ack, flags, window };
+            let mut b = vec![0u8; MIN_HEADER_LEN + payload.len()];
+            b[MIN_HEADER_LEN..].copy_from_slice(&payload);
+            r.emit(&mut b, pseudo);
+            let p = Packet::new_checked(&b[..]).unwrap();
+            proptest::prop_assert_eq!(Repr::parse(&p, pseudo), Ok(r));
+        }
     }
 }

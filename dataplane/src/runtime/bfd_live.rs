@@ -6,8 +6,10 @@
 
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::{BfdCommand, BfdPeer, BfdSessionStatus, Dataplane, Error};
+use super::Runtime;
+use crate::api::{BfdChanges, BfdPeer, Error};
 use crate::bfd::{self, Change, PeerKey, SessionConfig};
+use crate::shared::{BfdCommand, BfdSessionStatus};
 
 /// The session configuration of `peer` with local discriminator `discr`.
 pub(super) fn session_config(discr: u32, peer: &BfdPeer) -> SessionConfig {
@@ -19,15 +21,13 @@ pub(super) fn session_config(discr: u32, peer: &BfdPeer) -> SessionConfig {
     sc
 }
 
-/// What [`Dataplane::bfd_reconfigure`] ordered, one line per session.
-pub type BfdChanges = Vec<String>;
-
-impl Dataplane {
-    /// Moves the BFD sessions from `old` (what runs) to `new`: a peer in
+impl Runtime {
+    /// [`Dataplane::bfd_reconfigure`](crate::api::Dataplane::bfd_reconfigure):
+    /// moves the BFD sessions from `old` (what runs) to `new`: a peer in
     /// `new` only is added, one in `old` only is removed, one whose
     /// timers changed gets them, one whose hop changed is replaced. The
     /// rest are not touched. Orders are queued to the workers, which apply
-    /// them within about 10 ms; [`Dataplane::bfd_rejected_changes`] counts
+    /// them within about 10 ms; [`Runtime::bfd_rejected_changes`] counts
     /// the ones a worker could not apply (its table full).
     pub fn bfd_reconfigure(
         &mut self,
