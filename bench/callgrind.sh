@@ -389,4 +389,4 @@ print(f'{w["table_bytes"] / w["capacity"] * w["entries"] / flows:.1f}')
 EOF
 ) || die "bytes per flow"
 log "connection table: $BPF bytes per tracked flow"
-echo "e,\"connection table bytes per tracked flow (buckets + entries)\",B/flow,1,$BPF,$BPF,$BPF,,,,,,<=64" >>"$CSV"
+echo "e,\"connection table bytes per tracked IPv4 flow (buckets + entries)\",B/flow,1,$BPF,$BPF,$BPF,,,,,,<=64" >>"$CSV"
