@@ -173,6 +173,19 @@ struct Bucket {
     timeout: [u16; SLOTS_PER_BUCKET],
 }
 
+/// The 16-bit lanes of `x` that are zero, as a 4-bit mask (bit `i` for the
+/// lane at bits `16 i ..`). SWAR: the exact zero-lane test (no false
+/// positives) leaves each zero lane's top bit set; one multiply gathers
+/// the four top bits (the partial products that are not wanted land on
+/// other bits, without carries).
+#[inline(always)]
+fn zero_lanes(x: u64) -> u32 {
+    const LO: u64 = 0x7fff_7fff_7fff_7fff;
+    const GATHER: u64 = 1 << 48 | 1 << 33 | 1 << 18 | 1 << 3;
+    let zero = !(((x & LO) + LO) | x | LO);
+    ((zero >> 15).wrapping_mul(GATHER) >> 48) as u32 & 0xf
+}
+
 const EMPTY_BUCKET: Bucket = Bucket {
     sigs: [0; SLOTS_PER_BUCKET / 4],
     last_seen: [0; SLOTS_PER_BUCKET],
@@ -193,21 +206,27 @@ impl Bucket {
     }
 
     /// The slots whose signature is `sig`, as a bit mask (bit `s` for slot
-    /// `s`). SWAR: per word, the exact zero-lane test of `sigs ^ sig`
-    /// (no false positives) leaves each equal lane's top bit set; one
-    /// multiply gathers the four top bits (the partial products that are
-    /// not wanted land on other bits, without carries).
+    /// `s`): the zero lanes of `sigs ^ sig`, four to a word.
     #[inline(always)]
     fn sig_mask(&self, sig: u16) -> u32 {
-        const LO: u64 = 0x7fff_7fff_7fff_7fff;
-        const GATHER: u64 = 1 << 48 | 1 << 33 | 1 << 18 | 1 << 3;
         let want = u64::from(sig) * 0x0001_0001_0001_0001;
-        let word = |w: u64| {
-            let x = w ^ want;
-            let zero = !(((x & LO) + LO) | x | LO);
-            ((zero >> 15).wrapping_mul(GATHER) >> 48) as u32 & 0xf
+        zero_lanes(self.sigs[0] ^ want) | zero_lanes(self.sigs[1] ^ want) << 4
+    }
+
+    /// The free slots (timeout 0) as a slot mask: the same zero-lane test
+    /// over the timeouts, four to a word. (Whether a slot has expired needs
+    /// the clock and its stamp: [`free_and_expired`](Self::free_and_expired),
+    /// only when neither candidate bucket has a free slot.)
+    #[inline(always)]
+    fn free_mask(&self) -> u32 {
+        let t = &self.timeout;
+        let word = |i: usize| {
+            u64::from(t[i])
+                | u64::from(t[i + 1]) << 16
+                | u64::from(t[i + 2]) << 32
+                | u64::from(t[i + 3]) << 48
         };
-        word(self.sigs[0]) | word(self.sigs[1]) << 4
+        zero_lanes(word(0)) | zero_lanes(word(4)) << 4
     }
 
     /// The free slots (timeout 0) and the expired ones, as slot masks:
@@ -882,61 +901,51 @@ impl<S: Stored> Table<S> {
         flood: &mut Flood,
     ) -> Result<FlowRef<'_>, InsertError> {
         let (b1, b2, sig) = self.locate(hash);
-        // Per candidate bucket: first free slot, first expired slot, and how
-        // many slots are usable (free or expired), from slot masks.
-        let mut cand = [(b1, None, None, 0u32), (b2, None, None, 0u32)];
-        for c in cand.iter_mut() {
-            let b = c.0;
+        // Per candidate bucket: its free slots (a mask). A live slot of the
+        // same signature may hold the key already.
+        let mut free = [0u32; 2];
+        for (i, b) in [b1, b2].into_iter().enumerate() {
             let bucket = &self.buckets[b];
-            let (free, expired) = bucket.free_and_expired(now);
-            let mut live_equal = bucket.sig_mask(sig) & !(free | expired);
-            while live_equal != 0 {
-                let s = live_equal.trailing_zeros() as usize;
-                if self.entries[b * SLOTS_PER_BUCKET + s].matches(key) {
+            free[i] = bucket.free_mask();
+            let mut equal = bucket.sig_mask(sig) & !free[i];
+            while equal != 0 {
+                let s = equal.trailing_zeros() as usize;
+                if bucket.live(s, now) && self.entries[b * SLOTS_PER_BUCKET + s].matches(key) {
                     self.counters.hits += 1;
                     self.buckets[b].last_seen[s] = now;
                     return Ok(self.flow_ref(b, s, false, None));
                 }
-                live_equal &= live_equal - 1;
+                equal &= equal - 1;
             }
-            let first = |m: u32| (m != 0).then(|| m.trailing_zeros() as usize);
-            *c = (
-                b,
-                first(free),
-                first(expired),
-                (free | expired).count_ones(),
-            );
         }
         if !flood.admit(now) {
             self.counters.insert_refused_flood += 1;
             return Err(InsertError::Flood);
         }
-        // The less loaded bucket (the primary on a tie): "power of two
-        // choices" keeps buckets even, so inserts rarely fail below ~90 %.
-        let c = if cand[1].3 > cand[0].3 {
-            cand[1]
+        // The bucket with more free slots (the primary on a tie): "power of
+        // two choices" keeps buckets even, so inserts rarely fail below
+        // ~90 %. Without a free slot in either, an expired one is reused.
+        let pick = usize::from(free[1].count_ones() > free[0].count_ones());
+        let (b, s, evicted) = if free[pick] != 0 {
+            self.occupied += 1;
+            ([b1, b2][pick], free[pick].trailing_zeros() as usize, None)
         } else {
-            cand[0]
-        };
-        let (b, s, evicted) = match c {
-            (b, Some(s), _, _) => {
-                self.occupied += 1;
-                (b, s, None)
-            }
-            (b, None, Some(s), _) => {
-                self.counters.expired += 1;
-                (b, s, Some(self.entries[b * SLOTS_PER_BUCKET + s].entry()))
-            }
-            _ => match self.displace(b1).or_else(|| self.displace(b2)) {
+            match self.expired_slot(b1, b2, now) {
                 Some((b, s)) => {
-                    self.occupied += 1;
-                    (b, s, None)
+                    self.counters.expired += 1;
+                    (b, s, Some(self.entries[b * SLOTS_PER_BUCKET + s].entry()))
                 }
-                None => {
-                    self.counters.insert_failed_full += 1;
-                    return Err(InsertError::Full);
-                }
-            },
+                None => match self.displace(b1).or_else(|| self.displace(b2)) {
+                    Some((b, s)) => {
+                        self.occupied += 1;
+                        (b, s, None)
+                    }
+                    None => {
+                        self.counters.insert_failed_full += 1;
+                        return Err(InsertError::Full);
+                    }
+                },
+            }
         };
         self.counters.inserts += 1;
         self.entries[b * SLOTS_PER_BUCKET + s] = S::store(key, &value);
@@ -945,6 +954,20 @@ impl<S: Stored> Table<S> {
         bucket.last_seen[s] = now;
         bucket.timeout[s] = value.timeout.max(1);
         Ok(self.flow_ref(b, s, true, evicted))
+    }
+
+    /// Both buckets are full: the first expired slot of the one with more
+    /// expired slots (the primary on a tie), if any.
+    #[cold]
+    fn expired_slot(&self, b1: usize, b2: usize, now: Secs) -> Option<(usize, usize)> {
+        let e1 = self.buckets[b1].free_and_expired(now).1;
+        let e2 = self.buckets[b2].free_and_expired(now).1;
+        let (b, e) = if e2.count_ones() > e1.count_ones() {
+            (b2, e2)
+        } else {
+            (b1, e1)
+        };
+        (e != 0).then(|| (b, e.trailing_zeros() as usize))
     }
 
     /// Both buckets are full of live flows: move one flow of bucket `b` to
