@@ -62,6 +62,7 @@
 //! ([`super::flow::FlowHasher::new`]) so that bucket placement cannot be
 //! predicted from outside.
 
+use std::cell::OnceCell;
 use std::fmt;
 
 use super::flow::{Family, FlowKey, PROTO_TCP};
@@ -575,11 +576,12 @@ pub struct FlowValue {
 pub type Expired = Entry;
 
 /// A live flow in the table, borrowed for the current packet. Derefs to its
-/// [`Entry`] (so `flow.member` works); changes go through
-/// [`set_state`](Self::set_state), [`assign`](Self::assign) and
+/// [`Entry`] (so `flow.member` works; decoded from the slot on first use,
+/// so an insert whose caller reads nothing decodes nothing); changes go
+/// through [`set_state`](Self::set_state), [`assign`](Self::assign) and
 /// [`set_timeout`](Self::set_timeout), which write the table.
 pub struct FlowRef<'a> {
-    entry: Entry,
+    entry: OnceCell<Entry>,
     stored: StoredRef<'a>,
     timeout: &'a mut u16,
     new: bool,
@@ -600,25 +602,26 @@ impl FlowRef<'_> {
     }
     /// A new TCP state (its timeout is the caller's to set).
     pub fn set_state(&mut self, state: TcpState) {
-        self.entry.state = state;
         match &mut self.stored {
             StoredRef::V4(s) => s.state = state,
             StoredRef::V6(e) => e.state = state,
         }
+        self.entry = OnceCell::new();
     }
     /// Makes the flow `v`'s (its key stays): what `insert` stores for a
     /// new flow, over an existing one.
     pub fn assign(&mut self, v: &FlowValue) {
-        let e = &mut self.entry;
-        (e.vs, e.member, e.nat_port, e.state, e.flags) =
-            (v.vs, v.member, v.nat_port, v.state, v.flags);
         match &mut self.stored {
             StoredRef::V4(s) => {
                 (s.vs, s.member, s.nat_port, s.state, s.flags) =
                     (v.vs, v.member, v.nat_port, v.state, v.flags)
             }
-            StoredRef::V6(s) => **s = Entry { ..*e },
+            StoredRef::V6(e) => {
+                (e.vs, e.member, e.nat_port, e.state, e.flags) =
+                    (v.vs, v.member, v.nat_port, v.state, v.flags)
+            }
         }
+        self.entry = OnceCell::new();
         self.set_timeout(v.timeout);
     }
     /// The expired flow whose slot this insert reused, if any: handle it as
@@ -631,7 +634,10 @@ impl FlowRef<'_> {
 impl std::ops::Deref for FlowRef<'_> {
     type Target = Entry;
     fn deref(&self) -> &Entry {
-        &self.entry
+        self.entry.get_or_init(|| match &self.stored {
+            StoredRef::V4(s) => s.entry(),
+            StoredRef::V6(e) => **e,
+        })
     }
 }
 
@@ -640,7 +646,7 @@ impl fmt::Debug for FlowRef<'_> {
         f.debug_struct("FlowRef")
             .field("new", &self.new)
             .field("timeout", &*self.timeout)
-            .field("entry", &self.entry)
+            .field("entry", &**self)
             .finish()
     }
 }
@@ -862,10 +868,16 @@ impl<S: Stored> Table<S> {
     }
 
     #[inline(always)]
+    /// The flow at `b`, `s`; its entry decoded now (a flow that was
+    /// there: the caller reads it) or on first use (a new one).
     fn flow_ref(&mut self, b: usize, s: usize, new: bool, evicted: Option<Entry>) -> FlowRef<'_> {
         let stored = &mut self.entries[b * SLOTS_PER_BUCKET + s];
         FlowRef {
-            entry: stored.entry(),
+            entry: if new {
+                OnceCell::new()
+            } else {
+                OnceCell::from(stored.entry())
+            },
             stored: stored.stored(),
             timeout: &mut self.buckets[b].timeout[s],
             new,
