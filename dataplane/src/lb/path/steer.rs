@@ -23,7 +23,9 @@
 //! pairs a 5-tuple with its mirror image, but NAT changes the tuple, so the
 //! two directions of a NATed flow hash differently (docs/architecture.md).
 
-use super::{parse_inner, parse_ip, snat_port_owner, Family, PROTO_TCP, PROTO_UDP};
+use super::icmp::parse_inner;
+use super::parse::parse_ip;
+use super::{snat_port_owner, Family, PROTO_TCP, PROTO_UDP};
 use crate::lb::hash::fmix64;
 use crate::lb::nat;
 use crate::lb::vs::{key_bytes, VsTable};

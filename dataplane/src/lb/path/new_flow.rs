@@ -1,0 +1,179 @@
+//! The first packet of a flow: what [`L4::process`] does on a conntrack
+//! miss for a virtual server. Picks the member (Maglev) and, for a SNAT
+//! virtual server, a SNAT port and record; inserts both entries; forwards
+//! the packet, statelessly and counted when the table refuses the flow.
+//! From the second packet on, the flow is the dispatcher's (or the fast
+//! path's) established case.
+
+use super::counters::L4Drop;
+use super::parse::{Pkt, Ports};
+use super::reply::stateless_reverse;
+use super::rewrite::Rewrite;
+use super::snat::SnatFlow;
+use super::{on_flags, L4Verdict, FLAG_REVERSE, L4, POOL_SHIFT};
+use crate::lb::conntrack::{FlowValue, Secs, TcpState, FLAG_RESET_ON_TIMEOUT};
+use crate::lb::flow::{FlowHasher, FlowKey, PROTO_TCP};
+use crate::lb::vs::VsTable;
+use crate::wire::tcp;
+
+impl L4 {
+    /// First packet of a flow to VS `v` (or a packet of a flow whose
+    /// entry is gone: loose initialisation).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn new_flow(
+        &mut self,
+        now: Secs,
+        frame: &mut [u8],
+        len: usize,
+        p: &Pkt,
+        ports: Ports,
+        key: &FlowKey,
+        h: u64,
+        v: u32,
+        tables: &VsTable,
+    ) -> L4Verdict {
+        let Some(vs) = tables.get(v) else {
+            return L4Verdict::NotL4;
+        };
+        let Some(maglev) = vs.maglev.as_ref() else {
+            if let Some(c) = self.vs_counters.get_mut(v as usize) {
+                c.no_member += 1;
+            }
+            return self.drop_with(L4Drop::NoHealthyMember);
+        };
+        if p.ttl <= 1 {
+            return self.drop_with(L4Drop::TtlExpired);
+        }
+        let mh = FlowHasher::MAGLEV.hash(key);
+        let m = maglev.lookup(mh);
+        let member = &vs.members[usize::from(m)];
+        let mport = if member.port == 0 {
+            ports.dport
+        } else {
+            member.port
+        };
+        let tcp = p.proto == PROTO_TCP;
+        let rst = tcp && ports.flags & tcp::RST != 0;
+        if vs.snats() && tcp && ports.flags & tcp::SYN == 0 {
+            return self.drop_with(L4Drop::SnatNeedsSyn);
+        }
+        let mut rev = None;
+        let snat = if vs.snats() {
+            let pool = super::hash::reduce(mh, vs.snat_bytes.len() as u32) as usize;
+            let addr = &vs.snat_bytes[pool];
+            match self.alloc_snat_port(now, p, h, addr, &member.bytes, mport) {
+                Some((port, rkey, rh)) => {
+                    rev = Some((rkey, rh));
+                    Some((pool, port))
+                }
+                None => return self.drop_with(L4Drop::SnatExhausted),
+            }
+        } else {
+            None
+        };
+        let rw = Rewrite {
+            src: snat.map(|(pool, port)| (vs.snat_bytes[pool], port)),
+            dst: Some((member.bytes, mport)),
+        };
+        let untracked = |l4: &mut L4, frame: &mut [u8]| {
+            if snat.is_some() {
+                return l4.drop_with(L4Drop::SnatUntracked);
+            }
+            // Only what can come back: the member's replies must map to
+            // this VS without state.
+            let back = stateless_reverse(tables, &member.bytes, p.family, mport, p.proto);
+            if back.is_none_or(|(bv, bm, _)| (bv, bm) != (v, m)) {
+                return l4.drop_with(L4Drop::UntrackedUnreturnable);
+            }
+            l4.counters.untracked += 1;
+            if let Some(c) = l4.vs_counters.get_mut(v as usize) {
+                c.untracked += 1;
+            }
+            l4.forward(frame, len, p, rw, v, m, tables)
+        };
+        if rst {
+            // An RST for no flow: pass it on, do not start tracking.
+            return untracked(self, frame);
+        }
+        let state = if tcp {
+            on_flags(TcpState::None, ports.flags)
+        } else {
+            TcpState::None
+        };
+        let timeout = vs.timeouts.for_state(p.proto, state);
+        let mut flags = snat.map_or(0, |(pool, _)| (pool as u8) << POOL_SHIFT);
+        if tcp && vs.reset_on_timeout {
+            flags |= FLAG_RESET_ON_TIMEOUT;
+        }
+        let value = FlowValue {
+            vs: v,
+            member: m,
+            nat_port: snat.map_or(0, |(_, port)| port),
+            state,
+            flags,
+            timeout,
+        };
+        let evicted = match self.ct.insert(key, h, value, now) {
+            Ok(f) => f.evicted().copied(),
+            Err(_) => return untracked(self, frame),
+        };
+        self.on_evicted(evicted, tables);
+        // The reverse entry: the member's replies, by their own 5-tuple.
+        let (rkey, rh) = match rev {
+            Some(r) => r,
+            None => {
+                let rkey =
+                    FlowKey::from_parts(member.bytes, p.src, mport, ports.sport, p.proto, p.family);
+                (rkey, self.hasher.hash(&rkey))
+            }
+        };
+        let rvalue = FlowValue {
+            vs: v,
+            member: m,
+            nat_port: ports.dport,
+            state,
+            flags: FLAG_REVERSE,
+            timeout,
+        };
+        let evicted = match self.ct.insert(&rkey, rh, rvalue, now) {
+            Ok(mut f) if !f.is_new() => {
+                self.counters.reverse_conflicts += 1;
+                if snat.is_some() {
+                    // The reverse entry of a SNAT flow whose forward entry
+                    // is gone (its record was free): the key is this
+                    // flow's now.
+                    f.assign(&rvalue);
+                }
+                None
+            }
+            Ok(f) => f.evicted().copied(),
+            // Replies fall back to the SNAT record or the reverse index.
+            Err(_) => None,
+        };
+        self.on_evicted(evicted, tables);
+        if let Some((pool, port)) = snat {
+            let i = self.snat_index(rh);
+            self.snat_flows[i] = SnatFlow {
+                fwd: *key,
+                vs: v,
+                member: m,
+                mport,
+                port,
+                pool: pool as u8,
+            };
+        }
+        self.counters.new_flows += 1;
+        if let Some(c) = self.vs_counters.get_mut(v as usize) {
+            c.new_flows += 1;
+            c.active_flows += 1;
+        }
+        if let Some(c) = self
+            .member_counters
+            .get_mut(tables.member_base(v) + usize::from(m))
+        {
+            c.new_flows += 1;
+            c.active_flows += 1;
+        }
+        self.forward(frame, len, p, rw, v, m, tables)
+    }
+}
