@@ -639,13 +639,16 @@ fn link_local_is_eui64() {
     );
 }
 
+/// A BFD control packet (RFC 5880: version 1, Down, detect mult 3, 24
+/// bytes, discriminators 1 and 0, 1 s intervals).
+const BFD_PAYLOAD: [u8; 24] = [
+    0x20, 0x40, 3, 24, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0x0f, 0x42, 0x40, 0, 0x0f, 0x42, 0x40, 0, 0, 0, 0,
+];
+
 #[test]
 fn bfd_to_a_self_ip_goes_to_the_sessions_and_emit_udp_round_trips() {
     let h = host(None);
-    let payload = [
-        0x20u8, 0x40, 3, 24, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0x0f, 0x42, 0x40, 0, 0x0f, 0x42, 0x40, 0,
-        0, 0, 0,
-    ];
+    let payload = BFD_PAYLOAD;
     let mut buf = [0u8; 128];
     let n = h
         .emit_udp(
@@ -726,10 +729,7 @@ fn bfd_to_a_self_ip_goes_to_the_sessions_and_emit_udp_round_trips() {
 fn emit_udp_writes_the_same_bfd_frames_byte_for_byte() {
     // Headers computed apart from pollux (Python's struct and an RFC 1071
     // sum): DF set, id 0, TTL/hop limit 255, next header at byte 6.
-    let payload = [
-        0x20u8, 0x40, 3, 24, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0x0f, 0x42, 0x40, 0, 0x0f, 0x42, 0x40, 0,
-        0, 0, 0,
-    ];
+    let payload = BFD_PAYLOAD;
     let h = host(None);
     let mut buf = [0u8; 128];
     let n = h
