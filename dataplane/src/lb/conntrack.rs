@@ -216,7 +216,7 @@ impl Bucket {
 
     /// The free slots (timeout 0) as a slot mask: the same zero-lane test
     /// over the timeouts, four to a word. (Whether a slot has expired needs
-    /// the clock and its stamp: [`free_and_expired`](Self::free_and_expired),
+    /// the clock and its stamp: [`expired_mask`](Self::expired_mask),
     /// only when neither candidate bucket has a free slot.)
     #[inline(always)]
     fn free_mask(&self) -> u32 {
@@ -230,18 +230,11 @@ impl Bucket {
         zero_lanes(word(0)) | zero_lanes(word(4)) << 4
     }
 
-    /// The free slots (timeout 0) and the expired ones, as slot masks:
-    /// branch-free over the eight slots (the compiler vectorises it).
-    #[inline(always)]
-    fn free_and_expired(&self, now: Secs) -> (u32, u32) {
-        let (mut free, mut expired) = (0u32, 0u32);
-        for s in 0..SLOTS_PER_BUCKET {
-            let t = u32::from(self.timeout[s]);
-            let idle = now.saturating_sub(self.last_seen[s]);
-            free |= u32::from(t == 0) << s;
-            expired |= u32::from(t != 0 && idle >= t) << s;
-        }
-        (free, expired)
+    /// The taken slots that are no longer live, as a slot mask.
+    fn expired_mask(&self, now: Secs) -> u32 {
+        (0..SLOTS_PER_BUCKET).fold(0, |m, s| {
+            m | u32::from(self.timeout[s] != 0 && !self.live(s, now)) << s
+        })
     }
 
     #[inline(always)]
@@ -469,13 +462,15 @@ impl Stored for V4Slot {
 
     #[inline(always)]
     fn matches(&self, key: &FlowKey) -> bool {
-        let (src, dst, src_port, dst_port, proto, family) = key.parts();
+        let (src, dst, sport, dport, proto, family) = key.parts();
         family == Family::V4
-            && self.src == src[..4]
-            && self.dst == dst[..4]
-            && self.src_port == src_port
-            && self.dst_port == dst_port
-            && self.proto == proto
+            && self.matches_v4(&V4Key {
+                src: [src[0], src[1], src[2], src[3]],
+                dst: [dst[0], dst[1], dst[2], dst[3]],
+                sport,
+                dport,
+                proto,
+            })
     }
 
     fn entry(&self) -> Entry {
@@ -719,6 +714,12 @@ struct Flood {
 }
 
 impl Flood {
+    /// Whether second `now`'s allowance is spent.
+    #[inline(always)]
+    fn spent(&self, now: Secs) -> bool {
+        self.limit != 0 && self.second == now && self.count >= self.limit
+    }
+
     /// Takes one new flow of second `now`'s allowance; false when spent.
     #[inline(always)]
     fn admit(&mut self, now: Secs) -> bool {
@@ -729,7 +730,7 @@ impl Flood {
             self.second = now;
             self.count = 0;
         }
-        if self.count >= self.limit {
+        if self.spent(now) {
             return false;
         }
         self.count += 1;
@@ -972,8 +973,8 @@ impl<S: Stored> Table<S> {
     /// expired slots (the primary on a tie), if any.
     #[cold]
     fn expired_slot(&self, b1: usize, b2: usize, now: Secs) -> Option<(usize, usize)> {
-        let e1 = self.buckets[b1].free_and_expired(now).1;
-        let e2 = self.buckets[b2].free_and_expired(now).1;
+        let e1 = self.buckets[b1].expired_mask(now);
+        let e2 = self.buckets[b2].expired_mask(now);
         let (b, e) = if e2.count_ones() > e1.count_ones() {
             (b2, e2)
         } else {
@@ -1170,8 +1171,7 @@ impl ConnTable {
 
     /// True when this second's new flows reached the flood limit.
     pub fn under_flood(&self, now: Secs) -> bool {
-        let f = &self.flood;
-        f.limit != 0 && f.second == now && f.count >= f.limit
+        self.flood.spent(now)
     }
 
     /// Prefetch both buckets a key of `family` with `hash` may be in (call
