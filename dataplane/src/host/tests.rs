@@ -645,21 +645,19 @@ const BFD_PAYLOAD: [u8; 24] = [
     0x20, 0x40, 3, 24, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0x0f, 0x42, 0x40, 0, 0x0f, 0x42, 0x40, 0, 0, 0, 0,
 ];
 
+/// [`BFD_PAYLOAD`] from port 49152 to the peer's 3784 with TTL 255, as
+/// the BFD send path asks `emit_udp` for it; the frame's length.
+fn emit_bfd(h: &Host, buf: &mut [u8], peer: IpAddr) -> usize {
+    h.emit_udp(buf, PEER_MAC, peer, (49152, 3784), 255, &BFD_PAYLOAD)
+        .unwrap()
+}
+
 #[test]
 fn bfd_to_a_self_ip_goes_to_the_sessions_and_emit_udp_round_trips() {
     let h = host(None);
     let payload = BFD_PAYLOAD;
     let mut buf = [0u8; 128];
-    let n = h
-        .emit_udp(
-            &mut buf,
-            PEER_MAC,
-            IpAddr::V4(PEER_V4),
-            (49152, 3784),
-            255,
-            &payload,
-        )
-        .unwrap();
+    let n = emit_bfd(&h, &mut buf, IpAddr::V4(PEER_V4));
     // What we send verifies with etherparse.
     let p = SlicedPacket::from_ethernet(&buf[..n]).unwrap();
     let Some(TransportSlice::Udp(u)) = p.transport else {
@@ -732,16 +730,7 @@ fn emit_udp_writes_the_same_bfd_frames_byte_for_byte() {
     let payload = BFD_PAYLOAD;
     let h = host(None);
     let mut buf = [0u8; 128];
-    let n = h
-        .emit_udp(
-            &mut buf,
-            PEER_MAC,
-            IpAddr::V4(PEER_V4),
-            (49152, 3784),
-            255,
-            &payload,
-        )
-        .unwrap();
+    let n = emit_bfd(&h, &mut buf, IpAddr::V4(PEER_V4));
     assert_eq!(n, 66);
     assert_eq!(buf[..6], PEER_MAC.0);
     assert_eq!(buf[6..12], OUR_MAC.0);
@@ -753,16 +742,7 @@ fn emit_udp_writes_the_same_bfd_frames_byte_for_byte() {
         0xc0, 0x00, 0x0e, 0xc8, 0x00, 0x20, 0x74, 0xeb,
     ]);
     assert_eq!(buf[42..66], payload);
-    let n = h
-        .emit_udp(
-            &mut buf,
-            PEER_MAC,
-            IpAddr::V6(peer_v6()),
-            (49152, 3784),
-            255,
-            &payload,
-        )
-        .unwrap();
+    let n = emit_bfd(&h, &mut buf, IpAddr::V6(peer_v6()));
     assert_eq!(n, 86);
     assert_eq!(buf[12..14], [0x86, 0xdd]);
     #[rustfmt::skip]
