@@ -42,9 +42,7 @@ pub use crate::lb::{
     L4Drop, MemberSpec, Proto, SecondChance, Snat, VsCounters, VsError, VsSpec, VsTable,
 };
 pub use crate::runtime::BfdEvents;
-pub use crate::shared::{
-    BfdCommand, BfdSessionStatus, L4Snapshot, PollMode, SharedBfd, TableSize, Tables,
-};
+pub use crate::shared::{BfdCommand, BfdSessionStatus, L4Snapshot, PollMode, SharedBfd, Tables};
 pub use crate::wire::Mac;
 
 /// What [`Dataplane::bfd_reconfigure`] ordered, one line per session.

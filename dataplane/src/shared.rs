@@ -81,23 +81,18 @@ pub struct L4Snapshot {
     pub vs: Vec<crate::lb::VsCounters>,
     /// Per VS, per member (in table order).
     pub members: Vec<Vec<crate::lb::MemberCounters>>,
-    /// Connection-table slots in use and in all (a tracked flow takes two).
-    pub flows: usize,
-    pub capacity: usize,
-    /// The table's memory (buckets and entries).
-    pub table_bytes: usize,
-    /// The same per family (an IPv4 slot is 32 bytes, an IPv6 slot 56).
-    pub ipv4: TableSize,
-    pub ipv6: TableSize,
+    /// Each family's connection table: slots in use (a tracked flow takes
+    /// two), slots, memory (an IPv4 slot is 32 bytes, an IPv6 slot 56).
+    pub ipv4: crate::lb::conntrack::Size,
+    pub ipv6: crate::lb::conntrack::Size,
     /// Whether it is in reserved hugepages (else ordinary pages: slower).
     pub table_hugepages: bool,
     pub conntrack: crate::lb::conntrack::Counters,
 }
 
-/// One family's connection table: slots in use, slots, bytes.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TableSize {
-    pub entries: usize,
-    pub capacity: usize,
-    pub bytes: usize,
+impl L4Snapshot {
+    /// Both families' connection tables together.
+    pub fn table(&self) -> crate::lb::conntrack::Size {
+        self.ipv4 + self.ipv6
+    }
 }

@@ -41,7 +41,7 @@ use crate::dpdk::{Burst, Clock, Mbuf, Mempool, RxQueue, TxBuffer, BURST};
 use crate::host::neighbor::{Nanos, Pending};
 use crate::host::{FromTap, FromWire, Host, HostIo};
 use crate::lb::{classify_v4, Expired, L4Verdict, Owner, Side, Steering, V4Flow, L4};
-use crate::shared::{BfdCommand, PollMode, SharedBfd, SharedL4, TableSize, Tables};
+use crate::shared::{BfdCommand, PollMode, SharedBfd, SharedL4, Tables};
 use crate::wire::Mac;
 
 const MS: Nanos = 1_000_000;
@@ -370,20 +370,8 @@ impl Worker {
             let vs = &*tables.vs;
             snap.generation = vs.generation();
             snap.counters.clone_from(self.l4.counters());
-            snap.flows = self.l4.conntrack().occupied();
-            snap.capacity = self.l4.conntrack().capacity();
-            snap.table_bytes = self.l4.conntrack().bytes();
-            let (v4, v6) = (self.l4.conntrack().v4(), self.l4.conntrack().v6());
-            snap.ipv4 = TableSize {
-                entries: v4.occupied(),
-                capacity: v4.capacity(),
-                bytes: v4.bytes(),
-            };
-            snap.ipv6 = TableSize {
-                entries: v6.occupied(),
-                capacity: v6.capacity(),
-                bytes: v6.bytes(),
-            };
+            snap.ipv4 = self.l4.conntrack().v4().size();
+            snap.ipv6 = self.l4.conntrack().v6().size();
             snap.table_hugepages = self.l4.conntrack().backing() == crate::lb::Backing::HugeTlb;
             snap.conntrack = self.l4.conntrack().counters();
             snap.vs.resize(vs.len(), Default::default());

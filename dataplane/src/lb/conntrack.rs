@@ -761,6 +761,25 @@ impl<S: Copy + 'static> fmt::Debug for Table<S> {
     }
 }
 
+/// One family's table in figures: slots in use, slots, bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Size {
+    pub entries: usize,
+    pub capacity: usize,
+    pub bytes: usize,
+}
+
+impl std::ops::Add for Size {
+    type Output = Size;
+    fn add(self, o: Size) -> Size {
+        Size {
+            entries: self.entries + o.entries,
+            capacity: self.capacity + o.capacity,
+            bytes: self.bytes + o.bytes,
+        }
+    }
+}
+
 /// IPv4 flows' table.
 pub type V4Table = Table<V4Slot>;
 /// IPv6 flows' table.
@@ -807,6 +826,15 @@ impl<S: Stored> Table<S> {
     /// Bytes of table memory.
     pub fn bytes(&self) -> usize {
         self.buckets.bytes() + self.entries.bytes()
+    }
+
+    /// Slots in use, slots and bytes.
+    pub fn size(&self) -> Size {
+        Size {
+            entries: self.occupied,
+            capacity: self.capacity(),
+            bytes: self.bytes(),
+        }
     }
 
     fn backing(&self) -> Backing {
