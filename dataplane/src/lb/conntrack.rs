@@ -103,7 +103,8 @@ impl TcpState {
     /// The next state given the TCP flags of a packet of this flow (either
     /// direction). Loose initialisation: a non-SYN packet with no prior
     /// state establishes the flow. A fresh SYN (no ACK) on a closing flow
-    /// restarts it (port reuse after TIME_WAIT).
+    /// restarts it (port reuse after TIME_WAIT); the L4 path schedules it
+    /// afresh instead when the flow's member takes no new flows.
     pub fn on_flags(self, syn: bool, ack: bool, fin: bool, rst: bool) -> TcpState {
         use TcpState::*;
         match (self, syn, ack, fin || rst) {

@@ -272,6 +272,20 @@ fn fits_forward(vs: &Vs, p: &Pkt, dport: u16, member: u16) -> bool {
             .is_some_and(|m| !m.retired)
 }
 
+/// A client's fresh SYN (`next` is `SynSeen`) on the closing flow `e`
+/// reuses its ports for a new connection; if `e`'s member no longer
+/// takes new flows, that connection must not restart on it.
+#[inline(always)]
+fn reopens_elsewhere_from(vs: &Vs, e: &Entry, next: TcpState) -> bool {
+    e.state == TcpState::Closing
+        && next == TcpState::SynSeen
+        && e.flags & FLAG_REVERSE == 0
+        && vs
+            .members
+            .get(usize::from(e.member))
+            .is_some_and(|m| !m.active())
+}
+
 #[inline(always)]
 fn fits_reverse(vs: &Vs, p: &Pkt, member: u16, sport: u16) -> bool {
     vs.family == p.family
@@ -442,16 +456,27 @@ impl L4 {
                         fits_reverse(vs, &p, e.member, ports.sport)
                     }
                 });
+                let mut reopens_elsewhere = false;
                 if let Some(vs) = vs {
                     if p.proto == PROTO_TCP && e.flags & FLAG_RESETTING == 0 {
                         let st = on_flags(f.state, ports.flags);
-                        if st != f.state {
+                        reopens_elsewhere = reopens_elsewhere_from(vs, &e, st);
+                        if st != f.state && !reopens_elsewhere {
                             f.set_state(st);
                             f.set_timeout(vs.timeouts.for_state(PROTO_TCP, st));
                         }
                     }
                 }
-                Some((e, vs.is_some()))
+                if reopens_elsewhere {
+                    // A new connection on a closing flow's ports whose
+                    // member takes no new flows (down, drained): the old
+                    // flow is over, the new one is scheduled afresh.
+                    self.expired_forward(&e, tables);
+                    self.ct.remove(&key, h, now);
+                    None
+                } else {
+                    Some((e, vs.is_some()))
+                }
             }
             None => None,
         };

@@ -1185,6 +1185,72 @@ fn weight_zero_drains_existing_flows_stay() {
 }
 
 #[test]
+fn a_new_connection_on_a_closing_flows_ports_avoids_a_member_gone_down() {
+    let both = vec![member(M1, 80), member(M2, 80)];
+    let up = table(&[vs(VIP, 80, Proto::Tcp, Snat::None, both.clone())]);
+    let mut down = both.clone();
+    down[0].healthy = false;
+    let down = table(&[vs(VIP, 80, Proto::Tcp, Snat::None, down)]);
+    let mut l4 = l4();
+    let p = port_for_member(&up, 0, 30000);
+    let open_and_close = |l4: &mut L4| {
+        run_steps(
+            l4,
+            &up,
+            &[
+                step(
+                    "a connection to M1",
+                    frame(CLIENT, VIP, 64, syn(p, 80), b""),
+                    Want::Forward(M1, frame(CLIENT, M1, 63, syn(p, 80), b"")),
+                ),
+                step(
+                    "its FIN: the flow is closing",
+                    frame(CLIENT, VIP, 64, tcp(p, 80, 1, 1, "FA"), b""),
+                    Want::Forward(M1, frame(CLIENT, M1, 63, tcp(p, 80, 1, 1, "FA"), b"")),
+                ),
+            ],
+        );
+    };
+    open_and_close(&mut l4);
+    run_steps(
+        &mut l4,
+        &up,
+        &[step(
+            "the ports reused while M1 is up: the flow restarts on M1",
+            frame(CLIENT, VIP, 64, syn(p, 80), b""),
+            Want::Forward(M1, frame(CLIENT, M1, 63, syn(p, 80), b"")),
+        )],
+    );
+    assert_eq!(l4.vs_counters(0).unwrap().new_flows, 1);
+    open_and_close(&mut l4);
+    run_steps(
+        &mut l4,
+        &down,
+        &[
+            step(
+                "a late ACK of the old connection still reaches M1",
+                frame(CLIENT, VIP, 64, tcp(p, 80, 2, 2, "A"), b""),
+                Want::Forward(M1, frame(CLIENT, M1, 63, tcp(p, 80, 2, 2, "A"), b"")),
+            ),
+            step(
+                "the ports reused after M1 went down: a new flow, to M2",
+                frame(CLIENT, VIP, 64, syn(p, 80), b""),
+                Want::Forward(M2, frame(CLIENT, M2, 63, syn(p, 80), b"")),
+            ),
+            step(
+                "and it stays there",
+                frame(CLIENT, VIP, 64, tcp(p, 80, 1, 1, "A"), DATA),
+                Want::Forward(M2, frame(CLIENT, M2, 63, tcp(p, 80, 1, 1, "A"), DATA)),
+            ),
+        ],
+    );
+    assert_eq!(l4.vs_counters(0).unwrap().new_flows, 2);
+    assert_eq!(l4.member_counters(&down, 0, 0).unwrap().active_flows, 0);
+    assert_eq!(l4.member_counters(&down, 0, 1).unwrap().active_flows, 1);
+    assert_eq!(l4.counters().stale_entries, 0);
+}
+
+#[test]
 fn no_healthy_member_drops_new_flows_and_counts() {
     let mut m = member(M1, 80);
     m.healthy = false;

@@ -68,7 +68,7 @@ impl L4 {
     }
 
     /// Accounts an expired entry; true if its flow is to be reset.
-    fn expired_forward(&mut self, e: &Entry, tables: &VsTable) -> bool {
+    pub(super) fn expired_forward(&mut self, e: &Entry, tables: &VsTable) -> bool {
         if e.flags & (FLAG_REVERSE | FLAG_RESETTING) != 0 {
             return false;
         }
