@@ -531,19 +531,24 @@ pub struct V4Key {
     pub proto: u8,
 }
 
-/// What a look at a flow's primary bucket found ([`ConnTable::probe`]),
-/// a stage before the lookup: the buckets and the slots of the primary
-/// whose signature matches. The lookup ([`ConnTable::find_probed`]) starts
-/// from it instead of locating and matching again. It may be stale (the
-/// slow path changed the table since): every slot is still checked key by
-/// key, so a stale probe can only miss a flow, which the slow path then
-/// finds.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Probe {
-    b1: u32,
-    b2: u32,
-    sig: u16,
-    m1: u8,
+/// What a look at a flow's buckets found ([`ConnTable::probe`]) a stage
+/// before the lookup: the first slot whose signature matches (the primary
+/// bucket's, else the secondary's), whose entry was prefetched. The
+/// lookup ([`ConnTable::find_hinted`]) checks that slot first. It may be
+/// stale (the slow path changed the table since), so the slot's key and
+/// liveness are still checked, and the full lookup follows a wrong hint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hint(u32);
+
+impl Hint {
+    /// No signature matched (or not probed): the lookup looks.
+    pub const NONE: Hint = Hint(u32::MAX);
+}
+
+impl Default for Hint {
+    fn default() -> Self {
+        Hint::NONE
+    }
 }
 
 /// Where [`ConnTable::find_v4`] found a live flow. Valid until the table
@@ -1080,22 +1085,32 @@ impl<S: Stored> Table<S> {
 /// stage earlier, keys compared by parts, values read in place.
 impl Table<V4Slot> {
     #[inline(always)]
-    fn probe(&self, hash: u64) -> Probe {
+    fn probe(&self, hash: u64) -> Hint {
         let (b1, b2, sig) = self.locate(hash);
         let m1 = self.buckets[b1].sig_mask(sig);
         let first = if m1 != 0 {
             b1 * SLOTS_PER_BUCKET + m1.trailing_zeros() as usize
         } else {
             let m2 = self.buckets[b2].sig_mask(sig);
-            b2 * SLOTS_PER_BUCKET + (m2.trailing_zeros() as usize & (SLOTS_PER_BUCKET - 1))
+            if m2 == 0 {
+                return Hint::NONE;
+            }
+            b2 * SLOTS_PER_BUCKET + m2.trailing_zeros() as usize
         };
         prefetch(&self.entries[first]);
-        Probe {
-            b1: b1 as u32,
-            b2: b2 as u32,
-            sig,
-            m1: m1 as u8,
-        }
+        Hint(first as u32)
+    }
+
+    /// The slot `hint` names if it holds the live flow `key`.
+    #[inline(always)]
+    fn check_hint(&self, key: &V4Key, hint: Hint, now: Secs) -> Option<Slot> {
+        let i = hint.0 as usize;
+        let (b, s) = (i / SLOTS_PER_BUCKET, i % SLOTS_PER_BUCKET);
+        let hit = self.buckets.get(b)?.live(s, now) && self.entries[i].matches_v4(key);
+        hit.then_some(Slot {
+            bucket: b as u32,
+            slot: s as u32,
+        })
     }
 
     /// The live slot among `m` (a slot mask) of bucket `b` holding `key`.
@@ -1215,21 +1230,21 @@ impl ConnTable {
 
     /// The probe stage of an IPv4 lookup of `hash` (once its bucket lines
     /// have arrived, a stage after [`prefetch`](Self::prefetch)): the
-    /// primary bucket's matching slots; the first of them (else the
-    /// secondary's first) is prefetched: the lookup's dependent miss.
+    /// first slot whose signature matches, its entry prefetched: the
+    /// lookup's dependent miss.
     #[inline(always)]
-    pub fn probe(&self, hash: u64) -> Probe {
+    pub fn probe(&self, hash: u64) -> Hint {
         self.v4.probe(hash)
     }
 
-    /// [`find_v4`](Self::find_v4) from a [`probe`](Self::probe) of the
-    /// key's hash.
+    /// [`find_v4`](Self::find_v4), starting from the slot a
+    /// [`probe`](Self::probe) of the key's hash found.
     #[inline(always)]
-    pub fn find_probed(&self, key: &V4Key, p: &Probe, now: Secs) -> Option<Slot> {
-        let (b1, b2) = (p.b1 as usize, p.b2 as usize);
-        let t = &self.v4;
-        t.find_v4_in(b1, u32::from(p.m1), key, now)
-            .or_else(|| t.find_v4_in(b2, t.buckets[b2].sig_mask(p.sig), key, now))
+    pub fn find_hinted(&self, key: &V4Key, hash: u64, hint: Hint, now: Secs) -> Option<Slot> {
+        match self.v4.check_hint(key, hint, now) {
+            Some(slot) => Some(slot),
+            None => self.find_v4(key, hash, now),
+        }
     }
 
     /// The live IPv4 flow `key` (`hash` = its flow hash), without marking

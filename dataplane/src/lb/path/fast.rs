@@ -33,10 +33,10 @@
 //! frame sequence: it is a cache, never a second policy.
 
 use super::{pool_index, Direction, RevKey, FLAG_RESETTING, FLAG_REVERSE, L4};
-use crate::lb::conntrack::{Probe, Secs, Slot, TcpState, V4Key};
+use crate::lb::conntrack::{Hint, Secs, Slot, TcpState, V4Key};
 use crate::lb::flow::{Family, FlowHasher, PROTO_TCP, PROTO_UDP};
 use crate::lb::vs::{Vs, VsTable};
-use crate::wire::{be16, checksum, put16, tcp, Mac};
+use crate::wire::{be16, tcp, Mac};
 
 /// Ethernet + IPv4 (no options): where the transport header starts.
 const L4_AT: usize = 14 + 20;
@@ -53,9 +53,9 @@ pub struct V4Flow {
     pub hash: u64,
     /// End of the IP packet in the frame (Ethernet padding excluded).
     pub end: u16,
-    /// The look at its primary bucket, once
-    /// [`L4::prefetch_entry`] has taken it (else the match stage looks).
-    pub probe: Option<Probe>,
+    /// The slot the probe stage ([`L4::prefetch_entry`]) found its
+    /// signature in (its entry prefetched); else the match stage looks.
+    pub hint: Hint,
 }
 
 /// The fast-path classification of `frame` on a port with MAC `mac`, MTU
@@ -120,7 +120,7 @@ pub fn classify_v4(frame: &[u8], mac: &Mac, mtu: u16, hasher: &FlowHasher) -> Op
         hash: hasher.hash_v4(key.src, key.dst, sport, dport, proto),
         key,
         end: (14 + total) as u16,
-        probe: None,
+        hint: Hint::NONE,
     })
 }
 
@@ -212,7 +212,7 @@ impl L4 {
     /// and keeps what it saw for the match stage.
     #[inline(always)]
     pub fn prefetch_entry(&self, flow: &mut V4Flow) {
-        flow.probe = Some(self.ct.probe(flow.hash));
+        flow.hint = self.ct.probe(flow.hash);
     }
 
     /// This worker's connection-table hasher (classify hashes with it).
@@ -232,10 +232,7 @@ impl L4 {
     /// tracked flow, if it is one the fast path handles. Changes nothing.
     #[inline(always)]
     pub fn fast_match(&self, flow: &V4Flow, now: Secs, tables: &VsTable) -> Option<FastHit> {
-        let slot = match &flow.probe {
-            Some(p) => self.ct.find_probed(&flow.key, p, now)?,
-            None => self.ct.find_v4(&flow.key, flow.hash, now)?,
-        };
+        let slot = self.ct.find_hinted(&flow.key, flow.hash, flow.hint, now)?;
         let e = self.ct.entry(slot);
         if e.flags & FLAG_RESETTING != 0 {
             return None;
@@ -323,65 +320,100 @@ impl L4 {
     }
 }
 
-/// Σ ~old + Σ new over the two 16-bit words of an IPv4 address.
+/// Ethernet, IPv4 and the first 8 bytes of UDP or TCP: the UDP checksum
+/// ends there; TCP's is 8 bytes further.
+const HEADERS: usize = L4_AT + 8;
+const TCP_SUM_AT: usize = L4_AT + 16;
+
+/// The 16-bit word at `at`, in the frame's byte order.
 #[inline(always)]
-fn delta(old: &[u8], new: [u8; 4]) -> u32 {
-    u32::from(!u16::from_be_bytes([old[0], old[1]]))
-        + u32::from(!u16::from_be_bytes([old[2], old[3]]))
-        + u32::from(u16::from_be_bytes([new[0], new[1]]))
-        + u32::from(u16::from_be_bytes([new[2], new[3]]))
+fn ne16(h: &[u8; HEADERS], at: usize) -> u64 {
+    u64::from(u16::from_ne_bytes([h[at], h[at + 1]]))
 }
 
-/// `nat::rewrite_ip` + `nat::rewrite_l4` for a fast-class frame, with the
-/// same arithmetic term for term (so the checksums come out identical,
-/// including which of 0x0000/0xffff stands for zero).
+/// The 32-bit word at `at`, in the frame's byte order.
+#[inline(always)]
+fn ne32(h: &[u8; HEADERS], at: usize) -> u64 {
+    u64::from(u32::from_ne_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]))
+}
+
+/// Replaces the address at `at`: returns its one's-complement delta.
+#[inline(always)]
+fn set_addr(h: &mut [u8; HEADERS], at: usize, new: [u8; 4]) -> u64 {
+    let d = (!ne32(h, at) & 0xffff_ffff) + u64::from(u32::from_ne_bytes(new));
+    h[at..at + 4].copy_from_slice(&new);
+    d
+}
+
+/// Replaces the port at `at`: returns its one's-complement delta.
+#[inline(always)]
+fn set_port(h: &mut [u8; HEADERS], at: usize, new: u16) -> u64 {
+    let new = new.to_be_bytes();
+    let d = (!ne16(h, at) & 0xffff) + u64::from(u16::from_ne_bytes(new));
+    h[at..at + 2].copy_from_slice(&new);
+    d
+}
+
+/// The checksum to store for the one's-complement sum `acc`: folded to
+/// 16 bits (zero only if every term was) and complemented.
+#[inline(always)]
+fn fold(acc: u64) -> u16 {
+    let a = (acc >> 32) + (acc & 0xffff_ffff);
+    let a = (a >> 16) + (a & 0xffff);
+    let a = (a >> 16) + (a & 0xffff);
+    let a = (a >> 16) + (a & 0xffff);
+    !(a as u16)
+}
+
+/// `nat::rewrite_ip` + `nat::rewrite_l4` for a fast-class frame, checksums
+/// byte for byte the same (which of 0x0000/0xffff stands for zero
+/// included). The one's-complement sum does not depend on byte order
+/// (RFC 1071 §2(B)), so it runs on the words as they lie in the frame, no
+/// swaps; an address is one 32-bit term, whose fold is the sum of its two
+/// 16-bit ones (zero only if both are): the same result.
 #[inline(always)]
 fn rewrite(frame: &mut [u8], flow: &V4Flow, src: Option<V4Nat>, dst: Option<V4Nat>) {
     let Some(f) = frame.get_mut(..usize::from(flow.end)) else {
         return; // classify saw the frame hold the packet
     };
-    let (ip, l4) = f.split_at_mut(L4_AT);
-    let ip: &mut [u8; L4_AT] = match ip.try_into() {
-        Ok(ip) => ip,
-        Err(_) => return,
-    };
-    let mut d = 0u32;
-    if let Some(s) = src {
-        d += delta(&ip[26..30], s.addr);
-        ip[26..30].copy_from_slice(&s.addr);
-    }
-    if let Some(t) = dst {
-        d += delta(&ip[30..34], t.addr);
-        ip[30..34].copy_from_slice(&t.addr);
-    }
-    let old_ttl = be16(ip, 22);
-    ip[22] -= 1;
-    let hd = d + u32::from(!old_ttl) + u32::from(be16(ip, 22));
-    let c = checksum::fold(checksum::add(u32::from(!be16(ip, 24)), hd));
-    put16(ip, 24, c);
-    if l4.len() < 8 {
+    let Some((h, rest)) = f.split_first_chunk_mut::<HEADERS>() else {
         return;
-    }
+    };
+    // Address terms: both checksums; port terms: the L4 one.
+    let mut d = 0u64;
     if let Some(s) = src {
-        d += u32::from(!be16(l4, 0)) + u32::from(s.port);
-        put16(l4, 0, s.port);
+        d += set_addr(h, 26, s.addr);
     }
     if let Some(t) = dst {
-        d += u32::from(!be16(l4, 2)) + u32::from(t.port);
-        put16(l4, 2, t.port);
+        d += set_addr(h, 30, t.addr);
+    }
+    let ttl_proto = !ne16(h, 22) & 0xffff;
+    h[22] -= 1; // classify: TTL > 1
+    let ip = d + ttl_proto + ne16(h, 22) + (!ne16(h, 24) & 0xffff);
+    h[24..26].copy_from_slice(&fold(ip).to_ne_bytes());
+    if let Some(s) = src {
+        d += set_port(h, L4_AT, s.port);
+    }
+    if let Some(t) = dst {
+        d += set_port(h, L4_AT + 2, t.port);
     }
     let udp = flow.key.proto == PROTO_UDP;
-    let at = if udp { 6 } else { 16 };
-    if l4.len() < at + 2 {
+    let sum = if udp {
+        h.last_chunk_mut::<2>()
+    } else {
+        rest.get_mut(TCP_SUM_AT - HEADERS..)
+            .and_then(|r| r.first_chunk_mut::<2>())
+    };
+    let Some(sum) = sum else {
         return;
-    }
-    let old = be16(l4, at);
+    };
+    let old = u16::from_ne_bytes(*sum);
     if udp && old == 0 {
         return; // no checksum, and it stays so
     }
-    let mut c = checksum::fold(checksum::add(u32::from(!old), d));
+    let mut c = fold(u64::from(!old) + d);
     if udp && c == 0 {
         c = 0xffff;
     }
-    put16(l4, at, c);
+    *sum = c.to_ne_bytes();
 }
