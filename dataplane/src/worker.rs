@@ -40,7 +40,7 @@ use crate::counters::{Drop, SharedPort, SharedWorker, WorkerCounters};
 use crate::dpdk::{Burst, Clock, Mbuf, Mempool, RxQueue, TxBuffer, BURST};
 use crate::host::neighbor::{Nanos, Pending};
 use crate::host::{FromTap, FromWire, Host, HostIo};
-use crate::lb::{classify_v4, Expired, L4Verdict, Owner, Side, Steering, V4Flow, L4};
+use crate::lb::{Classifier, Expired, L4Verdict, Owner, Side, Steering, V4Flow, L4};
 use crate::shared::{BfdCommand, PollMode, SharedBfd, SharedL4, Tables};
 use crate::wire::Mac;
 
@@ -530,10 +530,10 @@ impl Worker {
         if self.capture.armed() && steer {
             self.capture.record(pi, Dir::In, burst.frames());
         }
-        let mut flows = [None; BURST];
-        let fast = self.ports[pi].host.vlan.is_none() && self.l4.fast_ready(&tables.vs);
-        if fast {
-            self.classify(pi, burst, &mut flows);
+        let mut flows = [V4Flow::default(); BURST];
+        let mut fast = 0;
+        if self.ports[pi].host.vlan.is_none() && self.l4.fast_ready(&tables.vs) {
+            fast = self.classify(pi, burst, &mut flows);
         } else if !tables.vs.is_empty() {
             let vlan = self.ports[pi].host.tag_len();
             for frame in burst.frames() {
@@ -545,13 +545,14 @@ impl Worker {
         // member's next hop, member -> client frames a gateway.
         let mut memo = [NextHop::default(); 2];
         let s = secs(now);
-        for (m, flow) in burst.drain().zip(&flows) {
-            let m = match flow {
-                Some(flow) => match self.fast(pi, m, flow, (now, s), tables, &mut memo) {
+        for (i, (m, flow)) in burst.drain().zip(&flows).enumerate() {
+            let m = if fast >> i & 1 != 0 {
+                match self.fast(pi, m, flow, (now, s), tables, &mut memo) {
                     Ok(()) => continue,
                     Err(m) => m,
-                },
-                None => m,
+                }
+            } else {
+                m
             };
             let m = if steer {
                 match self.steer(pi, m, tables) {
@@ -681,21 +682,26 @@ impl Worker {
     /// Stage 1: which frames are of the fast class, their flow keys and
     /// hashes; prefetches their connection-table buckets, then their
     /// entries, so that the misses of the whole burst overlap.
+    /// Returns the fast-class frames as a mask (bit `i`: `flows[i]`).
     #[inline(never)]
-    fn classify(&self, pi: usize, burst: &Burst, flows: &mut [Option<V4Flow>; BURST]) {
+    fn classify(&self, pi: usize, burst: &Burst, flows: &mut [V4Flow; BURST]) -> u32 {
         let host = &self.ports[pi].host;
-        let hasher = self.l4.hasher();
-        for (slot, frame) in flows.iter_mut().zip(burst.frames()) {
-            *slot = classify_v4(frame, &host.mac, host.mtu, hasher);
-            if let Some(f) = slot {
-                self.l4.prefetch_flow(f);
+        let classifier = Classifier::new(&host.mac, host.mtu, self.l4.hasher());
+        let mut fast = 0;
+        for (i, (flow, frame)) in flows.iter_mut().zip(burst.frames()).enumerate() {
+            if classifier.classify(frame, flow) {
+                fast |= 1 << i;
+                self.l4.prefetch_flow(flow);
             }
         }
         // The buckets of the first frames have arrived by now: start the
         // dependent miss, each frame's entry, for the whole burst too.
-        for f in flows.iter_mut().flatten() {
-            self.l4.prefetch_entry(f);
+        for (i, flow) in flows.iter_mut().enumerate() {
+            if fast >> i & 1 != 0 {
+                self.l4.prefetch_entry(flow);
+            }
         }
+        fast
     }
 
     /// Stage 2: a frame of a tracked flow, translated and queued as the

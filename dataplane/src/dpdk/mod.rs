@@ -1,7 +1,8 @@
 //! The safe layer over DPDK and worker memory: the only code in the
 //! workspace that calls `dpdk-sys`, and with `vfio::sys` the only place
 //! `unsafe` is allowed. [`hugemem`] holds the worker tables' hugepage
-//! allocation (first touch by the pinned worker).
+//! allocation (first touch by the pinned worker), [`simd`] the vector
+//! compare of the connection table's signatures.
 //!
 //! Ownership rule that makes the rest safe: after `rx_burst` the software
 //! owns an mbuf (an [`Mbuf`]) until `tx_burst` accepts it or it is freed;
@@ -14,6 +15,7 @@ pub mod hugemem;
 mod mbuf;
 mod mempool;
 mod port;
+pub(crate) mod simd;
 
 use std::ffi::CStr;
 

@@ -67,6 +67,7 @@ use std::fmt;
 
 use super::flow::{Family, FlowKey, PROTO_TCP};
 use crate::dpdk::hugemem::{prefetch, Backing, HugeArray};
+use crate::dpdk::simd::eq_lanes16;
 
 /// Slots per bucket (one cache line of signatures and stamps).
 pub const SLOTS_PER_BUCKET: usize = 8;
@@ -169,23 +170,10 @@ impl Default for Timeouts {
 #[repr(C, align(64))]
 struct Bucket {
     /// Four 16-bit signatures per word, slot `s` in word `s / 4` at bit
-    /// `16 * (s % 4)`: compared four at a time ([`Bucket::sig_lanes`]).
+    /// `16 * (s % 4)`: compared all eight at once ([`Bucket::sig_mask`]).
     sigs: [u64; SLOTS_PER_BUCKET / 4],
     last_seen: [Secs; SLOTS_PER_BUCKET],
     timeout: [u16; SLOTS_PER_BUCKET],
-}
-
-/// The 16-bit lanes of `x` that are zero, as a 4-bit mask (bit `i` for the
-/// lane at bits `16 i ..`). SWAR: the exact zero-lane test (no false
-/// positives) leaves each zero lane's top bit set; one multiply gathers
-/// the four top bits (the partial products that are not wanted land on
-/// other bits, without carries).
-#[inline(always)]
-fn zero_lanes(x: u64) -> u32 {
-    const LO: u64 = 0x7fff_7fff_7fff_7fff;
-    const GATHER: u64 = 1 << 48 | 1 << 33 | 1 << 18 | 1 << 3;
-    let zero = !(((x & LO) + LO) | x | LO);
-    ((zero >> 15).wrapping_mul(GATHER) >> 48) as u32 & 0xf
 }
 
 const EMPTY_BUCKET: Bucket = Bucket {
@@ -208,15 +196,14 @@ impl Bucket {
     }
 
     /// The slots whose signature is `sig`, as a bit mask (bit `s` for slot
-    /// `s`): the zero lanes of `sigs ^ sig`, four to a word.
+    /// `s`): one vector compare of the eight lanes.
     #[inline(always)]
     fn sig_mask(&self, sig: u16) -> u32 {
-        let want = u64::from(sig) * 0x0001_0001_0001_0001;
-        zero_lanes(self.sigs[0] ^ want) | zero_lanes(self.sigs[1] ^ want) << 4
+        eq_lanes16(self.sigs, sig)
     }
 
-    /// The free slots (timeout 0) as a slot mask: the same zero-lane test
-    /// over the timeouts, four to a word. (Whether a slot has expired needs
+    /// The free slots (timeout 0) as a slot mask: the same compare, of the
+    /// timeouts with zero. (Whether a slot has expired needs
     /// the clock and its stamp: [`expired_mask`](Self::expired_mask),
     /// only when neither candidate bucket has a free slot.)
     #[inline(always)]
@@ -228,7 +215,7 @@ impl Bucket {
                 | u64::from(t[i + 2]) << 32
                 | u64::from(t[i + 3]) << 48
         };
-        zero_lanes(word(0)) | zero_lanes(word(4)) << 4
+        eq_lanes16([word(0), word(4)], 0)
     }
 
     /// The taken slots that are no longer live, as a slot mask.

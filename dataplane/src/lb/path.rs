@@ -110,7 +110,7 @@ mod rewrite;
 mod snat;
 mod steer;
 pub use counters::{L4Counters, L4Drop, MemberCounters, VsCounters};
-pub use fast::{classify_v4, FastHit, V4Flow};
+pub use fast::{classify_v4, Classifier, FastHit, V4Flow};
 pub use snat::{snat_port_owner, snat_range};
 pub use steer::{Owner, Steering};
 

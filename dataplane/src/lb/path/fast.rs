@@ -62,66 +62,96 @@ pub struct V4Flow {
 /// `mtu` and no VLAN: `Some` only for a frame that the host stage would
 /// pass to the L4 path unchanged and that the L4 path would parse without
 /// an error (stricter is allowed: anything else takes the slow path).
-#[inline(always)]
 pub fn classify_v4(frame: &[u8], mac: &Mac, mtu: u16, hasher: &FlowHasher) -> Option<V4Flow> {
-    let len = frame.len();
-    let h: &[u8; MIN_FRAME] = frame.get(..MIN_FRAME)?.try_into().ok()?;
-    // Our MAC, untagged IPv4, version 4 with a 20-byte header: two loads.
-    let m = mac.0;
-    let ours = u64::from_le_bytes([m[0], m[1], m[2], m[3], m[4], m[5], 0, 0]);
-    let w0 = u64::from_le_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]);
-    let w12 = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
-    if (w0 ^ ours) << 16 != 0 || w12 >> 8 != 0x08_00_45 {
-        return None;
-    }
-    let total = usize::from(be16(h, 16));
-    // Not a fragment (MF or offset), TTL left after the decrement.
-    if 14 + total > len || len - 14 > usize::from(mtu) || be16(h, 20) & 0x3fff != 0 || h[22] <= 1 {
-        return None;
-    }
-    // Multicast, class E and limited broadcast are the host's business.
-    let dst = [h[30], h[31], h[32], h[33]];
-    if dst[0] >= 224 || !header_checksum_ok(h) {
-        return None;
-    }
-    let proto = h[23];
-    let l4_len = total.wrapping_sub(20);
-    let (sport, dport) = (be16(h, L4_AT), be16(h, L4_AT + 2));
-    match proto {
-        PROTO_TCP => {
-            let t: &[u8; 20] = frame.get(L4_AT..L4_AT + 20)?.try_into().ok()?;
-            let data_at = usize::from(t[12] >> 4) * 4;
-            let no_state_change = t[13] & (tcp::SYN | tcp::FIN | tcp::RST) == 0;
-            if total < 40 || data_at < 20 || data_at > l4_len || !no_state_change {
-                return None;
-            }
+    let mut flow = V4Flow::default();
+    Classifier::new(mac, mtu, hasher)
+        .classify(frame, &mut flow)
+        .then_some(flow)
+}
+
+/// What the classify stage checks the frames of one port against.
+#[derive(Debug)]
+pub struct Classifier<'a> {
+    /// The port's MAC as the first six bytes of a little-endian word.
+    ours: u64,
+    mtu: usize,
+    hasher: &'a FlowHasher,
+}
+
+impl<'a> Classifier<'a> {
+    pub fn new(mac: &Mac, mtu: u16, hasher: &'a FlowHasher) -> Self {
+        let m = mac.0;
+        Classifier {
+            ours: u64::from_le_bytes([m[0], m[1], m[2], m[3], m[4], m[5], 0, 0]),
+            mtu: usize::from(mtu),
+            hasher,
         }
-        PROTO_UDP => {
-            let ulen = usize::from(be16(h, L4_AT + 4));
-            if total < 28
-                || ulen < 8
-                || ulen > l4_len
-                || dport == BFD_PORTS[0]
-                || dport == BFD_PORTS[1]
-            {
-                return None;
-            }
-        }
-        _ => return None,
     }
-    let key = V4Key {
-        src: [h[26], h[27], h[28], h[29]],
-        dst,
-        sport,
-        dport,
-        proto,
-    };
-    Some(V4Flow {
-        hash: hasher.hash_v4(key.src, key.dst, sport, dport, proto),
-        key,
-        end: (14 + total) as u16,
-        hint: Hint::NONE,
-    })
+
+    /// [`classify_v4`] into `flow` (whose fields are all written when it
+    /// returns true, and whatever else when false).
+    #[inline(always)]
+    pub fn classify(&self, frame: &[u8], flow: &mut V4Flow) -> bool {
+        let len = frame.len();
+        let Some(h) = frame.first_chunk::<MIN_FRAME>() else {
+            return false;
+        };
+        // Our MAC, untagged IPv4, version 4 with a 20-byte header: two loads.
+        let w0 = u64::from_le_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]);
+        let w12 = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
+        if (w0 ^ self.ours) << 16 != 0 || w12 >> 8 != 0x08_00_45 {
+            return false;
+        }
+        let total = usize::from(be16(h, 16));
+        // Not a fragment (MF or offset), TTL left after the decrement.
+        if 14 + total > len || len - 14 > self.mtu || be16(h, 20) & 0x3fff != 0 || h[22] <= 1 {
+            return false;
+        }
+        // Multicast, class E and limited broadcast are the host's business.
+        let dst = [h[30], h[31], h[32], h[33]];
+        if dst[0] >= 224 || !header_checksum_ok(h) {
+            return false;
+        }
+        let proto = h[23];
+        let l4_len = total.wrapping_sub(20);
+        let (sport, dport) = (be16(h, L4_AT), be16(h, L4_AT + 2));
+        match proto {
+            PROTO_TCP => {
+                let Some(t) = frame.get(L4_AT..).and_then(|t| t.first_chunk::<20>()) else {
+                    return false;
+                };
+                let data_at = usize::from(t[12] >> 4) * 4;
+                let no_state_change = t[13] & (tcp::SYN | tcp::FIN | tcp::RST) == 0;
+                if total < 40 || data_at < 20 || data_at > l4_len || !no_state_change {
+                    return false;
+                }
+            }
+            PROTO_UDP => {
+                let ulen = usize::from(be16(h, L4_AT + 4));
+                if total < 28
+                    || ulen < 8
+                    || ulen > l4_len
+                    || dport == BFD_PORTS[0]
+                    || dport == BFD_PORTS[1]
+                {
+                    return false;
+                }
+            }
+            _ => return false,
+        }
+        let src = [h[26], h[27], h[28], h[29]];
+        flow.key = V4Key {
+            src,
+            dst,
+            sport,
+            dport,
+            proto,
+        };
+        flow.hash = self.hasher.hash_v4(src, dst, sport, dport, proto);
+        flow.end = (14 + total) as u16;
+        flow.hint = Hint::NONE;
+        true
+    }
 }
 
 /// The IPv4 header checksum of a 20-byte header is right: five 32-bit
