@@ -385,14 +385,14 @@ fn set_port(h: &mut [u8; HEADERS], at: usize, new: u16) -> u64 {
 }
 
 /// The checksum to store for the one's-complement sum `acc`: folded to
-/// 16 bits (zero only if every term was) and complemented.
+/// 16 bits by two end-around-carry adds (zero only if `acc` is) and
+/// complemented.
 #[inline(always)]
 fn fold(acc: u64) -> u16 {
-    let a = (acc >> 32) + (acc & 0xffff_ffff);
-    let a = (a >> 16) + (a & 0xffff);
-    let a = (a >> 16) + (a & 0xffff);
-    let a = (a >> 16) + (a & 0xffff);
-    !(a as u16)
+    let (a, carry) = (acc as u32).overflowing_add((acc >> 32) as u32);
+    let a = a + u32::from(carry);
+    let (a, carry) = (a as u16).overflowing_add((a >> 16) as u16);
+    !(a + u16::from(carry))
 }
 
 /// `nat::rewrite_ip` + `nat::rewrite_l4` for a fast-class frame, checksums
