@@ -512,6 +512,7 @@ impl Worker {
     ///   classify   every frame: fast class? key, hash, prefetch buckets
     ///   in order, per frame:
     ///     fast     match a tracked flow, route (memoised), commit, queue
+    ///     fast6    an IPv6 frame: classify, match, route, commit, queue
     ///     steer    another worker's flow or the port's home's: hand over
     ///     slow     host stage -> BFD | reply | punt | L4 stage -> route
     /// ```
@@ -532,7 +533,8 @@ impl Worker {
         }
         let mut flows = [V4Flow::default(); BURST];
         let mut fast = 0;
-        if self.ports[pi].host.vlan.is_none() && self.l4.fast_ready(&tables.vs) {
+        let ready = self.ports[pi].host.vlan.is_none() && self.l4.fast_ready(&tables.vs);
+        if ready {
             fast = self.classify(pi, burst, &mut flows);
         } else if !tables.vs.is_empty() {
             let vlan = self.ports[pi].host.tag_len();
@@ -541,13 +543,16 @@ impl Worker {
             }
         }
         let steer = steer && self.steering.workers() > 1;
-        // One memo per direction: client -> member frames mostly share a
-        // member's next hop, member -> client frames a gateway.
-        let mut memo = [NextHop::default(); 2];
+        let mut memo = Memo::default();
         let s = secs(now);
         for (i, (m, flow)) in burst.drain().zip(&flows).enumerate() {
             let m = if fast >> i & 1 != 0 {
-                match self.fast(pi, m, flow, (now, s), tables, &mut memo) {
+                match self.fast(pi, m, flow, (now, s), tables, &mut memo.v4) {
+                    Ok(()) => continue,
+                    Err(m) => m,
+                }
+            } else if ready {
+                match self.fast6(pi, m, (now, s), tables, &mut memo.v6) {
                     Ok(()) => continue,
                     Err(m) => m,
                 }
@@ -563,7 +568,7 @@ impl Worker {
                 m
             };
             // The slow path may learn a neighbour or change the table.
-            memo = [NextHop::default(); 2];
+            memo = Memo::default();
             self.slow(pi, m, now, tables);
         }
     }
@@ -714,7 +719,7 @@ impl Worker {
         flow: &V4Flow,
         (now, s): (Nanos, crate::lb::conntrack::Secs),
         tables: &Tables,
-        memo: &mut [NextHop; 2],
+        memo: &mut [NextHop<[u8; 4]>; 2],
     ) -> Result<(), Mbuf> {
         if m.segments() != 1 {
             return Err(m);
@@ -724,17 +729,71 @@ impl Worker {
         };
         let dst = hit.dst(flow);
         let memo = &mut memo[usize::from(hit.is_reply())];
-        if memo.dst != Some(dst) && !self.resolve(dst, now, tables, memo) {
+        if memo.dst != Some(dst) && !self.resolve(dst, tables.fib.lookup_v4(dst), now, memo) {
             return Err(m);
         }
+        self.count_fast_rx(pi, &m);
+        let frame = m.data_mut();
+        self.l4.fast_commit(&hit, flow, frame, s, &tables.vs);
+        frame[..12].copy_from_slice(&memo.macs);
+        self.send_fast(pi, m, memo);
+        Ok(())
+    }
+
+    /// The fast path for an IPv6 frame (classify, match, commit in one:
+    /// no prefetch stages); `Err` hands the frame back untouched.
+    #[inline(never)]
+    fn fast6(
+        &mut self,
+        pi: usize,
+        mut m: Mbuf,
+        (now, s): (Nanos, crate::lb::conntrack::Secs),
+        tables: &Tables,
+        memo: &mut [NextHop<[u8; 16]>; 2],
+    ) -> Result<(), Mbuf> {
+        if m.segments() != 1 {
+            return Err(m);
+        }
+        let host = &self.ports[pi].host;
+        let classifier = Classifier::new(&host.mac, host.mtu, self.l4.hasher());
+        let Some(flow) = classifier.classify_v6(m.data()) else {
+            return Err(m);
+        };
+        let Some(hit) = self.l4.fast_match_v6(&flow, s, &tables.vs) else {
+            return Err(m);
+        };
+        let dst = hit.dst(&flow);
+        let memo = &mut memo[usize::from(hit.is_reply())];
+        if memo.dst != Some(dst) {
+            let route = tables.fib.lookup(IpAddr::from(dst));
+            if !self.resolve(dst, route, now, memo) {
+                return Err(m);
+            }
+        }
+        self.count_fast_rx(pi, &m);
+        let frame = m.data_mut();
+        self.l4.fast_commit_v6(&hit, &flow, frame, s, &tables.vs);
+        frame[..12].copy_from_slice(&memo.macs);
+        self.send_fast(pi, m, memo);
+        Ok(())
+    }
+
+    /// What `slow` counts of a received frame.
+    #[inline(always)]
+    fn count_fast_rx(&mut self, pi: usize, m: &Mbuf) {
         let c = &mut self.ports[pi].host.counters;
         c.rx_packets += 1;
         c.rx_bytes += m.len() as u64;
-        let frame = m.data_mut();
-        self.l4.fast_commit(&hit, flow, frame, s, &tables.vs);
+    }
+
+    /// Queues a frame the fast path translated and addressed to `memo`'s
+    /// MACs (what `send_to` does); or hands it to the egress port's home
+    /// worker if this one has no queue there (which addresses it again:
+    /// the MACs written were zeros).
+    #[inline(always)]
+    fn send_fast<A>(&mut self, pi: usize, m: Mbuf, memo: &NextHop<A>) {
         let p = &mut self.ports[memo.port];
         let Some(tx) = &mut p.tx else {
-            // No queue of ours on the egress port: its home sends it.
             let (home, port, next_hop) = (p.home, memo.port, memo.next_hop);
             let parcel = Parcel::Tx {
                 port,
@@ -743,10 +802,8 @@ impl Worker {
                 m,
             };
             self.hand(home, pi, parcel);
-            return Ok(());
+            return;
         };
-        // What `send_to` does, with the egress port's MACs prepared.
-        frame[..12].copy_from_slice(&memo.macs);
         let c = &mut p.host.counters;
         push(
             tx,
@@ -754,18 +811,23 @@ impl Worker {
             &mut c.tx_packets,
             &mut c.drops[Drop::TxFull as usize],
         );
-        Ok(())
     }
 
     /// Points `memo` at the untagged egress port and next-hop MACs for
-    /// `dst`, if both are known now (what [`route`](Self::route) would
-    /// send to at once); false if not. Consecutive frames through the
-    /// same next hop (a gateway, a member) skip the neighbour lookup. A
-    /// port without a queue of this worker's needs no MAC: its home
-    /// worker resolves and sends.
+    /// `dst` (whose FIB route is `route`), if both are known now (what
+    /// [`route`](Self::route) would send to at once); false if not.
+    /// Consecutive frames through the same next hop (a gateway, a member)
+    /// skip the neighbour lookup. A port without a queue of this worker's
+    /// needs no MAC: its home worker resolves and sends.
     #[inline]
-    fn resolve(&self, dst: [u8; 4], now: Nanos, tables: &Tables, memo: &mut NextHop) -> bool {
-        let Some((port, next_hop)) = tables.fib.lookup_v4(dst) else {
+    fn resolve<A>(
+        &self,
+        dst: A,
+        route: Option<(usize, IpAddr)>,
+        now: Nanos,
+        memo: &mut NextHop<A>,
+    ) -> bool {
+        let Some((port, next_hop)) = route else {
             return false;
         };
         if memo.dst.is_none() || memo.next_hop != next_hop || memo.port != port {
@@ -1088,20 +1150,21 @@ fn secs(now: Nanos) -> crate::lb::conntrack::Secs {
 }
 
 /// The last route the fast path resolved in this burst (consecutive
-/// frames mostly go to the same member or gateway).
+/// frames mostly go to the same member or gateway), for destinations `A`
+/// (IPv4 or IPv6 address bytes).
 #[derive(Debug, Clone, Copy)]
-struct NextHop {
+struct NextHop<A> {
     /// The last destination routed through it (`None`: nothing yet).
-    dst: Option<[u8; 4]>,
+    dst: Option<A>,
     next_hop: IpAddr,
     /// The egress port (its index in the data plane and in `ports`).
     port: usize,
-    /// Destination and source MAC, as the frame starts (unused when the
-    /// port's home worker sends).
+    /// Destination and source MAC, as the frame starts (zeros when the
+    /// port's home worker sends: it addresses the frame).
     macs: [u8; 12],
 }
 
-impl Default for NextHop {
+impl<A> Default for NextHop<A> {
     fn default() -> Self {
         NextHop {
             dst: None,
@@ -1110,6 +1173,15 @@ impl Default for NextHop {
             macs: [0; 12],
         }
     }
+}
+
+/// The fast path's next-hop memos for one burst: per family, one per
+/// direction (client -> member frames mostly share a member's next hop,
+/// member -> client frames a gateway).
+#[derive(Debug, Default)]
+struct Memo {
+    v4: [NextHop<[u8; 4]>; 2],
+    v6: [NextHop<[u8; 16]>; 2],
 }
 
 /// Sends an ARP request or NS for `ip` out of `p`, at most once a second.

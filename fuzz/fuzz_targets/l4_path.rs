@@ -13,7 +13,8 @@ use std::net::IpAddr;
 use std::sync::OnceLock;
 
 use dataplane::lb::{
-    classify_v4, Backing, Expired, L4Config, MemberSpec, Proto, Side, Snat, VsSpec, VsTable, L4,
+    classify_v4, Backing, Classifier, Expired, L4Config, MemberSpec, Proto, Side, Snat, VsSpec,
+    VsTable, L4,
 };
 use dataplane::wire::Mac;
 use libfuzzer_sys::fuzz_target;
@@ -135,6 +136,13 @@ fuzz_target!(|data: &[u8]| {
             if let Some(flow) = classify_v4(&buf[..frame.len()], &MAC, 1500, l4.hasher()) {
                 if let Some(hit) = l4.fast_match(&flow, now, t) {
                     l4.fast_commit(&hit, &flow, &mut buf[..frame.len()], now, t);
+                    continue;
+                }
+            }
+            let classifier = Classifier::new(&MAC, 1500, l4.hasher());
+            if let Some(flow) = classifier.classify_v6(&buf[..frame.len()]) {
+                if let Some(hit) = l4.fast_match_v6(&flow, now, t) {
+                    l4.fast_commit_v6(&hit, &flow, &mut buf[..frame.len()], now, t);
                     continue;
                 }
             }

@@ -907,15 +907,27 @@ impl<S: Stored> Table<S> {
         }
     }
 
+    /// A hit at `slot`: counted, the flow marked seen at `now`.
+    #[inline(always)]
+    fn touch(&mut self, slot: Slot, now: Secs) {
+        self.counters.hits += 1;
+        let seen = &mut self.buckets[slot.bucket as usize].last_seen[slot.slot as usize];
+        if *seen != now {
+            *seen = now; // only dirty the line when the second changes
+        }
+    }
+
     #[inline]
     fn lookup(&mut self, key: &FlowKey, hash: u64, now: Secs) -> Option<FlowRef<'_>> {
         match self.find(key, hash, now) {
             Some((b, s)) => {
-                self.counters.hits += 1;
-                let seen = &mut self.buckets[b].last_seen[s];
-                if *seen != now {
-                    *seen = now; // only dirty the line when the second changes
-                }
+                self.touch(
+                    Slot {
+                        bucket: b as u32,
+                        slot: s as u32,
+                    },
+                    now,
+                );
                 Some(self.flow_ref(b, s, false, None))
             }
             None => {
@@ -1257,12 +1269,29 @@ impl ConnTable {
     /// flow seen at `now`.
     #[inline(always)]
     pub fn touch(&mut self, slot: Slot, now: Secs) {
-        let t = &mut self.v4;
-        t.counters.hits += 1;
-        let seen = &mut t.buckets[slot.bucket as usize].last_seen[slot.slot as usize];
-        if *seen != now {
-            *seen = now;
-        }
+        self.v4.touch(slot, now);
+    }
+
+    /// [`find_v4`](Self::find_v4) for an IPv6 key (the IPv6 fast path's
+    /// lookup: nothing marked or counted).
+    #[inline(always)]
+    pub fn find_v6(&self, key: &FlowKey, hash: u64, now: Secs) -> Option<Slot> {
+        self.v6.find(key, hash, now).map(|(b, s)| Slot {
+            bucket: b as u32,
+            slot: s as u32,
+        })
+    }
+
+    /// The IPv6 entry at `slot` (from [`find_v6`](Self::find_v6)).
+    #[inline(always)]
+    pub fn entry_v6(&self, slot: Slot) -> &Entry {
+        &self.v6.entries[slot.bucket as usize * SLOTS_PER_BUCKET + slot.slot as usize]
+    }
+
+    /// [`touch`](Self::touch) for an IPv6 slot.
+    #[inline(always)]
+    pub fn touch_v6(&mut self, slot: Slot, now: Secs) {
+        self.v6.touch(slot, now);
     }
 
     /// Find the live flow `key` (`hash` = its flow hash) and mark it seen at

@@ -101,6 +101,7 @@ use std::net::IpAddr;
 
 mod counters;
 mod fast;
+mod fast6;
 mod icmp;
 mod new_flow;
 mod parse;
@@ -111,6 +112,7 @@ mod snat;
 mod steer;
 pub use counters::{L4Counters, L4Drop, MemberCounters, VsCounters};
 pub use fast::{classify_v4, Classifier, FastHit, V4Flow};
+pub use fast6::{FastHit6, V6Flow};
 pub use snat::{snat_port_owner, snat_range};
 pub use steer::{Owner, Steering};
 
@@ -536,31 +538,48 @@ impl L4 {
         let Some(vs) = tables.get(e.vs) else {
             return L4Verdict::NotL4; // checked by the caller
         };
+        match self.translation(vs, p, ports, e, h) {
+            Some((rw, dir)) => self.pass(frame, len, p, rw, (e.vs, e.member), tables, dir),
+            None => L4Verdict::NotL4,
+        }
+    }
+
+    /// The translation of a packet of the tracked flow `e` of `vs` (one
+    /// that fits it and is not being reset), and its direction; `None`
+    /// for a return packet of a SNAT flow whose record is not that
+    /// flow's (then it is no flow's). Shared by the slow path and the
+    /// IPv6 fast path.
+    #[inline(always)]
+    fn translation(
+        &self,
+        vs: &Vs,
+        p: &Pkt,
+        ports: Ports,
+        e: &Entry,
+        h: u64,
+    ) -> Option<(Rewrite, Direction)> {
         if e.flags & FLAG_REVERSE == 0 {
             let rw = forward_rewrite(vs, e.member, ports.dport, e.nat_port, pool_index(e.flags));
-            self.forward(frame, len, p, rw, e.vs, e.member, tables)
-        } else {
-            let client = if vs.snats() {
-                let rev = RevKey {
-                    h,
-                    mport: ports.sport,
-                    port: ports.dport,
-                    proto: p.proto,
-                    dst: &p.dst,
-                };
-                match self.snat_flow(vs, (e.vs, e.member), &rev) {
-                    Some(r) => Some((*r.fwd.src_bytes(), r.fwd.src_port())),
-                    None => return L4Verdict::NotL4,
-                }
-            } else {
-                None
-            };
-            let rw = Rewrite {
-                src: Some((vs.vip_bytes, e.nat_port)),
-                dst: client,
-            };
-            self.back(frame, len, p, rw, e.vs, e.member, tables)
+            return Some((rw, Direction::In));
         }
+        let client = if vs.snats() {
+            let rev = RevKey {
+                h,
+                mport: ports.sport,
+                port: ports.dport,
+                proto: p.proto,
+                dst: &p.dst,
+            };
+            let r = self.snat_flow(vs, (e.vs, e.member), &rev)?;
+            Some((*r.fwd.src_bytes(), r.fwd.src_port()))
+        } else {
+            None
+        };
+        let rw = Rewrite {
+            src: Some((vs.vip_bytes, e.nat_port)),
+            dst: client,
+        };
+        Some((rw, Direction::Out))
     }
 
     /// Client → member: rewrite, count, route to the member.

@@ -33,6 +33,9 @@ const ROUTER: &str = "10.1.0.1";
 const CLIENT6: &str = "2001:db8::7";
 const VIP6: &str = "fd00:77::80";
 const M6: &str = "fd01::10";
+const M6B: &str = "fd01::11";
+const VIP6B: &str = "fd00:77::81";
+const SELF6: &str = "fd01::2";
 
 // ---------------------------------------------------------------- frames
 
@@ -1963,7 +1966,7 @@ fn a_members_reply_to_a_self_ip_is_not_a_flow() {
 /// commit) when it takes the frame, else the slow path. Returns the
 /// verdict, the output frame and whether the fast path took it.
 fn run_fast(l4: &mut L4, t: &VsTable, now: u32, input: &[u8]) -> (L4Verdict, Vec<u8>, bool) {
-    use super::path::classify_v4;
+    use super::path::{classify_v4, Classifier};
     let mac = crate::wire::Mac(OUR_MAC);
     if l4.fast_ready(t) {
         if let Some(flow) = classify_v4(input, &mac, 1500, l4.hasher()) {
@@ -1974,13 +1977,22 @@ fn run_fast(l4: &mut L4, t: &VsTable, now: u32, input: &[u8]) -> (L4Verdict, Vec
                 return (L4Verdict::Forward { dst }, out, true);
             }
         }
+        let classifier = Classifier::new(&mac, 1500, l4.hasher());
+        if let Some(flow) = classifier.classify_v6(input) {
+            if let Some(hit) = l4.fast_match_v6(&flow, now, t) {
+                let mut out = input.to_vec();
+                l4.fast_commit_v6(&hit, &flow, &mut out, now, t);
+                let dst = IpAddr::from(hit.dst(&flow));
+                return (L4Verdict::Forward { dst }, out, true);
+            }
+        }
     }
     let (v, out) = run(l4, t, now, input);
     (v, out, false)
 }
 
 /// The table of the differential tests: DNAT TCP to two members, an
-/// all-ports UDP VS, and a SNAT automap TCP VS.
+/// all-ports UDP VS, and a SNAT automap TCP VS; each over IPv4 and IPv6.
 fn diff_table() -> VsTable {
     table(&[
         vs(
@@ -1997,6 +2009,15 @@ fn diff_table() -> VsTable {
             Proto::Tcp,
             Snat::Automap(ip(SELF)),
             vec![member(M1, 443)],
+        ),
+        vs(VIP6, 80, Proto::Tcp, Snat::None, vec![member(M6, 8080)]),
+        vs(VIP6, 0, Proto::Udp, Snat::None, vec![member(M6B, 0)]),
+        vs(
+            VIP6B,
+            443,
+            Proto::Tcp,
+            Snat::Automap(ip(SELF6)),
+            vec![member(M6, 443)],
         ),
     ])
 }
@@ -2018,16 +2039,23 @@ fn all_counters(l4: &L4, t: &VsTable) -> String {
 fn diff_frame(kind: u8, client: u8, flags: u8, payload: usize, corrupt: (u8, u16, u8)) -> Vec<u8> {
     const FLAGS: [&str; 6] = ["A", "PA", "S", "SA", "FA", "R"];
     let c = format!("203.0.113.{}", 1 + client % 4);
+    let c6 = format!("2001:db8::{}", 1 + client % 4);
     let cport = 1000 + u16::from(client % 64);
     let fl = FLAGS[usize::from(flags) % FLAGS.len()];
     let data = vec![0x5a; payload];
-    let mut f = match kind % 6 {
+    let mut f = match kind % 12 {
         0 => frame(&c, VIP, 64, tcp(cport, 80, 7, 9, fl), &data),
         1 => frame(M1, &c, 64, tcp(8080, cport, 9, 8, fl), &data),
         2 => frame(&c, VIP, 64, udp(cport, 53), &data),
         3 => frame(M2, &c, 64, udp(53, cport), &data),
         4 => frame(&c, "192.168.77.129", 64, tcp(cport, 443, 7, 9, fl), &data),
-        _ => frame(M1, SELF, 64, tcp(443, 40000, 9, 8, fl), &data),
+        5 => frame(M1, SELF, 64, tcp(443, 40000, 9, 8, fl), &data),
+        6 => frame(&c6, VIP6, 64, tcp(cport, 80, 7, 9, fl), &data),
+        7 => frame(M6, &c6, 64, tcp(8080, cport, 9, 8, fl), &data),
+        8 => frame(&c6, VIP6, 64, udp(cport, 53), &data),
+        9 => frame(M6B, &c6, 64, udp(53, cport), &data),
+        10 => frame(&c6, VIP6B, 64, tcp(cport, 443, 7, 9, fl), &data),
+        _ => frame(M6, SELF6, 64, tcp(443, 40000, 9, 8, fl), &data),
     };
     // Corruptions the fast path must refuse exactly as the slow path does.
     match corrupt.0 % 10 {
@@ -2035,7 +2063,8 @@ fn diff_frame(kind: u8, client: u8, flags: u8, payload: usize, corrupt: (u8, u16
             let i = usize::from(corrupt.1) % f.len();
             f[i] ^= corrupt.2 | 1;
         }
-        1 => f[22] = corrupt.2 % 3, // TTL 0..2
+        1 if kind % 12 < 6 => f[22] = corrupt.2 % 3, // TTL 0..2
+        1 => f[21] = corrupt.2 % 3,                  // hop limit 0..2
         2 => set_mf(&mut f),
         3 if kind % 2 == 0 && f[23] == PROTO_UDP => {
             f[40] = 0; // UDP checksum "none"
@@ -2112,6 +2141,22 @@ fn fast_path_takes_established_flows_both_ways() {
         (5, 0, false),
         (4, 1, true),
         (5, 1, true),
+        // The same over IPv6.
+        (6, 2, false),
+        (7, 3, false),
+        (6, 0, false),
+        (7, 0, false),
+        (6, 1, true),
+        (7, 1, true),
+        (8, 0, false),
+        (9, 0, true),
+        (8, 0, true),
+        (10, 2, false),
+        (11, 3, false),
+        (10, 0, false),
+        (11, 0, false),
+        (10, 1, true),
+        (11, 1, true),
     ];
     for (i, (kind, flags, want_fast)) in script.into_iter().enumerate() {
         let corrupt = if flags == 9 { (3, 0, 0) } else { (7, 0, 0) };

@@ -43,7 +43,7 @@ const L4_AT: usize = 14 + 20;
 /// The shortest frame classify looks at: Ethernet, IPv4, a UDP header.
 const MIN_FRAME: usize = L4_AT + 8;
 /// BFD's UDP ports (RFC 5881, 5883): the host stage consumes those.
-const BFD_PORTS: [u16; 2] = [3784, 4784];
+pub(super) const BFD_PORTS: [u16; 2] = [3784, 4784];
 
 /// One frame of the fast class, as classify found it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -73,9 +73,9 @@ pub fn classify_v4(frame: &[u8], mac: &Mac, mtu: u16, hasher: &FlowHasher) -> Op
 #[derive(Debug)]
 pub struct Classifier<'a> {
     /// The port's MAC as the first six bytes of a little-endian word.
-    ours: u64,
-    mtu: usize,
-    hasher: &'a FlowHasher,
+    pub(super) ours: u64,
+    pub(super) mtu: usize,
+    pub(super) hasher: &'a FlowHasher,
 }
 
 impl<'a> Classifier<'a> {

@@ -1,8 +1,9 @@
 //! Frame parsing for the slow path: the IP header (IPv4, or IPv6 and its
 //! extension headers) into a `Pkt`, the TCP/UDP header into `Ports`.
 //! Pure functions over the frame, no state: the rest of the path works on
-//! their offsets and 5-tuple. The fast path (`fast.rs`) has its own,
-//! narrower, IPv4-only classifier and never comes here.
+//! their offsets and 5-tuple. The fast paths classify by fixed offsets
+//! and never come here: `fast.rs` (IPv4) into its own record, `fast6.rs`
+//! (IPv6 without extension headers) into these same `Pkt` and `Ports`.
 
 use std::net::IpAddr;
 
@@ -11,7 +12,7 @@ use crate::lb::flow::{Family, PROTO_TCP};
 use crate::wire::{ipv4, tcp, udp};
 
 /// A parsed IP packet: offsets into the frame and the 5-tuple.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub(super) struct Pkt {
     pub(super) family: Family,
     pub(super) ip: usize,
@@ -101,7 +102,7 @@ pub(super) fn parse_ip(frame: &[u8], ip: usize, len: usize) -> Result<Pkt, L4Dro
 }
 
 /// Ports, TCP flags and payload length of the transport header.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub(super) struct Ports {
     pub(super) sport: u16,
     pub(super) dport: u16,

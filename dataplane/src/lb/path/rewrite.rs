@@ -9,7 +9,7 @@ use crate::lb::nat;
 use crate::lb::vs::Vs;
 
 /// The translation of one packet.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub(super) struct Rewrite {
     pub(super) src: Option<([u8; 16], u16)>,
     pub(super) dst: Option<([u8; 16], u16)>,
