@@ -1289,6 +1289,24 @@ impl ConnTable {
         self.v4.touch(slot, now);
     }
 
+    /// A new TCP state and its timeout for the IPv4 flow at `slot` (what
+    /// the slow path's [`FlowRef::set_state`] and
+    /// [`FlowRef::set_timeout`] do).
+    #[inline(always)]
+    pub fn set_state_v4(&mut self, slot: Slot, state: TcpState, timeout: u16) {
+        let (b, s) = (slot.bucket as usize, slot.slot as usize);
+        self.v4.entries[b * SLOTS_PER_BUCKET + s].state = state;
+        self.v4.buckets[b].timeout[s] = timeout.max(1);
+    }
+
+    /// [`set_state_v4`](Self::set_state_v4) for an IPv6 slot.
+    #[inline(always)]
+    pub fn set_state_v6(&mut self, slot: Slot, state: TcpState, timeout: u16) {
+        let (b, s) = (slot.bucket as usize, slot.slot as usize);
+        self.v6.entries[b * SLOTS_PER_BUCKET + s].state = state;
+        self.v6.buckets[b].timeout[s] = timeout.max(1);
+    }
+
     /// [`find_v4`](Self::find_v4) for an IPv6 key (the IPv6 fast path's
     /// lookup: nothing marked or counted).
     #[inline(always)]

@@ -51,21 +51,32 @@ pub(crate) fn addr_offsets(family: Family) -> (usize, usize, usize) {
     }
 }
 
-/// Σ ~old + Σ new over the 16-bit words of two equally long fields.
-/// Writes the first `N` bytes of `new` at `h[at..]` and returns the
-/// checksum delta (old words complemented plus new words, unfolded).
+/// Σ ~old + Σ new over the words of two equally long fields (`N`: 4 or
+/// 16). Writes the first `N` bytes of `new` at `h[at..]` and returns the
+/// checksum delta: old words complemented plus new words, summed as
+/// 32-bit words (a 32-bit word is congruent to the sum of its 16-bit
+/// halves modulo 0xffff) and folded to at most 17 bits; zero only if
+/// every 16-bit term is, so the checksum comes out as the 16-bit sum's.
 #[inline(always)]
 fn replace<const N: usize>(h: &mut [u8], at: usize, new: &[u8; 16]) -> u32 {
     let field = &mut h[at..at + N];
-    let mut acc = 0u32;
+    let mut acc = 0u64;
     let mut i = 0;
     while i < N {
-        acc += u32::from(!u16::from_be_bytes([field[i], field[i + 1]]));
-        acc += u32::from(u16::from_be_bytes([new[i], new[i + 1]]));
-        i += 2;
+        let old = u32::from_be_bytes([field[i], field[i + 1], field[i + 2], field[i + 3]]);
+        acc += u64::from(!old)
+            + u64::from(u32::from_be_bytes([
+                new[i],
+                new[i + 1],
+                new[i + 2],
+                new[i + 3],
+            ]));
+        i += 4;
     }
     field.copy_from_slice(&new[..N]);
-    acc
+    let (a, carry) = (acc as u32).overflowing_add((acc >> 32) as u32);
+    let a = a + u32::from(carry);
+    (a & 0xffff) + (a >> 16)
 }
 
 /// RFC 1624 eqn. 3 with a summed delta.

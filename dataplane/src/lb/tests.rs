@@ -2037,25 +2037,34 @@ fn all_counters(l4: &L4, t: &VsTable) -> String {
 /// One frame of a differential sequence: which flow, which way, which
 /// TCP flags, and an optional corruption.
 fn diff_frame(kind: u8, client: u8, flags: u8, payload: usize, corrupt: (u8, u16, u8)) -> Vec<u8> {
-    const FLAGS: [&str; 6] = ["A", "PA", "S", "SA", "FA", "R"];
+    const FLAGS: [&str; 7] = ["A", "PA", "S", "SA", "FA", "R", ""];
     let c = format!("203.0.113.{}", 1 + client % 4);
     let c6 = format!("2001:db8::{}", 1 + client % 4);
     let cport = 1000 + u16::from(client % 64);
     let fl = FLAGS[usize::from(flags) % FLAGS.len()];
+    // An acknowledgment number only with ACK (a bare SYN, RST or no flag
+    // at all otherwise).
+    let tcp = |sport, dport, seq, ack| L4h::Tcp {
+        sport,
+        dport,
+        seq,
+        ack: fl.contains('A').then_some(ack),
+        flags: fl,
+    };
     let data = vec![0x5a; payload];
     let mut f = match kind % 12 {
-        0 => frame(&c, VIP, 64, tcp(cport, 80, 7, 9, fl), &data),
-        1 => frame(M1, &c, 64, tcp(8080, cport, 9, 8, fl), &data),
+        0 => frame(&c, VIP, 64, tcp(cport, 80, 7, 9), &data),
+        1 => frame(M1, &c, 64, tcp(8080, cport, 9, 8), &data),
         2 => frame(&c, VIP, 64, udp(cport, 53), &data),
         3 => frame(M2, &c, 64, udp(53, cport), &data),
-        4 => frame(&c, "192.168.77.129", 64, tcp(cport, 443, 7, 9, fl), &data),
-        5 => frame(M1, SELF, 64, tcp(443, 40000, 9, 8, fl), &data),
-        6 => frame(&c6, VIP6, 64, tcp(cport, 80, 7, 9, fl), &data),
-        7 => frame(M6, &c6, 64, tcp(8080, cport, 9, 8, fl), &data),
+        4 => frame(&c, "192.168.77.129", 64, tcp(cport, 443, 7, 9), &data),
+        5 => frame(M1, SELF, 64, tcp(443, 40000, 9, 8), &data),
+        6 => frame(&c6, VIP6, 64, tcp(cport, 80, 7, 9), &data),
+        7 => frame(M6, &c6, 64, tcp(8080, cport, 9, 8), &data),
         8 => frame(&c6, VIP6, 64, udp(cport, 53), &data),
         9 => frame(M6B, &c6, 64, udp(53, cport), &data),
-        10 => frame(&c6, VIP6B, 64, tcp(cport, 443, 7, 9, fl), &data),
-        _ => frame(M6, SELF6, 64, tcp(443, 40000, 9, 8, fl), &data),
+        10 => frame(&c6, VIP6B, 64, tcp(cport, 443, 7, 9), &data),
+        _ => frame(M6, SELF6, 64, tcp(443, 40000, 9, 8), &data),
     };
     // Corruptions the fast path must refuse exactly as the slow path does.
     match corrupt.0 % 10 {
@@ -2120,14 +2129,16 @@ fn fast_path_takes_established_flows_both_ways() {
         })
         .unwrap();
     // (kind, flags, fast?): kind 0/1 TCP DNAT to/from the member, 2/3 UDP,
-    // 4/5 SNAT; flags 2 = SYN, 3 = SYN-ACK, 0 = ACK, 1 = PSH-ACK. Each
-    // direction's entry changes state on its first ACK (slow path); from
-    // then on every packet of the flow takes the fast path.
+    // 4/5 SNAT, 6..11 the same over IPv6; flags 2 = SYN, 3 = SYN-ACK,
+    // 0 = ACK, 1 = PSH-ACK, 4 = FIN-ACK. A flow's first packet and every
+    // SYN take the slow path; from then on every packet of the flow takes
+    // the fast path, state changes (the first ACK each way, FINs)
+    // included.
     let script = [
         (0, 2, false),
         (1, 3, false),
-        (0, 0, false),
-        (1, 0, false),
+        (0, 0, true),
+        (1, 0, true),
         (0, 1, true),
         (1, 1, true),
         (0, 0, true),
@@ -2137,15 +2148,14 @@ fn fast_path_takes_established_flows_both_ways() {
         (2, 9, true), // UDP checksum "none": stays 0
         (4, 2, false),
         (5, 3, false),
-        (4, 0, false),
-        (5, 0, false),
+        (4, 0, true),
+        (5, 0, true),
         (4, 1, true),
         (5, 1, true),
-        // The same over IPv6.
         (6, 2, false),
         (7, 3, false),
-        (6, 0, false),
-        (7, 0, false),
+        (6, 0, true),
+        (7, 0, true),
         (6, 1, true),
         (7, 1, true),
         (8, 0, false),
@@ -2153,10 +2163,21 @@ fn fast_path_takes_established_flows_both_ways() {
         (8, 0, true),
         (10, 2, false),
         (11, 3, false),
-        (10, 0, false),
-        (11, 0, false),
+        (10, 0, true),
+        (11, 0, true),
         (10, 1, true),
         (11, 1, true),
+        // Closes: FIN each way, the last ACK; then a new SYN on the same
+        // ports is the slow path's again.
+        (0, 4, true),
+        (1, 4, true),
+        (0, 0, true),
+        (0, 2, false),
+        (6, 4, true),
+        (7, 4, true),
+        (6, 0, true),
+        (4, 4, true),
+        (5, 4, true),
     ];
     for (i, (kind, flags, want_fast)) in script.into_iter().enumerate() {
         let corrupt = if flags == 9 { (3, 0, 0) } else { (7, 0, 0) };
@@ -2168,6 +2189,25 @@ fn fast_path_takes_established_flows_both_ways() {
         verify_checksums(&out2);
         assert_eq!(took, want_fast, "step {i}: kind {kind} flags {flags}");
     }
+    assert_eq!(all_counters(&slow, &t), all_counters(&fast, &t));
+}
+
+/// A TCP packet with no flag at all moves a new flow's entry out of
+/// SYN-seen (loose initialisation) on the fast path as on the slow one:
+/// eleven seconds later (past the SYN timeout) the flow is still there.
+#[test]
+fn a_packet_without_flags_establishes_on_the_fast_path_too() {
+    let t = diff_table();
+    let (mut slow, mut fast) = (l4(), l4());
+    for (now, kind, flags, want_fast) in [(100, 0, 2, false), (100, 0, 6, true), (111, 0, 0, true)]
+    {
+        let f = diff_frame(kind, 0, flags, 0, (7, 0, 0));
+        let (v1, out1) = run(&mut slow, &t, now, &f);
+        let (v2, out2, took) = run_fast(&mut fast, &t, now, &f);
+        assert_eq!((v1, hex(&out1)), (v2, hex(&out2)), "at {now}");
+        assert_eq!(took, want_fast, "at {now}");
+    }
+    assert_eq!(fast.counters().new_flows, 1);
     assert_eq!(all_counters(&slow, &t), all_counters(&fast, &t));
 }
 

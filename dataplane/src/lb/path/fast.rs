@@ -13,15 +13,16 @@
 //! ```text
 //!   classify  (per frame, pure)   Ethernet to our MAC, IPv4 without options,
 //!                                 not a fragment, TTL > 1, header checksum,
-//!                                 TCP without SYN/FIN/RST or UDP (not BFD),
+//!                                 TCP without SYN or UDP (not BFD),
 //!                                 lengths consistent -> V4Flow {key, hash}
 //!                                 and prefetch its two bucket lines
 //!   match     (per frame, no side effects)  find_v4 in the connection
 //!                                 table; the entry must be live, not being
-//!                                 reset, TCP Established (no state change
-//!                                 possible), and fit its virtual server
-//!                                 -> FastHit {translation}
-//!   commit    mark seen + count (exactly what the slow path counts),
+//!                                 reset, and fit its virtual server
+//!                                 -> FastHit {translation, TCP state
+//!                                 change if the flags make one}
+//!   commit    mark seen, set the new state and its timeout, count
+//!                                 (exactly what the slow path does),
 //!                                 rewrite in place
 //! ```
 //!
@@ -32,7 +33,7 @@
 //! byte-identical frames and equal counters against the slow path for any
 //! frame sequence: it is a cache, never a second policy.
 
-use super::{pool_index, Direction, RevKey, FLAG_RESETTING, FLAG_REVERSE, L4};
+use super::{on_flags, pool_index, Direction, RevKey, FLAG_RESETTING, FLAG_REVERSE, L4};
 use crate::lb::conntrack::{Hint, Secs, Slot, TcpState, V4Key};
 use crate::lb::flow::{Family, FlowHasher, PROTO_TCP, PROTO_UDP};
 use crate::lb::vs::{Vs, VsTable};
@@ -56,6 +57,8 @@ pub struct V4Flow {
     /// The slot the probe stage ([`L4::prefetch_entry`]) found its
     /// signature in (its entry prefetched); else the match stage looks.
     pub hint: Hint,
+    /// TCP's flag byte (0 for UDP).
+    pub tcp_flags: u8,
 }
 
 /// The fast-path classification of `frame` on a port with MAC `mac`, MTU
@@ -121,13 +124,16 @@ impl<'a> Classifier<'a> {
                     return false;
                 };
                 let data_at = usize::from(t[12] >> 4) * 4;
-                let no_state_change = t[13] & (tcp::SYN | tcp::FIN | tcp::RST) == 0;
-                if total < 40 || data_at < 20 || data_at > l4_len || !no_state_change {
+                // A SYN may start a new connection on the flow's ports:
+                // the slow path decides (see `reopens_elsewhere_from`).
+                if total < 40 || data_at < 20 || data_at > l4_len || t[13] & tcp::SYN != 0 {
                     return false;
                 }
+                flow.tcp_flags = t[13];
             }
             PROTO_UDP => {
                 let ulen = usize::from(be16(h, L4_AT + 4));
+                flow.tcp_flags = 0;
                 if total < 28
                     || ulen < 8
                     || ulen > l4_len
@@ -183,6 +189,8 @@ pub struct FastHit {
     dir: Direction,
     src: Option<V4Nat>,
     dst: Option<V4Nat>,
+    /// The TCP state the packet moves its entry to, and its timeout.
+    state: Option<(TcpState, u16)>,
 }
 
 impl FastHit {
@@ -205,6 +213,26 @@ impl FastHit {
 #[inline(always)]
 fn v4(b: &[u8; 16]) -> [u8; 4] {
     [b[0], b[1], b[2], b[3]]
+}
+
+/// The TCP state a packet of protocol `proto` with `flags` moves its
+/// flow's entry (in `state`, of virtual server `vs`) to, and that state's
+/// timeout; `None` if it stays (what the slow path's lookup step does).
+#[inline(always)]
+pub(super) fn state_change(
+    proto: u8,
+    state: TcpState,
+    flags: u8,
+    vs: &Vs,
+) -> Option<(TcpState, u16)> {
+    // The common case first: not TCP, or data or an ACK on an established
+    // flow.
+    if proto != PROTO_TCP || (state == TcpState::Established && flags & (tcp::FIN | tcp::RST) == 0)
+    {
+        return None;
+    }
+    let next = on_flags(state, flags);
+    (next != state).then(|| (next, vs.timeouts.for_state(PROTO_TCP, next)))
 }
 
 /// `fits_forward` for a fast-class packet.
@@ -267,12 +295,8 @@ impl L4 {
         if e.flags & FLAG_RESETTING != 0 {
             return None;
         }
-        // TCP: no SYN/FIN/RST (classify) on an Established flow leaves the
-        // state and its timeout as they are.
-        if flow.key.proto == PROTO_TCP && e.state != TcpState::Established {
-            return None;
-        }
         let vs = tables.get(e.vs)?;
+        let state = state_change(flow.key.proto, e.state, flow.tcp_flags, vs);
         let k = &flow.key;
         let hit = |dir, src, dst| FastHit {
             slot,
@@ -281,6 +305,7 @@ impl L4 {
             dir,
             src,
             dst,
+            state,
         };
         if e.flags & FLAG_REVERSE == 0 {
             // forward_rewrite
@@ -342,6 +367,9 @@ impl L4 {
         tables: &VsTable,
     ) {
         self.ct.touch(hit.slot, now);
+        if let Some((state, timeout)) = hit.state {
+            self.ct.set_state_v4(hit.slot, state, timeout);
+        }
         let bytes = frame.len() as u64;
         rewrite(frame, flow, hit.src, hit.dst);
         // What `pass` counts.

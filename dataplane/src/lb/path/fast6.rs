@@ -18,7 +18,7 @@ use super::parse::{Pkt, Ports};
 use super::{fits_forward, fits_reverse, Direction, Rewrite, FLAG_RESETTING, FLAG_REVERSE, L4};
 use crate::lb::conntrack::{Secs, Slot, TcpState};
 use crate::lb::flow::{Family, FlowKey, PROTO_TCP, PROTO_UDP};
-use crate::lb::path::fast::{Classifier, BFD_PORTS};
+use crate::lb::path::fast::{state_change, Classifier, BFD_PORTS};
 use crate::lb::vs::VsTable;
 use crate::wire::{be16, tcp};
 
@@ -40,8 +40,8 @@ impl Classifier<'_> {
     /// The IPv6 twin of [`Classifier::classify`]: `Some` only for a frame
     /// that the host stage would pass to the L4 path unchanged (our MAC,
     /// untagged, not multicast, not BFD) and that the L4 path would parse
-    /// without an error into a TCP (no SYN, FIN or RST) or UDP packet with
-    /// hop limit left.
+    /// without an error into a TCP (no SYN) or UDP packet with hop limit
+    /// left.
     #[inline(always)]
     pub fn classify_v6(&self, frame: &[u8]) -> Option<V6Flow> {
         let len = frame.len();
@@ -60,11 +60,7 @@ impl Classifier<'_> {
             PROTO_TCP => {
                 let t = frame.get(L4_AT..)?.first_chunk::<20>()?;
                 let data_at = usize::from(t[12] >> 4) * 4;
-                if payload < 20
-                    || data_at < 20
-                    || data_at > payload
-                    || t[13] & (tcp::SYN | tcp::FIN | tcp::RST) != 0
-                {
+                if payload < 20 || data_at < 20 || data_at > payload || t[13] & tcp::SYN != 0 {
                     return None;
                 }
                 (t[13], data_at)
@@ -113,6 +109,8 @@ pub struct FastHit6 {
     member: u16,
     dir: Direction,
     rw: Rewrite,
+    /// The TCP state the packet moves its entry to, and its timeout.
+    state: Option<(TcpState, u16)>,
 }
 
 impl FastHit6 {
@@ -139,11 +137,6 @@ impl L4 {
         if e.flags & FLAG_RESETTING != 0 {
             return None;
         }
-        // TCP: no SYN/FIN/RST (classify) on an Established flow leaves the
-        // state and its timeout as they are.
-        if flow.p.proto == PROTO_TCP && e.state != TcpState::Established {
-            return None;
-        }
         let vs = tables.get(e.vs)?;
         let fits = if e.flags & FLAG_REVERSE == 0 {
             fits_forward(vs, &flow.p, flow.ports.dport, e.member)
@@ -160,6 +153,7 @@ impl L4 {
             member: e.member,
             dir,
             rw,
+            state: state_change(flow.p.proto, e.state, flow.ports.flags, vs),
         })
     }
 
@@ -175,6 +169,9 @@ impl L4 {
         tables: &VsTable,
     ) {
         self.ct.touch_v6(hit.slot, now);
+        if let Some((state, timeout)) = hit.state {
+            self.ct.set_state_v6(hit.slot, state, timeout);
+        }
         super::apply(frame, &flow.p, hit.rw);
         let member_slot = tables.member_base(hit.vs) + usize::from(hit.member);
         self.count_pass(hit.dir, hit.vs, member_slot, frame.len() as u64);
