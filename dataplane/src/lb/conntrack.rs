@@ -444,6 +444,16 @@ enum StoredRef<'a> {
     V6(&'a mut Entry),
 }
 
+impl StoredRef<'_> {
+    #[inline(always)]
+    fn set_state(&mut self, state: TcpState) {
+        match self {
+            StoredRef::V4(s) => s.state = state,
+            StoredRef::V6(e) => e.state = state,
+        }
+    }
+}
+
 impl Stored for V4Slot {
     const EMPTY: Self = EMPTY_V4;
 
@@ -607,10 +617,7 @@ impl FlowRef<'_> {
     }
     /// A new TCP state (its timeout is the caller's to set).
     pub fn set_state(&mut self, state: TcpState) {
-        match &mut self.stored {
-            StoredRef::V4(s) => s.state = state,
-            StoredRef::V6(e) => e.state = state,
-        }
+        self.stored.set_state(state);
         self.entry = OnceCell::new();
     }
     /// Makes the flow `v`'s (its key stays): what `insert` stores for a
@@ -922,6 +929,16 @@ impl<S: Stored> Table<S> {
             new,
             evicted,
         }
+    }
+
+    /// The flow at `slot` moves to TCP `state`, with `timeout`.
+    #[inline(always)]
+    fn set_state(&mut self, slot: Slot, state: TcpState, timeout: u16) {
+        let (b, s) = (slot.bucket as usize, slot.slot as usize);
+        self.entries[b * SLOTS_PER_BUCKET + s]
+            .stored()
+            .set_state(state);
+        self.buckets[b].timeout[s] = timeout.max(1);
     }
 
     /// A hit at `slot`: counted, the flow marked seen at `now`.
@@ -1294,17 +1311,13 @@ impl ConnTable {
     /// [`FlowRef::set_timeout`] do).
     #[inline(always)]
     pub fn set_state_v4(&mut self, slot: Slot, state: TcpState, timeout: u16) {
-        let (b, s) = (slot.bucket as usize, slot.slot as usize);
-        self.v4.entries[b * SLOTS_PER_BUCKET + s].state = state;
-        self.v4.buckets[b].timeout[s] = timeout.max(1);
+        self.v4.set_state(slot, state, timeout);
     }
 
     /// [`set_state_v4`](Self::set_state_v4) for an IPv6 slot.
     #[inline(always)]
     pub fn set_state_v6(&mut self, slot: Slot, state: TcpState, timeout: u16) {
-        let (b, s) = (slot.bucket as usize, slot.slot as usize);
-        self.v6.entries[b * SLOTS_PER_BUCKET + s].state = state;
-        self.v6.buckets[b].timeout[s] = timeout.max(1);
+        self.v6.set_state(slot, state, timeout);
     }
 
     /// [`find_v4`](Self::find_v4) for an IPv6 key (the IPv6 fast path's
