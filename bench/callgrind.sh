@@ -317,7 +317,7 @@ declare -A WHAT=([udp]="established UDP, client -> VIP" [udp2]="established UDP,
                  [tcp]="established TCP, data one way and ACKs the other"
                  [udp6]="established UDP over IPv6, client -> VIP (IPv6 fast path)"
                  [snat]="established UDP through a SNAT (automap) virtual server, client -> VIP"
-                 [tcpclose]="TCP close (client FIN, member FIN, client ACK), per frame (slow path: state changes)")
+                 [tcpclose]="TCP close (client FIN, member FIN, client ACK), per frame (state changes)")
 declare -A CREATE=([udp]="first packet of a UDP flow" [udp2]="first packet of a UDP flow"
                    [tcp]="TCP handshake + first ACK each way, per flow (4 frames)"
                    [udp6]="first packet of a UDP flow over IPv6"
