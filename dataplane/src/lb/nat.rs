@@ -74,8 +74,7 @@ fn replace<const N: usize>(h: &mut [u8], at: usize, new: &[u8; 16]) -> u32 {
         i += 4;
     }
     field.copy_from_slice(&new[..N]);
-    let (a, carry) = (acc as u32).overflowing_add((acc >> 32) as u32);
-    let a = a + u32::from(carry);
+    let a = checksum::fold64(acc);
     (a & 0xffff) + (a >> 16)
 }
 

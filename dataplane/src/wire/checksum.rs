@@ -21,27 +21,26 @@ pub fn sum(data: &[u8]) -> u32 {
     fold64(acc)
 }
 
-/// 64 → 32 bits, end-around carry: two steps always suffice
-/// (≤ 0x1_ffff_fffe after the first, ≤ 0xffff_ffff after the second).
+/// 64 → 32 bits: the two halves added with end-around carry (zero only
+/// if `acc` is).
 #[inline(always)]
-fn fold64(acc: u64) -> u32 {
-    let acc = (acc & 0xffff_ffff) + (acc >> 32);
-    ((acc & 0xffff_ffff) + (acc >> 32)) as u32
+pub fn fold64(acc: u64) -> u32 {
+    add(acc as u32, (acc >> 32) as u32)
 }
 
 /// Adds two partial sums with end-around carry (never overflows).
+#[inline(always)]
 pub fn add(a: u32, b: u32) -> u32 {
     let (s, carry) = a.overflowing_add(b);
     s + u32::from(carry)
 }
 
 /// Fold a 32-bit sum to 16 bits and complement it: the value to store.
-#[inline]
+#[inline(always)]
 pub fn fold(acc: u32) -> u16 {
-    // Two steps always suffice: ≤ 0x1_fffe, then ≤ 0xffff.
-    let acc = (acc & 0xffff) + (acc >> 16);
-    let acc = (acc & 0xffff) + (acc >> 16);
-    !(acc as u16)
+    // The halves added with end-around carry: zero only if `acc` is.
+    let (s, carry) = (acc as u16).overflowing_add((acc >> 16) as u16);
+    !(s + u16::from(carry))
 }
 
 /// Checksum of `data` alone (IPv4 header, ICMPv4).
@@ -78,6 +77,25 @@ pub fn update16(check: u16, old: u16, new: u16) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// A one's-complement sum's 16-bit value: congruent modulo 0xffff,
+    /// 0 only for 0 (else 1..=0xffff).
+    fn reference(acc: u64) -> u16 {
+        match (acc, acc % 0xffff) {
+            (0, _) => 0,
+            (_, 0) => 0xffff,
+            (_, r) => r as u16,
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn folds_are_the_sum_modulo_0xffff(acc in any::<u64>(), small in any::<u32>()) {
+            prop_assert_eq!(fold(fold64(acc)), !reference(acc));
+            prop_assert_eq!(fold(small), !reference(u64::from(small)));
+        }
+    }
 
     #[test]
     fn rfc1071_example() {

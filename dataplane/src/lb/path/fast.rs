@@ -37,7 +37,7 @@ use super::{on_flags, pool_index, Direction, RevKey, FLAG_RESETTING, FLAG_REVERS
 use crate::lb::conntrack::{Hint, Secs, Slot, TcpState, V4Key};
 use crate::lb::flow::{Family, FlowHasher, PROTO_TCP, PROTO_UDP};
 use crate::lb::vs::{Vs, VsTable};
-use crate::wire::{be16, tcp, Mac};
+use crate::wire::{be16, checksum, tcp, Mac};
 
 /// Ethernet + IPv4 (no options): where the transport header starts.
 const L4_AT: usize = 14 + 20;
@@ -412,15 +412,10 @@ fn set_port(h: &mut [u8; HEADERS], at: usize, new: u16) -> u64 {
     d
 }
 
-/// The checksum to store for the one's-complement sum `acc`: folded to
-/// 16 bits by two end-around-carry adds (zero only if `acc` is) and
-/// complemented.
+/// The checksum to store for the one's-complement sum `acc`.
 #[inline(always)]
 fn fold(acc: u64) -> u16 {
-    let (a, carry) = (acc as u32).overflowing_add((acc >> 32) as u32);
-    let a = a + u32::from(carry);
-    let (a, carry) = (a as u16).overflowing_add((a >> 16) as u16);
-    !(a + u16::from(carry))
+    checksum::fold(checksum::fold64(acc))
 }
 
 /// `nat::rewrite_ip` + `nat::rewrite_l4` for a fast-class frame, checksums
