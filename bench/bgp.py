@@ -145,6 +145,23 @@ def log_time(log: str, needle: str) -> float | None:
     return None
 
 
+def went_down(log: str, before: float | None = None) -> str:
+    """The bgpd log's first session-down line (with the NOTIFICATION before
+    it, which says why) up to `before`, as a message tail; "" if none. A
+    session that flaps while 100 000 routes go in makes zebra withdraw and
+    install them again, and the row measures the churn, not the speaker."""
+    lines = log.splitlines()
+    for i, line in enumerate(lines):
+        if f"%ADJCHANGE: neighbor {SPK_IP}" in line and " Down" in line:
+            m = LOG_TS.match(line)
+            if before is not None and m and dt.datetime.strptime(
+                    m.group(1), "%Y/%m/%d %H:%M:%S.%f").timestamp() > before:
+                return ""
+            why = next((ln for ln in reversed(lines[:i]) if "%NOTIFICATION" in ln), "")
+            return f"; bgpd: {line.strip()}" + (f"; {why.strip()}" if why else "")
+    return ""
+
+
 def two_json(text: str):
     dec = json.JSONDecoder()
     a, i = dec.raw_decode(text)
@@ -212,9 +229,12 @@ def measure(kind: str, count: int, run: int, logs: Path, bird_text: str) -> dict
                 break
             time.sleep(0.05)
         else:
-            raise Fail(f"{tag}: not all {count} routes in FRR within {DEADLINE:.0f} s of the speaker's start (last: {last})")
+            raise Fail(f"{tag}: not all {count} routes in FRR within {DEADLINE:.0f} s of the speaker's start"
+                       f" (last: {last}){went_down(frr.log())}")
 
         log = frr.log()
+        if down := went_down(log, before=fib):
+            raise Fail(f"{tag}: the session did not stay up while the routes went in{down}")
         est = log_time(log, f"%ADJCHANGE: neighbor {SPK_IP}")
         if est is None:
             raise Fail(f"{tag}: no '%ADJCHANGE ... Up' for {SPK_IP} in bgpd's log")

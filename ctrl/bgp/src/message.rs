@@ -515,6 +515,16 @@ impl Update {
             .map(|a| &a.value)
     }
 
+    /// True when `asn` is on the route's AS_PATH or AS4_PATH: the route
+    /// went through that AS already (RFC 4271 §9.1.2: a route with our own
+    /// AS on its path is a loop and takes no part in the decision).
+    pub fn path_contains(&self, asn: u32) -> bool {
+        self.attributes.iter().any(|a| match &a.value {
+            AttributeValue::AsPath(p) | AttributeValue::As4Path(p) => p.contains(asn),
+            _ => false,
+        })
+    }
+
     /// All prefixes announced: the classic NLRI and MP_REACH_NLRI's.
     pub fn announced(&self) -> Vec<Prefix> {
         let mut out: Vec<Prefix> = self.nlri.iter().map(|p| Prefix::V4(*p)).collect();
@@ -694,6 +704,11 @@ impl AsPath {
                 asns: asns.to_vec(),
             }],
         }
+    }
+
+    /// True when `asn` is on the path, in any segment.
+    pub fn contains(&self, asn: u32) -> bool {
+        self.segments.iter().any(|s| s.asns.contains(&asn))
     }
 
     /// True when some AS does not fit in 2 octets.

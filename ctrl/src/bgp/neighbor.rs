@@ -145,6 +145,8 @@ pub struct Status {
     pub attributes: Option<bgp::advertise::RouteAttributes>,
     pub received_prefixes: usize,
     pub treat_as_withdraw: u64,
+    /// Routes dropped for carrying our own AS on their path.
+    pub as_path_loops: u64,
     pub negotiated: Option<Negotiated>,
     pub md5: bool,
     pub ttl: u32,
@@ -175,6 +177,7 @@ impl Status {
             attributes: None,
             received_prefixes: 0,
             treat_as_withdraw: 0,
+            as_path_loops: 0,
             negotiated: None,
             md5: spec.md5.is_some(),
             ttl: spec.ttl,
@@ -295,6 +298,19 @@ impl Neighbor {
                 Output::UpdateReceived(u) => {
                     for p in u.withdrawn_prefixes() {
                         self.received.remove(&p);
+                    }
+                    if u.path_contains(self.spec.fsm.local_as) {
+                        // Our own AS on the path: a loop (RFC 4271 §9.1.2),
+                        // e.g. our VIPs reflected back by an eBGP peer.
+                        // Not kept and not counted against maxPrefixes; it
+                        // replaces (withdraws) an earlier route, as any
+                        // new route for the prefix would.
+                        let looped = u.announced();
+                        self.status.as_path_loops += looped.len() as u64;
+                        for p in looped {
+                            self.received.remove(&p);
+                        }
+                        continue;
                     }
                     for p in u.announced() {
                         self.received.insert(p);

@@ -652,6 +652,66 @@ async fn max_prefixes_ends_the_session_with_cease_1() {
     assert_eq!(nj["prefixes_received"], 0, "{nj}");
 }
 
+/// RFC 4271 §9.1.2: a route with our own AS on its path (our VIPs sent
+/// back by an eBGP peer) is a loop: it is dropped, counted, replaces an
+/// earlier route for the prefix, and does not count against maxPrefixes
+/// (which once ended sessions whose peer reflected 100 000 VIPs back).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_with_our_own_as_on_the_path_are_dropped_not_counted() {
+    let mut n = neighbor("127.0.0.8", testing::PEER_AS);
+    n.max_prefixes = 2;
+    let (raw, speaker, _vips) = raw_peer("127.0.0.8", n).await;
+    let mut s = accept(&raw).await;
+    establish(&mut s).await;
+    let path = |asns: &[u32]| {
+        let mut v = vec![2, asns.len() as u8];
+        for a in asns {
+            v.extend_from_slice(&a.to_be_bytes());
+        }
+        [
+            testing::attr(0x40, 1, &[0]),
+            testing::attr(0x40, 2, &v),
+            testing::attr(0x40, 3, &[127, 0, 0, 8]),
+        ]
+        .concat()
+    };
+    s.write_all(&testing::update(
+        &[],
+        &path(&[testing::PEER_AS]),
+        &[24, 10, 0, 1],
+    ))
+    .await
+    .unwrap();
+    until("1 prefix received", 5, || {
+        (neighbor_json(&speaker)["prefixes_received"] == 1).then_some(())
+    })
+    .await;
+    // Three looped routes, one of them for the prefix already held: more
+    // than maxPrefixes if they counted.
+    s.write_all(&testing::update(
+        &[],
+        &path(&[testing::PEER_AS, 64999, testing::LOCAL_AS]),
+        &[24, 10, 0, 1, 24, 10, 0, 2, 24, 10, 0, 3],
+    ))
+    .await
+    .unwrap();
+    let nj = until("3 looped routes counted", 5, || {
+        let nj = neighbor_json(&speaker);
+        (nj["as_path_loops"] == 3).then_some(nj)
+    })
+    .await;
+    assert_eq!(nj["prefixes_received"], 0, "{nj}");
+    assert_eq!(nj["max_prefixes_reached"], 0, "{nj}");
+    assert!(established(&speaker));
+    let mut e = crate::render::metrics::Encoder::default();
+    crate::render::bgp::metrics(&speaker, &mut e, "t");
+    let text = e.finish();
+    assert!(
+        text.contains("pollux_bgp_as_path_loops_total{instance=\"t\",neighbor=\"127.0.0.8\"} 3"),
+        "{text}"
+    );
+}
+
 /// The listener could not take a neighbor's MD5 key: the neighbor is held
 /// down (visible in `show bgp neighbors`) and a connection from it is
 /// never handed to BGP, signed or not.

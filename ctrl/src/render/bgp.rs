@@ -124,6 +124,7 @@ pub fn neighbors_json(b: &Speaker) -> Value {
                 "prefixes_received": s.received_prefixes,
                 "prefixes_advertised": s.advertised.len(),
                 "treat_as_withdraw": s.treat_as_withdraw,
+                "as_path_loops": s.as_path_loops,
                 "negotiated": negotiated,
                 "md5": s.md5,
                 "ttl": s.ttl,
@@ -295,6 +296,18 @@ pub fn metrics(b: &Speaker, e: &mut Encoder, instance: &str) {
             "bgp_prefixes_received",
             &[("instance", instance), ("neighbor", &en.name)],
             s.received_prefixes,
+        );
+    }
+    e.family(
+        "bgp_as_path_loops_total",
+        "counter",
+        "Routes received with our own AS on their path, dropped (RFC 4271 §9.1.2).",
+    );
+    for (en, s) in &live {
+        e.sample(
+            "bgp_as_path_loops_total",
+            &[("instance", instance), ("neighbor", &en.name)],
+            s.as_path_loops,
         );
     }
     e.family(
