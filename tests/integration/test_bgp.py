@@ -213,6 +213,10 @@ def test_frr_establishes_and_the_vip_lands_in_its_kernel_fib(lab):
     assert path["aspath"]["string"] == str(AS_POLLUX), path
     assert "med" not in path and "metric" not in path, path
     assert path["nexthops"][0]["ip"] == "10.61.0.2"
+    # FRR sends the VIPs back (AS path [FRR, pollux]): a loop, dropped and
+    # counted, never held as a received route (RFC 4271 §9.1.2).
+    nb = wait_for("pollux dropped its own VIPs sent back", lambda: (n := neighbor(p, "10.61.0.1"))["as_path_loops"] >= 1 and n, timeout=15)
+    assert nb["prefixes_received"] == 0 and nb["max_prefixes_reached"] == 0, nb
 
 
 def test_four_byte_asns_on_both_sides(lab):
