@@ -40,7 +40,7 @@ use crate::counters::{Drop, SharedPort, SharedWorker, WorkerCounters};
 use crate::dpdk::{Burst, Clock, Mbuf, Mempool, RxQueue, TxBuffer, BURST};
 use crate::host::neighbor::{Nanos, Pending};
 use crate::host::{FromTap, FromWire, Host, HostIo};
-use crate::lb::{Classifier, Expired, L4Verdict, Owner, Side, Steering, V4Flow, L4};
+use crate::lb::{Classifier, Expired, L4Verdict, Miss, Owner, Side, Steering, V4Flow, L4};
 use crate::shared::{BfdCommand, PollMode, SharedBfd, SharedL4, Tables};
 use crate::wire::Mac;
 
@@ -546,10 +546,14 @@ impl Worker {
         let mut memo = Memo::default();
         let s = secs(now);
         for (i, (m, flow)) in burst.drain().zip(&flows).enumerate() {
+            let mut miss = None;
             let m = if fast >> i & 1 != 0 {
                 match self.fast(pi, m, flow, (now, s), tables, &mut memo.v4) {
                     Ok(()) => continue,
-                    Err(m) => m,
+                    Err((m, why)) => {
+                        miss = Some(why);
+                        m
+                    }
                 }
             } else if ready {
                 match self.fast6(pi, m, (now, s), tables, &mut memo.v6) {
@@ -567,9 +571,15 @@ impl Worker {
             } else {
                 m
             };
-            // The slow path may learn a neighbour or change the table.
-            memo = Memo::default();
-            self.slow(pi, m, now, tables);
+            match miss {
+                // Neither learns a neighbour nor changes the FIB.
+                Some(why) => self.slow_classified(pi, m, (flow, why), now, tables, &mut memo.v4),
+                None => {
+                    // The slow path may learn a neighbour or change the table.
+                    memo = Memo::default();
+                    self.slow(pi, m, now, tables);
+                }
+            }
         }
     }
 
@@ -720,17 +730,18 @@ impl Worker {
         (now, s): (Nanos, crate::lb::conntrack::Secs),
         tables: &Tables,
         memo: &mut [NextHop<[u8; 4]>; 2],
-    ) -> Result<(), Mbuf> {
+    ) -> Result<(), (Mbuf, Miss)> {
         if m.segments() != 1 {
-            return Err(m);
+            return Err((m, Miss::Slow));
         }
-        let Some(hit) = self.l4.fast_match(flow, s, &tables.vs) else {
-            return Err(m);
+        let hit = match self.l4.fast_match(flow, s, &tables.vs) {
+            Ok(hit) => hit,
+            Err(why) => return Err((m, why)),
         };
         let dst = hit.dst(flow);
         let memo = &mut memo[usize::from(hit.is_reply())];
         if memo.dst != Some(dst) && !self.resolve(dst, tables.fib.lookup_v4(dst), now, memo) {
-            return Err(m);
+            return Err((m, Miss::Slow));
         }
         self.count_fast_rx(pi, &m);
         let frame = m.data_mut();
@@ -927,7 +938,6 @@ impl Worker {
     /// Virtual-server and flow traffic: what the host logic punts (a SNAT
     /// flow's return traffic comes to a self IP) or does not own.
     fn l4_stage(&mut self, pi: usize, mut m: Mbuf, host: FromWire, now: Nanos, tables: &Tables) {
-        let vlan = self.ports[pi].host.vlan.is_some();
         let verdict = if tables.vs.is_empty() {
             L4Verdict::NotL4
         } else {
@@ -940,6 +950,68 @@ impl Worker {
                 &tables.vs,
             )
         };
+        self.l4_verdict(pi, m, verdict, host, now, tables);
+    }
+
+    /// A frame of the fast class that the fast path left (a new flow, a
+    /// SYN, an entry only the slow path may change): what `slow` does
+    /// with it, without the host stage's checks (classify made them) and
+    /// the L4 path's parse.
+    #[inline(never)]
+    fn slow_classified(
+        &mut self,
+        pi: usize,
+        mut m: Mbuf,
+        (flow, miss): (&V4Flow, Miss),
+        now: Nanos,
+        tables: &Tables,
+        memo: &mut [NextHop<[u8; 4]>; 2],
+    ) {
+        if m.segments() != 1 {
+            return self.slow(pi, m, now, tables); // dropped, counted
+        }
+        let host = &mut self.ports[pi].host;
+        host.counters.rx_packets += 1;
+        host.counters.rx_bytes += m.len() as u64;
+        let verdict = host.classified_v4(flow.key.dst.into());
+        let len = m.len();
+        let l4 = self.l4.process_classified(
+            secs(now),
+            m.data_and_tailroom(),
+            len,
+            (flow, miss),
+            &tables.vs,
+        );
+        // A forward goes where `route` would send it, through the memo of
+        // the fast path's forward direction (a new flow's first packet
+        // goes to its member).
+        if let L4Verdict::Forward {
+            dst: IpAddr::V4(dst),
+        } = l4
+        {
+            let dst = dst.octets();
+            let memo = &mut memo[0];
+            if memo.dst == Some(dst) || self.resolve(dst, tables.fib.lookup_v4(dst), now, memo) {
+                m.data_mut()[..12].copy_from_slice(&memo.macs);
+                self.send_fast(pi, m, memo);
+                return;
+            }
+        }
+        self.l4_verdict(pi, m, l4, verdict, now, tables);
+    }
+
+    /// What follows the L4 stage's `verdict` for a frame the host stage
+    /// gave `host`.
+    fn l4_verdict(
+        &mut self,
+        pi: usize,
+        mut m: Mbuf,
+        verdict: L4Verdict,
+        host: FromWire,
+        now: Nanos,
+        tables: &Tables,
+    ) {
+        let vlan = self.ports[pi].host.vlan.is_some();
         match (verdict, host) {
             // Second chance (lb/path.rs): a redirect goes to the draining
             // peer `next_hop` through the FIB, as a forward to it would.

@@ -134,10 +134,13 @@ fuzz_target!(|data: &[u8]| {
         l4.prefetch(&buf[..frame.len()], vlan);
         if ctl & 0x20 != 0 && l4.fast_ready(t) {
             if let Some(flow) = classify_v4(&buf[..frame.len()], &MAC, 1500, l4.hasher()) {
-                if let Some(hit) = l4.fast_match(&flow, now, t) {
-                    l4.fast_commit(&hit, &flow, &mut buf[..frame.len()], now, t);
-                    continue;
+                match l4.fast_match(&flow, now, t) {
+                    Ok(hit) => l4.fast_commit(&hit, &flow, &mut buf[..frame.len()], now, t),
+                    Err(miss) => {
+                        let _ = l4.process_classified(now, &mut buf, frame.len(), (&flow, miss), t);
+                    }
                 }
+                continue;
             }
             let classifier = Classifier::new(&MAC, 1500, l4.hasher());
             if let Some(flow) = classifier.classify_v6(&buf[..frame.len()]) {

@@ -276,6 +276,20 @@ impl Host {
         buf[6..12].copy_from_slice(&self.mac.0);
     }
 
+    /// [`rx_from_wire`](Self::rx_from_wire)'s verdict, without its checks,
+    /// for a frame the L4 fast path classified (untagged IPv4 to our MAC,
+    /// within the MTU, header valid, TCP or UDP, not to a BFD port, not
+    /// multicast): such a frame is never consumed, dropped or answered
+    /// here, only punted (addressed to us) or in transit
+    /// (`ipv4_from_wire`'s cases for it, which this follows).
+    pub fn classified_v4(&self, dst: Ipv4Addr) -> FromWire {
+        if self.is_self(IpAddr::V4(dst)) || self.is_broadcast_v4(dst) {
+            FromWire::Punt
+        } else {
+            FromWire::Transit
+        }
+    }
+
     fn ipv4_from_wire(&mut self, buf: &mut [u8], hdr: usize, len: usize) -> FromWire {
         let p = match ipv4::Packet::new_checked(&buf[hdr..len]) {
             Ok(p) => p,

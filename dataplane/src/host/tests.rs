@@ -755,3 +755,67 @@ fn emit_udp_writes_the_same_bfd_frames_byte_for_byte() {
     );
     assert_eq!(buf[62..86], payload);
 }
+
+/// A TCP or UDP frame to `dst` with `ttl`, then `corrupt` applied (an
+/// index into the frame and a byte to xor there).
+fn l4_frame(tcp: bool, dst: Ipv4Addr, dport: u16, ttl: u8, corrupt: (usize, u8)) -> Vec<u8> {
+    let mut out = vec![];
+    let b = eth(None).ipv4(PEER_V4.octets(), dst.octets(), ttl);
+    if tcp {
+        b.tcp(40000, dport, 1, 1000)
+            .ack(7)
+            .write(&mut out, b"data")
+            .unwrap();
+    } else {
+        b.udp(40000, dport).write(&mut out, b"data").unwrap();
+    }
+    let (at, x) = corrupt;
+    if let Some(byte) = out.get_mut(at) {
+        *byte ^= x;
+    }
+    out
+}
+
+proptest::proptest! {
+    /// The L4 fast path skips the host stage for the frames it classifies
+    /// (`Host::classified_v4` stands for it): for every such frame, the
+    /// host stage's verdict is that one, and it changes neither the frame
+    /// nor anything else (nothing mirrored, nothing learned).
+    #[test]
+    fn classified_frames_get_the_host_stages_verdict(
+        tcp in proptest::bool::ANY,
+        dst in 0usize..5,
+        dport in proptest::sample::select(vec![80u16, 3784, 4784, 53]),
+        ttl in proptest::sample::select(vec![0u8, 1, 2, 64]),
+        corrupt in (0usize..60, proptest::num::u8::ANY),
+    ) {
+        let dst = [OUR_V4, Ipv4Addr::new(10, 0, 0, 255), Ipv4Addr::new(10, 0, 0, 7),
+                   Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(224, 0, 0, 5)][dst];
+        let frame = l4_frame(tcp, dst, dport, ttl, corrupt);
+        let hasher = crate::lb::FlowHasher::new(1);
+        if let Some(flow) = crate::lb::classify_v4(&frame, &OUR_MAC, 1500, &hasher) {
+            let mut h = host(None);
+            let want = h.classified_v4(flow.key.dst.into());
+            let (v, out, io) = run(&mut h, frame.clone());
+            proptest::prop_assert_eq!(v, want);
+            proptest::prop_assert_eq!(out, frame);
+            proptest::prop_assert!(io.mirrored.is_empty() && io.resolved.is_empty());
+        }
+    }
+}
+
+/// The property above sees both of `classified_v4`'s verdicts.
+#[test]
+fn classified_frames_are_punted_or_in_transit() {
+    let hasher = crate::lb::FlowHasher::new(1);
+    let h = host(None);
+    for (dst, want) in [
+        (OUR_V4, FromWire::Punt),
+        (Ipv4Addr::new(10, 0, 0, 255), FromWire::Punt),
+        (Ipv4Addr::new(192, 0, 2, 1), FromWire::Transit),
+    ] {
+        let frame = l4_frame(false, dst, 80, 64, (0, 0));
+        let flow = crate::lb::classify_v4(&frame, &OUR_MAC, 1500, &hasher).expect("fast class");
+        assert_eq!(h.classified_v4(flow.key.dst.into()), want, "{dst}");
+    }
+}

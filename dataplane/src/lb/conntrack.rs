@@ -1342,6 +1342,15 @@ impl ConnTable {
         self.v6.touch(slot, now);
     }
 
+    /// Counts what a [`lookup`](Self::lookup) that misses counts, for a
+    /// caller that knows the key is not there (it just looked).
+    pub fn count_miss(&mut self, family: Family) {
+        match family {
+            Family::V4 => self.v4.counters.misses += 1,
+            Family::V6 => self.v6.counters.misses += 1,
+        }
+    }
+
     /// Find the live flow `key` (`hash` = its flow hash) and mark it seen at
     /// `now`. Expired entries are absent. Counts a hit or a miss.
     #[inline]

@@ -111,7 +111,7 @@ mod rewrite;
 mod snat;
 mod steer;
 pub use counters::{L4Counters, L4Drop, MemberCounters, VsCounters};
-pub use fast::{classify_v4, Classifier, FastHit, V4Flow};
+pub use fast::{classify_v4, Classifier, FastHit, Miss, V4Flow};
 pub use fast6::{FastHit6, V6Flow};
 pub use snat::{snat_port_owner, snat_range};
 pub use steer::{Owner, Steering};
@@ -126,6 +126,11 @@ use parse::{ip_of, parse_ip, parse_l4, Pkt, Ports};
 use reply::TokenBucket;
 use rewrite::{apply, forward_rewrite, Rewrite};
 use snat::SnatFlow;
+
+/// The fast path's match stage found no live entry for the key just now
+/// (what [`L4::decide`]'s lookup would find again).
+#[derive(Clone, Copy, Debug)]
+struct KnownUntracked;
 
 /// Entry flag: the reverse (member → client) entry of a flow.
 pub const FLAG_REVERSE: u8 = 0x02;
@@ -447,15 +452,79 @@ impl L4 {
         };
         let key = FlowKey::from_parts(p.src, p.dst, ports.sport, ports.dport, p.proto, p.family);
         let h = self.hasher.hash(&key);
+        self.decide(now, frame, len, (&p, ports), (&key, h, None), tables)
+    }
+
+    /// [`process`](Self::process) for a frame the fast path's classify
+    /// admitted (`flow`) and its match stage left (`miss`): the same
+    /// decision, on the `Pkt`, `Ports`, key and hash that classify's fixed
+    /// offsets give, without parsing or hashing again, nor looking up an
+    /// [`Untracked`](Miss::Untracked) key again. `flow`'s checks imply
+    /// everything `parse_ip` and `parse_l4` would check (the differential
+    /// test holds the two to the same verdicts, frames and counters).
+    pub fn process_classified(
+        &mut self,
+        now: Secs,
+        frame: &mut [u8],
+        len: usize,
+        (flow, miss): (&V4Flow, Miss),
+        tables: &VsTable,
+    ) -> L4Verdict {
+        // The match stage ran on this generation (`fast_ready`); should the
+        // table have moved since, the adoption comes first and the entry
+        // is looked up after it.
+        let mut miss = miss;
+        if tables.generation() != self.generation {
+            self.adopt(tables);
+            miss = Miss::Slow;
+        }
+        let len = len.min(frame.len());
+        let Some((p, ports)) = flow.parsed(frame) else {
+            return self.process(now, frame, len, 0, tables);
+        };
+        let k = &flow.key;
+        let key = FlowKey::v4(k.src, k.dst, k.sport, k.dport, k.proto);
+        debug_assert_eq!(flow.hash, self.hasher.hash(&key));
+        let known = (miss == Miss::Untracked).then_some(KnownUntracked);
+        self.decide(
+            now,
+            frame,
+            len,
+            (&p, ports),
+            (&key, flow.hash, known),
+            tables,
+        )
+    }
+
+    /// The decision for a parsed TCP or UDP packet, not a fragment, of key
+    /// `key` (hash `h`; `known`: a lookup just now found no entry): a
+    /// tracked flow's, a new flow's, or the answers for a closed port,
+    /// SNAT return traffic and stateless replies.
+    fn decide(
+        &mut self,
+        now: Secs,
+        frame: &mut [u8],
+        len: usize,
+        (p, ports): (&Pkt, Ports),
+        (key, h, known): (&FlowKey, u64, Option<KnownUntracked>),
+        tables: &VsTable,
+    ) -> L4Verdict {
         // Established flows, both directions: one lookup.
-        let hit = match self.ct.lookup(&key, h, now) {
+        let found = match known {
+            Some(KnownUntracked) => {
+                self.ct.count_miss(key.family());
+                None
+            }
+            None => self.ct.lookup(key, h, now),
+        };
+        let hit = match found {
             Some(mut f) => {
                 let e: Entry = *f;
                 let vs = tables.get(e.vs).filter(|vs| {
                     if e.flags & FLAG_REVERSE == 0 {
-                        fits_forward(vs, &p, ports.dport, e.member)
+                        fits_forward(vs, p, ports.dport, e.member)
                     } else {
-                        fits_reverse(vs, &p, e.member, ports.sport)
+                        fits_reverse(vs, p, e.member, ports.sport)
                     }
                 });
                 let mut reopens_elsewhere = false;
@@ -474,7 +543,7 @@ impl L4 {
                     // member takes no new flows (down, drained): the old
                     // flow is over, the new one is scheduled afresh.
                     self.expired_forward(&e, tables);
-                    self.ct.remove(&key, h, now);
+                    self.ct.remove(key, h, now);
                     None
                 } else {
                     Some((e, vs.is_some()))
@@ -483,19 +552,19 @@ impl L4 {
             None => None,
         };
         match hit {
-            Some((e, true)) => return self.established(frame, len, &p, ports, &e, h, tables),
+            Some((e, true)) => return self.established(frame, len, p, ports, &e, h, tables),
             Some((e, false)) if e.flags & FLAG_RESETTING != 0 => {
                 // A removed member's flow being reset: an end's answer.
-                return self.answer_reset(frame, &p);
+                return self.answer_reset(frame, p);
             }
-            Some((e, false)) if self.reset_removed(&e, &p, ports.dport, tables) => {
+            Some((e, false)) if self.reset_removed(&e, p, ports.dport, tables) => {
                 return self.drop_with(L4Drop::MemberRemoved);
             }
             Some((_, false)) => {
                 // Indices from an older table that no longer fit: forget
                 // the entry and treat the packet as new.
                 self.counters.stale_entries += 1;
-                self.ct.remove(&key, h, now);
+                self.ct.remove(key, h, now);
             }
             None => {}
         }
@@ -508,15 +577,15 @@ impl L4 {
                     return L4Verdict::Redirect { next_hop };
                 }
             }
-            return self.new_flow(now, frame, len, &p, ports, &key, h, v, tables);
+            return self.new_flow(now, frame, len, p, ports, key, h, v, tables);
         }
         if tables.is_vip(&p.dst, p.family) {
-            return self.closed_port(now, frame, &p, ports);
+            return self.closed_port(now, frame, p, ports);
         }
         if tables.is_snat_addr(&p.dst, p.family) {
-            return self.snat_return_via_slot(now, frame, len, &p, ports, h, tables);
+            return self.snat_return_via_slot(now, frame, len, p, ports, h, tables);
         }
-        self.stateless_return(frame, len, &p, ports, tables)
+        self.stateless_return(frame, len, p, ports, tables)
     }
 
     /// A packet of a tracked flow (`h`: its key's hash).

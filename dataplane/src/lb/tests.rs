@@ -1970,12 +1970,25 @@ fn run_fast(l4: &mut L4, t: &VsTable, now: u32, input: &[u8]) -> (L4Verdict, Vec
     let mac = crate::wire::Mac(OUR_MAC);
     if l4.fast_ready(t) {
         if let Some(flow) = classify_v4(input, &mac, 1500, l4.hasher()) {
-            if let Some(hit) = l4.fast_match(&flow, now, t) {
-                let mut out = input.to_vec();
-                l4.fast_commit(&hit, &flow, &mut out, now, t);
-                let dst = IpAddr::from(hit.dst(&flow));
-                return (L4Verdict::Forward { dst }, out, true);
-            }
+            let miss = match l4.fast_match(&flow, now, t) {
+                Ok(hit) => {
+                    let mut out = input.to_vec();
+                    l4.fast_commit(&hit, &flow, &mut out, now, t);
+                    let dst = IpAddr::from(hit.dst(&flow));
+                    return (L4Verdict::Forward { dst }, out, true);
+                }
+                Err(miss) => miss,
+            };
+            // Left by the match stage: the slow path's decision on
+            // classify's record.
+            let mut buf = vec![0u8; 2048];
+            buf[..input.len()].copy_from_slice(input);
+            let v = l4.process_classified(now, &mut buf, input.len(), (&flow, miss), t);
+            let n = match v {
+                L4Verdict::Reply(n) => n,
+                _ => input.len(),
+            };
+            return (v, buf[..n].to_vec(), false);
         }
         let classifier = Classifier::new(&mac, 1500, l4.hasher());
         if let Some(flow) = classifier.classify_v6(input) {

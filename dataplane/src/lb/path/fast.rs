@@ -13,18 +13,24 @@
 //! ```text
 //!   classify  (per frame, pure)   Ethernet to our MAC, IPv4 without options,
 //!                                 not a fragment, TTL > 1, header checksum,
-//!                                 TCP without SYN or UDP (not BFD),
+//!                                 TCP or UDP (not BFD),
 //!                                 lengths consistent -> V4Flow {key, hash}
 //!                                 and prefetch its two bucket lines
-//!   match     (per frame, no side effects)  find_v4 in the connection
-//!                                 table; the entry must be live, not being
-//!                                 reset, and fit its virtual server
+//!   match     (per frame, no side effects)  not a SYN; find_v4 in the
+//!                                 connection table; the entry must be
+//!                                 live, not being reset, and fit its
+//!                                 virtual server
 //!                                 -> FastHit {translation, TCP state
 //!                                 change if the flags make one}
 //!   commit    mark seen, set the new state and its timeout, count
 //!                                 (exactly what the slow path does),
 //!                                 rewrite in place
 //! ```
+//!
+//! A classified frame the match stage leaves (a new flow, a SYN, an entry
+//! only the slow path may change) skips the host stage and the parse:
+//! [`L4::process_classified`] takes the slow path's decision on
+//! classify's key and hash.
 //!
 //! The worker routes the hit (FIB, neighbour, both memoised per burst) and
 //! commits only when the packet will certainly go out, so every frame is
@@ -33,6 +39,7 @@
 //! byte-identical frames and equal counters against the slow path for any
 //! frame sequence: it is a cache, never a second policy.
 
+use super::parse::{Pkt, Ports};
 use super::{on_flags, pool_index, Direction, RevKey, FLAG_RESETTING, FLAG_REVERSE, L4};
 use crate::lb::conntrack::{Hint, Secs, Slot, TcpState, V4Key};
 use crate::lb::flow::{Family, FlowHasher, PROTO_TCP, PROTO_UDP};
@@ -59,6 +66,43 @@ pub struct V4Flow {
     pub hint: Hint,
     /// TCP's flag byte (0 for UDP).
     pub tcp_flags: u8,
+}
+
+impl V4Flow {
+    /// The slow path's `Pkt` and `Ports` of the frame this record was
+    /// classified from (`None` only if `frame` is not that frame).
+    pub(super) fn parsed(&self, frame: &[u8]) -> Option<(Pkt, Ports)> {
+        let h = frame
+            .get(..usize::from(self.end))?
+            .first_chunk::<MIN_FRAME>()?;
+        let k = &self.key;
+        let mut src = [0; 16];
+        let mut dst = [0; 16];
+        src[..4].copy_from_slice(&k.src);
+        dst[..4].copy_from_slice(&k.dst);
+        let p = Pkt {
+            family: Family::V4,
+            ip: 14,
+            l4: L4_AT,
+            end: usize::from(self.end),
+            proto: k.proto,
+            src,
+            dst,
+            ttl: h[22],
+            frag: false,
+        };
+        let hlen = match k.proto {
+            PROTO_TCP => usize::from(frame.get(L4_AT + 12)? >> 4) * 4,
+            _ => 8,
+        };
+        let ports = Ports {
+            sport: k.sport,
+            dport: k.dport,
+            flags: self.tcp_flags,
+            hlen,
+        };
+        Some((p, ports))
+    }
 }
 
 /// The fast-path classification of `frame` on a port with MAC `mac`, MTU
@@ -124,9 +168,7 @@ impl<'a> Classifier<'a> {
                     return false;
                 };
                 let data_at = usize::from(t[12] >> 4) * 4;
-                // A SYN may start a new connection on the flow's ports:
-                // the slow path decides (see `reopens_elsewhere_from`).
-                if total < 40 || data_at < 20 || data_at > l4_len || t[13] & tcp::SYN != 0 {
+                if total < 40 || data_at < 20 || data_at > l4_len {
                     return false;
                 }
                 flow.tcp_flags = t[13];
@@ -178,6 +220,17 @@ fn header_checksum_ok(h: &[u8; MIN_FRAME]) -> bool {
 struct V4Nat {
     addr: [u8; 4],
     port: u16,
+}
+
+/// Why the match stage leaves a frame to the slow path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Miss {
+    /// No live entry has the frame's key (a new flow, or one forgotten):
+    /// the slow path need not look it up again.
+    Untracked,
+    /// A SYN of a tracked flow, an entry being reset or no longer fitting
+    /// its virtual server, a SNAT record gone: the slow path looks.
+    Slow,
 }
 
 /// The slow path's decision for a packet of an established flow.
@@ -289,13 +342,21 @@ impl L4 {
     /// The match stage: what the slow path would do with this packet of a
     /// tracked flow, if it is one the fast path handles. Changes nothing.
     #[inline(always)]
-    pub fn fast_match(&self, flow: &V4Flow, now: Secs, tables: &VsTable) -> Option<FastHit> {
-        let slot = self.ct.find_hinted(&flow.key, flow.hash, flow.hint, now)?;
+    pub fn fast_match(&self, flow: &V4Flow, now: Secs, tables: &VsTable) -> Result<FastHit, Miss> {
+        let slot = self
+            .ct
+            .find_hinted(&flow.key, flow.hash, flow.hint, now)
+            .ok_or(Miss::Untracked)?;
+        // A SYN may start a new connection on a flow's ports: the slow
+        // path decides (see `reopens_elsewhere_from`).
+        if flow.tcp_flags & tcp::SYN != 0 {
+            return Err(Miss::Slow);
+        }
         let e = self.ct.entry(slot);
         if e.flags & FLAG_RESETTING != 0 {
-            return None;
+            return Err(Miss::Slow);
         }
-        let vs = tables.get(e.vs)?;
+        let vs = tables.get(e.vs).ok_or(Miss::Slow)?;
         let state = state_change(flow.key.proto, e.state, flow.tcp_flags, vs);
         let k = &flow.key;
         let hit = |dir, src, dst| FastHit {
@@ -310,7 +371,7 @@ impl L4 {
         if e.flags & FLAG_REVERSE == 0 {
             // forward_rewrite
             if !fits_forward(vs, k, e.member) {
-                return None;
+                return Err(Miss::Slow);
             }
             let m = &vs.members[usize::from(e.member)];
             let dst = V4Nat {
@@ -325,10 +386,10 @@ impl L4 {
             } else {
                 None
             };
-            Some(hit(Direction::In, src, Some(dst)))
+            Ok(hit(Direction::In, src, Some(dst)))
         } else {
             if !fits_reverse(vs, k, e.member) {
-                return None;
+                return Err(Miss::Slow);
             }
             let client = if vs.snats() {
                 let rev = RevKey {
@@ -338,7 +399,9 @@ impl L4 {
                     proto: k.proto,
                     dst: &k.dst,
                 };
-                let r = self.snat_flow(vs, (e.vs, e.member), &rev)?;
+                let r = self
+                    .snat_flow(vs, (e.vs, e.member), &rev)
+                    .ok_or(Miss::Slow)?;
                 Some(V4Nat {
                     addr: v4(r.fwd.src_bytes()),
                     port: r.fwd.src_port(),
@@ -350,7 +413,7 @@ impl L4 {
                 addr: v4(&vs.vip_bytes),
                 port: e.nat_port,
             };
-            Some(hit(Direction::Out, Some(vip), client))
+            Ok(hit(Direction::Out, Some(vip), client))
         }
     }
 
