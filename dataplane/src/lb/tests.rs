@@ -1253,6 +1253,43 @@ fn a_new_connection_on_a_closing_flows_ports_avoids_a_member_gone_down() {
     assert_eq!(l4.counters().stale_entries, 0);
 }
 
+/// The same reuse of a closing flow's ports through the fast path: the
+/// client's SYN on the closing flow is left to the slow path, which
+/// schedules it afresh when the member went down (other SYNs the fast
+/// path takes as state changes).
+#[test]
+fn a_syn_reopening_a_closing_flow_is_the_slow_paths_on_the_fast_path_too() {
+    let both = vec![member(M1, 80), member(M2, 80)];
+    let up = table(&[vs(VIP, 80, Proto::Tcp, Snat::None, both.clone())]);
+    let mut down = both;
+    down[0].healthy = false;
+    let down = table(&[vs(VIP, 80, Proto::Tcp, Snat::None, down)]);
+    let (mut slow, mut fast) = (l4(), l4());
+    let p = port_for_member(&up, 0, 30000);
+    let (syn, fin, ack) = (syn(p, 80), tcp(p, 80, 1, 1, "FA"), tcp(p, 80, 2, 2, "A"));
+    let script = [
+        (&up, &syn, M1, false),
+        (&up, &syn, M1, true), // a retransmission
+        (&up, &fin, M1, true),
+        (&up, &syn, M1, false), // the ports reused, M1 up: restarts on M1
+        (&up, &fin, M1, true),
+        // A late ACK of the old connection (slow: the first packet on a
+        // new table adopts it).
+        (&down, &ack, M1, false),
+        (&down, &syn, M2, false), // reused after M1 went down: to M2
+        (&down, &ack, M2, true),
+    ];
+    for (i, (t, l4h, to, want_fast)) in script.into_iter().enumerate() {
+        let f = frame(CLIENT, VIP, 64, *l4h, b"");
+        let (v1, out1) = run(&mut slow, t, 100, &f);
+        let (v2, out2, took) = run_fast(&mut fast, t, 100, &f);
+        assert_eq!(v1, L4Verdict::Forward { dst: ip(to) }, "step {i}");
+        assert_eq!((v1, hex(&out1)), (v2, hex(&out2)), "step {i}");
+        assert_eq!(took, want_fast, "step {i}");
+    }
+    assert_eq!(all_counters(&slow, &down), all_counters(&fast, &down));
+}
+
 #[test]
 fn no_healthy_member_drops_new_flows_and_counts() {
     let mut m = member(M1, 80);
@@ -2143,13 +2180,15 @@ fn fast_path_takes_established_flows_both_ways() {
         .unwrap();
     // (kind, flags, fast?): kind 0/1 TCP DNAT to/from the member, 2/3 UDP,
     // 4/5 SNAT, 6..11 the same over IPv6; flags 2 = SYN, 3 = SYN-ACK,
-    // 0 = ACK, 1 = PSH-ACK, 4 = FIN-ACK. A flow's first packet and every
-    // SYN take the slow path; from then on every packet of the flow takes
-    // the fast path, state changes (the first ACK each way, FINs)
-    // included.
+    // 0 = ACK, 1 = PSH-ACK, 4 = FIN-ACK. A flow's first packet takes the
+    // slow path; from then on every packet of an IPv4 flow takes the fast
+    // path, state changes (a retransmitted SYN, the SYN-ACK, the first ACK
+    // each way, FINs) included, but for a client's SYN on a closing flow.
+    // IPv6 SYNs stay with the slow path.
     let script = [
         (0, 2, false),
-        (1, 3, false),
+        (0, 2, true),
+        (1, 3, true),
         (0, 0, true),
         (1, 0, true),
         (0, 1, true),
@@ -2160,7 +2199,7 @@ fn fast_path_takes_established_flows_both_ways() {
         (2, 0, true),
         (2, 9, true), // UDP checksum "none": stays 0
         (4, 2, false),
-        (5, 3, false),
+        (5, 3, true),
         (4, 0, true),
         (5, 0, true),
         (4, 1, true),

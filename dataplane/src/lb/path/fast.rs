@@ -16,10 +16,11 @@
 //!                                 TCP or UDP (not BFD),
 //!                                 lengths consistent -> V4Flow {key, hash}
 //!                                 and prefetch its two bucket lines
-//!   match     (per frame, no side effects)  not a SYN; find_v4 in the
-//!                                 connection table; the entry must be
-//!                                 live, not being reset, and fit its
-//!                                 virtual server
+//!   match     (per frame, no side effects)  find_v4 in the connection
+//!                                 table; the entry must be live, not
+//!                                 being reset, not closing under a
+//!                                 client's SYN, and fit its virtual
+//!                                 server
 //!                                 -> FastHit {translation, TCP state
 //!                                 change if the flags make one}
 //!   commit    mark seen, set the new state and its timeout, count
@@ -228,7 +229,7 @@ pub enum Miss {
     /// No live entry has the frame's key (a new flow, or one forgotten):
     /// the slow path need not look it up again.
     Untracked,
-    /// A SYN of a tracked flow, an entry being reset or no longer fitting
+    /// A client SYN on a closing flow, an entry being reset or no longer fitting
     /// its virtual server, a SNAT record gone: the slow path looks.
     Slow,
 }
@@ -347,13 +348,18 @@ impl L4 {
             .ct
             .find_hinted(&flow.key, flow.hash, flow.hint, now)
             .ok_or(Miss::Untracked)?;
-        // A SYN may start a new connection on a flow's ports: the slow
-        // path decides (see `reopens_elsewhere_from`).
-        if flow.tcp_flags & tcp::SYN != 0 {
-            return Err(Miss::Slow);
-        }
         let e = self.ct.entry(slot);
         if e.flags & FLAG_RESETTING != 0 {
+            return Err(Miss::Slow);
+        }
+        // A client's SYN on a closing flow's ports may start a new
+        // connection elsewhere (`reopens_elsewhere_from`): the slow path
+        // decides. Any other SYN (a retransmission, the member's SYN-ACK)
+        // is a state change like the rest.
+        if flow.tcp_flags & tcp::SYN != 0
+            && e.state == TcpState::Closing
+            && e.flags & FLAG_REVERSE == 0
+        {
             return Err(Miss::Slow);
         }
         let vs = tables.get(e.vs).ok_or(Miss::Slow)?;
