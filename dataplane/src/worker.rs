@@ -40,7 +40,9 @@ use crate::counters::{Drop, SharedPort, SharedWorker, WorkerCounters};
 use crate::dpdk::{Burst, Clock, Mbuf, Mempool, RxQueue, TxBuffer, BURST};
 use crate::host::neighbor::{Nanos, Pending};
 use crate::host::{FromTap, FromWire, Host, HostIo};
-use crate::lb::{Classifier, Expired, L4Verdict, Miss, Owner, Side, Steering, V4Flow, L4};
+use crate::lb::{
+    Classified, Classifier, Expired, L4Verdict, Miss, Owner, Side, Steering, V4Flow, V6Flow, L4,
+};
 use crate::shared::{BfdCommand, PollMode, SharedBfd, SharedL4, Tables};
 use crate::wire::Mac;
 
@@ -546,7 +548,9 @@ impl Worker {
         let mut memo = Memo::default();
         let s = secs(now);
         for (i, (m, flow)) in burst.drain().zip(&flows).enumerate() {
+            // A classified frame the fast path left, and why.
             let mut miss = None;
+            let mut flow6 = None;
             let m = if fast >> i & 1 != 0 {
                 match self.fast(pi, m, flow, (now, s), tables, &mut memo.v4) {
                     Ok(()) => continue,
@@ -556,9 +560,12 @@ impl Worker {
                     }
                 }
             } else if ready {
-                match self.fast6(pi, m, (now, s), tables, &mut memo.v6) {
+                match self.fast6(pi, m, (now, s), tables, &mut memo.v6, &mut flow6) {
                     Ok(()) => continue,
-                    Err(m) => m,
+                    Err(m) => {
+                        miss = flow6.as_ref().map(|(_, why)| *why);
+                        m
+                    }
                 }
             } else {
                 m
@@ -573,7 +580,12 @@ impl Worker {
             };
             match miss {
                 // Neither learns a neighbour nor changes the FIB.
-                Some(why) => self.slow_classified(pi, m, (flow, why), now, tables, &mut memo.v4),
+                Some(why) => {
+                    let flow = flow6
+                        .as_ref()
+                        .map_or(Classified::V4(flow), |(f, _)| Classified::V6(f));
+                    self.slow_classified(pi, m, (flow, why), now, tables, &mut memo);
+                }
                 None => {
                     // The slow path may learn a neighbour or change the table.
                     memo = Memo::default();
@@ -752,7 +764,8 @@ impl Worker {
     }
 
     /// The fast path for an IPv6 frame (classify, match, commit in one:
-    /// no prefetch stages); `Err` hands the frame back untouched.
+    /// no prefetch stages); `Err` hands the frame back untouched, with its
+    /// record and why in `left` if it was classified.
     #[inline(never)]
     fn fast6(
         &mut self,
@@ -761,6 +774,7 @@ impl Worker {
         (now, s): (Nanos, crate::lb::conntrack::Secs),
         tables: &Tables,
         memo: &mut [NextHop<[u8; 16]>; 2],
+        left: &mut Option<(V6Flow, Miss)>,
     ) -> Result<(), Mbuf> {
         if m.segments() != 1 {
             return Err(m);
@@ -770,14 +784,19 @@ impl Worker {
         let Some(flow) = classifier.classify_v6(m.data()) else {
             return Err(m);
         };
-        let Some(hit) = self.l4.fast_match_v6(&flow, s, &tables.vs) else {
-            return Err(m);
+        let hit = match self.l4.fast_match_v6(&flow, s, &tables.vs) {
+            Ok(hit) => hit,
+            Err(why) => {
+                *left = Some((flow, why));
+                return Err(m);
+            }
         };
         let dst = hit.dst(&flow);
         let memo = &mut memo[usize::from(hit.is_reply())];
         if memo.dst != Some(dst) {
             let route = tables.fib.lookup(IpAddr::from(dst));
             if !self.resolve(dst, route, now, memo) {
+                *left = Some((flow, Miss::Slow));
                 return Err(m);
             }
         }
@@ -830,7 +849,7 @@ impl Worker {
     /// Consecutive frames through the same next hop (a gateway, a member)
     /// skip the neighbour lookup. A port without a queue of this worker's
     /// needs no MAC: its home worker resolves and sends.
-    #[inline]
+    #[inline(always)]
     fn resolve<A>(
         &self,
         dst: A,
@@ -962,10 +981,10 @@ impl Worker {
         &mut self,
         pi: usize,
         mut m: Mbuf,
-        (flow, miss): (&V4Flow, Miss),
+        (flow, miss): (Classified<'_>, Miss),
         now: Nanos,
         tables: &Tables,
-        memo: &mut [NextHop<[u8; 4]>; 2],
+        memo: &mut Memo,
     ) {
         if m.segments() != 1 {
             return self.slow(pi, m, now, tables); // dropped, counted
@@ -973,7 +992,7 @@ impl Worker {
         let host = &mut self.ports[pi].host;
         host.counters.rx_packets += 1;
         host.counters.rx_bytes += m.len() as u64;
-        let verdict = host.classified_v4(flow.key.dst.into());
+        let verdict = host.classified(flow.dst());
         let len = m.len();
         let l4 = self.l4.process_classified(
             secs(now),
@@ -985,19 +1004,50 @@ impl Worker {
         // A forward goes where `route` would send it, through the memo of
         // the fast path's forward direction (a new flow's first packet
         // goes to its member).
-        if let L4Verdict::Forward {
-            dst: IpAddr::V4(dst),
-        } = l4
-        {
-            let dst = dst.octets();
-            let memo = &mut memo[0];
-            if memo.dst == Some(dst) || self.resolve(dst, tables.fib.lookup_v4(dst), now, memo) {
-                m.data_mut()[..12].copy_from_slice(&memo.macs);
-                self.send_fast(pi, m, memo);
-                return;
+        let m = match l4 {
+            L4Verdict::Forward {
+                dst: IpAddr::V4(dst),
+            } => {
+                let route = || tables.fib.lookup_v4(dst.octets());
+                match self.send_memoised(pi, m, dst.octets(), route, now, &mut memo.v4[0]) {
+                    Ok(()) => return,
+                    Err(m) => m,
+                }
             }
-        }
+            L4Verdict::Forward {
+                dst: IpAddr::V6(dst),
+            } => {
+                let route = || tables.fib.lookup(IpAddr::V6(dst));
+                match self.send_memoised(pi, m, dst.octets(), route, now, &mut memo.v6[0]) {
+                    Ok(()) => return,
+                    Err(m) => m,
+                }
+            }
+            _ => m,
+        };
         self.l4_verdict(pi, m, l4, verdict, now, tables);
+    }
+
+    /// Addresses an untagged frame for `dst` through `memo` (resolved
+    /// from `route` if it holds another destination) and queues it, as the
+    /// fast path does; `Err` hands it back untouched when the next hop is
+    /// not known now (the caller routes it the slow way).
+    #[inline(always)]
+    fn send_memoised<A: PartialEq + Copy>(
+        &mut self,
+        pi: usize,
+        mut m: Mbuf,
+        dst: A,
+        route: impl FnOnce() -> Option<(usize, IpAddr)>,
+        now: Nanos,
+        memo: &mut NextHop<A>,
+    ) -> Result<(), Mbuf> {
+        if memo.dst != Some(dst) && !self.resolve(dst, route(), now, memo) {
+            return Err(m);
+        }
+        m.data_mut()[..12].copy_from_slice(&memo.macs);
+        self.send_fast(pi, m, memo);
+        Ok(())
     }
 
     /// What follows the L4 stage's `verdict` for a frame the host stage

@@ -13,8 +13,8 @@ use std::net::IpAddr;
 use std::sync::OnceLock;
 
 use dataplane::lb::{
-    classify_v4, Backing, Classifier, Expired, L4Config, MemberSpec, Proto, Side, Snat, VsSpec,
-    VsTable, L4,
+    classify_v4, Backing, Classified, Classifier, Expired, L4Config, MemberSpec, Proto, Side, Snat,
+    VsSpec, VsTable, L4,
 };
 use dataplane::wire::Mac;
 use libfuzzer_sys::fuzz_target;
@@ -137,17 +137,22 @@ fuzz_target!(|data: &[u8]| {
                 match l4.fast_match(&flow, now, t) {
                     Ok(hit) => l4.fast_commit(&hit, &flow, &mut buf[..frame.len()], now, t),
                     Err(miss) => {
-                        let _ = l4.process_classified(now, &mut buf, frame.len(), (&flow, miss), t);
+                        let f = (Classified::V4(&flow), miss);
+                        let _ = l4.process_classified(now, &mut buf, frame.len(), f, t);
                     }
                 }
                 continue;
             }
             let classifier = Classifier::new(&MAC, 1500, l4.hasher());
             if let Some(flow) = classifier.classify_v6(&buf[..frame.len()]) {
-                if let Some(hit) = l4.fast_match_v6(&flow, now, t) {
-                    l4.fast_commit_v6(&hit, &flow, &mut buf[..frame.len()], now, t);
-                    continue;
+                match l4.fast_match_v6(&flow, now, t) {
+                    Ok(hit) => l4.fast_commit_v6(&hit, &flow, &mut buf[..frame.len()], now, t),
+                    Err(miss) => {
+                        let f = (Classified::V6(&flow), miss);
+                        let _ = l4.process_classified(now, &mut buf, frame.len(), f, t);
+                    }
                 }
+                continue;
             }
         }
         let _ = l4.process(now, &mut buf, frame.len(), vlan, t);

@@ -277,13 +277,17 @@ impl Host {
     }
 
     /// [`rx_from_wire`](Self::rx_from_wire)'s verdict, without its checks,
-    /// for a frame the L4 fast path classified (untagged IPv4 to our MAC,
-    /// within the MTU, header valid, TCP or UDP, not to a BFD port, not
-    /// multicast): such a frame is never consumed, dropped or answered
-    /// here, only punted (addressed to us) or in transit
-    /// (`ipv4_from_wire`'s cases for it, which this follows).
-    pub fn classified_v4(&self, dst: Ipv4Addr) -> FromWire {
-        if self.is_self(IpAddr::V4(dst)) || self.is_broadcast_v4(dst) {
+    /// for a frame to `dst` the L4 fast path classified (untagged IPv4 or
+    /// IPv6 to our MAC, within the MTU, header valid, TCP or UDP, not to a
+    /// BFD port, not multicast): such a frame is never consumed, dropped or
+    /// answered here, only punted (addressed to us) or in transit
+    /// (`ipv4_from_wire`'s and `ipv6_from_wire`'s cases for it).
+    pub fn classified(&self, dst: IpAddr) -> FromWire {
+        let ours = match dst {
+            IpAddr::V4(v4) => self.is_self(dst) || self.is_broadcast_v4(v4),
+            IpAddr::V6(_) => self.is_self(dst),
+        };
+        if ours {
             FromWire::Punt
         } else {
             FromWire::Transit

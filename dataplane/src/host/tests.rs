@@ -795,7 +795,7 @@ proptest::proptest! {
         let hasher = crate::lb::FlowHasher::new(1);
         if let Some(flow) = crate::lb::classify_v4(&frame, &OUR_MAC, 1500, &hasher) {
             let mut h = host(None);
-            let want = h.classified_v4(flow.key.dst.into());
+            let want = h.classified(IpAddr::from(flow.key.dst));
             let (v, out, io) = run(&mut h, frame.clone());
             proptest::prop_assert_eq!(v, want);
             proptest::prop_assert_eq!(out, frame);
@@ -816,6 +816,6 @@ fn classified_frames_are_punted_or_in_transit() {
     ] {
         let frame = l4_frame(false, dst, 80, 64, (0, 0));
         let flow = crate::lb::classify_v4(&frame, &OUR_MAC, 1500, &hasher).expect("fast class");
-        assert_eq!(h.classified_v4(flow.key.dst.into()), want, "{dst}");
+        assert_eq!(h.classified(IpAddr::from(flow.key.dst)), want, "{dst}");
     }
 }

@@ -111,7 +111,7 @@ mod rewrite;
 mod snat;
 mod steer;
 pub use counters::{L4Counters, L4Drop, MemberCounters, VsCounters};
-pub use fast::{classify_v4, Classifier, FastHit, Miss, V4Flow};
+pub use fast::{classify_v4, Classified, Classifier, FastHit, Miss, V4Flow};
 pub use fast6::{FastHit6, V6Flow};
 pub use snat::{snat_port_owner, snat_range};
 pub use steer::{Owner, Steering};
@@ -467,7 +467,7 @@ impl L4 {
         now: Secs,
         frame: &mut [u8],
         len: usize,
-        (flow, miss): (&V4Flow, Miss),
+        (flow, miss): (Classified<'_>, Miss),
         tables: &VsTable,
     ) -> L4Verdict {
         // The match stage ran on this generation (`fast_ready`); should the
@@ -479,21 +479,29 @@ impl L4 {
             miss = Miss::Slow;
         }
         let len = len.min(frame.len());
-        let Some((p, ports)) = flow.parsed(frame) else {
-            return self.process(now, frame, len, 0, tables);
-        };
-        let k = &flow.key;
-        let key = FlowKey::v4(k.src, k.dst, k.sport, k.dport, k.proto);
-        debug_assert_eq!(flow.hash, self.hasher.hash(&key));
         let known = (miss == Miss::Untracked).then_some(KnownUntracked);
-        self.decide(
-            now,
-            frame,
-            len,
-            (&p, ports),
-            (&key, flow.hash, known),
-            tables,
-        )
+        match flow {
+            Classified::V4(flow) => {
+                let Some((p, ports)) = flow.parsed(frame) else {
+                    return self.process(now, frame, len, 0, tables);
+                };
+                let k = &flow.key;
+                let key = FlowKey::v4(k.src, k.dst, k.sport, k.dport, k.proto);
+                debug_assert_eq!(flow.hash, self.hasher.hash(&key));
+                self.decide(
+                    now,
+                    frame,
+                    len,
+                    (&p, ports),
+                    (&key, flow.hash, known),
+                    tables,
+                )
+            }
+            Classified::V6(f) => {
+                let (p, ports, key) = (&f.p, f.ports, &f.key);
+                self.decide(now, frame, len, (p, ports), (key, f.hash, known), tables)
+            }
+        }
     }
 
     /// The decision for a parsed TCP or UDP packet, not a fragment, of key

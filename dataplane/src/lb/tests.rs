@@ -1259,35 +1259,44 @@ fn a_new_connection_on_a_closing_flows_ports_avoids_a_member_gone_down() {
 /// path takes as state changes).
 #[test]
 fn a_syn_reopening_a_closing_flow_is_the_slow_paths_on_the_fast_path_too() {
-    let both = vec![member(M1, 80), member(M2, 80)];
-    let up = table(&[vs(VIP, 80, Proto::Tcp, Snat::None, both.clone())]);
-    let mut down = both;
-    down[0].healthy = false;
-    let down = table(&[vs(VIP, 80, Proto::Tcp, Snat::None, down)]);
-    let (mut slow, mut fast) = (l4(), l4());
-    let p = port_for_member(&up, 0, 30000);
-    let (syn, fin, ack) = (syn(p, 80), tcp(p, 80, 1, 1, "FA"), tcp(p, 80, 2, 2, "A"));
-    let script = [
-        (&up, &syn, M1, false),
-        (&up, &syn, M1, true), // a retransmission
-        (&up, &fin, M1, true),
-        (&up, &syn, M1, false), // the ports reused, M1 up: restarts on M1
-        (&up, &fin, M1, true),
-        // A late ACK of the old connection (slow: the first packet on a
-        // new table adopts it).
-        (&down, &ack, M1, false),
-        (&down, &syn, M2, false), // reused after M1 went down: to M2
-        (&down, &ack, M2, true),
-    ];
-    for (i, (t, l4h, to, want_fast)) in script.into_iter().enumerate() {
-        let f = frame(CLIENT, VIP, 64, *l4h, b"");
-        let (v1, out1) = run(&mut slow, t, 100, &f);
-        let (v2, out2, took) = run_fast(&mut fast, t, 100, &f);
-        assert_eq!(v1, L4Verdict::Forward { dst: ip(to) }, "step {i}");
-        assert_eq!((v1, hex(&out1)), (v2, hex(&out2)), "step {i}");
-        assert_eq!(took, want_fast, "step {i}");
+    for (client, vip, m1, m2) in [(CLIENT, VIP, M1, M2), (CLIENT6, VIP6, M6, M6B)] {
+        let both = vec![member(m1, 80), member(m2, 80)];
+        let up = table(&[vs(vip, 80, Proto::Tcp, Snat::None, both.clone())]);
+        let mut down = both;
+        down[0].healthy = false;
+        let down = table(&[vs(vip, 80, Proto::Tcp, Snat::None, down)]);
+        let (mut slow, mut fast) = (l4(), l4());
+        // Client ports whose flow Maglev gives to the first member.
+        let maglev = up.get(0).unwrap().maglev.as_ref().unwrap();
+        let p = (30000..)
+            .find(|&p| {
+                let k = FlowKey::new(ip(client), ip(vip), p, 80, 6).unwrap();
+                maglev.lookup(FlowHasher::MAGLEV.hash(&k)) == 0
+            })
+            .unwrap();
+        let (syn, fin, ack) = (syn(p, 80), tcp(p, 80, 1, 1, "FA"), tcp(p, 80, 2, 2, "A"));
+        let script = [
+            (&up, &syn, m1, false),
+            (&up, &syn, m1, true), // a retransmission
+            (&up, &fin, m1, true),
+            (&up, &syn, m1, false), // the ports reused, the member up: restarts on it
+            (&up, &fin, m1, true),
+            // A late ACK of the old connection (slow: the first packet on
+            // a new table adopts it).
+            (&down, &ack, m1, false),
+            (&down, &syn, m2, false), // reused after the member went down: elsewhere
+            (&down, &ack, m2, true),
+        ];
+        for (i, (t, l4h, to, want_fast)) in script.into_iter().enumerate() {
+            let f = frame(client, vip, 64, *l4h, b"");
+            let (v1, out1) = run(&mut slow, t, 100, &f);
+            let (v2, out2, took) = run_fast(&mut fast, t, 100, &f);
+            assert_eq!(v1, L4Verdict::Forward { dst: ip(to) }, "{vip} step {i}");
+            assert_eq!((v1, hex(&out1)), (v2, hex(&out2)), "{vip} step {i}");
+            assert_eq!(took, want_fast, "{vip} step {i}");
+        }
+        assert_eq!(all_counters(&slow, &down), all_counters(&fast, &down));
     }
-    assert_eq!(all_counters(&slow, &down), all_counters(&fast, &down));
 }
 
 #[test]
@@ -2003,7 +2012,7 @@ fn a_members_reply_to_a_self_ip_is_not_a_flow() {
 /// commit) when it takes the frame, else the slow path. Returns the
 /// verdict, the output frame and whether the fast path took it.
 fn run_fast(l4: &mut L4, t: &VsTable, now: u32, input: &[u8]) -> (L4Verdict, Vec<u8>, bool) {
-    use super::path::{classify_v4, Classifier};
+    use super::path::{classify_v4, Classified, Classifier};
     let mac = crate::wire::Mac(OUR_MAC);
     if l4.fast_ready(t) {
         if let Some(flow) = classify_v4(input, &mac, 1500, l4.hasher()) {
@@ -2020,7 +2029,8 @@ fn run_fast(l4: &mut L4, t: &VsTable, now: u32, input: &[u8]) -> (L4Verdict, Vec
             // classify's record.
             let mut buf = vec![0u8; 2048];
             buf[..input.len()].copy_from_slice(input);
-            let v = l4.process_classified(now, &mut buf, input.len(), (&flow, miss), t);
+            let v =
+                l4.process_classified(now, &mut buf, input.len(), (Classified::V4(&flow), miss), t);
             let n = match v {
                 L4Verdict::Reply(n) => n,
                 _ => input.len(),
@@ -2029,12 +2039,24 @@ fn run_fast(l4: &mut L4, t: &VsTable, now: u32, input: &[u8]) -> (L4Verdict, Vec
         }
         let classifier = Classifier::new(&mac, 1500, l4.hasher());
         if let Some(flow) = classifier.classify_v6(input) {
-            if let Some(hit) = l4.fast_match_v6(&flow, now, t) {
-                let mut out = input.to_vec();
-                l4.fast_commit_v6(&hit, &flow, &mut out, now, t);
-                let dst = IpAddr::from(hit.dst(&flow));
-                return (L4Verdict::Forward { dst }, out, true);
-            }
+            let miss = match l4.fast_match_v6(&flow, now, t) {
+                Ok(hit) => {
+                    let mut out = input.to_vec();
+                    l4.fast_commit_v6(&hit, &flow, &mut out, now, t);
+                    let dst = IpAddr::from(hit.dst(&flow));
+                    return (L4Verdict::Forward { dst }, out, true);
+                }
+                Err(miss) => miss,
+            };
+            let mut buf = vec![0u8; 2048];
+            buf[..input.len()].copy_from_slice(input);
+            let v =
+                l4.process_classified(now, &mut buf, input.len(), (Classified::V6(&flow), miss), t);
+            let n = match v {
+                L4Verdict::Reply(n) => n,
+                _ => input.len(),
+            };
+            return (v, buf[..n].to_vec(), false);
         }
     }
     let (v, out) = run(l4, t, now, input);
@@ -2181,10 +2203,9 @@ fn fast_path_takes_established_flows_both_ways() {
     // (kind, flags, fast?): kind 0/1 TCP DNAT to/from the member, 2/3 UDP,
     // 4/5 SNAT, 6..11 the same over IPv6; flags 2 = SYN, 3 = SYN-ACK,
     // 0 = ACK, 1 = PSH-ACK, 4 = FIN-ACK. A flow's first packet takes the
-    // slow path; from then on every packet of an IPv4 flow takes the fast
+    // slow path; from then on every packet of the flow takes the fast
     // path, state changes (a retransmitted SYN, the SYN-ACK, the first ACK
     // each way, FINs) included, but for a client's SYN on a closing flow.
-    // IPv6 SYNs stay with the slow path.
     let script = [
         (0, 2, false),
         (0, 2, true),
@@ -2205,7 +2226,7 @@ fn fast_path_takes_established_flows_both_ways() {
         (4, 1, true),
         (5, 1, true),
         (6, 2, false),
-        (7, 3, false),
+        (7, 3, true),
         (6, 0, true),
         (7, 0, true),
         (6, 1, true),
@@ -2214,7 +2235,7 @@ fn fast_path_takes_established_flows_both_ways() {
         (9, 0, true),
         (8, 0, true),
         (10, 2, false),
-        (11, 3, false),
+        (11, 3, true),
         (10, 0, true),
         (11, 0, true),
         (10, 1, true),

@@ -223,6 +223,23 @@ struct V4Nat {
     port: u16,
 }
 
+/// A frame's record from the fast path's classify stage, either family.
+#[derive(Clone, Copy, Debug)]
+pub enum Classified<'a> {
+    V4(&'a V4Flow),
+    V6(&'a super::V6Flow),
+}
+
+impl Classified<'_> {
+    /// The frame's destination address.
+    pub fn dst(&self) -> std::net::IpAddr {
+        match self {
+            Classified::V4(f) => f.key.dst.into(),
+            Classified::V6(f) => f.p.dst.into(),
+        }
+    }
+}
+
 /// Why the match stage leaves a frame to the slow path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Miss {
@@ -289,6 +306,15 @@ pub(super) fn state_change(
     (next != state).then(|| (next, vs.timeouts.for_state(PROTO_TCP, next)))
 }
 
+/// A client's SYN (`flags`) on a closing flow's ports (its forward entry:
+/// `state`, `entry_flags`) may start a new connection elsewhere
+/// (`reopens_elsewhere_from`): the slow path decides. Any other SYN (a
+/// retransmission, the member's SYN-ACK) is a state change like the rest.
+#[inline(always)]
+pub(super) fn reopens(flags: u8, state: TcpState, entry_flags: u8) -> bool {
+    flags & tcp::SYN != 0 && state == TcpState::Closing && entry_flags & FLAG_REVERSE == 0
+}
+
 /// `fits_forward` for a fast-class packet.
 #[inline(always)]
 fn fits_forward(vs: &Vs, k: &V4Key, member: u16) -> bool {
@@ -352,14 +378,7 @@ impl L4 {
         if e.flags & FLAG_RESETTING != 0 {
             return Err(Miss::Slow);
         }
-        // A client's SYN on a closing flow's ports may start a new
-        // connection elsewhere (`reopens_elsewhere_from`): the slow path
-        // decides. Any other SYN (a retransmission, the member's SYN-ACK)
-        // is a state change like the rest.
-        if flow.tcp_flags & tcp::SYN != 0
-            && e.state == TcpState::Closing
-            && e.flags & FLAG_REVERSE == 0
-        {
+        if reopens(flow.tcp_flags, e.state, e.flags) {
             return Err(Miss::Slow);
         }
         let vs = tables.get(e.vs).ok_or(Miss::Slow)?;

@@ -6,10 +6,13 @@
 //! `Ports`, looks the flow up without marking it, and reuses the slow
 //! path's fit checks, translation ([`L4::translation`]) and rewrite
 //! (`apply`): the frames it sends are the slow path's by construction,
-//! and the differential test holds it to that. What it skips is the host
-//! stage, the generic parse with its extension-header walk, the entry
-//! decode of a `FlowRef` and the verdict's routing through the FIB and
-//! the neighbour cache (the worker memoises the next hop per burst). One
+//! and the differential test holds it to that. A frame it classifies but
+//! leaves (a new flow, a client's SYN on a closing flow) goes on to
+//! [`L4::process_classified`] with that record, as an IPv4 one does. What
+//! it skips is the host stage, the generic parse with its extension-header
+//! walk, the entry decode of a `FlowRef` and the verdict's routing through
+//! the FIB and the neighbour cache (the worker memoises the next hop per
+//! burst). One
 //! frame at a time: no prefetch stages yet (an IPv6 key is 40 bytes and
 //! its entry 48; the IPv4 path's pipeline is the model when IPv6 traffic
 //! needs it at millions of flows).
@@ -18,9 +21,9 @@ use super::parse::{Pkt, Ports};
 use super::{fits_forward, fits_reverse, Direction, Rewrite, FLAG_RESETTING, FLAG_REVERSE, L4};
 use crate::lb::conntrack::{Secs, Slot, TcpState};
 use crate::lb::flow::{Family, FlowKey, PROTO_TCP, PROTO_UDP};
-use crate::lb::path::fast::{state_change, Classifier, BFD_PORTS};
+use crate::lb::path::fast::{reopens, state_change, Classifier, Miss, BFD_PORTS};
 use crate::lb::vs::VsTable;
-use crate::wire::{be16, tcp};
+use crate::wire::be16;
 
 /// Ethernet + IPv6 (no extension header): where the transport starts.
 const L4_AT: usize = 14 + 40;
@@ -30,17 +33,17 @@ const MIN_FRAME: usize = L4_AT + 8;
 /// One IPv6 frame of the fast class, parsed as the slow path would.
 #[derive(Clone, Copy, Debug)]
 pub struct V6Flow {
-    p: Pkt,
-    ports: Ports,
-    key: FlowKey,
-    hash: u64,
+    pub(super) p: Pkt,
+    pub(super) ports: Ports,
+    pub(super) key: FlowKey,
+    pub(super) hash: u64,
 }
 
 impl Classifier<'_> {
     /// The IPv6 twin of [`Classifier::classify`]: `Some` only for a frame
     /// that the host stage would pass to the L4 path unchanged (our MAC,
     /// untagged, not multicast, not BFD) and that the L4 path would parse
-    /// without an error into a TCP (no SYN) or UDP packet with hop limit
+    /// without an error into a TCP or UDP packet with hop limit
     /// left.
     #[inline(always)]
     pub fn classify_v6(&self, frame: &[u8]) -> Option<V6Flow> {
@@ -60,7 +63,7 @@ impl Classifier<'_> {
             PROTO_TCP => {
                 let t = frame.get(L4_AT..)?.first_chunk::<20>()?;
                 let data_at = usize::from(t[12] >> 4) * 4;
-                if payload < 20 || data_at < 20 || data_at > payload || t[13] & tcp::SYN != 0 {
+                if payload < 20 || data_at < 20 || data_at > payload {
                     return None;
                 }
                 (t[13], data_at)
@@ -131,23 +134,33 @@ impl L4 {
     /// The IPv6 match stage: what the slow path would do with this packet
     /// of a tracked flow, if the fast path can do it. Changes nothing.
     #[inline(always)]
-    pub fn fast_match_v6(&self, flow: &V6Flow, now: Secs, tables: &VsTable) -> Option<FastHit6> {
-        let slot = self.ct.find_v6(&flow.key, flow.hash, now)?;
+    pub fn fast_match_v6(
+        &self,
+        flow: &V6Flow,
+        now: Secs,
+        tables: &VsTable,
+    ) -> Result<FastHit6, Miss> {
+        let slot = self
+            .ct
+            .find_v6(&flow.key, flow.hash, now)
+            .ok_or(Miss::Untracked)?;
         let e = self.ct.entry_v6(slot);
-        if e.flags & FLAG_RESETTING != 0 {
-            return None;
+        if e.flags & FLAG_RESETTING != 0 || reopens(flow.ports.flags, e.state, e.flags) {
+            return Err(Miss::Slow);
         }
-        let vs = tables.get(e.vs)?;
+        let vs = tables.get(e.vs).ok_or(Miss::Slow)?;
         let fits = if e.flags & FLAG_REVERSE == 0 {
             fits_forward(vs, &flow.p, flow.ports.dport, e.member)
         } else {
             fits_reverse(vs, &flow.p, e.member, flow.ports.sport)
         };
         if !fits {
-            return None;
+            return Err(Miss::Slow);
         }
-        let (rw, dir) = self.translation(vs, &flow.p, flow.ports, e, flow.hash)?;
-        Some(FastHit6 {
+        let (rw, dir) = self
+            .translation(vs, &flow.p, flow.ports, e, flow.hash)
+            .ok_or(Miss::Slow)?;
+        Ok(FastHit6 {
             slot,
             vs: e.vs,
             member: e.member,
