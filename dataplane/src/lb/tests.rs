@@ -2016,51 +2016,50 @@ fn run_fast(l4: &mut L4, t: &VsTable, now: u32, input: &[u8]) -> (L4Verdict, Vec
     let mac = crate::wire::Mac(OUR_MAC);
     if l4.fast_ready(t) {
         if let Some(flow) = classify_v4(input, &mac, 1500, l4.hasher()) {
-            let miss = match l4.fast_match(&flow, now, t) {
+            return match l4.fast_match(&flow, now, t) {
                 Ok(hit) => {
                     let mut out = input.to_vec();
                     l4.fast_commit(&hit, &flow, &mut out, now, t);
                     let dst = IpAddr::from(hit.dst(&flow));
-                    return (L4Verdict::Forward { dst }, out, true);
+                    (L4Verdict::Forward { dst }, out, true)
                 }
-                Err(miss) => miss,
+                Err(miss) => run_classified(l4, t, now, input, (Classified::V4(&flow), miss)),
             };
-            // Left by the match stage: the slow path's decision on
-            // classify's record.
-            let mut buf = vec![0u8; 2048];
-            buf[..input.len()].copy_from_slice(input);
-            let v =
-                l4.process_classified(now, &mut buf, input.len(), (Classified::V4(&flow), miss), t);
-            let n = match v {
-                L4Verdict::Reply(n) => n,
-                _ => input.len(),
-            };
-            return (v, buf[..n].to_vec(), false);
         }
         let classifier = Classifier::new(&mac, 1500, l4.hasher());
         if let Some(flow) = classifier.classify_v6(input) {
-            let miss = match l4.fast_match_v6(&flow, now, t) {
+            return match l4.fast_match_v6(&flow, now, t) {
                 Ok(hit) => {
                     let mut out = input.to_vec();
                     l4.fast_commit_v6(&hit, &flow, &mut out, now, t);
                     let dst = IpAddr::from(hit.dst(&flow));
-                    return (L4Verdict::Forward { dst }, out, true);
+                    (L4Verdict::Forward { dst }, out, true)
                 }
-                Err(miss) => miss,
+                Err(miss) => run_classified(l4, t, now, input, (Classified::V6(&flow), miss)),
             };
-            let mut buf = vec![0u8; 2048];
-            buf[..input.len()].copy_from_slice(input);
-            let v =
-                l4.process_classified(now, &mut buf, input.len(), (Classified::V6(&flow), miss), t);
-            let n = match v {
-                L4Verdict::Reply(n) => n,
-                _ => input.len(),
-            };
-            return (v, buf[..n].to_vec(), false);
         }
     }
     let (v, out) = run(l4, t, now, input);
     (v, out, false)
+}
+
+/// A classified frame the match stage left: the slow path's decision on
+/// classify's record (what the worker's `slow_classified` asks for).
+fn run_classified(
+    l4: &mut L4,
+    t: &VsTable,
+    now: u32,
+    input: &[u8],
+    left: (super::path::Classified<'_>, super::path::Miss),
+) -> (L4Verdict, Vec<u8>, bool) {
+    let mut buf = vec![0u8; 2048];
+    buf[..input.len()].copy_from_slice(input);
+    let v = l4.process_classified(now, &mut buf, input.len(), left, t);
+    let n = match v {
+        L4Verdict::Reply(n) => n,
+        _ => input.len(),
+    };
+    (v, buf[..n].to_vec(), false)
 }
 
 /// The table of the differential tests: DNAT TCP to two members, an
