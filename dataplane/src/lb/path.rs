@@ -279,14 +279,15 @@ fn fits_forward(vs: &Vs, p: &Pkt, dport: u16, member: u16) -> bool {
             .is_some_and(|m| !m.retired)
 }
 
-/// A client's fresh SYN (`next` is `SynSeen`) on the closing flow `e`
-/// reuses its ports for a new connection; if `e`'s member no longer
-/// takes new flows, that connection must not restart on it.
+/// A client's fresh SYN (`flags`; `next` is `SynSeen`) on the closing
+/// flow `e` reuses its ports for a new connection; if `e`'s member no
+/// longer takes new flows, that connection must not restart on it. The
+/// fast path leaves every frame `fast::reopens` picks to the slow path:
+/// built on it, this is a subset of those by construction.
 #[inline(always)]
-fn reopens_elsewhere_from(vs: &Vs, e: &Entry, next: TcpState) -> bool {
-    e.state == TcpState::Closing
+fn reopens_elsewhere_from(vs: &Vs, e: &Entry, flags: u8, next: TcpState) -> bool {
+    fast::reopens(flags, e.state, e.flags)
         && next == TcpState::SynSeen
-        && e.flags & FLAG_REVERSE == 0
         && vs
             .members
             .get(usize::from(e.member))
@@ -539,7 +540,7 @@ impl L4 {
                 if let Some(vs) = vs {
                     if p.proto == PROTO_TCP && e.flags & FLAG_RESETTING == 0 {
                         let st = on_flags(f.state, ports.flags);
-                        reopens_elsewhere = reopens_elsewhere_from(vs, &e, st);
+                        reopens_elsewhere = reopens_elsewhere_from(vs, &e, ports.flags, st);
                         if st != f.state && !reopens_elsewhere {
                             f.set_state(st);
                             f.set_timeout(vs.timeouts.for_state(PROTO_TCP, st));
