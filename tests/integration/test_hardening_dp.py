@@ -189,8 +189,13 @@ def test_punt_flood_leaves_a_transfer_and_bgp_up(lab):
         assert server.stdout.readline().strip() == "listening"
         client = srv.popen(sys.executable, str(HERE / "tcpcheck.py"), "client", "10.81.0.2", "5001", str(20 * 10**6), "1000",
                            stdout=subprocess.PIPE, text=True)
-        floods = [flood(fr, "f0", "udp", 4096, lab["macs"]["ext"], "10.80.0.2", 6),
-                  flood(fr, "f0", "arp", 4096, lab["macs"]["ext"], "10.80.0.2", 6)]
+        # Each flood at 10 x puntRate (2 000/s): far past what the policer
+        # lets through, so it must refuse most of it, but paced, so the test
+        # is about the policer and not about a receive ring shared with BFD
+        # overflowing while the worker is descheduled on a loaded 2-core host
+        # (the flake written up in docs/hardening.md, seen at ~200 k frames/s).
+        floods = [flood(fr, "f0", "udp", 4096, lab["macs"]["ext"], "10.80.0.2", 6, 20_000),
+                  flood(fr, "f0", "arp", 4096, lab["macs"]["ext"], "10.80.0.2", 6, 20_000)]
         sent = [int(f.communicate(timeout=60)[0]) for f in floods]
         out, _ = client.communicate(timeout=180)
         assert client.returncode == 0, out
