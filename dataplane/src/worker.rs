@@ -37,7 +37,7 @@ use crossbeam::queue::ArrayQueue;
 use crate::bfd::{self, PeerKey, RxMeta, SessionTable, StateChange};
 use crate::capture::{self, Dir};
 use crate::counters::{Drop, SharedPort, SharedWorker, WorkerCounters};
-use crate::dpdk::{Burst, Clock, Mbuf, Mempool, RxQueue, TxBuffer, BURST};
+use crate::dpdk::{Burst, Clock, Drain, Mbuf, Mempool, RxQueue, TxBuffer, BURST};
 use crate::host::neighbor::{Nanos, Pending};
 use crate::host::{FromTap, FromWire, Host, HostIo};
 use crate::lb::{
@@ -547,28 +547,29 @@ impl Worker {
         let steer = steer && self.steering.workers() > 1;
         let mut memo = Memo::default();
         let s = secs(now);
-        for (i, (m, flow)) in burst.drain().zip(&flows).enumerate() {
+        let mut frames = burst.drain().zip(&flows).enumerate();
+        // The fast stage takes the run of frames up to the first it
+        // leaves; that one goes on here, then the next run.
+        while let Some((m, flow)) = self.fast(pi, &mut frames, fast, (now, s), tables, &mut memo.v4)
+        {
             // A classified frame the fast path left, and why.
             let mut miss = None;
             let mut flow6 = None;
-            let m = if fast >> i & 1 != 0 {
-                match self.fast(pi, m, flow, (now, s), tables, &mut memo.v4) {
-                    Ok(()) => continue,
-                    Err((m, why)) => {
-                        miss = Some(why);
-                        m
+            let m = match m {
+                Left::Missed(m, why) => {
+                    miss = Some(why);
+                    m
+                }
+                Left::Unclassified(m) if ready => {
+                    match self.fast6(pi, m, (now, s), tables, &mut memo.v6, &mut flow6) {
+                        Ok(()) => continue,
+                        Err(m) => {
+                            miss = flow6.as_ref().map(|(_, why)| *why);
+                            m
+                        }
                     }
                 }
-            } else if ready {
-                match self.fast6(pi, m, (now, s), tables, &mut memo.v6, &mut flow6) {
-                    Ok(()) => continue,
-                    Err(m) => {
-                        miss = flow6.as_ref().map(|(_, why)| *why);
-                        m
-                    }
-                }
-            } else {
-                m
+                Left::Unclassified(m) => m,
             };
             let m = if steer {
                 match self.steer(pi, m, tables) {
@@ -731,10 +732,36 @@ impl Worker {
         fast
     }
 
-    /// Stage 2: a frame of a tracked flow, translated and queued as the
-    /// slow path would; or handed back untouched (`Err`) for the slow path.
+    /// Stage 2, over a run of frames: each frame of the fast class (bit
+    /// `i` of `fast` for the `i`th) of a tracked flow, translated and
+    /// queued as the slow path would. Returns the first frame it leaves,
+    /// untouched: not of the fast class, or classified and missed (and
+    /// why); `None` when the burst is done.
     #[inline(never)]
-    fn fast(
+    fn fast<'f>(
+        &mut self,
+        pi: usize,
+        frames: &mut Frames<'_, 'f>,
+        fast: u32,
+        (now, s): (Nanos, crate::lb::conntrack::Secs),
+        tables: &Tables,
+        memo: &mut [NextHop<[u8; 4]>; 2],
+    ) -> Option<(Left, &'f V4Flow)> {
+        for (i, (m, flow)) in frames {
+            if fast >> i & 1 == 0 {
+                return Some((Left::Unclassified(m), flow));
+            }
+            if let Err((m, why)) = self.fast_one(pi, m, flow, (now, s), tables, memo) {
+                return Some((Left::Missed(m, why), flow));
+            }
+        }
+        None
+    }
+
+    /// [`fast`](Self::fast) for one frame of the fast class: `Err` hands
+    /// it back untouched, with why.
+    #[inline(always)]
+    fn fast_one(
         &mut self,
         pi: usize,
         mut m: Mbuf,
@@ -757,7 +784,7 @@ impl Worker {
         }
         self.count_fast_rx(pi, &m);
         let frame = m.data_mut();
-        self.l4.fast_commit(&hit, flow, frame, s, &tables.vs);
+        self.l4.fast_commit(&hit, flow, frame, s);
         frame[..12].copy_from_slice(&memo.macs);
         self.send_fast(pi, m, memo);
         Ok(())
@@ -1304,6 +1331,19 @@ impl<A> Default for NextHop<A> {
 struct Memo {
     v4: [NextHop<[u8; 4]>; 2],
     v6: [NextHop<[u8; 16]>; 2],
+}
+
+/// A received burst's frames with their classify records, in order.
+type Frames<'b, 'f> = std::iter::Enumerate<std::iter::Zip<Drain<'b>, std::slice::Iter<'f, V4Flow>>>;
+
+/// A frame the fast stage leaves to the rest of `wire_burst`.
+enum Left {
+    /// Not of the (IPv4) fast class.
+    Unclassified(Mbuf),
+    /// Classified, but not the fast path's to handle (a new flow, a SYN
+    /// on a closing flow, an entry only the slow path may change, a next
+    /// hop not known now): why.
+    Missed(Mbuf, Miss),
 }
 
 /// Sends an ARP request or NS for `ip` out of `p`, at most once a second.

@@ -217,13 +217,9 @@ impl Burst {
 
     /// Hands out the received packets one by one, leaving the burst empty.
     #[inline]
-    pub fn drain(&mut self) -> impl Iterator<Item = Mbuf> + '_ {
+    pub fn drain(&mut self) -> Drain<'_> {
         let n = std::mem::take(&mut self.len);
-        self.ptrs[..n].iter().map(|p| {
-            // SAFETY: each of the first n pointers came from rx_burst and is
-            // handed out exactly once (len was reset above).
-            unsafe { Mbuf::from_raw(NonNull::new_unchecked(*p)) }
-        })
+        Drain(self.ptrs[..n].iter())
     }
 
     /// Adds `m` to the burst (frames handed over by another worker are
@@ -256,6 +252,33 @@ impl Burst {
 impl Drop for Burst {
     fn drop(&mut self) {
         self.clear();
+    }
+}
+
+/// A burst's packets, handed out one by one ([`Burst::drain`]); those
+/// not taken are freed with the iterator.
+#[derive(Debug)]
+pub struct Drain<'a>(std::slice::Iter<'a, *mut rte_mbuf>);
+
+impl Iterator for Drain<'_> {
+    type Item = Mbuf;
+
+    #[inline]
+    fn next(&mut self) -> Option<Mbuf> {
+        // SAFETY: the pointers are the first `len` of a burst, which came
+        // from rx_burst (or `push`) and whose `len` `drain` reset: each is
+        // handed out exactly once, here.
+        self.0
+            .next()
+            .map(|p| unsafe { Mbuf::from_raw(NonNull::new_unchecked(*p)) })
+    }
+}
+
+impl Drop for Drain<'_> {
+    fn drop(&mut self) {
+        for m in self.by_ref() {
+            drop(m);
+        }
     }
 }
 

@@ -20,7 +20,7 @@ pub(crate) mod simd;
 use std::ffi::CStr;
 
 pub use eal::{launch, set_timer_slack_ns, tsc, tsc_hz, wait, Clock, Eal};
-pub use mbuf::{Burst, Mbuf, TxBuffer, BURST};
+pub use mbuf::{Burst, Drain, Mbuf, TxBuffer, BURST};
 pub use mempool::Mempool;
 pub use port::{link, stats, Link, Port, PortId, PortStats, RxQueue, TxQueue};
 

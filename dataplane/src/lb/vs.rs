@@ -152,6 +152,76 @@ impl VsMember {
 }
 
 /// A virtual server in the snapshot.
+/// One member of an IPv4 virtual server as the fast path checks and
+/// rewrites its packets (`lb/path/fast.rs`), built with the table: what
+/// `fits_forward` and `fits_reverse` compare, packed so that each is one
+/// masked compare of a word built from the packet's key
+/// ([`Fast4::word`]), and the one's-complement terms of the address the
+/// rewrite replaces, which are constants once the packet fits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, align(64))]
+pub(crate) struct Fast4 {
+    /// A client's packet fits if `word(dst, dport, proto) & in_mask == in_word`
+    /// (the port masked out when the VS takes every port).
+    pub in_word: u64,
+    pub in_mask: u64,
+    /// A member's packet fits if `word(src, sport, proto) & out_mask == out_word`.
+    pub out_word: u64,
+    pub out_mask: u64,
+    /// `!VIP + member` and `!member + VIP` (32-bit words in the frame's
+    /// byte order): the terms the rewrite of each direction's address adds.
+    pub in_delta: u64,
+    pub out_delta: u64,
+    pub vip: [u8; 4],
+    pub addr: [u8; 4],
+    /// The member's port (0: the client's destination port stays).
+    pub port: u16,
+    /// The VS translates the client's address too.
+    pub snat: bool,
+}
+
+/// Never equal to a masked [`Fast4::word`] (whose top byte is zero): the
+/// word of a member no IPv4 packet fits (an IPv6 VS's, a retired one).
+const NO_FIT: u64 = u64::MAX;
+
+impl Fast4 {
+    /// The word [`Fast4`]'s fit compares: an address, a port, a protocol.
+    #[inline(always)]
+    pub fn word(addr: [u8; 4], port: u16, proto: u8) -> u64 {
+        u64::from(u32::from_ne_bytes(addr)) | u64::from(port) << 32 | u64::from(proto) << 48
+    }
+
+    fn new(vs: &Vs, m: &VsMember) -> Fast4 {
+        let v4 = |b: &[u8; 16]| [b[0], b[1], b[2], b[3]];
+        let (vip, addr) = (v4(&vs.vip_bytes), v4(&m.bytes));
+        let term = |old: [u8; 4], new: [u8; 4]| {
+            u64::from(!u32::from_ne_bytes(old)) + u64::from(u32::from_ne_bytes(new))
+        };
+        let mask = |port: u16| if port == 0 { !(0xffff << 32) } else { !0 };
+        let fits = vs.family == Family::V4 && !m.retired;
+        Fast4 {
+            in_word: if fits {
+                Fast4::word(vip, vs.port, vs.proto_number)
+            } else {
+                NO_FIT
+            },
+            in_mask: mask(vs.port),
+            out_word: if fits {
+                Fast4::word(addr, m.port, vs.proto_number)
+            } else {
+                NO_FIT
+            },
+            out_mask: mask(m.port),
+            in_delta: term(vip, addr),
+            out_delta: term(addr, vip),
+            vip,
+            addr,
+            port: m.port,
+            snat: vs.snats(),
+        }
+    }
+}
+
 #[derive(Clone, PartialEq, Eq)]
 pub struct Vs {
     pub name: String,
@@ -204,8 +274,11 @@ pub struct MemberRef {
 #[derive(Clone)]
 pub struct VsTable {
     vss: Vec<Vs>,
-    /// Index of each VS's first member counter in a flat per-member array.
-    member_base: Vec<u32>,
+    /// Index of each VS's first member counter in a flat per-member
+    /// array, and its member count.
+    member_base: Vec<(u32, u32)>,
+    /// Each member's [`Fast4`], in that flat order.
+    fast4: Vec<Fast4>,
     members_total: usize,
     by_key: FixedMap<u32>,
     vips: FixedMap<()>,
@@ -357,7 +430,7 @@ impl VsTable {
             }
             let maglev =
                 build_maglev(&members).map_err(|source| VsError::Maglev { index, source })?;
-            member_base.push(members_total as u32);
+            member_base.push((members_total as u32, members.len() as u32));
             members_total += members.len();
             vss.push(Vs {
                 name: s.name.clone(),
@@ -375,6 +448,10 @@ impl VsTable {
                 maglev,
             });
         }
+        let fast4 = vss
+            .iter()
+            .flat_map(|vs| vs.members.iter().map(move |m| Fast4::new(vs, m)))
+            .collect();
         // SNAT addresses: never a VIP (their return traffic would be taken
         // for new flows).
         let mut snat_addrs = FixedMap::with_capacity(8);
@@ -424,6 +501,7 @@ impl VsTable {
         Ok(VsTable {
             vss,
             member_base,
+            fast4,
             members_total,
             by_key,
             vips,
@@ -443,10 +521,15 @@ impl VsTable {
     /// the retired member's flows no longer fit their entry and are taken
     /// for new ones (a TCP flow is then reset by the member Maglev picks).
     pub fn retire(&mut self, vs: usize, member: usize) {
-        if let Some(m) = self.vss.get_mut(vs).and_then(|v| v.members.get_mut(member)) {
+        let Some(v) = self.vss.get_mut(vs) else {
+            return;
+        };
+        if let Some(m) = v.members.get_mut(member) {
             m.retired = true;
             m.healthy = false;
             m.weight = 0;
+            let f = Fast4::new(v, &v.members[member]);
+            self.fast4[self.member_base[vs].0 as usize + member] = f;
         }
     }
 
@@ -458,6 +541,7 @@ impl VsTable {
     pub fn same_content(&self, other: &VsTable) -> bool {
         self.vss == other.vss
             && self.member_base == other.member_base
+            && self.fast4 == other.fast4
             && self.members_total == other.members_total
             && self.by_key == other.by_key
             && self.vips == other.vips
@@ -502,7 +586,20 @@ impl VsTable {
     /// Index of VS `vs`'s first member in a flat per-member array of
     /// [`members_total`](Self::members_total) entries.
     pub fn member_base(&self, vs: u32) -> usize {
-        self.member_base[vs as usize] as usize
+        self.member_base[vs as usize].0 as usize
+    }
+
+    /// Member `member` of VS `vs` as the IPv4 fast path sees it, and its
+    /// index in the flat per-member array; `None` if there is no such
+    /// member.
+    #[inline(always)]
+    pub(crate) fn fast4(&self, vs: u32, member: u16) -> Option<(&Fast4, usize)> {
+        let &(base, count) = self.member_base.get(vs as usize)?;
+        if u32::from(member) >= count {
+            return None;
+        }
+        let i = base as usize + usize::from(member);
+        Some((self.fast4.get(i)?, i))
     }
 
     pub fn members_total(&self) -> usize {

@@ -44,7 +44,7 @@ use super::parse::{Pkt, Ports};
 use super::{on_flags, pool_index, Direction, RevKey, FLAG_RESETTING, FLAG_REVERSE, L4};
 use crate::lb::conntrack::{Hint, Secs, Slot, TcpState, V4Key};
 use crate::lb::flow::{Family, FlowHasher, PROTO_TCP, PROTO_UDP};
-use crate::lb::vs::{Vs, VsTable};
+use crate::lb::vs::{Fast4, Vs, VsTable};
 use crate::wire::{be16, checksum, tcp, Mac};
 
 /// Ethernet + IPv4 (no options): where the transport header starts.
@@ -256,10 +256,14 @@ pub enum Miss {
 pub struct FastHit {
     slot: Slot,
     vs: u32,
-    member: u16,
+    /// The member's index in the table's flat per-member array.
+    member_slot: usize,
     dir: Direction,
     src: Option<V4Nat>,
     dst: Option<V4Nat>,
+    /// The one's-complement terms of the addresses `src` and `dst`
+    /// replace (what `set_addr` would add, known before the frame is read).
+    delta: u64,
     /// The TCP state the packet moves its entry to, and its timeout.
     state: Option<(TcpState, u16)>,
 }
@@ -296,6 +300,12 @@ pub(super) fn state_change(
     flags: u8,
     vs: &Vs,
 ) -> Option<(TcpState, u16)> {
+    next_state(proto, state, flags).map(|next| (next, vs.timeouts.for_state(PROTO_TCP, next)))
+}
+
+/// [`state_change`]'s new state, without its timeout.
+#[inline(always)]
+fn next_state(proto: u8, state: TcpState, flags: u8) -> Option<TcpState> {
     // The common case first: not TCP, or data or an ACK on an established
     // flow.
     if proto != PROTO_TCP || (state == TcpState::Established && flags & (tcp::FIN | tcp::RST) == 0)
@@ -303,7 +313,7 @@ pub(super) fn state_change(
         return None;
     }
     let next = on_flags(state, flags);
-    (next != state).then(|| (next, vs.timeouts.for_state(PROTO_TCP, next)))
+    (next != state).then_some(next)
 }
 
 /// A client's SYN (`flags`) on a closing flow's ports (its forward entry:
@@ -313,29 +323,6 @@ pub(super) fn state_change(
 #[inline(always)]
 pub(super) fn reopens(flags: u8, state: TcpState, entry_flags: u8) -> bool {
     flags & tcp::SYN != 0 && state == TcpState::Closing && entry_flags & FLAG_REVERSE == 0
-}
-
-/// `fits_forward` for a fast-class packet.
-#[inline(always)]
-fn fits_forward(vs: &Vs, k: &V4Key, member: u16) -> bool {
-    vs.family == Family::V4
-        && v4(&vs.vip_bytes) == k.dst
-        && vs.proto_number == k.proto
-        && (vs.port == 0 || vs.port == k.dport)
-        && vs
-            .members
-            .get(usize::from(member))
-            .is_some_and(|m| !m.retired)
-}
-
-/// `fits_reverse` for a fast-class packet.
-#[inline(always)]
-fn fits_reverse(vs: &Vs, k: &V4Key, member: u16) -> bool {
-    vs.family == Family::V4
-        && vs.proto_number == k.proto
-        && vs.members.get(usize::from(member)).is_some_and(|m| {
-            !m.retired && v4(&m.bytes) == k.src && (m.port == 0 || m.port == k.sport)
-        })
 }
 
 impl L4 {
@@ -368,6 +355,10 @@ impl L4 {
 
     /// The match stage: what the slow path would do with this packet of a
     /// tracked flow, if it is one the fast path handles. Changes nothing.
+    /// The entry's member as the table's [`Fast4`] record: fitting the
+    /// packet is a masked compare, the address rewrite's checksum terms
+    /// are the record's; the VS itself is read only for a state change's
+    /// timeout and SNAT.
     #[inline(always)]
     pub fn fast_match(&self, flow: &V4Flow, now: Secs, tables: &VsTable) -> Result<FastHit, Miss> {
         let slot = self
@@ -381,64 +372,69 @@ impl L4 {
         if reopens(flow.tcp_flags, e.state, e.flags) {
             return Err(Miss::Slow);
         }
-        let vs = tables.get(e.vs).ok_or(Miss::Slow)?;
-        let state = state_change(flow.key.proto, e.state, flow.tcp_flags, vs);
+        let (m, member_slot) = tables.fast4(e.vs, e.member).ok_or(Miss::Slow)?;
         let k = &flow.key;
-        let hit = |dir, src, dst| FastHit {
+        let vs = || tables.get(e.vs).ok_or(Miss::Slow);
+        let state = match next_state(k.proto, e.state, flow.tcp_flags) {
+            Some(next) => Some((next, vs()?.timeouts.for_state(PROTO_TCP, next))),
+            None => None,
+        };
+        let hit = |dir, src, dst, delta| FastHit {
             slot,
             vs: e.vs,
-            member: e.member,
+            member_slot,
             dir,
             src,
             dst,
+            delta,
             state,
         };
         if e.flags & FLAG_REVERSE == 0 {
             // forward_rewrite
-            if !fits_forward(vs, k, e.member) {
+            if Fast4::word(k.dst, k.dport, k.proto) & m.in_mask != m.in_word {
                 return Err(Miss::Slow);
             }
-            let m = &vs.members[usize::from(e.member)];
             let dst = V4Nat {
-                addr: v4(&m.bytes),
+                addr: m.addr,
                 port: if m.port == 0 { k.dport } else { m.port },
             };
-            let src = if vs.snats() {
-                vs.snat_bytes.get(pool_index(e.flags)).map(|a| V4Nat {
-                    addr: v4(a),
-                    port: e.nat_port,
-                })
-            } else {
-                None
-            };
-            Ok(hit(Direction::In, src, Some(dst)))
+            if !m.snat {
+                return Ok(hit(Direction::In, None, Some(dst), m.in_delta));
+            }
+            let pool = &vs()?.snat_bytes;
+            let src = pool.get(pool_index(e.flags)).map(|a| V4Nat {
+                addr: v4(a),
+                port: e.nat_port,
+            });
+            let delta = m.in_delta + src.map_or(0, |s| term(k.src, s.addr));
+            Ok(hit(Direction::In, src, Some(dst), delta))
         } else {
-            if !fits_reverse(vs, k, e.member) {
+            if Fast4::word(k.src, k.sport, k.proto) & m.out_mask != m.out_word {
                 return Err(Miss::Slow);
             }
-            let client = if vs.snats() {
-                let rev = RevKey {
-                    h: flow.hash,
-                    mport: k.sport,
-                    port: k.dport,
-                    proto: k.proto,
-                    dst: &k.dst,
-                };
-                let r = self
-                    .snat_flow(vs, (e.vs, e.member), &rev)
-                    .ok_or(Miss::Slow)?;
-                Some(V4Nat {
-                    addr: v4(r.fwd.src_bytes()),
-                    port: r.fwd.src_port(),
-                })
-            } else {
-                None
-            };
             let vip = V4Nat {
-                addr: v4(&vs.vip_bytes),
+                addr: m.vip,
                 port: e.nat_port,
             };
-            Ok(hit(Direction::Out, Some(vip), client))
+            if !m.snat {
+                return Ok(hit(Direction::Out, Some(vip), None, m.out_delta));
+            }
+            let rev = RevKey {
+                h: flow.hash,
+                mport: k.sport,
+                port: k.dport,
+                proto: k.proto,
+                dst: &k.dst,
+            };
+            let r = self
+                .snat_flow(vs()?, (e.vs, e.member), &rev)
+                .ok_or(Miss::Slow)?;
+            let client = V4Nat {
+                addr: v4(r.fwd.src_bytes()),
+                port: r.fwd.src_port(),
+            };
+            let delta = m.out_delta + term(k.dst, client.addr);
+            Ok(hit(Direction::Out, Some(vip), Some(client), delta))
         }
     }
 
@@ -446,23 +442,15 @@ impl L4 {
     /// and counts it, exactly as the slow path does for this packet.
     /// `frame` is the whole frame (`len` bytes); the caller sends it.
     #[inline(always)]
-    pub fn fast_commit(
-        &mut self,
-        hit: &FastHit,
-        flow: &V4Flow,
-        frame: &mut [u8],
-        now: Secs,
-        tables: &VsTable,
-    ) {
+    pub fn fast_commit(&mut self, hit: &FastHit, flow: &V4Flow, frame: &mut [u8], now: Secs) {
         self.ct.touch(hit.slot, now);
         if let Some((state, timeout)) = hit.state {
             self.ct.set_state_v4(hit.slot, state, timeout);
         }
         let bytes = frame.len() as u64;
-        rewrite(frame, flow, hit.src, hit.dst);
+        rewrite(frame, flow, hit);
         // What `pass` counts.
-        let member_slot = tables.member_base(hit.vs) + usize::from(hit.member);
-        self.count_pass(hit.dir, hit.vs, member_slot, bytes);
+        self.count_pass(hit.dir, hit.vs, hit.member_slot, bytes);
     }
 }
 
@@ -477,18 +465,11 @@ fn ne16(h: &[u8; HEADERS], at: usize) -> u64 {
     u64::from(u16::from_ne_bytes([h[at], h[at + 1]]))
 }
 
-/// The 32-bit word at `at`, in the frame's byte order.
+/// The one's-complement term of replacing address `old` by `new` (both
+/// as they lie in the frame): what the rewrite adds to both checksums.
 #[inline(always)]
-fn ne32(h: &[u8; HEADERS], at: usize) -> u64 {
-    u64::from(u32::from_ne_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]))
-}
-
-/// Replaces the address at `at`: returns its one's-complement delta.
-#[inline(always)]
-fn set_addr(h: &mut [u8; HEADERS], at: usize, new: [u8; 4]) -> u64 {
-    let d = (!ne32(h, at) & 0xffff_ffff) + u64::from(u32::from_ne_bytes(new));
-    h[at..at + 4].copy_from_slice(&new);
-    d
+fn term(old: [u8; 4], new: [u8; 4]) -> u64 {
+    u64::from(!u32::from_ne_bytes(old)) + u64::from(u32::from_ne_bytes(new))
 }
 
 /// Replaces the port at `at`: returns its one's-complement delta.
@@ -499,6 +480,12 @@ fn set_port(h: &mut [u8; HEADERS], at: usize, new: u16) -> u64 {
     h[at..at + 2].copy_from_slice(&new);
     d
 }
+
+/// The one's-complement term of the TTL's decrement: `!w + w'` for the
+/// TTL/protocol word `w` before and `w'` after, which is `0xffff` less
+/// the TTL's unit in that word (in the frame's byte order), whatever the
+/// TTL (> 1: no borrow) and the protocol.
+const TTL_TERM: u64 = 0xffff - u16::from_ne_bytes([1, 0]) as u64;
 
 /// The checksum to store for the one's-complement sum `acc`.
 #[inline(always)]
@@ -512,25 +499,27 @@ fn fold(acc: u64) -> u16 {
 /// (RFC 1071 §2(B)), so it runs on the words as they lie in the frame, no
 /// swaps; an address is one 32-bit term, whose fold is the sum of its two
 /// 16-bit ones (zero only if both are): the same result.
+/// The address terms are `hit.delta`'s (the addresses the frame holds are
+/// its key's, which the match stage checked).
 #[inline(always)]
-fn rewrite(frame: &mut [u8], flow: &V4Flow, src: Option<V4Nat>, dst: Option<V4Nat>) {
+fn rewrite(frame: &mut [u8], flow: &V4Flow, hit: &FastHit) {
     let Some(f) = frame.get_mut(..usize::from(flow.end)) else {
         return; // classify saw the frame hold the packet
     };
     let Some((h, rest)) = f.split_first_chunk_mut::<HEADERS>() else {
         return;
     };
+    let (src, dst) = (hit.src, hit.dst);
     // Address terms: both checksums; port terms: the L4 one.
-    let mut d = 0u64;
+    let mut d = hit.delta;
     if let Some(s) = src {
-        d += set_addr(h, 26, s.addr);
+        h[26..30].copy_from_slice(&s.addr);
     }
     if let Some(t) = dst {
-        d += set_addr(h, 30, t.addr);
+        h[30..34].copy_from_slice(&t.addr);
     }
-    let ttl_proto = !ne16(h, 22) & 0xffff;
     h[22] -= 1; // classify: TTL > 1
-    let ip = d + ttl_proto + ne16(h, 22) + (!ne16(h, 24) & 0xffff);
+    let ip = d + TTL_TERM + (!ne16(h, 24) & 0xffff);
     h[24..26].copy_from_slice(&fold(ip).to_ne_bytes());
     if let Some(s) = src {
         d += set_port(h, L4_AT, s.port);
