@@ -204,10 +204,12 @@ impl<'a> Classifier<'a> {
 }
 
 /// The IPv4 header checksum of a 20-byte header is right: five 32-bit
-/// words summed, folded (RFC 1071 §2(B)).
+/// words summed, folded (RFC 1071 §2(B)); in the frame's byte order, as
+/// the sum does not depend on it and its one right result, 0xffff, reads
+/// the same both ways.
 #[inline(always)]
 fn header_checksum_ok(h: &[u8; MIN_FRAME]) -> bool {
-    let w = |at: usize| u64::from(u32::from_be_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]));
+    let w = |at: usize| u64::from(u32::from_ne_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]));
     let sum = w(14) + w(18) + w(22) + w(26) + w(30);
     let sum = (sum & 0xffff_ffff) + (sum >> 32);
     let sum = (sum & 0xffff) + (sum >> 16);
@@ -251,7 +253,11 @@ pub enum Miss {
     Slow,
 }
 
-/// The slow path's decision for a packet of an established flow.
+/// The slow path's decision for a packet of an established flow, as the
+/// commit stage applies it: the address and port the direction
+/// translates (a client's destination, a member's source), SNAT's other
+/// side, and both checksums' one's-complement deltas, all found from the
+/// key before the frame is written.
 #[derive(Clone, Copy, Debug)]
 pub struct FastHit {
     slot: Slot,
@@ -259,13 +265,16 @@ pub struct FastHit {
     /// The member's index in the table's flat per-member array.
     member_slot: usize,
     dir: Direction,
-    src: Option<V4Nat>,
-    dst: Option<V4Nat>,
-    /// The one's-complement terms of the addresses `src` and `dst`
-    /// replace (what `set_addr` would add, known before the frame is read).
-    delta: u64,
     /// The TCP state the packet moves its entry to, and its timeout.
     state: Option<(TcpState, u16)>,
+    /// The destination of a client's packet, the source of a member's.
+    to: V4Nat,
+    /// SNAT: the source of a client's packet, the destination of a member's.
+    other: Option<V4Nat>,
+    /// The rewrite's terms in the IPv4 header checksum (addresses; the
+    /// TTL's is [`TTL_TERM`]) and in the L4 checksum (addresses, ports).
+    ip_delta: u64,
+    l4_delta: u64,
 }
 
 impl FastHit {
@@ -278,9 +287,10 @@ impl FastHit {
     /// The packet's destination after the rewrite (where to route it).
     #[inline(always)]
     pub fn dst(&self, flow: &V4Flow) -> [u8; 4] {
-        match &self.dst {
-            Some(d) => d.addr,
-            None => flow.key.dst,
+        match (self.dir, &self.other) {
+            (Direction::In, _) => self.to.addr,
+            (Direction::Out, Some(client)) => client.addr,
+            (Direction::Out, None) => flow.key.dst,
         }
     }
 }
@@ -379,45 +389,52 @@ impl L4 {
             Some(next) => Some((next, vs()?.timeouts.for_state(PROTO_TCP, next))),
             None => None,
         };
-        let hit = |dir, src, dst, delta| FastHit {
+        let hit = |dir, to, other, ip_delta, l4_delta| FastHit {
             slot,
             vs: e.vs,
             member_slot,
             dir,
-            src,
-            dst,
-            delta,
             state,
+            to,
+            other,
+            ip_delta,
+            l4_delta,
         };
         if e.flags & FLAG_REVERSE == 0 {
             // forward_rewrite
             if Fast4::word(k.dst, k.dport, k.proto) & m.in_mask != m.in_word {
                 return Err(Miss::Slow);
             }
-            let dst = V4Nat {
+            let to = V4Nat {
                 addr: m.addr,
                 port: if m.port == 0 { k.dport } else { m.port },
             };
+            let ports = port_term(k.dport, to.port);
             if !m.snat {
-                return Ok(hit(Direction::In, None, Some(dst), m.in_delta));
+                return Ok(hit(Direction::In, to, None, m.in_delta, m.in_delta + ports));
             }
             let pool = &vs()?.snat_bytes;
-            let src = pool.get(pool_index(e.flags)).map(|a| V4Nat {
+            let Some(a) = pool.get(pool_index(e.flags)) else {
+                return Ok(hit(Direction::In, to, None, m.in_delta, m.in_delta + ports));
+            };
+            let src = V4Nat {
                 addr: v4(a),
                 port: e.nat_port,
-            });
-            let delta = m.in_delta + src.map_or(0, |s| term(k.src, s.addr));
-            Ok(hit(Direction::In, src, Some(dst), delta))
+            };
+            let ip = m.in_delta + term(k.src, src.addr);
+            let l4 = ip + ports + port_term(k.sport, src.port);
+            Ok(hit(Direction::In, to, Some(src), ip, l4))
         } else {
             if Fast4::word(k.src, k.sport, k.proto) & m.out_mask != m.out_word {
                 return Err(Miss::Slow);
             }
-            let vip = V4Nat {
+            let to = V4Nat {
                 addr: m.vip,
                 port: e.nat_port,
             };
+            let ports = port_term(k.sport, to.port);
             if !m.snat {
-                return Ok(hit(Direction::Out, Some(vip), None, m.out_delta));
+                return Ok(hit(Direction::Out, to, None, m.out_delta, m.out_delta + ports));
             }
             let rev = RevKey {
                 h: flow.hash,
@@ -433,8 +450,9 @@ impl L4 {
                 addr: v4(r.fwd.src_bytes()),
                 port: r.fwd.src_port(),
             };
-            let delta = m.out_delta + term(k.dst, client.addr);
-            Ok(hit(Direction::Out, Some(vip), Some(client), delta))
+            let ip = m.out_delta + term(k.dst, client.addr);
+            let l4 = ip + ports + port_term(k.dport, client.port);
+            Ok(hit(Direction::Out, to, Some(client), ip, l4))
         }
     }
 
@@ -472,13 +490,11 @@ fn term(old: [u8; 4], new: [u8; 4]) -> u64 {
     u64::from(!u32::from_ne_bytes(old)) + u64::from(u32::from_ne_bytes(new))
 }
 
-/// Replaces the port at `at`: returns its one's-complement delta.
+/// [`term`] for replacing port `old` by `new` (host order): the L4
+/// checksum's.
 #[inline(always)]
-fn set_port(h: &mut [u8; HEADERS], at: usize, new: u16) -> u64 {
-    let new = new.to_be_bytes();
-    let d = (!ne16(h, at) & 0xffff) + u64::from(u16::from_ne_bytes(new));
-    h[at..at + 2].copy_from_slice(&new);
-    d
+fn port_term(old: u16, new: u16) -> u64 {
+    u64::from(!old.to_be()) + u64::from(new.to_be())
 }
 
 /// The one's-complement term of the TTL's decrement: `!w + w'` for the
@@ -498,9 +514,9 @@ fn fold(acc: u64) -> u16 {
 /// included). The one's-complement sum does not depend on byte order
 /// (RFC 1071 §2(B)), so it runs on the words as they lie in the frame, no
 /// swaps; an address is one 32-bit term, whose fold is the sum of its two
-/// 16-bit ones (zero only if both are): the same result.
-/// The address terms are `hit.delta`'s (the addresses the frame holds are
-/// its key's, which the match stage checked).
+/// 16-bit ones (zero only if both are): the same result. The terms of
+/// what is replaced are the hit's deltas (the frame holds the key the
+/// match stage found them from): the same sums, so the same folds.
 #[inline(always)]
 fn rewrite(frame: &mut [u8], flow: &V4Flow, hit: &FastHit) {
     let Some(f) = frame.get_mut(..usize::from(flow.end)) else {
@@ -509,24 +525,29 @@ fn rewrite(frame: &mut [u8], flow: &V4Flow, hit: &FastHit) {
     let Some((h, rest)) = f.split_first_chunk_mut::<HEADERS>() else {
         return;
     };
-    let (src, dst) = (hit.src, hit.dst);
-    // Address terms: both checksums; port terms: the L4 one.
-    let mut d = hit.delta;
-    if let Some(s) = src {
-        h[26..30].copy_from_slice(&s.addr);
-    }
-    if let Some(t) = dst {
-        h[30..34].copy_from_slice(&t.addr);
+    let (to, port) = (hit.to.addr, hit.to.port.to_be_bytes());
+    let other = hit.other.map(|o| (o.addr, o.port.to_be_bytes()));
+    match hit.dir {
+        Direction::In => {
+            h[30..34].copy_from_slice(&to);
+            h[L4_AT + 2..L4_AT + 4].copy_from_slice(&port);
+            if let Some((addr, port)) = other {
+                h[26..30].copy_from_slice(&addr);
+                h[L4_AT..L4_AT + 2].copy_from_slice(&port);
+            }
+        }
+        Direction::Out => {
+            h[26..30].copy_from_slice(&to);
+            h[L4_AT..L4_AT + 2].copy_from_slice(&port);
+            if let Some((addr, port)) = other {
+                h[30..34].copy_from_slice(&addr);
+                h[L4_AT + 2..L4_AT + 4].copy_from_slice(&port);
+            }
+        }
     }
     h[22] -= 1; // classify: TTL > 1
-    let ip = d + TTL_TERM + (!ne16(h, 24) & 0xffff);
+    let ip = hit.ip_delta + TTL_TERM + (!ne16(h, 24) & 0xffff);
     h[24..26].copy_from_slice(&fold(ip).to_ne_bytes());
-    if let Some(s) = src {
-        d += set_port(h, L4_AT, s.port);
-    }
-    if let Some(t) = dst {
-        d += set_port(h, L4_AT + 2, t.port);
-    }
     let udp = flow.key.proto == PROTO_UDP;
     let sum = if udp {
         h.last_chunk_mut::<2>()
@@ -541,7 +562,7 @@ fn rewrite(frame: &mut [u8], flow: &V4Flow, hit: &FastHit) {
     if udp && old == 0 {
         return; // no checksum, and it stays so
     }
-    let mut c = fold(u64::from(!old) + d);
+    let mut c = fold(u64::from(!old) + hit.l4_delta);
     if udp && c == 0 {
         c = 0xffff;
     }
