@@ -203,19 +203,16 @@ impl<'a> Classifier<'a> {
     }
 }
 
-/// The IPv4 header checksum of a 20-byte header is right: five 32-bit
-/// words summed, folded (RFC 1071 §2(B)); in the frame's byte order, as
-/// the sum does not depend on it and its one right result, 0xffff, reads
-/// the same both ways.
+/// The IPv4 header checksum of a 20-byte header is right: its
+/// one's-complement sum folds to 0xffff (RFC 1071 §2(B)). In the frame's
+/// byte order, as the sum does not depend on it and 0xffff reads the same
+/// both ways; without the folds, as a fold keeps the sum modulo 0xffff
+/// (2^16 ≡ 1) and gives 0xffff exactly for the non-zero multiples of it.
 #[inline(always)]
 fn header_checksum_ok(h: &[u8; MIN_FRAME]) -> bool {
     let w = |at: usize| u64::from(u32::from_ne_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]));
     let sum = w(14) + w(18) + w(22) + w(26) + w(30);
-    let sum = (sum & 0xffff_ffff) + (sum >> 32);
-    let sum = (sum & 0xffff) + (sum >> 16);
-    let sum = (sum & 0xffff) + (sum >> 16);
-    let sum = (sum & 0xffff) + (sum >> 16);
-    sum == 0xffff
+    sum % 0xffff == 0 && sum != 0
 }
 
 /// A new address and port for one end of a packet.
@@ -434,7 +431,13 @@ impl L4 {
             };
             let ports = port_term(k.sport, to.port);
             if !m.snat {
-                return Ok(hit(Direction::Out, to, None, m.out_delta, m.out_delta + ports));
+                return Ok(hit(
+                    Direction::Out,
+                    to,
+                    None,
+                    m.out_delta,
+                    m.out_delta + ports,
+                ));
             }
             let rev = RevKey {
                 h: flow.hash,
@@ -567,4 +570,59 @@ fn rewrite(frame: &mut [u8], flow: &V4Flow, hit: &FastHit) {
         c = 0xffff;
     }
     *sum = c.to_ne_bytes();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// RFC 1071's way: ten 16-bit words summed, carries folded back in.
+    fn folded(header: &[u8]) -> u16 {
+        let mut sum: u32 = header
+            .chunks(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+            .sum();
+        while sum > 0xffff {
+            sum = (sum & 0xffff) + (sum >> 16);
+        }
+        sum as u16
+    }
+
+    fn frame(header: [u8; 20]) -> [u8; MIN_FRAME] {
+        let mut f = [0; MIN_FRAME];
+        f[14..34].copy_from_slice(&header);
+        f
+    }
+
+    proptest! {
+        #[test]
+        fn header_checksum_check_is_rfc_1071s(header in any::<[u8; 20]>()) {
+            prop_assert_eq!(header_checksum_ok(&frame(header)), folded(&header) == 0xffff);
+        }
+
+        #[test]
+        fn a_header_with_its_checksum_set_passes(mut header in any::<[u8; 20]>()) {
+            header[10..12].fill(0);
+            let c = !folded(&header);
+            header[10..12].copy_from_slice(&c.to_be_bytes());
+            // The sum of a header with its checksum set is 0xffff, unless
+            // everything else was zero (then 0x0000 stands in the field
+            // and the sum stays zero: no valid header looks like that).
+            let zero = header.iter().all(|&b| b == 0);
+            prop_assert_eq!(header_checksum_ok(&frame(header)), !zero);
+        }
+    }
+
+    #[test]
+    fn headers_summing_to_zero_or_to_multiples_of_0xffff() {
+        assert!(!header_checksum_ok(&frame([0; 20])));
+        let mut h = [0; 20];
+        h[0..2].copy_from_slice(&[0xff, 0xff]);
+        assert!(header_checksum_ok(&frame(h))); // 0xffff
+        h[2..4].copy_from_slice(&[0xff, 0xff]);
+        assert!(header_checksum_ok(&frame(h))); // 0x1fffe folds to 0xffff
+        h[4] = 1;
+        assert!(!header_checksum_ok(&frame(h)));
+    }
 }
