@@ -416,10 +416,14 @@ impl V4Slot {
     /// builds no [`FlowKey`]).
     #[inline(always)]
     fn matches_v4(&self, k: &V4Key) -> bool {
-        self.src == k.src
-            && self.dst == k.dst
-            && self.src_port == k.sport
-            && self.dst_port == k.dport
+        // Three compares, not five: both addresses as one word, both ports
+        // as another (adjacent in both layouts), then the protocol.
+        let addrs = |s: [u8; 4], d: [u8; 4]| {
+            u64::from(u32::from_ne_bytes(s)) | u64::from(u32::from_ne_bytes(d)) << 32
+        };
+        let ports = |s: u16, d: u16| u32::from(s) | u32::from(d) << 16;
+        addrs(self.src, self.dst) == addrs(k.src, k.dst)
+            && ports(self.src_port, self.dst_port) == ports(k.sport, k.dport)
             && self.proto == k.proto
     }
 }
@@ -535,8 +539,10 @@ impl Stored for Entry {
     }
 }
 
-/// An IPv4 flow key by parts, as the fast path classifies it.
+/// An IPv4 flow key by parts, as the fast path classifies it. Laid out
+/// as a [`V4Slot`]'s key (addresses, then ports): compared a word at a time.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[repr(C)]
 pub struct V4Key {
     pub src: [u8; 4],
     pub dst: [u8; 4],
