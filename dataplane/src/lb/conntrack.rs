@@ -574,10 +574,31 @@ impl Default for Hint {
 /// Where [`ConnTable::find_v4`] found a live flow. Valid until the table
 /// next changes (an insert may move entries, a remove frees them): use it
 /// at once, before any insert or remove.
+/// A slot's index among all of its table's slots (bucket `i / 8`, slot
+/// `i % 8`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Slot {
-    bucket: u32,
-    slot: u32,
+pub struct Slot(u32);
+
+impl Slot {
+    #[inline(always)]
+    fn new(bucket: usize, slot: usize) -> Slot {
+        Slot((bucket * SLOTS_PER_BUCKET + slot) as u32)
+    }
+
+    #[inline(always)]
+    fn index(self) -> usize {
+        self.0 as usize
+    }
+
+    #[inline(always)]
+    fn bucket(self) -> usize {
+        self.index() / SLOTS_PER_BUCKET
+    }
+
+    #[inline(always)]
+    fn slot(self) -> usize {
+        self.index() % SLOTS_PER_BUCKET
+    }
 }
 
 /// What `insert` stores for a new flow.
@@ -940,18 +961,15 @@ impl<S: Stored> Table<S> {
     /// The flow at `slot` moves to TCP `state`, with `timeout`.
     #[inline(always)]
     fn set_state(&mut self, slot: Slot, state: TcpState, timeout: u16) {
-        let (b, s) = (slot.bucket as usize, slot.slot as usize);
-        self.entries[b * SLOTS_PER_BUCKET + s]
-            .stored()
-            .set_state(state);
-        self.buckets[b].timeout[s] = timeout.max(1);
+        self.entries[slot.index()].stored().set_state(state);
+        self.buckets[slot.bucket()].timeout[slot.slot()] = timeout.max(1);
     }
 
     /// A hit at `slot`: counted, the flow marked seen at `now`.
     #[inline(always)]
     fn touch(&mut self, slot: Slot, now: Secs) {
         self.counters.hits += 1;
-        let seen = &mut self.buckets[slot.bucket as usize].last_seen[slot.slot as usize];
+        let seen = &mut self.buckets[slot.bucket()].last_seen[slot.slot()];
         if *seen != now {
             *seen = now; // only dirty the line when the second changes
         }
@@ -961,13 +979,7 @@ impl<S: Stored> Table<S> {
     fn lookup(&mut self, key: &FlowKey, hash: u64, now: Secs) -> Option<FlowRef<'_>> {
         match self.find(key, hash, now) {
             Some((b, s)) => {
-                self.touch(
-                    Slot {
-                        bucket: b as u32,
-                        slot: s as u32,
-                    },
-                    now,
-                );
+                self.touch(Slot::new(b, s), now);
                 Some(self.flow_ref(b, s, false, None))
             }
             None => {
@@ -1146,10 +1158,7 @@ impl Table<V4Slot> {
         let i = hint.0 as usize;
         let (b, s) = (i / SLOTS_PER_BUCKET, i % SLOTS_PER_BUCKET);
         let hit = self.buckets.get(b)?.live(s, now) && self.entries[i].matches_v4(key);
-        hit.then_some(Slot {
-            bucket: b as u32,
-            slot: s as u32,
-        })
+        hit.then_some(Slot(hint.0))
     }
 
     /// The live slot among `m` (a slot mask) of bucket `b` holding `key`.
@@ -1159,10 +1168,7 @@ impl Table<V4Slot> {
         while m != 0 {
             let s = m.trailing_zeros() as usize;
             if bucket.live(s, now) && self.entries[b * SLOTS_PER_BUCKET + s].matches_v4(key) {
-                return Some(Slot {
-                    bucket: b as u32,
-                    slot: s as u32,
-                });
+                return Some(Slot::new(b, s));
             }
             m &= m - 1;
         }
@@ -1302,7 +1308,7 @@ impl ConnTable {
     /// The IPv4 slot at `slot` (from [`find_v4`](Self::find_v4)).
     #[inline(always)]
     pub fn entry(&self, slot: Slot) -> &V4Slot {
-        &self.v4.entries[slot.bucket as usize * SLOTS_PER_BUCKET + slot.slot as usize]
+        &self.v4.entries[slot.index()]
     }
 
     /// What [`lookup`](Self::lookup) does on a hit: count it and mark the
@@ -1330,16 +1336,13 @@ impl ConnTable {
     /// lookup: nothing marked or counted).
     #[inline(always)]
     pub fn find_v6(&self, key: &FlowKey, hash: u64, now: Secs) -> Option<Slot> {
-        self.v6.find(key, hash, now).map(|(b, s)| Slot {
-            bucket: b as u32,
-            slot: s as u32,
-        })
+        self.v6.find(key, hash, now).map(|(b, s)| Slot::new(b, s))
     }
 
     /// The IPv6 entry at `slot` (from [`find_v6`](Self::find_v6)).
     #[inline(always)]
     pub fn entry_v6(&self, slot: Slot) -> &Entry {
-        &self.v6.entries[slot.bucket as usize * SLOTS_PER_BUCKET + slot.slot as usize]
+        &self.v6.entries[slot.index()]
     }
 
     /// [`touch`](Self::touch) for an IPv6 slot.
