@@ -135,7 +135,7 @@ fuzz_target!(|data: &[u8]| {
         if ctl & 0x20 != 0 && l4.fast_ready(t) {
             if let Some(flow) = classify_v4(&buf[..frame.len()], &MAC, 1500, l4.hasher()) {
                 match l4.fast_match(&flow, now, t) {
-                    Ok(hit) => l4.fast_commit(&hit, &flow, &mut buf[..frame.len()], now, t),
+                    Ok(hit) => l4.fast_commit(&hit, &flow, &mut buf[..frame.len()], now),
                     Err(miss) => {
                         let f = (Classified::V4(&flow), miss);
                         let _ = l4.process_classified(now, &mut buf, frame.len(), f, t);
