@@ -229,10 +229,10 @@ impl HostIo for WireIo<'_> {
         let d = m.data_mut();
         d[..macs.len()].copy_from_slice(macs);
         d[macs.len()..].copy_from_slice(rest);
-        let (sent, dropped) = tap_tx.push(m);
         self.to_tap += 1;
-        let _ = sent;
-        self.drops[0] += dropped as u64;
+        if let Some((_, dropped)) = tap_tx.push(m) {
+            self.drops[0] += dropped as u64;
+        }
     }
 
     fn resolved(&mut self, ip: IpAddr, mac: Mac) {
@@ -1421,9 +1421,10 @@ fn send_to(host: &mut Host, tx: &mut TxBuffer, mut m: Mbuf, mac: Mac) {
 
 #[inline]
 fn push(tx: &mut TxBuffer, m: Mbuf, sent: &mut u64, dropped: &mut u64) {
-    let (s, d) = tx.push(m);
-    *sent += s as u64;
-    *dropped += d as u64;
+    if let Some((s, d)) = tx.push(m) {
+        *sent += s as u64;
+        *dropped += d as u64;
+    }
 }
 
 #[inline]

@@ -323,16 +323,12 @@ impl TxBuffer {
         })
     }
 
-    /// Queues `m`; flushes when full. Returns (sent, dropped) by a flush.
+    /// Queues `m`; flushes when full. Returns (sent, dropped) if it flushed.
     #[inline]
-    pub fn push(&mut self, m: Mbuf) -> (usize, usize) {
+    pub fn push(&mut self, m: Mbuf) -> Option<(usize, usize)> {
         self.ptrs[self.len] = m.into_raw();
         self.len += 1;
-        if self.len == self.ptrs.len() {
-            self.flush()
-        } else {
-            (0, 0)
-        }
+        (self.len == self.ptrs.len()).then(|| self.flush())
     }
 
     pub fn is_empty(&self) -> bool {
