@@ -169,9 +169,10 @@ fn forward(
         let now = clock.ns(start);
         let n = burst.rx(&rx);
         for m in burst.drain() {
-            let (sent, dropped) = txb.push(m);
-            c.tx += sent as u64;
-            c.tx_dropped += dropped as u64;
+            if let Some((sent, dropped)) = txb.push(m) {
+                c.tx += sent as u64;
+                c.tx_dropped += dropped as u64;
+            }
         }
         let (sent, dropped) = txb.flush();
         c.tx += sent as u64;
