@@ -549,9 +549,21 @@ impl Worker {
         let s = secs(now);
         let mut frames = burst.drain().zip(&flows).enumerate();
         // The fast stage takes the run of frames up to the first it
-        // leaves; that one goes on here, then the next run.
-        while let Some((m, flow)) = self.fast(pi, &mut frames, fast, (now, s), tables, &mut memo.v4)
-        {
+        // leaves; that one goes on here, then the next run. A frame
+        // classify did not admit (IPv6 above all) skips the stage.
+        let mut next = 0;
+        loop {
+            let left = if fast.checked_shr(next).unwrap_or(0) & 1 == 0 {
+                frames
+                    .next()
+                    .map(|(i, (m, flow))| (i, Left::Unclassified(m), flow))
+            } else {
+                self.fast(pi, &mut frames, fast, (now, s), tables, &mut memo.v4)
+            };
+            let Some((i, m, flow)) = left else {
+                break;
+            };
+            next = i as u32 + 1;
             // A classified frame the fast path left, and why.
             let mut miss = None;
             let mut flow6 = None;
@@ -734,9 +746,9 @@ impl Worker {
 
     /// Stage 2, over a run of frames: each frame of the fast class (bit
     /// `i` of `fast` for the `i`th) of a tracked flow, translated and
-    /// queued as the slow path would. Returns the first frame it leaves,
-    /// untouched: not of the fast class, or classified and missed (and
-    /// why); `None` when the burst is done.
+    /// queued as the slow path would. Returns the first frame it leaves
+    /// and its index, untouched: not of the fast class, or classified and
+    /// missed (and why); `None` when the burst is done.
     #[inline(never)]
     fn fast<'f>(
         &mut self,
@@ -746,13 +758,13 @@ impl Worker {
         (now, s): (Nanos, crate::lb::conntrack::Secs),
         tables: &Tables,
         memo: &mut [NextHop<[u8; 4]>; 2],
-    ) -> Option<(Left, &'f V4Flow)> {
+    ) -> Option<(usize, Left, &'f V4Flow)> {
         for (i, (m, flow)) in frames {
             if fast >> i & 1 == 0 {
-                return Some((Left::Unclassified(m), flow));
+                return Some((i, Left::Unclassified(m), flow));
             }
             if let Err((m, why)) = self.fast_one(pi, m, flow, (now, s), tables, memo) {
-                return Some((Left::Missed(m, why), flow));
+                return Some((i, Left::Missed(m, why), flow));
             }
         }
         None
