@@ -512,10 +512,14 @@ impl Worker {
     ///
     /// ```text
     ///   classify   every frame: fast class? key, hash, prefetch buckets
-    ///   in order, per frame:
-    ///     fast     match a tracked flow, route (memoised), commit, queue
+    ///   in order:
+    ///     fast     a run of classified frames, each: match a tracked
+    ///              flow, route (memoised), commit, queue; up to the
+    ///              first it leaves, which goes on below
     ///     fast6    an IPv6 frame: classify, match, route, commit, queue
     ///     steer    another worker's flow or the port's home's: hand over
+    ///     slow_classified   a classified frame the fast path left: the
+    ///              L4 path's decision on classify's record -> route
     ///     slow     host stage -> BFD | reply | punt | L4 stage -> route
     /// ```
     #[inline(never)]
