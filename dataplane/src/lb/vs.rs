@@ -151,7 +151,6 @@ impl VsMember {
     }
 }
 
-/// A virtual server in the snapshot.
 /// One member of an IPv4 virtual server as the fast path checks and
 /// rewrites its packets (`lb/path/fast.rs`), built with the table: what
 /// `fits_forward` and `fits_reverse` compare, packed so that each is one
@@ -222,6 +221,7 @@ impl Fast4 {
     }
 }
 
+/// A virtual server in the snapshot.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Vs {
     pub name: String,
