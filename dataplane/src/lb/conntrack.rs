@@ -573,9 +573,8 @@ impl Default for Hint {
 
 /// Where [`ConnTable::find_v4`] found a live flow. Valid until the table
 /// next changes (an insert may move entries, a remove frees them): use it
-/// at once, before any insert or remove.
-/// A slot's index among all of its table's slots (bucket `i / 8`, slot
-/// `i % 8`).
+/// at once, before any insert or remove. It is the slot's index among
+/// all of its table's slots (bucket `i / 8`, slot `i % 8`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Slot(u32);
 
