@@ -179,6 +179,12 @@ pub(crate) struct Fast4 {
     pub snat: bool,
 }
 
+/// The IPv4 address held in the first four bytes of a key's address.
+#[inline(always)]
+pub(crate) fn v4(b: &[u8; 16]) -> [u8; 4] {
+    [b[0], b[1], b[2], b[3]]
+}
+
 /// Never equal to a masked [`Fast4::word`] (whose top byte is zero): the
 /// word of a member no IPv4 packet fits (an IPv6 VS's, a retired one).
 const NO_FIT: u64 = u64::MAX;
@@ -190,12 +196,16 @@ impl Fast4 {
         u64::from(u32::from_ne_bytes(addr)) | u64::from(port) << 32 | u64::from(proto) << 48
     }
 
+    /// The one's-complement term of replacing address `old` by `new` (both
+    /// as they lie in the frame): what a rewrite adds to both checksums.
+    #[inline(always)]
+    pub fn term(old: [u8; 4], new: [u8; 4]) -> u64 {
+        u64::from(!u32::from_ne_bytes(old)) + u64::from(u32::from_ne_bytes(new))
+    }
+
     fn new(vs: &Vs, m: &VsMember) -> Fast4 {
-        let v4 = |b: &[u8; 16]| [b[0], b[1], b[2], b[3]];
         let (vip, addr) = (v4(&vs.vip_bytes), v4(&m.bytes));
-        let term = |old: [u8; 4], new: [u8; 4]| {
-            u64::from(!u32::from_ne_bytes(old)) + u64::from(u32::from_ne_bytes(new))
-        };
+        let term = Fast4::term;
         let mask = |port: u16| if port == 0 { !(0xffff << 32) } else { !0 };
         let fits = vs.family == Family::V4 && !m.retired;
         Fast4 {

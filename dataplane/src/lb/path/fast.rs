@@ -44,7 +44,7 @@ use super::parse::{Pkt, Ports};
 use super::{on_flags, pool_index, Direction, RevKey, FLAG_RESETTING, FLAG_REVERSE, L4};
 use crate::lb::conntrack::{Hint, Secs, Slot, TcpState, V4Key};
 use crate::lb::flow::{Family, FlowHasher, PROTO_TCP, PROTO_UDP};
-use crate::lb::vs::{Fast4, Vs, VsTable};
+use crate::lb::vs::{v4, Fast4, Vs, VsTable};
 use crate::wire::{be16, checksum, tcp, Mac};
 
 /// Ethernet + IPv4 (no options): where the transport header starts.
@@ -292,11 +292,6 @@ impl FastHit {
     }
 }
 
-#[inline(always)]
-fn v4(b: &[u8; 16]) -> [u8; 4] {
-    [b[0], b[1], b[2], b[3]]
-}
-
 /// The TCP state a packet of protocol `proto` with `flags` moves its
 /// flow's entry (in `state`, of virtual server `vs`) to, and that state's
 /// timeout; `None` if it stays (what the slow path's lookup step does).
@@ -407,20 +402,21 @@ impl L4 {
                 port: if m.port == 0 { k.dport } else { m.port },
             };
             let ports = port_term(k.dport, to.port);
-            if !m.snat {
-                return Ok(hit(Direction::In, to, None, m.in_delta, m.in_delta + ports));
-            }
-            let pool = &vs()?.snat_bytes;
-            let Some(a) = pool.get(pool_index(e.flags)) else {
+            // SNAT: the client's address too (none if the pool index is
+            // out of the pool, as `forward_rewrite` has it).
+            let src = match m.snat {
+                true => vs()?.snat_bytes.get(pool_index(e.flags)).map(|a| V4Nat {
+                    addr: v4(a),
+                    port: e.nat_port,
+                }),
+                false => None,
+            };
+            let Some(s) = src else {
                 return Ok(hit(Direction::In, to, None, m.in_delta, m.in_delta + ports));
             };
-            let src = V4Nat {
-                addr: v4(a),
-                port: e.nat_port,
-            };
-            let ip = m.in_delta + term(k.src, src.addr);
-            let l4 = ip + ports + port_term(k.sport, src.port);
-            Ok(hit(Direction::In, to, Some(src), ip, l4))
+            let ip = m.in_delta + Fast4::term(k.src, s.addr);
+            let l4 = ip + ports + port_term(k.sport, s.port);
+            Ok(hit(Direction::In, to, src, ip, l4))
         } else {
             if Fast4::word(k.src, k.sport, k.proto) & m.out_mask != m.out_word {
                 return Err(Miss::Slow);
@@ -453,7 +449,7 @@ impl L4 {
                 addr: v4(r.fwd.src_bytes()),
                 port: r.fwd.src_port(),
             };
-            let ip = m.out_delta + term(k.dst, client.addr);
+            let ip = m.out_delta + Fast4::term(k.dst, client.addr);
             let l4 = ip + ports + port_term(k.dport, client.port);
             Ok(hit(Direction::Out, to, Some(client), ip, l4))
         }
@@ -486,14 +482,7 @@ fn ne16(h: &[u8; HEADERS], at: usize) -> u64 {
     u64::from(u16::from_ne_bytes([h[at], h[at + 1]]))
 }
 
-/// The one's-complement term of replacing address `old` by `new` (both
-/// as they lie in the frame): what the rewrite adds to both checksums.
-#[inline(always)]
-fn term(old: [u8; 4], new: [u8; 4]) -> u64 {
-    u64::from(!u32::from_ne_bytes(old)) + u64::from(u32::from_ne_bytes(new))
-}
-
-/// [`term`] for replacing port `old` by `new` (host order): the L4
+/// [`Fast4::term`] for replacing port `old` by `new` (host order): the L4
 /// checksum's.
 #[inline(always)]
 fn port_term(old: u16, new: u16) -> u64 {
