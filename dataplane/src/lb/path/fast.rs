@@ -519,6 +519,8 @@ fn rewrite(frame: &mut [u8], flow: &V4Flow, hit: &FastHit) {
     };
     let (to, port) = (hit.to.addr, hit.to.port.to_be_bytes());
     let other = hit.other.map(|o| (o.addr, o.port.to_be_bytes()));
+    // Two arms with fixed offsets, not one with offsets chosen by
+    // direction: the chosen offsets cost 9 instructions a packet (measured).
     match hit.dir {
         Direction::In => {
             h[30..34].copy_from_slice(&to);
