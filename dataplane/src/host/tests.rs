@@ -792,7 +792,7 @@ proptest::proptest! {
         let dst = [OUR_V4, Ipv4Addr::new(10, 0, 0, 255), Ipv4Addr::new(10, 0, 0, 7),
                    Ipv4Addr::new(192, 0, 2, 1), Ipv4Addr::new(224, 0, 0, 5)][dst];
         let frame = l4_frame(tcp, dst, dport, ttl, corrupt);
-        let hasher = crate::lb::FlowHasher::new(1);
+        let hasher = crate::lb::CtHasher::new(1);
         if let Some(flow) = crate::lb::classify_v4(&frame, &OUR_MAC, 1500, &hasher) {
             let mut h = host(None);
             let want = h.classified(IpAddr::from(flow.key.dst));
@@ -807,7 +807,7 @@ proptest::proptest! {
 /// The property above sees both of `classified_v4`'s verdicts.
 #[test]
 fn classified_frames_are_punted_or_in_transit() {
-    let hasher = crate::lb::FlowHasher::new(1);
+    let hasher = crate::lb::CtHasher::new(1);
     let h = host(None);
     for (dst, want) in [
         (OUR_V4, FromWire::Punt),

@@ -59,7 +59,7 @@
 //!
 //! Hashing: the caller passes the key's hash (one computation per packet,
 //! reusable for prefetching). Use a per-worker random seed
-//! ([`super::flow::FlowHasher::new`]) so that bucket placement cannot be
+//! ([`super::flow::CtHasher`]) so that bucket placement cannot be
 //! predicted from outside.
 
 use std::cell::OnceCell;
@@ -1424,13 +1424,13 @@ impl ConnTable {
 
 #[cfg(test)]
 mod tests {
-    use super::super::flow::{FlowHasher, PROTO_UDP};
+    use super::super::flow::{CtHasher, PROTO_UDP};
     use super::*;
     use proptest::prelude::*;
     use std::collections::HashMap;
     use std::mem::{align_of, size_of};
 
-    const H: FlowHasher = FlowHasher::new(0x5eed);
+    const H: CtHasher = CtHasher::new(0x5eed);
 
     fn key(i: u32) -> FlowKey {
         let b = i.to_be_bytes();

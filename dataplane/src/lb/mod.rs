@@ -48,7 +48,7 @@ pub use conntrack::{
     ConnTable, ConnTableError, Counters, Entry, Expired, FlowRef, FlowValue, InsertError, Secs,
     Slot, TcpState, Timeouts, V4Key, FLAG_RESET_ON_TIMEOUT,
 };
-pub use flow::{Family, FlowHasher, FlowKey, PROTO_TCP, PROTO_UDP};
+pub use flow::{CtHasher, Family, FlowHasher, FlowKey, PROTO_TCP, PROTO_UDP};
 pub use maglev::{MaglevError, Member, MemberKey, Table};
 pub use path::{
     classify_v4, snat_port_owner, snat_range, Classified, Classifier, FastHit, FastHit6, L4Config,

@@ -117,7 +117,7 @@ pub use snat::{snat_port_owner, snat_range};
 pub use steer::{Owner, Steering};
 
 use super::conntrack::{self, ConnTable, ConnTableError, Entry, Expired, Secs, TcpState};
-use super::flow::{Family, FlowHasher, FlowKey, PROTO_TCP, PROTO_UDP};
+use super::flow::{CtHasher, Family, FlowKey, PROTO_TCP, PROTO_UDP};
 use super::hash;
 use super::vs::{Vs, VsTable};
 use crate::wire::ipv4::protocol;
@@ -222,7 +222,7 @@ pub struct L4 {
     /// pollux's own addresses: a member's packet to one of them is a reply
     /// to the control plane (a health check), never a flow's return.
     self_ips: Vec<IpAddr>,
-    hasher: FlowHasher,
+    hasher: CtHasher,
     /// First SNAT port of this worker and how many.
     snat_first: u16,
     snat_count: u32,
@@ -330,7 +330,7 @@ impl L4 {
         Ok(L4 {
             ct,
             self_ips: Vec::new(),
-            hasher: FlowHasher::new(config.seed),
+            hasher: CtHasher::new(config.seed),
             snat_first,
             snat_count,
             // One record per flow the table holds (two entries a flow).

@@ -43,7 +43,7 @@
 use super::parse::{Pkt, Ports};
 use super::{on_flags, pool_index, Direction, RevKey, FLAG_RESETTING, FLAG_REVERSE, L4};
 use crate::lb::conntrack::{Hint, Secs, Slot, TcpState, V4Key};
-use crate::lb::flow::{Family, FlowHasher, PROTO_TCP, PROTO_UDP};
+use crate::lb::flow::{CtHasher, Family, PROTO_TCP, PROTO_UDP};
 use crate::lb::vs::{v4, Fast4, Vs, VsTable};
 use crate::wire::{be16, checksum, tcp, Mac};
 
@@ -110,7 +110,7 @@ impl V4Flow {
 /// `mtu` and no VLAN: `Some` only for a frame that the host stage would
 /// pass to the L4 path unchanged and that the L4 path would parse without
 /// an error (stricter is allowed: anything else takes the slow path).
-pub fn classify_v4(frame: &[u8], mac: &Mac, mtu: u16, hasher: &FlowHasher) -> Option<V4Flow> {
+pub fn classify_v4(frame: &[u8], mac: &Mac, mtu: u16, hasher: &CtHasher) -> Option<V4Flow> {
     let mut flow = V4Flow::default();
     Classifier::new(mac, mtu, hasher)
         .classify(frame, &mut flow)
@@ -123,11 +123,11 @@ pub struct Classifier<'a> {
     /// The port's MAC as the first six bytes of a little-endian word.
     pub(super) ours: u64,
     pub(super) mtu: usize,
-    pub(super) hasher: &'a FlowHasher,
+    pub(super) hasher: &'a CtHasher,
 }
 
 impl<'a> Classifier<'a> {
-    pub fn new(mac: &Mac, mtu: u16, hasher: &'a FlowHasher) -> Self {
+    pub fn new(mac: &Mac, mtu: u16, hasher: &'a CtHasher) -> Self {
         let m = mac.0;
         Classifier {
             ours: u64::from_le_bytes([m[0], m[1], m[2], m[3], m[4], m[5], 0, 0]),
@@ -344,7 +344,7 @@ impl L4 {
 
     /// This worker's connection-table hasher (classify hashes with it).
     #[inline(always)]
-    pub fn hasher(&self) -> &FlowHasher {
+    pub fn hasher(&self) -> &CtHasher {
         &self.hasher
     }
 
