@@ -379,7 +379,7 @@ impl Worker {
             snap.vs.resize(vs.len(), Default::default());
             snap.members.resize_with(vs.len(), Vec::new);
             for (v, one) in vs.iter().enumerate() {
-                snap.vs[v] = self.l4.vs_counters(v as u32).copied().unwrap_or_default();
+                snap.vs[v] = self.l4.vs_counters(v as u32).unwrap_or_default();
                 let m = &mut snap.members[v];
                 m.resize(one.members.len(), Default::default());
                 for (i, slot) in m.iter_mut().enumerate() {

@@ -710,32 +710,22 @@ impl L4 {
             return self.drop_with(L4Drop::TtlExpired);
         }
         let dst = apply(frame, p, rw);
-        self.count_pass(
-            dir,
-            vs,
-            tables.member_base(vs) + usize::from(member),
-            len as u64,
-        );
+        let member_slot = tables.member_base(vs) + usize::from(member);
+        self.count_pass(dir, member_slot, len as u64);
         L4Verdict::Forward {
             dst: ip_of(p.family, &dst),
         }
     }
 
-    /// Counts a forwarded packet of `bytes` for its virtual server `vs`
-    /// and its member (counter slot `member_slot`), in `dir`.
+    /// Counts a forwarded packet of `bytes` for its member (counter slot
+    /// `member_slot`), in `dir` (its virtual server's are the members'
+    /// sum, see [`VsCounters`]).
     #[inline(always)]
-    fn count_pass(&mut self, dir: Direction, vs: u32, member_slot: usize, bytes: u64) {
-        let (vs, member) = (
-            self.vs_counters.get_mut(vs as usize),
-            self.member_counters.get_mut(member_slot),
-        );
+    fn count_pass(&mut self, dir: Direction, member_slot: usize, bytes: u64) {
+        let member = self.member_counters.get_mut(member_slot);
         match dir {
             Direction::In => {
                 self.counters.forwarded += 1;
-                if let Some(c) = vs {
-                    c.packets_in += 1;
-                    c.bytes_in += bytes;
-                }
                 if let Some(c) = member {
                     c.packets_in += 1;
                     c.bytes_in += bytes;
@@ -743,10 +733,6 @@ impl L4 {
             }
             Direction::Out => {
                 self.counters.returned += 1;
-                if let Some(c) = vs {
-                    c.packets_out += 1;
-                    c.bytes_out += bytes;
-                }
                 if let Some(c) = member {
                     c.packets_out += 1;
                     c.bytes_out += bytes;

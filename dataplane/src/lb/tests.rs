@@ -1946,6 +1946,62 @@ fn a_reload_carries_counters_and_a_removed_vs_closes_its_port() {
     assert_eq!(l4.counters().rst_sent, 1);
 }
 
+/// A virtual server's packets and bytes are its members' sum: a reload
+/// that removes a member must not take that member's share away from the
+/// virtual server (its totals never go back), and a member that stays
+/// keeps its own.
+#[test]
+fn a_vs_keeps_the_traffic_of_a_member_a_reload_removed() {
+    let two = vs(
+        VIP,
+        53,
+        Proto::Udp,
+        Snat::None,
+        vec![member(M1, 53), member(M2, 53)],
+    );
+    let t1 = table(&[two]);
+    let mut l4 = l4();
+    let mut by_member = [0u64; 2];
+    for sport in 1..=16 {
+        let (v, _) = run(
+            &mut l4,
+            &t1,
+            1,
+            &frame(CLIENT, VIP, 64, udp(sport, 53), b"x"),
+        );
+        match v {
+            L4Verdict::Forward { dst } if dst == ip(M1) => by_member[0] += 1,
+            L4Verdict::Forward { dst } if dst == ip(M2) => by_member[1] += 1,
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(
+        by_member.iter().all(|&n| n > 0),
+        "Maglev spread: {by_member:?}"
+    );
+    let before = l4.vs_counters(0).unwrap();
+    assert_eq!(before.packets_in, 16);
+    let m2 = *l4.member_counters(&t1, 0, 1).unwrap();
+    assert_eq!(m2.packets_in, by_member[1]);
+
+    // M1 goes; M2 stays (now the first member).
+    let t2 = table(&[vs(VIP, 53, Proto::Udp, Snat::None, vec![member(M2, 53)])]);
+    l4.adopt(&t2);
+    let after = l4.vs_counters(0).unwrap();
+    assert_eq!(
+        (after.packets_in, after.bytes_in),
+        (before.packets_in, before.bytes_in)
+    );
+    assert_eq!(*l4.member_counters(&t2, 0, 0).unwrap(), m2);
+    // New traffic adds to both.
+    run(&mut l4, &t2, 2, &frame(CLIENT, VIP, 64, udp(100, 53), b"x"));
+    assert_eq!(l4.vs_counters(0).unwrap().packets_in, 17);
+    assert_eq!(
+        l4.member_counters(&t2, 0, 0).unwrap().packets_in,
+        m2.packets_in + 1
+    );
+}
+
 /// `cargo test -p dataplane --release --lib -- --ignored --nocapture bench_l4`:
 /// ns per packet of the established-flow NAT path (DNAT, IPv4 TCP), with
 /// 1k (cache-hot) and 64k (cache-cold) tracked flows in a scrambled order.

@@ -118,7 +118,11 @@ impl L4Counters {
     }
 }
 
-/// Per virtual server, this worker's share (ctrl sums the workers).
+/// Per virtual server, this worker's share (ctrl sums the workers). The
+/// packets and bytes are not counted per packet: a virtual server's are
+/// its members' sum (each forwarded packet is counted for one member),
+/// plus what members no longer in it had counted (kept here by
+/// [`L4::adopt`], so the sum never goes back).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct VsCounters {
     pub packets_in: u64,
@@ -143,6 +147,22 @@ impl std::ops::AddAssign for VsCounters {
         self.active_flows += o.active_flows;
         self.no_member += o.no_member;
         self.untracked += o.untracked;
+    }
+}
+
+impl VsCounters {
+    /// Adds a member's packets and bytes (or takes them away: `add`
+    /// false). Wrapping, as counters do.
+    fn traffic(&mut self, m: &MemberCounters, add: bool) {
+        let op = if add {
+            u64::wrapping_add
+        } else {
+            u64::wrapping_sub
+        };
+        self.packets_in = op(self.packets_in, m.packets_in);
+        self.bytes_in = op(self.bytes_in, m.bytes_in);
+        self.packets_out = op(self.packets_out, m.packets_out);
+        self.bytes_out = op(self.bytes_out, m.bytes_out);
     }
 }
 
@@ -175,9 +195,21 @@ impl L4 {
     }
 
     /// Counters of VS `vs`, indexed like the table last given to
-    /// [`process`](Self::process) or [`adopt`](Self::adopt).
-    pub fn vs_counters(&self, vs: u32) -> Option<&VsCounters> {
-        self.vs_counters.get(vs as usize)
+    /// [`process`](Self::process) or [`adopt`](Self::adopt): its own, and
+    /// its members' packets and bytes summed.
+    pub fn vs_counters(&self, vs: u32) -> Option<VsCounters> {
+        let mut c = *self.vs_counters.get(vs as usize)?;
+        for m in &self.member_counters[self.members_of(vs)] {
+            c.traffic(m, true);
+        }
+        Some(c)
+    }
+
+    /// Where the members of VS `vs` sit in the member counters (in VS
+    /// order, as `adopt` lays them out).
+    fn members_of(&self, vs: u32) -> std::ops::Range<usize> {
+        let k = &self.member_keys;
+        k.partition_point(|m| m.0 < vs)..k.partition_point(|m| m.0 <= vs)
     }
 
     /// Counters of member `member` of VS `vs` (of `tables`, which must be
@@ -200,7 +232,9 @@ impl L4 {
     }
 
     /// Takes a new snapshot: counters are carried over by VS (VIP, port,
-    /// protocol) and member (address, port). Cold: once per reload, the
+    /// protocol) and member (address, port); a VS keeps the packets and
+    /// bytes of the members it lost (its sum does not go back). Cold: once
+    /// per reload, the
     /// one place the L4 path allocates after start-up. `process` calls it
     /// when the generation changes; the worker may call it first.
     #[cold]
@@ -229,16 +263,19 @@ impl L4 {
             let k = (vs.vip, vs.port, vs.proto_number);
             vs_keys.push(k);
             let ov = old_vs.get(&k).copied();
-            if let Some(ov) = ov {
-                vs_counters[v] = self.vs_counters[ov];
-            }
+            let mut total = ov.and_then(|ov| self.vs_counters(ov as u32));
             let base = tables.member_base(v as u32);
             for (m, mem) in vs.members.iter().enumerate() {
                 member_keys.push((v as u32, mem.addr, mem.port));
                 if let Some(om) = ov.and_then(|ov| old_m.get(&(ov as u32, mem.addr, mem.port))) {
-                    member_counters[base + m] = self.member_counters[*om];
+                    let carried = self.member_counters[*om];
+                    member_counters[base + m] = carried;
+                    if let Some(t) = &mut total {
+                        t.traffic(&carried, false);
+                    }
                 }
             }
+            vs_counters[v] = total.unwrap_or_default();
         }
         self.vs_counters = vs_counters;
         self.member_counters = member_counters;

@@ -258,7 +258,6 @@ pub enum Miss {
 #[derive(Clone, Copy, Debug)]
 pub struct FastHit {
     slot: Slot,
-    vs: u32,
     /// The member's index in the table's flat per-member array.
     member_slot: usize,
     dir: Direction,
@@ -383,7 +382,6 @@ impl L4 {
         };
         let hit = |dir, to, other, ip_delta, l4_delta| FastHit {
             slot,
-            vs: e.vs,
             member_slot,
             dir,
             state,
@@ -467,7 +465,7 @@ impl L4 {
         let bytes = frame.len() as u64;
         rewrite(frame, flow, hit);
         // What `pass` counts.
-        self.count_pass(hit.dir, hit.vs, hit.member_slot, bytes);
+        self.count_pass(hit.dir, hit.member_slot, bytes);
     }
 }
 

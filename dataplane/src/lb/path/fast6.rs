@@ -187,6 +187,6 @@ impl L4 {
         }
         super::apply(frame, &flow.p, hit.rw);
         let member_slot = tables.member_base(hit.vs) + usize::from(hit.member);
-        self.count_pass(hit.dir, hit.vs, member_slot, frame.len() as u64);
+        self.count_pass(hit.dir, member_slot, frame.len() as u64);
     }
 }
