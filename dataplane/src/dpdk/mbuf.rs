@@ -81,10 +81,20 @@ impl Mbuf {
         }
     }
 
+    /// The frame, to write in place.
     #[inline]
     pub fn data_mut(&mut self) -> &mut [u8] {
-        let n = self.len();
-        &mut self.data_and_tailroom()[..n]
+        let m = self.m();
+        // SAFETY: as `frame`'s (buf_addr + data_off .. + data_len lies
+        // inside the buffer: the mbuf's invariant, which only `set_len`
+        // and `prepend` change here, both within buf_len); `&mut self`
+        // makes the borrow unique.
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                m.buf_addr.cast::<u8>().add(usize::from(m.data_off)),
+                usize::from(m.data_len),
+            )
+        }
     }
 
     /// Sets the frame length within the first segment's room. Returns false
