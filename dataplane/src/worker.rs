@@ -541,7 +541,7 @@ impl Worker {
         let mut fast = 0;
         let ready = self.ports[pi].host.vlan.is_none() && self.l4.fast_ready(&tables.vs);
         if ready {
-            fast = self.classify(pi, burst, &mut flows);
+            fast = self.classify(pi, burst, &mut flows, tables);
         } else if !tables.vs.is_empty() {
             let vlan = self.ports[pi].host.tag_len();
             for frame in burst.frames() {
@@ -728,7 +728,13 @@ impl Worker {
     /// entries, so that the misses of the whole burst overlap.
     /// Returns the fast-class frames as a mask (bit `i`: `flows[i]`).
     #[inline(never)]
-    fn classify(&self, pi: usize, burst: &Burst, flows: &mut [V4Flow; BURST]) -> u32 {
+    fn classify(
+        &self,
+        pi: usize,
+        burst: &Burst,
+        flows: &mut [V4Flow; BURST],
+        tables: &Tables,
+    ) -> u32 {
         let host = &self.ports[pi].host;
         let classifier = Classifier::new(&host.mac, host.mtu, self.l4.hasher());
         let mut fast = 0;
@@ -739,10 +745,11 @@ impl Worker {
             }
         }
         // The buckets of the first frames have arrived by now: start the
-        // dependent miss, each frame's entry, for the whole burst too.
+        // dependent miss, each frame's entry, for the whole burst too (a
+        // new flow's: the buckets of its reverse entry).
         for (i, flow) in flows.iter_mut().enumerate() {
             if fast >> i & 1 != 0 {
-                self.l4.prefetch_entry(flow);
+                self.l4.prefetch_entry(flow, &tables.vs);
             }
         }
         fast

@@ -2002,6 +2002,42 @@ fn a_vs_keeps_the_traffic_of_a_member_a_reload_removed() {
     );
 }
 
+/// The probe stage prefetches a new flow's reverse buckets from the
+/// member the decision will pick: its reverse key's hash must be the one
+/// the decision inserts the reverse entry with (else the prefetch lands
+/// elsewhere: slower, never wrong). Several client ports, two members.
+#[test]
+fn the_new_flow_prefetch_aims_at_the_reverse_entrys_buckets() {
+    use super::path::classify_v4;
+    let two = vs(
+        VIP,
+        80,
+        Proto::Udp,
+        Snat::None,
+        vec![member(M1, 8080), member(M2, 0)],
+    );
+    let t = table(&[two]);
+    let mut l4 = l4();
+    l4.adopt(&t);
+    let mac = crate::wire::Mac(OUR_MAC);
+    let mut seen = [false; 2];
+    for sport in 1000..1032u16 {
+        let input = frame(CLIENT, VIP, 64, udp(sport, 80), b"x");
+        let flow = classify_v4(&input, &mac, 1500, l4.hasher()).expect("fast class");
+        let rh = l4.prefetch_new(&flow, &t).expect("a DNAT VS's new flow");
+        let (v, _) = run(&mut l4, &t, 1, &input);
+        let L4Verdict::Forward { dst } = v else {
+            panic!("{v:?}")
+        };
+        let (m, mport) = if dst == ip(M1) { (M1, 8080) } else { (M2, 80) };
+        seen[usize::from(m == M2)] = true;
+        let rkey = FlowKey::new(ip(m), ip(CLIENT), mport, sport, PROTO_UDP).unwrap();
+        assert_eq!(rh, l4.hasher().hash(&rkey), "port {sport}");
+        assert!(l4.conntrack().peek(&rkey, rh, 1).is_some(), "port {sport}");
+    }
+    assert_eq!(seen, [true, true], "both members chosen");
+}
+
 /// `cargo test -p dataplane --release --lib -- --ignored --nocapture bench_l4`:
 /// ns per packet of the established-flow NAT path (DNAT, IPv4 TCP), with
 /// 1k (cache-hot) and 64k (cache-cold) tracked flows in a scrambled order.

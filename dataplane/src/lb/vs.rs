@@ -292,6 +292,9 @@ pub struct VsTable {
     members_total: usize,
     by_key: FixedMap<u32>,
     vips: FixedMap<()>,
+    /// The IPv4 VIPs as a 64-bit filter: bit [`vip4_bit`] of each is set
+    /// ([`may_be_vip4`](Self::may_be_vip4)).
+    vip4_filter: u64,
     /// (member addr, member port, proto) -> range of `refs`.
     by_member: FixedMap<(u32, u32)>,
     refs: Vec<MemberRef>,
@@ -365,6 +368,13 @@ pub(crate) fn key_bytes(a: IpAddr) -> ([u8; 16], Family) {
     }
 }
 
+/// Where an IPv4 address falls in [`VsTable`]'s 64-bit VIP filter: the
+/// top six bits of a multiplicative hash.
+#[inline(always)]
+fn vip4_bit(addr: [u8; 4]) -> u32 {
+    u32::from_le_bytes(addr).wrapping_mul(0x9e37_79b9) >> 26
+}
+
 #[inline(always)]
 fn vs_key(vip: &[u8; 16], family: Family, port: u16, proto: u8) -> FlowKey {
     FlowKey::from_parts([0; 16], *vip, 0, port, proto, family)
@@ -390,6 +400,7 @@ impl VsTable {
         let mut vss = Vec::with_capacity(specs.len());
         let mut by_key = FixedMap::with_capacity(specs.len());
         let mut vips = FixedMap::with_capacity(specs.len());
+        let mut vip4_filter = 0u64;
         let mut member_base = Vec::with_capacity(specs.len());
         let mut members_total = 0usize;
         for (index, s) in specs.iter().enumerate() {
@@ -406,6 +417,9 @@ impl VsTable {
             }
             by_key.insert(k, index as u32);
             vips.insert(addr_key(&vip_bytes, family), ());
+            if family == Family::V4 {
+                vip4_filter |= 1 << vip4_bit(v4(&vip_bytes));
+            }
             let mut members = Vec::with_capacity(s.members.len());
             for (member, m) in s.members.iter().enumerate() {
                 let (bytes, f) = key_bytes(m.addr);
@@ -515,6 +529,7 @@ impl VsTable {
             members_total,
             by_key,
             vips,
+            vip4_filter,
             by_member,
             refs,
             snat_addrs,
@@ -630,6 +645,14 @@ impl VsTable {
     pub fn lookup_ip(&self, dst: IpAddr, port: u16, proto: Proto) -> Option<u32> {
         let (b, f) = key_bytes(dst);
         self.lookup(&b, f, port, proto.number())
+    }
+
+    /// False if `dst` is certainly no IPv4 VIP (true for every VIP, and
+    /// for about one address in 64 per VIP besides): a few instructions,
+    /// where [`is_vip`](Self::is_vip) is a map lookup.
+    #[inline(always)]
+    pub fn may_be_vip4(&self, dst: [u8; 4]) -> bool {
+        self.vip4_filter >> vip4_bit(dst) & 1 != 0
     }
 
     /// Is `dst` the address of any virtual server (whatever port)?
@@ -776,6 +799,28 @@ mod tests {
             snat: Snat::None,
             members,
         }
+    }
+
+    /// The VIP filter never says no to a VIP, and says no to most other
+    /// addresses (the probe stage's prefetch for new flows rests on it).
+    #[test]
+    fn the_vip_filter_admits_every_vip_and_little_else() {
+        let vips: Vec<String> = (0..8).map(|i| format!("192.0.2.{}", 10 + i * 7)).collect();
+        let specs: Vec<VsSpec> = vips
+            .iter()
+            .map(|v| spec(v, 80, Proto::Udp, vec![member("10.0.0.1", 53)]))
+            .collect();
+        let t = VsTable::build(&specs).unwrap();
+        for v in &vips {
+            let IpAddr::V4(a) = ip(v) else { unreachable!() };
+            assert!(t.may_be_vip4(a.octets()), "{v}");
+        }
+        let admitted = (0..4096u32)
+            .map(|i| (0x0a00_0000 | i).to_be_bytes())
+            .filter(|a| t.may_be_vip4(*a))
+            .count();
+        assert!(admitted < 4096 / 4, "{admitted} of 4096 non-VIPs admitted");
+        assert!(!VsTable::default().may_be_vip4([192, 0, 2, 10]));
     }
 
     #[test]

@@ -43,7 +43,7 @@
 use super::parse::{Pkt, Ports};
 use super::{on_flags, pool_index, Direction, RevKey, FLAG_RESETTING, FLAG_REVERSE, L4};
 use crate::lb::conntrack::{Hint, Secs, Slot, TcpState, V4Key};
-use crate::lb::flow::{CtHasher, Family, PROTO_TCP, PROTO_UDP};
+use crate::lb::flow::{CtHasher, Family, FlowHasher, PROTO_TCP, PROTO_UDP};
 use crate::lb::vs::{v4, Fast4, Vs, VsTable};
 use crate::wire::{be16, checksum, tcp, Mac};
 
@@ -335,10 +335,40 @@ impl L4 {
 
     /// Prefetches the entry `flow` most likely matches (once its bucket
     /// lines are in: a stage after [`prefetch_flow`](Self::prefetch_flow))
-    /// and keeps what it saw for the match stage.
+    /// and keeps what it saw for the match stage. If no entry can match
+    /// (no signature did: a new flow, if to a VIP), prefetches what its
+    /// decision will need ([`prefetch_new`](Self::prefetch_new)).
     #[inline(always)]
-    pub fn prefetch_entry(&self, flow: &mut V4Flow) {
+    pub fn prefetch_entry(&self, flow: &mut V4Flow, tables: &VsTable) {
         flow.hint = self.ct.probe(flow.hash);
+        if flow.hint == Hint::NONE && tables.may_be_vip4(flow.key.dst) {
+            self.prefetch_new(flow, tables);
+        }
+    }
+
+    /// For a new flow (a stage before its decision): prefetches the
+    /// buckets its reverse entry will be inserted in, so that the
+    /// decision's second insert does not wait for them (the first's
+    /// buckets are the lookup's, prefetched already). The member is the
+    /// one `new_flow` will pick: the same VS lookup and Maglev choice on
+    /// the same tables. DNAT virtual servers only (SNAT picks a port
+    /// first). Changes nothing.
+    /// Returns the reverse key's hash (for tests).
+    #[inline(never)]
+    pub(crate) fn prefetch_new(&self, flow: &V4Flow, tables: &VsTable) -> Option<u64> {
+        let k = &flow.key;
+        let mut dst = [0; 16];
+        dst[..4].copy_from_slice(&k.dst);
+        let vs = tables.get(tables.lookup(&dst, Family::V4, k.dport, k.proto)?)?;
+        let maglev = vs.maglev.as_ref().filter(|_| !vs.snats())?;
+        let mh = FlowHasher::MAGLEV.hash_v4(k.src, k.dst, k.sport, k.dport, k.proto);
+        let m = vs.members.get(usize::from(maglev.lookup(mh)))?;
+        let mport = if m.port == 0 { k.dport } else { m.port };
+        let rh = self
+            .hasher
+            .hash_v4(v4(&m.bytes), k.src, mport, k.sport, k.proto);
+        self.ct.prefetch(Family::V4, rh);
+        Some(rh)
     }
 
     /// This worker's connection-table hasher (classify hashes with it).
