@@ -175,6 +175,22 @@ pub(crate) fn prefetch<T>(r: &T) {
     let _ = r;
 }
 
+/// [`prefetch`] of both lines `r` may lie across (an object smaller
+/// than a line but not aligned to one: a 24-byte connection-table entry
+/// straddles two lines one time in four).
+#[inline(always)]
+pub(crate) fn prefetch_span<T>(r: &T) {
+    prefetch(r);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: as `prefetch`'s; the address is `r`'s last byte, inside the
+    // object `r` refers to (`wrapping_add`: no arithmetic past it).
+    unsafe {
+        use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        let last = (r as *const T).cast::<i8>().wrapping_add(size_of::<T>() - 1);
+        _mm_prefetch::<_MM_HINT_T0>(last);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -66,7 +66,7 @@ use std::cell::OnceCell;
 use std::fmt;
 
 use super::flow::{Family, FlowKey, PROTO_TCP};
-use crate::dpdk::hugemem::{prefetch, Backing, HugeArray};
+use crate::dpdk::hugemem::{prefetch, prefetch_span, Backing, HugeArray};
 use crate::dpdk::simd::eq_lanes16;
 
 /// Slots per bucket (one cache line of signatures and stamps).
@@ -1147,7 +1147,7 @@ impl Table<V4Slot> {
             }
             b2 * SLOTS_PER_BUCKET + m2.trailing_zeros() as usize
         };
-        prefetch(&self.entries[first]);
+        prefetch_span(&self.entries[first]);
         Hint(first as u32)
     }
 
