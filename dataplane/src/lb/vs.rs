@@ -35,7 +35,7 @@ use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::conntrack::Timeouts;
-use super::flow::{Family, FlowHasher, FlowKey, PROTO_TCP, PROTO_UDP};
+use super::flow::{CtHasher, Family, FlowKey, PROTO_TCP, PROTO_UDP};
 use super::maglev::{self, MaglevError, Member, MemberKey, Table};
 
 /// Largest SNAT pool of one virtual server: a flow stores its pool index
@@ -707,14 +707,16 @@ fn build_maglev(members: &[VsMember]) -> Result<Option<Table>, MaglevError> {
 
 /// A fixed open-addressing map from [`FlowKey`] to `V`, built in ctrl and
 /// read per packet: a power-of-two array at most half full, linear
-/// probing, pollux-hash v1 with a fixed seed. No allocation on `get`.
+/// probing, the connection table's hash with a fixed seed (one multiply
+/// for an IPv4 key; the keys are the configuration's, so a probe's
+/// length does not depend on what arrives). No allocation on `get`.
 #[derive(Clone, PartialEq, Eq)]
 struct FixedMap<V: Copy> {
     slots: Box<[Option<(FlowKey, V)>]>,
     len: usize,
 }
 
-const MAP_HASH: FlowHasher = FlowHasher::new(0x706f_6c6c_7578_7673); // "polluxvs"
+const MAP_HASH: CtHasher = CtHasher::new(0x706f_6c6c_7578_7673); // "polluxvs"
 
 impl<V: Copy> FixedMap<V> {
     fn with_capacity(n: usize) -> Self {
