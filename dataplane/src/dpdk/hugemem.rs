@@ -186,7 +186,9 @@ pub(crate) fn prefetch_span<T>(r: &T) {
     // object `r` refers to (`wrapping_add`: no arithmetic past it).
     unsafe {
         use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        let last = (r as *const T).cast::<i8>().wrapping_add(size_of::<T>() - 1);
+        let last = (r as *const T)
+            .cast::<i8>()
+            .wrapping_add(size_of::<T>() - 1);
         _mm_prefetch::<_MM_HINT_T0>(last);
     }
 }

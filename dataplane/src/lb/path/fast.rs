@@ -513,7 +513,7 @@ fn ne16(h: &[u8; HEADERS], at: usize) -> u64 {
 /// [`Fast4::term`] for replacing port `old` by `new` (host order): the L4
 /// checksum's.
 #[inline(always)]
-fn port_term(old: u16, new: u16) -> u64 {
+pub(super) fn port_term(old: u16, new: u16) -> u64 {
     u64::from(!old.to_be()) + u64::from(new.to_be())
 }
 
@@ -521,11 +521,11 @@ fn port_term(old: u16, new: u16) -> u64 {
 /// TTL/protocol word `w` before and `w'` after, which is `0xffff` less
 /// the TTL's unit in that word (in the frame's byte order), whatever the
 /// TTL (> 1: no borrow) and the protocol.
-const TTL_TERM: u64 = 0xffff - u16::from_ne_bytes([1, 0]) as u64;
+pub(super) const TTL_TERM: u64 = 0xffff - u16::from_ne_bytes([1, 0]) as u64;
 
 /// The checksum to store for the one's-complement sum `acc`.
 #[inline(always)]
-fn fold(acc: u64) -> u16 {
+pub(super) fn fold(acc: u64) -> u16 {
     checksum::fold(checksum::fold64(acc))
 }
 
