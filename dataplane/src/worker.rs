@@ -802,7 +802,8 @@ impl Worker {
         };
         let dst = hit.dst(flow);
         let memo = &mut memo[usize::from(hit.is_reply())];
-        if memo.dst != Some(dst) && !self.resolve(dst, tables.fib.lookup_v4(dst), now, memo) {
+        let route = || tables.fib.lookup_v4(dst);
+        if memo.dst != Some(dst) && !self.resolve(dst, route, now, memo) {
             return Err((m, Miss::Slow));
         }
         self.count_fast_rx(pi, &m);
@@ -844,7 +845,7 @@ impl Worker {
         let dst = hit.dst(&flow);
         let memo = &mut memo[usize::from(hit.is_reply())];
         if memo.dst != Some(dst) {
-            let route = tables.fib.lookup(IpAddr::from(dst));
+            let route = || tables.fib.lookup(IpAddr::from(dst));
             if !self.resolve(dst, route, now, memo) {
                 *left = Some((flow, Miss::Slow));
                 return Err(m);
@@ -894,20 +895,23 @@ impl Worker {
     }
 
     /// Points `memo` at the untagged egress port and next-hop MACs for
-    /// `dst` (whose FIB route is `route`), if both are known now (what
+    /// `dst` (whose FIB route `route` finds), if both are known now (what
     /// [`route`](Self::route) would send to at once); false if not.
     /// Consecutive frames through the same next hop (a gateway, a member)
     /// skip the neighbour lookup. A port without a queue of this worker's
-    /// needs no MAC: its home worker resolves and sends.
-    #[inline(always)]
+    /// needs no MAC: its home worker resolves and sends. Out of line and
+    /// cold: the fast stage calls it once per burst and next hop, and its
+    /// body inlined there made the stage spill more for every packet.
+    #[cold]
+    #[inline(never)]
     fn resolve<A>(
         &self,
         dst: A,
-        route: Option<(usize, IpAddr)>,
+        route: impl FnOnce() -> Option<(usize, IpAddr)>,
         now: Nanos,
         memo: &mut NextHop<A>,
     ) -> bool {
-        let Some((port, next_hop)) = route else {
+        let Some((port, next_hop)) = route() else {
             return false;
         };
         if memo.dst.is_none() || memo.next_hop != next_hop || memo.port != port {
@@ -1092,7 +1096,7 @@ impl Worker {
         now: Nanos,
         memo: &mut NextHop<A>,
     ) -> Result<(), Mbuf> {
-        if memo.dst != Some(dst) && !self.resolve(dst, route(), now, memo) {
+        if memo.dst != Some(dst) && !self.resolve(dst, route, now, memo) {
             return Err(m);
         }
         m.data_mut()[..12].copy_from_slice(&memo.macs);
