@@ -42,9 +42,15 @@ pub(super) fn forward_rewrite(
 /// Applies `rw` to the packet (TTL - 1); returns the new destination.
 #[inline(always)]
 pub(super) fn apply(frame: &mut [u8], p: &Pkt, rw: Rewrite) -> [u8; 16] {
-    if p.family == Family::V4 && apply_v4(frame, p, &rw) {
-        return rw.dst.map_or(p.dst, |d| d.0);
+    if !(p.family == Family::V4 && apply_v4(frame, p, &rw)) {
+        general(frame, p, &rw);
     }
+    rw.dst.map_or(p.dst, |d| d.0)
+}
+
+/// [`apply`] through `nat`'s helpers, general over both families.
+#[inline(always)]
+fn general(frame: &mut [u8], p: &Pkt, rw: &Rewrite) {
     let d = nat::rewrite_ip(
         frame,
         p.ip,
@@ -63,7 +69,6 @@ pub(super) fn apply(frame: &mut [u8], p: &Pkt, rw: Rewrite) -> [u8; 16] {
         rw.src.map(|s| s.1),
         rw.dst.map(|d| d.1),
     );
-    rw.dst.map_or(p.dst, |d| d.0)
 }
 
 /// [`apply`] for a TCP or UDP packet over IPv4 in one pass, with the fast
@@ -131,28 +136,6 @@ fn apply_v4(frame: &mut [u8], p: &Pkt, rw: &Rewrite) -> bool {
 mod tests {
     use super::*;
     use proptest::prelude::*;
-
-    /// The general path: `nat::rewrite_ip` + `nat::rewrite_l4`.
-    fn general(frame: &mut [u8], p: &Pkt, rw: &Rewrite) {
-        let d = nat::rewrite_ip(
-            frame,
-            p.ip,
-            p.family,
-            rw.src.as_ref().map(|s| &s.0),
-            rw.dst.as_ref().map(|d| &d.0),
-            true,
-        );
-        nat::rewrite_l4(
-            frame,
-            p.l4,
-            p.end - p.l4,
-            p.proto,
-            p.family,
-            d,
-            rw.src.map(|s| s.1),
-            rw.dst.map(|d| d.1),
-        );
-    }
 
     fn addr(a: [u8; 4]) -> [u8; 16] {
         let mut b = [0; 16];
