@@ -86,8 +86,8 @@ impl Mbuf {
     pub fn data_mut(&mut self) -> &mut [u8] {
         let m = self.m();
         // SAFETY: as `frame`'s (buf_addr + data_off .. + data_len lies
-        // inside the buffer: the mbuf's invariant, which only `set_len`
-        // and `prepend` change here, both within buf_len); `&mut self`
+        // inside the buffer: the mbuf's invariant, which `set_len`,
+        // `prepend` and `adj`, the only writers here, keep); `&mut self`
         // makes the borrow unique.
         unsafe {
             std::slice::from_raw_parts_mut(

@@ -352,8 +352,7 @@ impl L4 {
     /// buckets are the lookup's, prefetched already). The member is the
     /// one `new_flow` will pick: the same VS lookup and Maglev choice on
     /// the same tables. DNAT virtual servers only (SNAT picks a port
-    /// first). Changes nothing.
-    /// Returns the reverse key's hash (for tests).
+    /// first). Changes nothing; returns the reverse key's hash (tests).
     #[inline(never)]
     pub(crate) fn prefetch_new(&self, flow: &V4Flow, tables: &VsTable) -> Option<u64> {
         let k = &flow.key;
