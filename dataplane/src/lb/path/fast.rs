@@ -16,6 +16,10 @@
 //!                                 TCP or UDP (not BFD),
 //!                                 lengths consistent -> V4Flow {key, hash}
 //!                                 and prefetch its two bucket lines
+//!   probe     (per frame, once the buckets are in)  the first signature
+//!                                 match -> V4Flow.hint, its entry's
+//!                                 lines prefetched; none (a new flow):
+//!                                 the reverse entry's buckets prefetched
 //!   match     (per frame, no side effects)  find_v4 in the connection
 //!                                 table; the entry must be live, not
 //!                                 being reset, not closing under a
