@@ -724,8 +724,9 @@ impl Worker {
     }
 
     /// Stage 1: which frames are of the fast class, their flow keys and
-    /// hashes; prefetches their connection-table buckets, then their
-    /// entries, so that the misses of the whole burst overlap.
+    /// hashes; prefetches their primary connection-table buckets, then
+    /// their entries (or secondary buckets), so that the misses of the
+    /// whole burst overlap.
     /// Returns the fast-class frames as a mask (bit `i`: `flows[i]`).
     #[inline(never)]
     fn classify(

@@ -15,11 +15,13 @@
 //!                                 not a fragment, TTL > 1, header checksum,
 //!                                 TCP or UDP (not BFD),
 //!                                 lengths consistent -> V4Flow {key, hash}
-//!                                 and prefetch its two bucket lines
-//!   probe     (per frame, once the buckets are in)  the first signature
+//!                                 and prefetch its primary bucket line
+//!   probe     (per frame, once the bucket is in)  the first signature
 //!                                 match -> V4Flow.hint, its entry's
-//!                                 lines prefetched; none (a new flow):
-//!                                 the reverse entry's buckets prefetched
+//!                                 lines prefetched; none (a new flow,
+//!                                 or one of the few in their secondary):
+//!                                 the secondary prefetched, and to a
+//!                                 VIP the reverse entry's buckets
 //!   match     (per frame, no side effects)  find_v4 in the connection
 //!                                 table; the entry must be live, not
 //!                                 being reset, not closing under a
@@ -66,8 +68,9 @@ pub struct V4Flow {
     pub hash: u64,
     /// End of the IP packet in the frame (Ethernet padding excluded).
     pub end: u16,
-    /// The slot the probe stage ([`L4::prefetch_entry`]) found its
-    /// signature in (its entry prefetched); else the match stage looks.
+    /// The slot of its primary bucket the probe stage
+    /// ([`L4::prefetch_entry`]) found its signature in (its entry
+    /// prefetched); else the match stage looks in both buckets.
     pub hint: Hint,
     /// TCP's flag byte (0 for UDP).
     pub tcp_flags: u8,
@@ -331,17 +334,19 @@ pub(super) fn reopens(flags: u8, state: TcpState, entry_flags: u8) -> bool {
 }
 
 impl L4 {
-    /// Prefetches the two bucket lines `flow` will be looked up in.
+    /// Prefetches the bucket line `flow` will most likely be found in
+    /// (its primary: the probe stage asks for the secondary if not there).
     #[inline(always)]
     pub fn prefetch_flow(&self, flow: &V4Flow) {
-        self.ct.prefetch(Family::V4, flow.hash);
+        self.ct.prefetch_primary(flow.hash);
     }
 
     /// Prefetches the entry `flow` most likely matches (once its bucket
     /// lines are in: a stage after [`prefetch_flow`](Self::prefetch_flow))
-    /// and keeps what it saw for the match stage. If no entry can match
-    /// (no signature did: a new flow, if to a VIP), prefetches what its
-    /// decision will need ([`prefetch_new`](Self::prefetch_new)).
+    /// and keeps what it saw for the match stage. If no entry of the
+    /// primary can match (no signature did: a new flow, if to a VIP, or
+    /// one of the few flows in their secondary bucket), prefetches what a
+    /// new flow's decision will need ([`prefetch_new`](Self::prefetch_new)).
     #[inline(always)]
     pub fn prefetch_entry(&self, flow: &mut V4Flow, tables: &VsTable) {
         flow.hint = self.ct.probe(flow.hash);
