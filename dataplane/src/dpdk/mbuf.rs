@@ -336,9 +336,12 @@ impl TxBuffer {
     /// Queues `m`; flushes when full. Returns (sent, dropped) if it flushed.
     #[inline]
     pub fn push(&mut self, m: Mbuf) -> Option<(usize, usize)> {
-        self.ptrs[self.len] = m.into_raw();
-        self.len += 1;
-        (self.len == self.ptrs.len()).then(|| self.flush())
+        // `len` read once: the compiler cannot tell that the pointer
+        // stored does not overwrite it, and would load it again.
+        let n = self.len;
+        self.ptrs[n] = m.into_raw();
+        self.len = n + 1;
+        (n + 1 == self.ptrs.len()).then(|| self.flush())
     }
 
     pub fn is_empty(&self) -> bool {
