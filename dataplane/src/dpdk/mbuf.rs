@@ -73,7 +73,12 @@ impl Mbuf {
         let m = self.m();
         let room = usize::from(m.buf_len).saturating_sub(usize::from(m.data_off));
         // SAFETY: data_off .. buf_len is inside the buffer we own uniquely.
-        unsafe { std::slice::from_raw_parts_mut(data_ptr(m), room) }
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                m.buf_addr.cast::<u8>().add(usize::from(m.data_off)),
+                room,
+            )
+        }
     }
 
     /// The frame, to write in place.
@@ -84,7 +89,12 @@ impl Mbuf {
         // inside the buffer: the mbuf's invariant, which `set_len`,
         // `prepend` and `adj`, the only writers here, keep); `&mut self`
         // makes the borrow unique.
-        unsafe { std::slice::from_raw_parts_mut(data_ptr(m), usize::from(m.data_len)) }
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                m.buf_addr.cast::<u8>().add(usize::from(m.data_off)),
+                usize::from(m.data_len),
+            )
+        }
     }
 
     /// Sets the frame length within the first segment's room. Returns false
@@ -159,16 +169,12 @@ fn frame(m: &rte_mbuf) -> &[u8] {
     // SAFETY: buf_addr + data_off .. + data_len lies inside the buffer of
     // an mbuf its owner lends us for the lifetime of `m`; nothing else
     // writes it meanwhile.
-    unsafe { std::slice::from_raw_parts(data_ptr(m), usize::from(m.data_len)) }
-}
-
-/// Where the first segment's data of `m` starts (`buf_addr + data_off`;
-/// computing it is safe, using it is each caller's `// SAFETY:`).
-#[inline(always)]
-fn data_ptr(m: &rte_mbuf) -> *mut u8 {
-    m.buf_addr
-        .cast::<u8>()
-        .wrapping_add(usize::from(m.data_off))
+    unsafe {
+        std::slice::from_raw_parts(
+            m.buf_addr.cast::<u8>().add(usize::from(m.data_off)),
+            usize::from(m.data_len),
+        )
+    }
 }
 
 /// The packets of one RX burst; a fixed array reused every loop.
