@@ -581,10 +581,10 @@ pub struct V4Key {
 
 /// What a look at a flow's primary bucket found ([`ConnTable::probe`]) a
 /// stage before the lookup: the first slot whose signature matches, whose
-/// entry was prefetched. The
-/// lookup ([`ConnTable::find_hinted`]) checks that slot first. It may be
-/// stale (the slow path changed the table since), so the slot's key and
-/// liveness are still checked, and the full lookup follows a wrong hint.
+/// entry was prefetched. The lookup ([`ConnTable::find_hinted`]) checks
+/// that slot first. It may be stale (the slow path changed the table
+/// since), so the slot's key and liveness are still checked, and the full
+/// lookup follows a wrong hint.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Hint(u32);
 
@@ -1734,8 +1734,8 @@ mod tests {
 
     /// Random flows into a table: no insert fails until it is over 90 %
     /// full (the primary, then two choices, then a cuckoo step; measured
-    /// 91.8 % with this seed),
-    /// and few inserts fail by 95 % (measured 0.07 % of the table).
+    /// 91.8 % with this seed), and few inserts fail by 95 % (measured
+    /// 0.07 % of the table).
     #[test]
     fn two_choice_buckets_fill_past_90_percent() {
         let mut t = table(1 << 16);

@@ -341,8 +341,8 @@ impl L4 {
         self.ct.prefetch_primary(flow.hash);
     }
 
-    /// Prefetches the entry `flow` most likely matches (once its bucket
-    /// lines are in: a stage after [`prefetch_flow`](Self::prefetch_flow))
+    /// Prefetches the entry `flow` most likely matches (once its primary
+    /// bucket is in: a stage after [`prefetch_flow`](Self::prefetch_flow))
     /// and keeps what it saw for the match stage. If no entry of the
     /// primary can match (no signature did: a new flow, if to a VIP, or
     /// one of the few flows in their secondary bucket), prefetches what a
