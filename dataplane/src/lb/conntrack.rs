@@ -74,6 +74,10 @@ use super::flow::{Family, FlowKey, PROTO_TCP};
 use crate::dpdk::hugemem::{prefetch, prefetch_span, Backing, HugeArray};
 use crate::dpdk::simd::eq_lanes16;
 
+/// Free slots a primary bucket keeps new flows for itself while it has
+/// them (`insert`): few flows end in their secondary, and buckets stay
+/// even enough to fill past 90 % (module doc).
+const PRIMARY_ROOM: u8 = 3;
 /// Slots per bucket (one cache line of signatures and stamps).
 pub const SLOTS_PER_BUCKET: usize = 8;
 /// Smallest table (slots).
@@ -925,8 +929,14 @@ impl<S: Stored> Table<S> {
     #[inline(always)]
     fn locate(&self, hash: u64) -> (usize, usize, u16) {
         let sig = (hash >> 48) as u16;
-        let b1 = hash as usize & self.mask;
+        let b1 = self.primary(hash);
         (b1, self.alt(b1, sig), sig)
+    }
+
+    /// The primary bucket of `hash` ([`locate`](Self::locate)'s first).
+    #[inline(always)]
+    fn primary(&self, hash: u64) -> usize {
+        hash as usize & self.mask
     }
 
     #[inline(always)]
@@ -941,6 +951,12 @@ impl<S: Stored> Table<S> {
         let (b1, b2, _) = self.locate(hash);
         prefetch(&self.buckets[b1]);
         prefetch(&self.buckets[b2]);
+    }
+
+    /// Prefetch the primary bucket of `hash` only.
+    #[inline(always)]
+    fn prefetch_primary(&self, hash: u64) {
+        prefetch(&self.buckets[self.primary(hash)]);
     }
 
     /// The live slot holding `key` in bucket `b`, if any.
@@ -1053,7 +1069,7 @@ impl<S: Stored> Table<S> {
         // more room (the primary on a tie), so that buckets stay even
         // enough for inserts to rarely fail below ~90 %. Without a free
         // slot in either, an expired one is reused.
-        let pick = usize::from(slots(free[0]) < 3 && slots(free[1]) > slots(free[0]));
+        let pick = usize::from(slots(free[0]) < PRIMARY_ROOM && slots(free[1]) > slots(free[0]));
         let (b, s, evicted) = if free[pick] != 0 {
             self.occupied += 1;
             ([b1, b2][pick], first_slot::<S>(free[pick]), None)
@@ -1305,8 +1321,7 @@ impl ConnTable {
     /// for the secondary when the flow is not there.
     #[inline(always)]
     pub fn prefetch_primary(&self, hash: u64) {
-        let t = &self.v4;
-        prefetch(&t.buckets[hash as usize & t.mask]);
+        self.v4.prefetch_primary(hash);
     }
 
     /// The probe stage of an IPv4 lookup of `hash` (once its primary
@@ -1706,7 +1721,7 @@ mod tests {
                 let k = key(i);
                 let h = H.hash(&k);
                 let (b, _) = t.v4.find(&k, h, 0).expect("inserted");
-                b != t.v4.locate(h).0
+                b != t.v4.primary(h)
             })
             .count();
         let share = secondary as f64 / f64::from(n);

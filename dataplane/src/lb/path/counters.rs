@@ -234,8 +234,9 @@ impl L4 {
     /// Takes a new snapshot: counters are carried over by VS (VIP, port,
     /// protocol) and member (address, port); a VS keeps the packets and
     /// bytes of the members it lost (its sum does not go back). Cold: once
-    /// per reload, the one place the L4 path allocates after start-up. `process` calls it
-    /// when the generation changes; the worker may call it first.
+    /// per reload, the one place the L4 path allocates after start-up.
+    /// `process` calls it when the generation changes; the worker may call
+    /// it first.
     #[cold]
     #[inline(never)]
     pub fn adopt(&mut self, tables: &VsTable) {
