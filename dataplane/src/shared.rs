@@ -85,8 +85,8 @@ pub struct L4Snapshot {
     /// two), slots, memory (an IPv4 slot is 32 bytes, an IPv6 slot 56).
     pub ipv4: crate::lb::conntrack::Size,
     pub ipv6: crate::lb::conntrack::Size,
-    /// Whether it is in reserved hugepages (else ordinary pages: slower).
-    pub table_hugepages: bool,
+    /// The hugetlb page size it is in (`None`: ordinary pages, slower).
+    pub table_page_size: Option<usize>,
     pub conntrack: crate::lb::conntrack::Counters,
 }
 

@@ -374,7 +374,7 @@ impl Worker {
             snap.counters.clone_from(self.l4.counters());
             snap.ipv4 = self.l4.conntrack().v4().size();
             snap.ipv6 = self.l4.conntrack().v6().size();
-            snap.table_hugepages = self.l4.conntrack().backing() == crate::lb::Backing::HugeTlb;
+            snap.table_page_size = self.l4.conntrack().page_size();
             snap.conntrack = self.l4.conntrack().counters();
             snap.vs.resize(vs.len(), Default::default());
             snap.members.resize_with(vs.len(), Vec::new);

@@ -208,3 +208,97 @@ def test_punt_flood_leaves_a_transfer_and_bgp_up(lab):
     n2 = lab["frr"].json("show bgp neighbors 10.80.0.2")["10.80.0.2"]
     assert n2["bgpState"] == "Established"
     assert n2.get("connectionsEstablished") == established, "BGP flapped during the flood"
+
+
+# --- Connection tables and the pod's hugetlb limits -------------------------
+# A pod gets a hugetlb cgroup limit of 0 for every page size it did not
+# request, and the kernel charges a hugetlb page at the fault: a table
+# mapped in such pages died of SIGBUS at start-up. pollux reads the limits
+# (seen: the `nsenter` cases) and faults the pages in with
+# MADV_POPULATE_WRITE, which fails instead (the only guard where the limits
+# are not visible: the `ip netns exec` cases).
+
+HP2M = Path("/sys/kernel/mm/hugepages/hugepages-2048kB")
+HUGE_CONFIG = """
+instance: { name: pxg }
+dataplane:
+  workers: [0]
+  pollMode: adaptive
+  eal: ["--no-huge", "-m", "256", "--no-pci", "--file-prefix=pxg-@CASE@", "--vdev=net_pcap0,rx_pcap=@PCAP@"]
+  connections: 65536
+  connectionsV6: 8192
+  ports: [{ name: pxg, device: net_pcap0, selfIps: ["10.98.0.2/24"] }]
+api: { socket: "@SOCKET@" }
+"""
+
+
+class InCgroup:
+    """A Netns stand-in: runs its command in cgroup `cg` and namespace
+    `ns`, entered with `ip netns exec` (which remounts /sys: the cgroup
+    mounts hidden) or with `nsenter --net` (the mounts visible)."""
+
+    def __init__(self, cg: Path, ns: Netns, enter: str):
+        self.cg, self.ns, self.enter = cg, ns, enter
+
+    def popen(self, *args: str, **kw) -> subprocess.Popen:
+        # the shell joins the cgroup, then becomes the command
+        join = ["sh", "-c", f'echo $$ > {self.cg}/cgroup.procs && exec "$@"', "sh"]
+        enter = {"exec": ["ip", "netns", "exec", self.ns.name],
+                 "nsenter": ["nsenter", f"--net=/run/netns/{self.ns.name}"]}[self.enter]
+        return subprocess.Popen([*join, *enter, *args], **kw)
+
+
+def hugetlb_cgroup() -> Path | None:
+    """The cgroup2 mount, if it offers the hugetlb controller."""
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        dev, at, fstype, *_ = line.split()
+        if fstype == "cgroup2" and "hugetlb" in (Path(at) / "cgroup.controllers").read_text().split():
+            return Path(at)
+    return None
+
+
+@pytest.mark.parametrize("enter", ["exec", "nsenter"])
+@pytest.mark.parametrize("room", [0, 64 << 20])
+def test_tables_stay_within_the_pods_hugetlb_limits(tmp_path, enter, room):
+    top = hugetlb_cgroup()
+    if top is None:
+        pytest.skip("no cgroup2 hierarchy with the hugetlb controller")
+    free = int((HP2M / "free_hugepages").read_text()) - int((HP2M / "resv_hugepages").read_text())
+    if room and free < 64:
+        pytest.skip(f"{free} free 2 MiB hugepages: 64 needed to show the tables in them")
+    subtree = top / "cgroup.subtree_control"
+    if "hugetlb" not in subtree.read_text().split():
+        subtree.write_text("+hugetlb")
+    cg = top / f"pxg-{enter}-{room >> 20}"
+    cg.mkdir(exist_ok=True)
+    # Every size at 0 but 2 MiB's `room`: what a pod that requested
+    # `room` of 2 MiB pages (or none) gets from the kubelet.
+    for f in cg.glob("hugetlb.*.max"):
+        if not f.name.endswith("rsvd.max"):
+            f.write_text(str(room if f.name == "hugetlb.2MB.max" else 0))
+    pcap = tmp_path / "empty.pcap"
+    pcap.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+    ns = Netns(f"pxg-{enter}-{room >> 20}")
+    config = HUGE_CONFIG.replace("@PCAP@", str(pcap)).replace("@CASE@", f"{enter}{room >> 20}")
+    p = None
+    try:
+        p = Pollux(InCgroup(cg, ns, enter), config)
+        p.wait_ready()
+        (w,) = p.show("connections")["workers"]
+        if room:
+            assert (w["table_hugepages"], w["table_page_kib"]) == (True, 2048), w
+            assert "connection tables in hugepages" in p.logs()
+            # both families' tables in one mapping: rounded up to a page
+            # once (four arrays apart took 4 pages here, 8 MiB)
+            used = int((cg / "hugetlb.2MB.current").read_text())
+            assert used == -(-w["table_bytes"] // (2 << 20)) * (2 << 20) == 4 << 20, (used, w["table_bytes"])
+        else:
+            assert (w["table_hugepages"], w["table_page_kib"]) == (False, 0), w
+            assert "a connection table is not in hugepages" in p.logs()
+        assert p.stop() == 0, p.logs()
+    finally:
+        if p and p.proc.poll() is None:
+            p.proc.kill()
+            p.proc.wait(5)
+        ns.delete()
+        cg.rmdir()

@@ -86,7 +86,7 @@ pub fn connections_json(state: &State) -> Value {
             let l = &s.counters;
             let drops: serde_json::Map<String, Value> = L4Drop::ALL.iter().map(|d| (d.name().to_string(), json!(l.dropped(*d)))).collect();
             json!({
-                "worker": w, "entries": s.table().entries, "capacity": s.table().capacity, "table_bytes": s.table().bytes, "table_hugepages": s.table_hugepages,
+                "worker": w, "entries": s.table().entries, "capacity": s.table().capacity, "table_bytes": s.table().bytes, "table_hugepages": s.table_page_size.is_some(), "table_page_kib": s.table_page_size.map_or(0, |p| p >> 10),
                 "ipv4": { "entries": s.ipv4.entries, "capacity": s.ipv4.capacity, "table_bytes": s.ipv4.bytes },
                 "ipv6": { "entries": s.ipv6.entries, "capacity": s.ipv6.capacity, "table_bytes": s.ipv6.bytes },
                 "new_flows": l.new_flows, "untracked": l.untracked, "forwarded": l.forwarded, "returned": l.returned,

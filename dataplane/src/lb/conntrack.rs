@@ -71,7 +71,7 @@ use std::cell::OnceCell;
 use std::fmt;
 
 use super::flow::{Family, FlowKey, PROTO_TCP};
-use crate::dpdk::hugemem::{prefetch, prefetch_span, Backing, HugeArray};
+use crate::dpdk::hugemem::{prefetch, prefetch_span, Arena, Backing, HugeArray};
 use crate::dpdk::simd::eq_lanes16;
 
 /// Free slots a primary bucket keeps new flows for itself while it has
@@ -863,18 +863,36 @@ pub type V6Table = Table<Entry>;
 
 #[allow(private_bounds)]
 impl<S: Stored> Table<S> {
-    /// Allocate and initialise (start-up only: this allocates).
-    fn new(capacity: usize, backing: Backing) -> Result<Self, ConnTableError> {
+    /// Slots and buckets for `capacity` (or why not).
+    fn shape(capacity: usize) -> Result<(usize, usize), ConnTableError> {
         if capacity > MAX_CAPACITY {
             return Err(ConnTableError::TooLarge { capacity });
         }
         let slots = capacity.max(MIN_CAPACITY).next_power_of_two();
-        let nbuckets = slots / SLOTS_PER_BUCKET;
+        Ok((slots, slots / SLOTS_PER_BUCKET))
+    }
+
+    /// The arena bytes a table of `capacity` takes.
+    fn footprint(capacity: usize) -> Result<usize, ConnTableError> {
+        let (slots, nbuckets) = Self::shape(capacity)?;
         let bytes = nbuckets * 64 + slots * std::mem::size_of::<S>();
-        let buckets = HugeArray::new(nbuckets, EMPTY_BUCKET, backing)
+        Arena::footprint::<Bucket>(nbuckets)
+            .zip(Arena::footprint::<S>(slots))
+            .map(|(b, e)| b + e)
+            .ok_or(ConnTableError::Alloc { bytes })
+    }
+
+    /// Initialise a table in `arena` (start-up only), which
+    /// [`footprint`](Self::footprint) sized.
+    fn new(capacity: usize, arena: &mut Arena) -> Result<Self, ConnTableError> {
+        let (slots, nbuckets) = Self::shape(capacity)?;
+        let bytes = nbuckets * 64 + slots * std::mem::size_of::<S>();
+        let buckets = arena
+            .array(nbuckets, EMPTY_BUCKET)
             .ok_or(ConnTableError::Alloc { bytes })?;
-        let entries =
-            HugeArray::new(slots, S::EMPTY, backing).ok_or(ConnTableError::Alloc { bytes })?;
+        let entries = arena
+            .array(slots, S::EMPTY)
+            .ok_or(ConnTableError::Alloc { bytes })?;
         Ok(Table {
             buckets,
             entries,
@@ -910,15 +928,6 @@ impl<S: Stored> Table<S> {
             entries: self.occupied,
             capacity: self.capacity(),
             bytes: self.bytes(),
-        }
-    }
-
-    fn backing(&self) -> Backing {
-        if self.buckets.backing() == Backing::HugeTlb && self.entries.backing() == Backing::HugeTlb
-        {
-            Backing::HugeTlb
-        } else {
-            Backing::Transparent
         }
     }
 
@@ -1224,6 +1233,8 @@ impl Table<V4Slot> {
 pub struct ConnTable {
     v4: V4Table,
     v6: V6Table,
+    /// The hugetlb page size the tables are in (`None`: ordinary pages).
+    page_size: Option<usize>,
     flood: Flood,
 }
 
@@ -1241,10 +1252,14 @@ impl fmt::Debug for ConnTable {
 impl ConnTable {
     /// Allocate and initialise both families' tables (start-up only: this
     /// allocates).
+    /// Both are carved from one arena: hugepages round it up once.
     pub fn new(config: Config) -> Result<Self, ConnTableError> {
+        let bytes = V4Table::footprint(config.capacity)? + V6Table::footprint(config.capacity_v6)?;
+        let mut arena = Arena::new(bytes, config.backing).ok_or(ConnTableError::Alloc { bytes })?;
         Ok(ConnTable {
-            v4: Table::new(config.capacity, config.backing)?,
-            v6: Table::new(config.capacity_v6, config.backing)?,
+            v4: Table::new(config.capacity, &mut arena)?,
+            v6: Table::new(config.capacity_v6, &mut arena)?,
+            page_size: arena.page_size(),
             flood: Flood {
                 limit: config.new_flows_per_sec,
                 ..Flood::default()
@@ -1290,10 +1305,15 @@ impl ConnTable {
     /// What backs the tables; `Transparent` when hugepages were wanted but
     /// not available (log a warning, count it: DESIGN.md §2).
     pub fn backing(&self) -> Backing {
-        match (self.v4.backing(), self.v6.backing()) {
-            (Backing::HugeTlb, Backing::HugeTlb) => Backing::HugeTlb,
-            _ => Backing::Transparent,
+        match self.page_size {
+            Some(_) => Backing::HugeTlb,
+            None => Backing::Transparent,
         }
+    }
+
+    /// The hugetlb page size the tables are in, if they are.
+    pub fn page_size(&self) -> Option<usize> {
+        self.page_size
     }
 
     /// Bytes of table memory, both families.

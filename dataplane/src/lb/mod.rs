@@ -27,10 +27,10 @@
 //!   ICMP port unreachable builders.
 //! - [`path`]: the per-worker L4 data path ([`L4::process`],
 //!   [`L4::sweep`]): conntrack + Maglev + NAT over a frame.
-//! - The connection table's hugepage-backed array and prefetch hint come
+//! - The connection table's hugepage arena and prefetch hint come
 //!   from `crate::dpdk::hugemem` (the DPDK layer holds all the `unsafe`).
 //!
-//! Everything here is `core`/`std` + `thiserror` + `hugepage-rs` + `libc`;
+//! Everything here is `core`/`std` + `thiserror` + `libc`;
 //! no locks, and no allocation in any per-packet function.
 
 pub mod conntrack;

@@ -301,7 +301,8 @@ impl Runtime {
                     match L4::new(seed.l4) {
                         Ok(mut l4) => {
                             l4.set_self_ips(&seed.self_ips);
-                            let _ = ready_tx.send(Ok(l4.conntrack().backing()));
+                            let ct = l4.conntrack();
+                            let _ = ready_tx.send(Ok((w, ct.page_size(), ct.bytes())));
                             (seed.make)(l4).run();
                         }
                         Err(e) => {
@@ -328,11 +329,22 @@ impl Runtime {
         }
         for _ in &cfg.workers {
             match ready.recv_timeout(std::time::Duration::from_secs(60)) {
-                Ok(Ok(backing)) => {
-                    if backing != crate::lb::Backing::HugeTlb {
-                        tracing::warn!(
-                            "a connection table is not in hugepages (fell back to ordinary pages)"
-                        );
+                Ok(Ok((worker, page, bytes))) => {
+                    let mib = bytes.div_ceil(1 << 20);
+                    match page {
+                        Some(page) => tracing::info!(
+                            worker,
+                            table_mib = mib,
+                            page_kib = page >> 10,
+                            "connection tables in hugepages"
+                        ),
+                        None => tracing::warn!(
+                            worker,
+                            table_mib = mib,
+                            "a connection table is not in hugepages (fell back to ordinary pages): \
+                             no hugepage size has that many pages free within this process's \
+                             hugetlb cgroup limits"
+                        ),
                     }
                 }
                 Ok(Err(e)) => return Err(Error::Conntrack(e)), // dropping dp stops the others
