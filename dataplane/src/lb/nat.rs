@@ -55,27 +55,26 @@ pub(crate) fn addr_offsets(family: Family) -> (usize, usize, usize) {
 /// 16). Writes the first `N` bytes of `new` at `h[at..]` and returns the
 /// checksum delta: old words complemented plus new words, summed as
 /// 32-bit words (a 32-bit word is congruent to the sum of its 16-bit
-/// halves modulo 0xffff) and folded to at most 17 bits; zero only if
-/// every 16-bit term is, so the checksum comes out as the 16-bit sum's.
+/// halves modulo 0xffff) and folded to 16 bits; zero only if every 16-bit
+/// term is, so the checksum comes out as the 16-bit sum's.
 #[inline(always)]
 fn replace<const N: usize>(h: &mut [u8], at: usize, new: &[u8; 16]) -> u32 {
     let field = &mut h[at..at + N];
+    // In the frame's byte order: the one's-complement sum does not depend
+    // on it (RFC 1071 §2(B)), and the words the sum reads are then the
+    // very words the copy writes (summed in network order, LLVM stored
+    // an IPv6 address as 16 single bytes: 24 instructions a packet).
+    let word = |b: &[u8], i: usize| u32::from_ne_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
     let mut acc = 0u64;
     let mut i = 0;
     while i < N {
-        let old = u32::from_be_bytes([field[i], field[i + 1], field[i + 2], field[i + 3]]);
-        acc += u64::from(!old)
-            + u64::from(u32::from_be_bytes([
-                new[i],
-                new[i + 1],
-                new[i + 2],
-                new[i + 3],
-            ]));
+        acc += u64::from(!word(field, i)) + u64::from(word(new, i));
         i += 4;
     }
     field.copy_from_slice(&new[..N]);
-    let a = checksum::fold64(acc);
-    (a & 0xffff) + (a >> 16)
+    // Folded to 16 bits, then read in network order.
+    let sum = !checksum::fold(checksum::fold64(acc));
+    u32::from(u16::from_be_bytes(sum.to_ne_bytes()))
 }
 
 /// RFC 1624 eqn. 3 with a summed delta.
