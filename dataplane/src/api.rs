@@ -283,6 +283,9 @@ pub struct Interface {
     pub worker: WorkerSpec,
     /// Queue pairs: one per worker up to what the device offers.
     pub queues: u16,
+    /// Whether the device verifies received IPv4 header checksums (the
+    /// fast path then does not).
+    pub rx_ip_checksum: bool,
     /// One slot per worker (each counts what it handled on the port).
     pub(crate) shared: Vec<Arc<SharedPort>>,
 }

@@ -302,3 +302,63 @@ def test_tables_stay_within_the_pods_hugetlb_limits(tmp_path, enter, room):
             p.proc.wait(5)
         ns.delete()
         cg.rmdir()
+
+
+# --- The device's IPv4 header checksum verdict ------------------------------
+# Where the device verifies IPv4 header checksums (a VF's NIC; here net_tap,
+# which does it in software when asked), classify takes its "good" and does
+# not sum the header again; a frame it found bad is checked in software like
+# any other, and the slow path counts and drops it.
+
+TAP_CONFIG = """
+instance: { name: pxc }
+dataplane:
+  workers: [0]
+  pollMode: adaptive
+  eal: ["--no-huge", "-m", "256", "--no-pci", "--file-prefix=pxc", "--vdev=net_tap_pxc,iface=pxc0"]
+  ports:
+    - name: pxc
+      device: net_tap_pxc
+      selfIps: ["10.97.0.2/24"]
+      neighbors: [{ address: 10.97.0.50, mac: "02:00:00:00:00:50" }]
+virtualServers:
+  - { name: web, address: 10.97.0.100, port: 80, protocol: udp, members: [{ address: 10.97.0.50, port: 8080 }] }
+api: { socket: "@SOCKET@" }
+"""
+
+
+def udp_to_vip(dst_mac: str, sport: int, bad_sum: bool) -> str:
+    ip = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28, 1, 0, 64, 17, 0,
+                               socket.inet_aton("10.97.0.1"), socket.inet_aton("10.97.0.100")))
+    s = sum(struct.unpack("!10H", ip))
+    s = (s & 0xFFFF) + (s >> 16)
+    struct.pack_into("!H", ip, 10, (~s & 0xFFFF) ^ (1 if bad_sum else 0))
+    eth = bytes.fromhex(dst_mac.replace(":", "")) + bytes.fromhex("020000000001") + b"\x08\x00"
+    return (eth + bytes(ip) + struct.pack("!HHHH", sport, 80, 8, 0)).hex()
+
+
+def test_a_frame_the_device_found_bad_is_dropped_and_counted():
+    ns = Netns("pxc-dp")
+    p = None
+    try:
+        p = Pollux(ns, TAP_CONFIG)
+        p.wait_ready()
+        (port,) = p.show("interfaces")["interfaces"]
+        assert port["rx_ip_checksum"] is True, port  # net_tap offers it
+        web = lambda: next(v for v in p.show("virtual-servers")["virtual_servers"] if v["name"] == "web")
+        before = (web()["packets_in"], drops(p, "pxc")["ipv4_checksum"])
+        send = lambda bad, n: ns.run(sys.executable, str(HERE / "rawsend.py"), "pxc0",
+                                     udp_to_vip(port["mac"], 40000, bad), str(n))
+        send(False, 3)
+        wait_for("3 good frames forwarded", lambda: web()["packets_in"] - before[0] >= 3, timeout=5)
+        send(True, 2)
+        wait_for("2 bad frames counted", lambda: drops(p, "pxc")["ipv4_checksum"] - before[1] >= 2, timeout=5)
+        send(False, 1)  # after the bad ones: the flow is still forwarded
+        wait_for("the next good frame forwarded", lambda: web()["packets_in"] - before[0] >= 4, timeout=5)
+        assert (web()["packets_in"] - before[0], drops(p, "pxc")["ipv4_checksum"] - before[1]) == (4, 2)
+        assert p.stop() == 0, p.logs()
+    finally:
+        if p and p.proc.poll() is None:
+            p.proc.kill()
+            p.proc.wait(5)
+        ns.delete()

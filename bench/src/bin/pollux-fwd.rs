@@ -318,7 +318,7 @@ fn run(o: Opts) -> Result<(), BoxError> {
     let eal = Eal::init(&o.eal)?;
     let pool = Arc::new(Mempool::new("pxfwd_pool", o.mbufs, 256, -1)?);
     let mut port = Port::by_name(&o.port)?;
-    port.configure(1, o.desc, &pool)?;
+    port.configure(1, o.desc, &pool, false)?;
     port.start()?;
     println!(
         "pollux-fwd: DPDK {}; port {} ({:?}, driver {}) rx→tx on worker lcore {lcore}; {} mbufs, {} descriptors, burst {}{}",

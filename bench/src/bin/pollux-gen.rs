@@ -1267,7 +1267,7 @@ fn run(o: Opts) -> Result<(), BoxError> {
     let eal = Eal::init(&o.eal)?;
     let pool = Arc::new(Mempool::new("pxgen_pool", o.mbufs, 256, -1)?);
     let mut port = Port::by_name(&o.port)?;
-    port.configure(o.queues, o.desc, &pool)?;
+    port.configure(o.queues, o.desc, &pool, false)?;
     port.start()?;
     let mac = port.mac()?.0;
     let hz = dpdk::tsc_hz();

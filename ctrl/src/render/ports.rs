@@ -30,6 +30,7 @@ pub fn interfaces_json(state: &State) -> Value {
                 "self_ips": i.self_ips.iter().map(|s| format!("{}/{}", s.addr, s.len)).collect::<Vec<_>>(),
                 "worker": { "lcore": i.worker.lcore, "cpu": i.worker.cpu },
                 "queues": i.queues,
+                "rx_ip_checksum": i.rx_ip_checksum,
                 "rx_packets": s.counters.rx_packets, "tx_packets": s.counters.tx_packets,
                 "link": { "up": s.pmd.link.up, "speed_mbps": s.pmd.link.speed_mbps, "full_duplex": s.pmd.link.full_duplex },
             })

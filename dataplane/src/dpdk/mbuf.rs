@@ -12,6 +12,12 @@ use crate::capture::{Dir, Slot};
 /// Packets per RX burst (a multiple of 8, as `rte_eth_rx_burst` asks).
 pub const BURST: usize = 32;
 
+/// `ol_flags`' IPv4 header checksum verdict (`rte_mbuf_core.h`:
+/// `RTE_MBUF_F_RX_IP_CKSUM_MASK`, `_GOOD`; a macro bindgen leaves out):
+/// unknown (0), bad (bit 4), good (bit 7), none (both: not checked).
+const RX_IP_CKSUM_MASK: u64 = (1 << 4) | (1 << 7);
+const RX_IP_CKSUM_GOOD: u64 = 1 << 7;
+
 /// One packet buffer we own. Single-segment frames only: the data view is
 /// the first segment (`nb_segs` tells whether there are more).
 #[derive(Debug)]
@@ -222,6 +228,19 @@ impl Burst {
             // owns; the shared borrow of self keeps them from being handed
             // out or freed while the views live.
             frame(unsafe { &*p })
+        })
+    }
+
+    /// [`frames`](Self::frames), each with whether the device verified
+    /// its IPv4 header checksum (`RTE_MBUF_F_RX_IP_CKSUM_GOOD`; false when
+    /// it found it bad, did not check, or is not asked to:
+    /// [`Port::configure`](super::port::Port::configure)).
+    #[inline]
+    pub fn frames_checked(&self) -> impl Iterator<Item = (&[u8], bool)> + '_ {
+        self.ptrs[..self.len].iter().map(|&p| {
+            // SAFETY: as in `frames`.
+            let m = unsafe { &*p };
+            (frame(m), m.ol_flags & RX_IP_CKSUM_MASK == RX_IP_CKSUM_GOOD)
         })
     }
 

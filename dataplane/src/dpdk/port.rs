@@ -120,6 +120,8 @@ pub struct Port {
     /// Queues configured, and whether their handles were handed out.
     queues: u16,
     taken: bool,
+    /// Whether the device verifies received IPv4 header checksums.
+    rx_ip_checksum: bool,
 }
 
 impl Port {
@@ -156,6 +158,7 @@ impl Port {
             max_queues: info.max_rx_queues.min(info.max_tx_queues).max(1),
             queues: 0,
             taken: false,
+            rx_ip_checksum: false,
         })
     }
 
@@ -167,8 +170,17 @@ impl Port {
 
     /// `queues` RX and TX queue pairs of `desc` descriptors each, buffers
     /// from `pool`; with more than one, RSS over IP addresses and ports
-    /// where the device can hash them (what it offers of those).
-    pub fn configure(&mut self, queues: u16, desc: u16, pool: &Arc<Mempool>) -> Result<()> {
+    /// where the device can hash them (what it offers of those). With
+    /// `verify_ip`, the device checks received IPv4 header checksums if it
+    /// can (a VF's NIC does it for free; [`rx_ip_checksum`](Self::rx_ip_checksum)
+    /// tells), so that the fast path need not.
+    pub fn configure(
+        &mut self,
+        queues: u16,
+        desc: u16,
+        pool: &Arc<Mempool>,
+        verify_ip: bool,
+    ) -> Result<()> {
         let id = self.id.0;
         let mut info = rte_eth_dev_info::default();
         // SAFETY: valid port id, out struct.
@@ -183,6 +195,12 @@ impl Port {
         if queues > 1 && hf != 0 {
             conf.rxmode.mq_mode = dpdk_sys::rte_eth_rx_mq_mode_RTE_ETH_MQ_RX_RSS;
             conf.rx_adv_conf.rss_conf.rss_hf = hf;
+        }
+        // RTE_ETH_RX_OFFLOAD_IPV4_CKSUM
+        const RX_IPV4_CKSUM: u64 = 1 << 1;
+        let rx_ip_checksum = verify_ip && info.rx_offload_capa & RX_IPV4_CKSUM != 0;
+        if rx_ip_checksum {
+            conf.rxmode.offloads |= RX_IPV4_CKSUM;
         }
         // SAFETY: valid port id and an initialised configuration.
         check("rte_eth_dev_configure", unsafe {
@@ -210,7 +228,14 @@ impl Port {
         }
         let _ = self.dev.pool.set(pool.clone());
         self.queues = queues;
+        self.rx_ip_checksum = rx_ip_checksum;
         Ok(())
+    }
+
+    /// Whether the device verifies received IPv4 header checksums
+    /// (flagging each mbuf: [`Burst::frames_checked`](super::mbuf::Burst::frames_checked)).
+    pub fn rx_ip_checksum(&self) -> bool {
+        self.rx_ip_checksum
     }
 
     /// The handles of the configured queue pairs, in queue order: once

@@ -183,15 +183,16 @@ impl Runtime {
                 .unwrap_or(workers as u16)
                 .clamp(1, workers as u16)
                 .min(port.max_queues());
-            port.configure(nq, PORT_DESC, &pool).map_err(port_err)?;
+            port.configure(nq, PORT_DESC, &pool, true)
+                .map_err(port_err)?;
             port.start().map_err(port_err)?;
             let mac = port.mac().map_err(port_err)?;
             let mut tap = Port::by_name(&format!("net_tap{i}")).map_err(port_err)?;
-            tap.configure(1, TAP_DESC, &pool).map_err(port_err)?;
+            tap.configure(1, TAP_DESC, &pool, false).map_err(port_err)?;
             tap.set_mac(mac).map_err(port_err)?;
             tap.set_mtu(spec.mtu).map_err(port_err)?;
             tap.start().map_err(port_err)?;
-            tracing::info!(port = ?port.id, tap = ?tap.id, name = %spec.name, device = %spec.device, driver = %port.driver, %mac, queues = nq, "port started");
+            tracing::info!(port = ?port.id, tap = ?tap.id, name = %spec.name, device = %spec.device, driver = %port.driver, %mac, queues = nq, rx_ip_checksum = port.rx_ip_checksum(), "port started");
             if usize::from(nq) < workers {
                 tracing::info!(port = %spec.name, queues = nq, workers, "fewer queues than workers: the others hand their frames for this port to its home worker");
             }
@@ -209,6 +210,7 @@ impl Runtime {
                 self_ips: spec.self_ips.clone(),
                 worker: cfg.workers[cfg.worker_of(i)],
                 queues: nq,
+                rx_ip_checksum: port.rx_ip_checksum(),
                 shared: (0..workers).map(|_| Arc::default()).collect(),
             });
             ports.push((port, tap));
@@ -438,14 +440,16 @@ impl Runtime {
                 } else {
                     None
                 };
-                WorkerPort::new(
+                let mut port = WorkerPort::new(
                     host,
                     self.pools[i].clone(),
                     queues,
                     tap,
                     home,
                     self.interfaces[i].shared[w].clone(),
-                )
+                );
+                port.rx_ip_checksum = self.interfaces[i].rx_ip_checksum;
+                port
             })
             .collect();
         let rings = if cfg.workers.len() > 1 {
