@@ -962,6 +962,12 @@ impl<S: Stored> Table<S> {
         prefetch(&self.buckets[b2]);
     }
 
+    /// Prefetch the secondary bucket of a flow whose primary is `b1`.
+    #[inline(always)]
+    fn prefetch_secondary(&self, b1: usize, sig: u16) {
+        prefetch(&self.buckets[self.alt(b1, sig)]);
+    }
+
     /// Prefetch the primary bucket of `hash` only.
     #[inline(always)]
     fn prefetch_primary(&self, hash: u64) {
@@ -1192,11 +1198,13 @@ impl<S: Stored> Table<S> {
 impl Table<V4Slot> {
     #[inline(always)]
     fn probe(&self, hash: u64) -> Hint {
-        let (b1, b2, sig) = self.locate(hash);
+        // Not `locate`: the secondary is computed only if needed (LLVM
+        // hoisted it above the branch: 7 instructions a packet).
+        let (b1, sig) = (self.primary(hash), (hash >> 48) as u16);
         let m1 = self.buckets[b1].sig_mask(sig);
         if m1 == 0 {
             // Not in the primary: the secondary's line, for the lookup.
-            prefetch(&self.buckets[b2]);
+            self.prefetch_secondary(b1, sig);
             return Hint::NONE;
         }
         let first = b1 * SLOTS_PER_BUCKET + m1.trailing_zeros() as usize;
