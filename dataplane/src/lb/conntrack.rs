@@ -1259,8 +1259,7 @@ impl fmt::Debug for ConnTable {
 
 impl ConnTable {
     /// Allocate and initialise both families' tables (start-up only: this
-    /// allocates).
-    /// Both are carved from one arena: hugepages round it up once.
+    /// allocates), carved from one arena: hugepages round it up once.
     pub fn new(config: Config) -> Result<Self, ConnTableError> {
         let bytes = V4Table::footprint(config.capacity)? + V6Table::footprint(config.capacity_v6)?;
         let mut arena = Arena::new(bytes, config.backing).ok_or(ConnTableError::Alloc { bytes })?;
