@@ -218,17 +218,30 @@ def test_punt_flood_leaves_a_transfer_and_bgp_up(lab):
 # MADV_POPULATE_WRITE, which fails instead (the only guard where the limits
 # are not visible: the `ip netns exec` cases).
 
-HP2M = Path("/sys/kernel/mm/hugepages/hugepages-2048kB")
-HUGE_CONFIG = """
-instance: { name: pxg }
+def one_port(name: str, vdev: str, rest: str) -> str:
+    """A one-worker pollux on one DPDK vdev; `rest`: the port and more."""
+    return f"""
+instance: {{ name: {name} }}
 dataplane:
   workers: [0]
   pollMode: adaptive
-  eal: ["--no-huge", "-m", "256", "--no-pci", "--file-prefix=pxg-@CASE@", "--vdev=net_pcap0,rx_pcap=@PCAP@"]
-  connections: 65536
+  eal: ["--no-huge", "-m", "256", "--no-pci", "--file-prefix={name}", "--vdev={vdev}"]
+{rest}api: {{ socket: "@SOCKET@" }}
+"""
+
+
+def stop_and_clean(p: Pollux | None, ns: Netns):
+    """A test's end, whatever happened: pollux gone, its namespace too."""
+    if p and p.proc.poll() is None:
+        p.proc.kill()
+        p.proc.wait(5)
+    ns.delete()
+
+
+HP2M = Path("/sys/kernel/mm/hugepages/hugepages-2048kB")
+HUGE_PORT = """  connections: 65536
   connectionsV6: 8192
   ports: [{ name: pxg, device: net_pcap0, selfIps: ["10.98.0.2/24"] }]
-api: { socket: "@SOCKET@" }
 """
 
 
@@ -279,7 +292,7 @@ def test_tables_stay_within_the_pods_hugetlb_limits(tmp_path, enter, room):
     pcap = tmp_path / "empty.pcap"
     pcap.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
     ns = Netns(f"pxg-{enter}-{room >> 20}")
-    config = HUGE_CONFIG.replace("@PCAP@", str(pcap)).replace("@CASE@", f"{enter}{room >> 20}")
+    config = one_port(f"pxg{enter}{room >> 20}", f"net_pcap0,rx_pcap={pcap}", HUGE_PORT)
     p = None
     try:
         p = Pollux(InCgroup(cg, ns, enter), config)
@@ -297,10 +310,7 @@ def test_tables_stay_within_the_pods_hugetlb_limits(tmp_path, enter, room):
             assert "a connection table is not in hugepages" in p.logs()
         assert p.stop() == 0, p.logs()
     finally:
-        if p and p.proc.poll() is None:
-            p.proc.kill()
-            p.proc.wait(5)
-        ns.delete()
+        stop_and_clean(p, ns)
         cg.rmdir()
 
 
@@ -310,21 +320,14 @@ def test_tables_stay_within_the_pods_hugetlb_limits(tmp_path, enter, room):
 # not sum the header again; a frame it found bad is checked in software like
 # any other, and the slow path counts and drops it.
 
-TAP_CONFIG = """
-instance: { name: pxc }
-dataplane:
-  workers: [0]
-  pollMode: adaptive
-  eal: ["--no-huge", "-m", "256", "--no-pci", "--file-prefix=pxc", "--vdev=net_tap_pxc,iface=pxc0"]
-  ports:
+TAP_CONFIG = one_port("pxc", "net_tap_pxc,iface=pxc0", """  ports:
     - name: pxc
       device: net_tap_pxc
       selfIps: ["10.97.0.2/24"]
       neighbors: [{ address: 10.97.0.50, mac: "02:00:00:00:00:50" }]
 virtualServers:
   - { name: web, address: 10.97.0.100, port: 80, protocol: udp, members: [{ address: 10.97.0.50, port: 8080 }] }
-api: { socket: "@SOCKET@" }
-"""
+""")
 
 
 def udp_to_vip(dst_mac: str, sport: int, bad_sum: bool) -> str:
@@ -358,7 +361,4 @@ def test_a_frame_the_device_found_bad_is_dropped_and_counted():
         assert (web()["packets_in"] - before[0], drops(p, "pxc")["ipv4_checksum"] - before[1]) == (4, 2)
         assert p.stop() == 0, p.logs()
     finally:
-        if p and p.proc.poll() is None:
-            p.proc.kill()
-            p.proc.wait(5)
-        ns.delete()
+        stop_and_clean(p, ns)
