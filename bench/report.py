@@ -75,11 +75,35 @@ def spread(r: dict, side: str) -> str:
     return f"{fmt(med)} ({fmt(lo)}–{fmt(hi)})"
 
 
-def verdict(r: dict) -> str:
+# A side whose runs differ more than this (max / min) ran in more than one
+# of the VM's speed modes (seen: testpmd io at 5, 14 and 25 Mpps on one
+# link in one bench): its median then says which mode won, and a ratio of
+# two such medians compares modes, not forwarders.
+UNSETTLED = 1.5
+
+
+def unsettled(r: dict, rows: list[dict]) -> bool:
+    """Whether the row's runs straddle speed modes (see UNSETTLED): either
+    side's within the row, or the reference's across the rows of its file
+    that measured it in the same unit (testpmd io forwards the same
+    whatever the flows: its rows a and b agree unless the VM changed mode
+    between them, so one far below its fastest ran in a slower mode)."""
+    for side in ("pollux", "ref"):
+        lo, hi = num(r[f"{side}_min"]), num(r[f"{side}_max"])
+        if lo and hi and hi / lo > UNSETTLED:
+            return True
+    same = [num(o["ref_median"]) for o in rows
+            if (o["source"], o["ref_name"], o["unit"]) == (r["source"], r["ref_name"], r["unit"])]
+    here, fastest = num(r["ref_median"]), max((v for v in same if v), default=None)
+    return bool(here and fastest and fastest / here > UNSETTLED)
+
+
+def verdict(r: dict, rows: list[dict]) -> str:
     """Whether the goal is met. A bare number after >= on a row with a
     ratio is a goal on the ratio (">=0.85": 85 % of the reference); a
     goal with a unit or on a row without a ratio is on pollux's median
-    (">=2 M/s", "<=100")."""
+    (">=2 M/s", "<=100"). A ratio whose runs straddle the VM's speed
+    modes gets no verdict but "unsettled" (compare the runs' CSV)."""
     m = re.fullmatch(r"\s*(<=|>=)\s*([0-9.]+)\s*(.*)", r.get("goal") or "")
     if not m or m.group(3).startswith("+"):
         return ""  # e.g. "<=30+jitter": a bound to read, not to check
@@ -89,6 +113,8 @@ def verdict(r: dict) -> str:
     value = ratio if on_ratio else num(r["pollux_median"])
     if value is None:
         return ""
+    if on_ratio and unsettled(r, rows):
+        return f"unsettled (runs > {UNSETTLED}× apart: the VM changed speed; compare the runs' CSV)"
     ok = value >= bound if op == ">=" else value <= bound
     return "met" if ok else "NOT met"
 
@@ -98,7 +124,7 @@ def table(rows: list[dict]) -> str:
            "| --- | --- | --- | ---: | --- | ---: | ---: | --- |"]
     for r in rows:
         goal = r["goal"] or ""
-        v = verdict(r)
+        v = verdict(r, rows)
         if v:
             goal = f"{goal} {v}"
         out.append("| {} | {} | {} | {} | {} | {} | {} | {} |".format(
@@ -122,7 +148,7 @@ def plot(rows: list[dict], path: Path, title: str) -> str | None:
     fig, ax = plt.subplots(figsize=(11, 0.45 * len(shown) + 1.6))
     y = range(len(shown))
     colour = {"met": "#3a7", "NOT met": "#c53"}  # no goal: grey
-    ax.barh(y, ratios, color=[colour.get(verdict(r), "#999") for r in shown])
+    ax.barh(y, ratios, color=[colour.get(verdict(r, rows), "#999") for r in shown])
     ax.axvline(1.0, color="#444", lw=0.8)
     ax.set_yticks(list(y), labels, fontsize=8)
     ax.invert_yaxis()
