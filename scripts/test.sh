@@ -85,6 +85,7 @@ suite_step "rustfmt" cargo fmt --all --check
 suite_fuzz
 suite_pytest helm tests/helm
 suite_pytest pktgen tests/pktgen
+suite_pytest bench tests/bench
 suite_pytest integration tests/integration
 
 echo "$passed passed, $failed failed"
