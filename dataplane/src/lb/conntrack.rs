@@ -863,19 +863,23 @@ pub type V6Table = Table<Entry>;
 
 #[allow(private_bounds)]
 impl<S: Stored> Table<S> {
-    /// Slots and buckets for `capacity` (or why not).
-    fn shape(capacity: usize) -> Result<(usize, usize), ConnTableError> {
+    /// Slots, buckets and their bytes for `capacity` (or why not).
+    fn shape(capacity: usize) -> Result<(usize, usize, usize), ConnTableError> {
         if capacity > MAX_CAPACITY {
             return Err(ConnTableError::TooLarge { capacity });
         }
         let slots = capacity.max(MIN_CAPACITY).next_power_of_two();
-        Ok((slots, slots / SLOTS_PER_BUCKET))
+        let nbuckets = slots / SLOTS_PER_BUCKET;
+        Ok((
+            slots,
+            nbuckets,
+            nbuckets * 64 + slots * std::mem::size_of::<S>(),
+        ))
     }
 
     /// The arena bytes a table of `capacity` takes.
     fn footprint(capacity: usize) -> Result<usize, ConnTableError> {
-        let (slots, nbuckets) = Self::shape(capacity)?;
-        let bytes = nbuckets * 64 + slots * std::mem::size_of::<S>();
+        let (slots, nbuckets, bytes) = Self::shape(capacity)?;
         Arena::footprint::<Bucket>(nbuckets)
             .zip(Arena::footprint::<S>(slots))
             .map(|(b, e)| b + e)
@@ -885,8 +889,7 @@ impl<S: Stored> Table<S> {
     /// Initialise a table in `arena` (start-up only), which
     /// [`footprint`](Self::footprint) sized.
     fn new(capacity: usize, arena: &mut Arena) -> Result<Self, ConnTableError> {
-        let (slots, nbuckets) = Self::shape(capacity)?;
-        let bytes = nbuckets * 64 + slots * std::mem::size_of::<S>();
+        let (slots, nbuckets, bytes) = Self::shape(capacity)?;
         let buckets = arena
             .array(nbuckets, EMPTY_BUCKET)
             .ok_or(ConnTableError::Alloc { bytes })?;
@@ -1241,8 +1244,6 @@ impl Table<V4Slot> {
 pub struct ConnTable {
     v4: V4Table,
     v6: V6Table,
-    /// The hugetlb page size the tables are in (`None`: ordinary pages).
-    page_size: Option<usize>,
     flood: Flood,
 }
 
@@ -1251,7 +1252,7 @@ impl fmt::Debug for ConnTable {
         f.debug_struct("ConnTable")
             .field("capacity", &(self.v4.capacity(), self.v6.capacity()))
             .field("occupied", &self.occupied())
-            .field("backing", &self.backing())
+            .field("page_size", &self.page_size())
             .field("counters", &self.counters())
             .finish()
     }
@@ -1266,7 +1267,6 @@ impl ConnTable {
         Ok(ConnTable {
             v4: Table::new(config.capacity, &mut arena)?,
             v6: Table::new(config.capacity_v6, &mut arena)?,
-            page_size: arena.page_size(),
             flood: Flood {
                 limit: config.new_flows_per_sec,
                 ..Flood::default()
@@ -1309,18 +1309,11 @@ impl ConnTable {
         }
     }
 
-    /// What backs the tables; `Transparent` when hugepages were wanted but
-    /// not available (log a warning, count it: DESIGN.md §2).
-    pub fn backing(&self) -> Backing {
-        match self.page_size {
-            Some(_) => Backing::HugeTlb,
-            None => Backing::Transparent,
-        }
-    }
-
-    /// The hugetlb page size the tables are in, if they are.
+    /// The hugetlb page size the tables are in (one arena: both
+    /// families'); `None` when hugepages were wanted but not available
+    /// (log a warning, count it: DESIGN.md §2).
     pub fn page_size(&self) -> Option<usize> {
-        self.page_size
+        self.v4.buckets.page_size()
     }
 
     /// Bytes of table memory, both families.
@@ -2085,7 +2078,7 @@ mod tests {
              hash+prefetch+lookup cold in bursts of 32 {burst_hit:.1} ns, lookup-hit hot {hot:.1} ns",
             t.v4().capacity(),
             t.bytes() >> 20,
-            t.backing(),
+            t.page_size(),
             n
         );
         assert_eq!(found, n - t.counters().insert_failed_full as u32);
