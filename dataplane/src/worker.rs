@@ -41,7 +41,8 @@ use crate::dpdk::{Burst, Clock, Drain, Mbuf, Mempool, RxQueue, TxBuffer, BURST};
 use crate::host::neighbor::{Nanos, Pending};
 use crate::host::{FromTap, FromWire, Host, HostIo};
 use crate::lb::{
-    Classified, Classifier, Expired, L4Verdict, Miss, Owner, Side, Steering, V4Flow, V6Flow, L4,
+    Classified, Classifier, Expired, L4Verdict, Miss, Owner, Pick, Side, Steering, V4Flow, V6Flow,
+    VsTable, L4,
 };
 use crate::shared::{BfdCommand, PollMode, SharedBfd, SharedL4, Tables};
 use crate::wire::Mac;
@@ -184,6 +185,18 @@ pub struct Worker {
     pub capture: Arc<capture::Slot>,
 }
 
+/// What the stages found of each frame of a burst: classify's record
+/// ([`V4Flow`]) and, for a new flow, the probe stage's [`Pick`] (if its
+/// record says [`picked`](V4Flow::picked)). One a worker, lent to every
+/// burst (rebuilt for each, the records cost 6 instructions a packet): a
+/// stage writes every field that it or a later stage reads of a frame it
+/// admits, and nothing reads a frame's record that classify did not.
+#[derive(Debug, Default)]
+struct Records {
+    flows: [V4Flow; BURST],
+    picks: [Pick; BURST],
+}
+
 /// What [`Worker`] counts of its hand-offs.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Handoffs {
@@ -249,10 +262,7 @@ impl Worker {
     pub fn run(mut self) {
         let clock = self.clock;
         let mut burst = Burst::default();
-        // Classify's record of each frame of a burst, reused by every
-        // burst: classify writes every field of a record the stages after
-        // it read (a fresh array each burst cost 6 instructions a packet).
-        let mut flows = [V4Flow::default(); BURST];
+        let mut records = Records::default();
         let mut counters = WorkerCounters::default();
         let (mut last_timers, mut last_publish, mut last_tap) = (0, 0, 0);
         let mut idle_streak: u32 = 0;
@@ -291,13 +301,13 @@ impl Worker {
                 last_tap = now;
             }
             for pi in 0..self.ports.len() {
-                work += self.poll_wire(pi, now, (&mut burst, &mut flows), &tables);
+                work += self.poll_wire(pi, now, (&mut burst, &mut records), &tables);
                 if tap_due {
                     work += self.poll_tap(pi, now, &mut burst, &tables);
                 }
             }
             if self.rings.news.is_some() {
-                work += self.poll_rings(now, (&mut burst, &mut flows), &tables);
+                work += self.poll_rings(now, (&mut burst, &mut records), &tables);
             }
             self.bfd_timers(now);
             for p in &mut self.ports {
@@ -503,7 +513,7 @@ impl Worker {
         &mut self,
         pi: usize,
         now: Nanos,
-        (burst, flows): (&mut Burst, &mut [V4Flow; BURST]),
+        (burst, records): (&mut Burst, &mut Records),
         tables: &Tables,
     ) -> usize {
         let Some(q) = &self.ports[pi].rx else {
@@ -511,7 +521,7 @@ impl Worker {
         };
         let n = burst.rx(q);
         if n > 0 {
-            self.wire_burst(pi, now, (burst, flows), tables, true);
+            self.wire_burst(pi, now, (burst, records), tables, true);
         }
         n
     }
@@ -541,7 +551,7 @@ impl Worker {
         &mut self,
         pi: usize,
         now: Nanos,
-        (burst, flows): (&mut Burst, &mut [V4Flow; BURST]),
+        (burst, records): (&mut Burst, &mut Records),
         tables: &Tables,
         steer: bool,
     ) {
@@ -554,9 +564,9 @@ impl Worker {
         let mut fast = 0;
         let ready = self.ports[pi].host.vlan.is_none() && self.l4.fast_ready(&tables.vs);
         if ready && self.ports[pi].rx_ip_checksum {
-            fast = self.classify::<true>(pi, burst, flows, tables);
+            fast = self.classify::<true>(pi, burst, records, tables);
         } else if ready {
-            fast = self.classify::<false>(pi, burst, flows, tables);
+            fast = self.classify::<false>(pi, burst, records, tables);
         } else if !tables.vs.is_empty() {
             let vlan = self.ports[pi].host.tag_len();
             for frame in burst.frames() {
@@ -566,6 +576,7 @@ impl Worker {
         let steer = steer && self.steering.workers() > 1;
         let mut memo = Memo::default();
         let s = secs(now);
+        let Records { flows, picks } = records;
         let mut frames = burst.drain().zip(&*flows).enumerate();
         // The fast stage takes the run of frames up to the first it
         // leaves; that one goes on here, then the next run. A frame
@@ -613,10 +624,11 @@ impl Worker {
             match miss {
                 // Neither learns a neighbour nor changes the FIB.
                 Some(why) => {
-                    let flow = flow6
-                        .as_ref()
-                        .map_or(Classified::V4(flow), |(f, _)| Classified::V6(f));
-                    self.slow_classified(pi, m, (flow, why), now, tables, &mut memo);
+                    let (flow, pick) = match &flow6 {
+                        Some((f, _)) => (Classified::V6(f), None),
+                        None => (Classified::V4(flow), flow.picked().then(|| picks[i])),
+                    };
+                    self.slow_classified(pi, m, (flow, why, pick), now, tables, &mut memo);
                 }
                 None => {
                     // The slow path may learn a neighbour or change the table.
@@ -663,7 +675,7 @@ impl Worker {
     fn poll_rings(
         &mut self,
         now: Nanos,
-        (burst, flows): (&mut Burst, &mut [V4Flow; BURST]),
+        (burst, records): (&mut Burst, &mut Records),
         tables: &Tables,
     ) -> usize {
         let mut work = 0;
@@ -686,7 +698,7 @@ impl Worker {
                 };
                 if port != at || burst.len() == BURST {
                     if !burst.is_empty() {
-                        self.wire_burst(at, now, (burst, flows), tables, false);
+                        self.wire_burst(at, now, (burst, records), tables, false);
                     }
                     at = port;
                 }
@@ -695,7 +707,7 @@ impl Worker {
                 }
             }
             if !burst.is_empty() {
-                self.wire_burst(at, now, (burst, flows), tables, false);
+                self.wire_burst(at, now, (burst, records), tables, false);
             }
         }
         work
@@ -745,7 +757,8 @@ impl Worker {
 
     /// Stage 1: which frames are of the fast class, their flow keys and
     /// hashes; prefetches their primary connection-table buckets, then
-    /// their entries (or secondary buckets), so that the misses of the
+    /// their entries (or secondary buckets, and what a new flow's
+    /// decision will need, keeping its pick), so that the misses of the
     /// whole burst overlap.
     /// Returns the fast-class frames as a mask (bit `i`: `flows[i]`).
     /// `DEVICE_CHECKS`: the port's device verifies IPv4 header checksums
@@ -756,7 +769,7 @@ impl Worker {
         &self,
         pi: usize,
         burst: &Burst,
-        flows: &mut [V4Flow; BURST],
+        Records { flows, picks }: &mut Records,
         tables: &Tables,
     ) -> u32 {
         let host = &self.ports[pi].host;
@@ -769,15 +782,31 @@ impl Worker {
                 self.l4.prefetch_flow(flow);
             }
         }
-        // The buckets of the first frames have arrived by now: start the
-        // dependent miss, each frame's entry, for the whole burst too (a
-        // new flow's: the buckets of its reverse entry).
+        self.probe(fast, flows, picks, &tables.vs);
+        fast
+    }
+
+    /// Classify's second pass, over the fast-class frames (`fast`): the
+    /// buckets of the first frames have arrived by now, so it starts the
+    /// dependent miss, each frame's entry, for the whole burst too (a new
+    /// flow's: the buckets of its reverse entry, and its pick). Out of
+    /// line: in classify's body, its registers made the first pass spill
+    /// (+5 instructions a packet, measured).
+    #[inline(never)]
+    fn probe(
+        &self,
+        fast: u32,
+        flows: &mut [V4Flow; BURST],
+        picks: &mut [Pick; BURST],
+        tables: &VsTable,
+    ) {
         for (i, flow) in flows.iter_mut().enumerate() {
             if fast >> i & 1 != 0 {
-                self.l4.prefetch_entry(flow, &tables.vs);
+                if let Some(pick) = self.l4.prefetch_entry(flow, tables) {
+                    picks[i] = pick;
+                }
             }
         }
-        fast
     }
 
     /// Stage 2, over a run of frames: each frame of the fast class (bit
@@ -1054,13 +1083,13 @@ impl Worker {
     /// A frame of the fast class that the fast path left (a new flow, a
     /// SYN, an entry only the slow path may change): what `slow` does
     /// with it, without the host stage's checks (classify made them) and
-    /// the L4 path's parse.
+    /// the L4 path's parse (nor, for a new flow, its pick's lookups).
     #[inline(never)]
     fn slow_classified(
         &mut self,
         pi: usize,
         mut m: Mbuf,
-        (flow, miss): (Classified<'_>, Miss),
+        (flow, miss, pick): (Classified<'_>, Miss, Option<Pick>),
         now: Nanos,
         tables: &Tables,
         memo: &mut Memo,
@@ -1077,7 +1106,7 @@ impl Worker {
             secs(now),
             m.data_and_tailroom(),
             len,
-            (flow, miss),
+            (flow, miss, pick),
             &tables.vs,
         );
         // A forward goes where `route` would send it, through the memo of

@@ -133,11 +133,12 @@ fuzz_target!(|data: &[u8]| {
         }
         l4.prefetch(&buf[..frame.len()], vlan);
         if ctl & 0x20 != 0 && l4.fast_ready(t) {
-            if let Some(flow) = classify_v4(&buf[..frame.len()], &MAC, 1500, l4.hasher()) {
+            if let Some(mut flow) = classify_v4(&buf[..frame.len()], &MAC, 1500, l4.hasher()) {
+                let pick = l4.prefetch_entry(&mut flow, t);
                 match l4.fast_match(&flow, now, t) {
                     Ok(hit) => l4.fast_commit(&hit, &flow, &mut buf[..frame.len()], now),
                     Err(miss) => {
-                        let f = (Classified::V4(&flow), miss);
+                        let f = (Classified::V4(&flow), miss, pick);
                         let _ = l4.process_classified(now, &mut buf, frame.len(), f, t);
                     }
                 }
@@ -148,7 +149,7 @@ fuzz_target!(|data: &[u8]| {
                 match l4.fast_match_v6(&flow, now, t) {
                     Ok(hit) => l4.fast_commit_v6(&hit, &flow, &mut buf[..frame.len()], now, t),
                     Err(miss) => {
-                        let f = (Classified::V6(&flow), miss);
+                        let f = (Classified::V6(&flow), miss, None);
                         let _ = l4.process_classified(now, &mut buf, frame.len(), f, t);
                     }
                 }

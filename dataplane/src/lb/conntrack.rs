@@ -596,7 +596,13 @@ impl Hint {
     /// No signature of the primary matched (or not probed): the lookup
     /// looks in both buckets.
     pub const NONE: Hint = Hint(u32::MAX);
+    /// As [`NONE`](Self::NONE) for the lookup (no slot is this far in),
+    /// and the probe stage found what a new flow's decision will pick
+    /// (`V4Flow::picked`).
+    pub const PICKED: Hint = Hint(u32::MAX - 1);
 }
+
+const _: () = assert!(MAX_CAPACITY < Hint::PICKED.0 as usize);
 
 impl Default for Hint {
     fn default() -> Self {
@@ -1051,8 +1057,10 @@ impl<S: Stored> Table<S> {
         }
     }
 
+    /// `SCAN`: look for a live `key` first (false: the caller knows there
+    /// is none).
     #[inline]
-    fn insert(
+    fn insert<const SCAN: bool>(
         &mut self,
         key: &FlowKey,
         hash: u64,
@@ -1067,7 +1075,10 @@ impl<S: Stored> Table<S> {
         for (i, b) in [b1, b2].into_iter().enumerate() {
             let bucket = &self.buckets[b];
             free[i] = bucket.free_mask();
-            let mut equal = bucket.sig_mask(sig) & !free[i];
+            let mut equal = match SCAN {
+                true => bucket.sig_mask(sig) & !free[i],
+                false => 0,
+            };
             while equal != 0 {
                 let s = equal.trailing_zeros() as usize;
                 if bucket.live(s, now) && self.entries[b * SLOTS_PER_BUCKET + s].matches(key) {
@@ -1459,8 +1470,34 @@ impl ConnTable {
         now: Secs,
     ) -> Result<FlowRef<'_>, InsertError> {
         match key.family() {
-            Family::V4 => self.v4.insert(key, hash, value, now, &mut self.flood),
-            Family::V6 => self.v6.insert(key, hash, value, now, &mut self.flood),
+            Family::V4 => self
+                .v4
+                .insert::<true>(key, hash, value, now, &mut self.flood),
+            Family::V6 => self
+                .v6
+                .insert::<true>(key, hash, value, now, &mut self.flood),
+        }
+    }
+
+    /// [`insert`](Self::insert) of a `key` the caller knows is not live
+    /// (its lookup just missed, or it removed the flow since, and inserted
+    /// nothing in between): the same, without looking for it first.
+    #[inline]
+    pub fn insert_absent(
+        &mut self,
+        key: &FlowKey,
+        hash: u64,
+        value: FlowValue,
+        now: Secs,
+    ) -> Result<FlowRef<'_>, InsertError> {
+        debug_assert!(self.peek(key, hash, now).is_none(), "{key:?} is live");
+        match key.family() {
+            Family::V4 => self
+                .v4
+                .insert::<false>(key, hash, value, now, &mut self.flood),
+            Family::V6 => self
+                .v6
+                .insert::<false>(key, hash, value, now, &mut self.flood),
         }
     }
 

@@ -52,7 +52,7 @@ pub use flow::{CtHasher, Family, FlowHasher, FlowKey, PROTO_TCP, PROTO_UDP};
 pub use maglev::{MaglevError, Member, MemberKey, Table};
 pub use path::{
     classify_v4, snat_port_owner, snat_range, Classified, Classifier, FastHit, FastHit6, L4Config,
-    L4Counters, L4Drop, L4Verdict, MemberCounters, Miss, Owner, Side, Steering, V4Flow, V6Flow,
-    VsCounters, L4,
+    L4Counters, L4Drop, L4Verdict, MemberCounters, Miss, Owner, Pick, Side, Steering, V4Flow,
+    V6Flow, VsCounters, L4,
 };
 pub use vs::{MemberSpec, Proto, SecondChance, Snat, Vs, VsError, VsSpec, VsTable};

@@ -111,7 +111,7 @@ mod rewrite;
 mod snat;
 mod steer;
 pub use counters::{L4Counters, L4Drop, MemberCounters, VsCounters};
-pub use fast::{classify_v4, Classified, Classifier, FastHit, Miss, V4Flow};
+pub use fast::{classify_v4, Classified, Classifier, FastHit, Miss, Pick, V4Flow};
 pub use fast6::{FastHit6, V6Flow};
 pub use snat::{snat_port_owner, snat_range};
 pub use steer::{Owner, Steering};
@@ -128,9 +128,10 @@ use rewrite::{apply, forward_rewrite, Rewrite};
 use snat::SnatFlow;
 
 /// The fast path's match stage found no live entry for the key just now
-/// (what [`L4::decide`]'s lookup would find again).
+/// (what [`L4::decide`]'s lookup would find again); and what the probe
+/// stage found the new flow's decision will pick, if it looked.
 #[derive(Clone, Copy, Debug)]
-struct KnownUntracked;
+struct KnownUntracked(Option<Pick>);
 
 /// Entry flag: the reverse (member → client) entry of a flow.
 pub const FLAG_REVERSE: u8 = 0x02;
@@ -460,15 +461,18 @@ impl L4 {
     /// admitted (`flow`) and its match stage left (`miss`): the same
     /// decision, on the `Pkt`, `Ports`, key and hash that classify's fixed
     /// offsets give, without parsing or hashing again, nor looking up an
-    /// [`Untracked`](Miss::Untracked) key again. `flow`'s checks imply
-    /// everything `parse_ip` and `parse_l4` would check (the differential
-    /// test holds the two to the same verdicts, frames and counters).
+    /// [`Untracked`](Miss::Untracked) key again; nor, for a new flow,
+    /// finding what the probe stage found it will pick (`pick`:
+    /// [`prefetch_entry`](Self::prefetch_entry)'s for `flow`, this burst).
+    /// `flow`'s checks imply everything `parse_ip` and `parse_l4` would
+    /// check (the differential test holds the two to the same verdicts,
+    /// frames and counters).
     pub fn process_classified(
         &mut self,
         now: Secs,
         frame: &mut [u8],
         len: usize,
-        (flow, miss): (Classified<'_>, Miss),
+        (flow, miss, pick): (Classified<'_>, Miss, Option<Pick>),
         tables: &VsTable,
     ) -> L4Verdict {
         // The match stage ran on this generation (`fast_ready`); should the
@@ -480,7 +484,7 @@ impl L4 {
             miss = Miss::Slow;
         }
         let len = len.min(frame.len());
-        let known = (miss == Miss::Untracked).then_some(KnownUntracked);
+        let known = (miss == Miss::Untracked).then_some(KnownUntracked(pick));
         match flow {
             Classified::V4(flow) => {
                 let Some((p, ports)) = flow.parsed(frame) else {
@@ -519,12 +523,12 @@ impl L4 {
         tables: &VsTable,
     ) -> L4Verdict {
         // Established flows, both directions: one lookup.
-        let found = match known {
-            Some(KnownUntracked) => {
+        let (found, pick) = match known {
+            Some(KnownUntracked(pick)) => {
                 self.ct.count_miss(key.family());
-                None
+                (None, pick)
             }
-            None => self.ct.lookup(key, h, now),
+            None => (self.ct.lookup(key, h, now), None),
         };
         let hit = match found {
             Some(mut f) => {
@@ -577,7 +581,11 @@ impl L4 {
             }
             None => {}
         }
-        if let Some(v) = tables.lookup(&p.dst, p.family, ports.dport, p.proto) {
+        let vs = match pick {
+            Some(pick) => Some(pick.vs),
+            None => tables.lookup(&p.dst, p.family, ports.dport, p.proto),
+        };
+        if let Some(v) = vs {
             // Second chance: a mid-flow TCP packet of a flow this
             // instance never saw, while a peer drains, is that peer's.
             if p.proto == PROTO_TCP && ports.flags & tcp::SYN == 0 {
@@ -586,7 +594,7 @@ impl L4 {
                     return L4Verdict::Redirect { next_hop };
                 }
             }
-            return self.new_flow(now, frame, len, p, ports, key, h, v, tables);
+            return self.new_flow(now, frame, len, p, ports, (key, h), (v, pick), tables);
         }
         if tables.is_vip(&p.dst, p.family) {
             return self.closed_port(now, frame, p, ports);

@@ -2024,7 +2024,10 @@ fn the_new_flow_prefetch_aims_at_the_reverse_entrys_buckets() {
     for sport in 1000..1032u16 {
         let input = frame(CLIENT, VIP, 64, udp(sport, 80), b"x");
         let flow = classify_v4(&input, &mac, 1500, l4.hasher()).expect("fast class");
-        let rh = l4.prefetch_new(&flow, &t).expect("a DNAT VS's new flow");
+        let rh = l4
+            .prefetch_new(&flow, &t)
+            .expect("a DNAT VS's new flow")
+            .rev_hash;
         let (v, _) = run(&mut l4, &t, 1, &input);
         let L4Verdict::Forward { dst } = v else {
             panic!("{v:?}")
@@ -2155,7 +2158,9 @@ fn run_fast(l4: &mut L4, t: &VsTable, now: u32, input: &[u8]) -> (L4Verdict, Vec
     use super::path::{classify_v4, Classified, Classifier};
     let mac = crate::wire::Mac(OUR_MAC);
     if l4.fast_ready(t) {
-        if let Some(flow) = classify_v4(input, &mac, 1500, l4.hasher()) {
+        if let Some(mut flow) = classify_v4(input, &mac, 1500, l4.hasher()) {
+            // The probe stage too: a new flow's decision takes its pick.
+            let pick = l4.prefetch_entry(&mut flow, t);
             return match l4.fast_match(&flow, now, t) {
                 Ok(hit) => {
                     let mut out = input.to_vec();
@@ -2163,7 +2168,7 @@ fn run_fast(l4: &mut L4, t: &VsTable, now: u32, input: &[u8]) -> (L4Verdict, Vec
                     let dst = IpAddr::from(hit.dst(&flow));
                     (L4Verdict::Forward { dst }, out, true)
                 }
-                Err(miss) => run_classified(l4, t, now, input, (Classified::V4(&flow), miss)),
+                Err(miss) => run_classified(l4, t, now, input, (Classified::V4(&flow), miss, pick)),
             };
         }
         let classifier = Classifier::new(&mac, 1500, l4.hasher());
@@ -2175,7 +2180,7 @@ fn run_fast(l4: &mut L4, t: &VsTable, now: u32, input: &[u8]) -> (L4Verdict, Vec
                     let dst = IpAddr::from(hit.dst(&flow));
                     (L4Verdict::Forward { dst }, out, true)
                 }
-                Err(miss) => run_classified(l4, t, now, input, (Classified::V6(&flow), miss)),
+                Err(miss) => run_classified(l4, t, now, input, (Classified::V6(&flow), miss, None)),
             };
         }
     }
@@ -2190,7 +2195,11 @@ fn run_classified(
     t: &VsTable,
     now: u32,
     input: &[u8],
-    left: (super::path::Classified<'_>, super::path::Miss),
+    left: (
+        super::path::Classified<'_>,
+        super::path::Miss,
+        Option<super::path::Pick>,
+    ),
 ) -> (L4Verdict, Vec<u8>, bool) {
     let mut buf = vec![0u8; 2048];
     buf[..input.len()].copy_from_slice(input);

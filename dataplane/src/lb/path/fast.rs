@@ -76,7 +76,26 @@ pub struct V4Flow {
     pub tcp_flags: u8,
 }
 
+/// What a new flow's decision will pick, as the probe stage found it a
+/// stage before ([`L4::prefetch_new`], DNAT virtual servers): its virtual
+/// server, its member (Maglev's choice) and its reverse entry's hash.
+/// Found from the same tables and key as the decision's own lookups, so
+/// the decision takes it instead of doing them again.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pick {
+    pub(crate) vs: u32,
+    pub(crate) member: u16,
+    pub(crate) rev_hash: u64,
+}
+
 impl V4Flow {
+    /// The probe stage returned a [`Pick`] for this frame
+    /// ([`L4::prefetch_entry`]).
+    #[inline(always)]
+    pub fn picked(&self) -> bool {
+        self.hint == Hint::PICKED
+    }
+
     /// The slow path's `Pkt` and `Ports` of the frame this record was
     /// classified from (`None` only if `frame` is not that frame).
     pub(super) fn parsed(&self, frame: &[u8]) -> Option<(Pkt, Ports)> {
@@ -349,13 +368,19 @@ impl L4 {
     /// and keeps what it saw for the match stage. If no entry of the
     /// primary can match (no signature did: a new flow, if to a VIP, or
     /// one of the few flows in their secondary bucket), prefetches what a
-    /// new flow's decision will need ([`prefetch_new`](Self::prefetch_new)).
+    /// new flow's decision will need ([`prefetch_new`](Self::prefetch_new))
+    /// and returns what that decision will pick, for the caller to hand
+    /// it ([`process_classified`](Self::process_classified); `flow`
+    /// says it was [`picked`](V4Flow::picked)).
     #[inline(always)]
-    pub fn prefetch_entry(&self, flow: &mut V4Flow, tables: &VsTable) {
+    pub fn prefetch_entry(&self, flow: &mut V4Flow, tables: &VsTable) -> Option<Pick> {
         flow.hint = self.ct.probe(flow.hash);
         if flow.hint == Hint::NONE && tables.may_be_vip4(flow.key.dst) {
-            self.prefetch_new(flow, tables);
+            let pick = self.prefetch_new(flow, tables)?;
+            flow.hint = Hint::PICKED;
+            return Some(pick);
         }
+        None
     }
 
     /// For a new flow (a stage before its decision): prefetches the
@@ -364,22 +389,28 @@ impl L4 {
     /// buckets are the lookup's, prefetched already). The member is the
     /// one `new_flow` will pick: the same VS lookup and Maglev choice on
     /// the same tables. DNAT virtual servers only (SNAT picks a port
-    /// first). Changes nothing; returns the reverse key's hash (tests).
+    /// first). Changes nothing; returns what it found.
     #[inline(never)]
-    pub(crate) fn prefetch_new(&self, flow: &V4Flow, tables: &VsTable) -> Option<u64> {
+    pub(crate) fn prefetch_new(&self, flow: &V4Flow, tables: &VsTable) -> Option<Pick> {
         let k = &flow.key;
         let mut dst = [0; 16];
         dst[..4].copy_from_slice(&k.dst);
-        let vs = tables.get(tables.lookup(&dst, Family::V4, k.dport, k.proto)?)?;
+        let v = tables.lookup(&dst, Family::V4, k.dport, k.proto)?;
+        let vs = tables.get(v)?;
         let maglev = vs.maglev.as_ref().filter(|_| !vs.snats())?;
         let mh = FlowHasher::MAGLEV.hash_v4(k.src, k.dst, k.sport, k.dport, k.proto);
-        let m = vs.members.get(usize::from(maglev.lookup(mh)))?;
+        let member = maglev.lookup(mh);
+        let m = vs.members.get(usize::from(member))?;
         let mport = if m.port == 0 { k.dport } else { m.port };
-        let rh = self
+        let rev_hash = self
             .hasher
             .hash_v4(v4(&m.bytes), k.src, mport, k.sport, k.proto);
-        self.ct.prefetch(Family::V4, rh);
-        Some(rh)
+        self.ct.prefetch(Family::V4, rev_hash);
+        Some(Pick {
+            vs: v,
+            member,
+            rev_hash,
+        })
     }
 
     /// This worker's connection-table hasher (classify hashes with it).

@@ -10,7 +10,7 @@ use super::parse::{Pkt, Ports};
 use super::reply::stateless_reverse;
 use super::rewrite::Rewrite;
 use super::snat::SnatFlow;
-use super::{on_flags, L4Verdict, FLAG_REVERSE, L4, POOL_SHIFT};
+use super::{on_flags, L4Verdict, Pick, FLAG_REVERSE, L4, POOL_SHIFT};
 use crate::lb::conntrack::{FlowValue, Secs, TcpState, FLAG_RESET_ON_TIMEOUT};
 use crate::lb::flow::{FlowHasher, FlowKey, PROTO_TCP};
 use crate::lb::vs::VsTable;
@@ -18,7 +18,9 @@ use crate::wire::tcp;
 
 impl L4 {
     /// First packet of a flow to VS `v` (or a packet of a flow whose
-    /// entry is gone: loose initialisation).
+    /// entry is gone: loose initialisation), whose key `key` (hash `h`)
+    /// is not live in the table; `pick`: what the probe stage found this
+    /// decision will pick (the same, found a stage before).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new_flow(
         &mut self,
@@ -27,9 +29,8 @@ impl L4 {
         len: usize,
         p: &Pkt,
         ports: Ports,
-        key: &FlowKey,
-        h: u64,
-        v: u32,
+        (key, h): (&FlowKey, u64),
+        (v, pick): (u32, Option<Pick>),
         tables: &VsTable,
     ) -> L4Verdict {
         let Some(vs) = tables.get(v) else {
@@ -44,8 +45,15 @@ impl L4 {
         if p.ttl <= 1 {
             return self.drop_with(L4Drop::TtlExpired);
         }
-        let mh = FlowHasher::MAGLEV.hash(key);
-        let m = maglev.lookup(mh);
+        let (m, mh) = match pick {
+            // A DNAT virtual server's: no SNAT pool to pick either.
+            Some(pick) => (pick.member, None),
+            None => {
+                let mh = FlowHasher::MAGLEV.hash(key);
+                (maglev.lookup(mh), Some(mh))
+            }
+        };
+        debug_assert_eq!(m, maglev.lookup(FlowHasher::MAGLEV.hash(key)));
         let member = &vs.members[usize::from(m)];
         let mport = if member.port == 0 {
             ports.dport
@@ -59,6 +67,7 @@ impl L4 {
         }
         let mut rev = None;
         let snat = if vs.snats() {
+            let mh = mh.unwrap_or_else(|| FlowHasher::MAGLEV.hash(key));
             let pool = super::hash::reduce(mh, vs.snat_bytes.len() as u32) as usize;
             let addr = &vs.snat_bytes[pool];
             match self.alloc_snat_port(now, p, h, addr, &member.bytes, mport) {
@@ -113,7 +122,7 @@ impl L4 {
             flags,
             timeout,
         };
-        let evicted = match self.ct.insert(key, h, value, now) {
+        let evicted = match self.ct.insert_absent(key, h, value, now) {
             Ok(f) => f.evicted().copied(),
             Err(_) => return untracked(self, frame),
         };
@@ -124,7 +133,12 @@ impl L4 {
             None => {
                 let rkey =
                     FlowKey::from_parts(member.bytes, p.src, mport, ports.sport, p.proto, p.family);
-                (rkey, self.hasher.hash(&rkey))
+                let rh = match pick {
+                    Some(pick) => pick.rev_hash,
+                    None => self.hasher.hash(&rkey),
+                };
+                debug_assert_eq!(rh, self.hasher.hash(&rkey));
+                (rkey, rh)
             }
         };
         let rvalue = FlowValue {
