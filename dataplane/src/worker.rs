@@ -577,7 +577,7 @@ impl Worker {
         let mut memo = Memo::default();
         let s = secs(now);
         let Records { flows, picks } = records;
-        let mut frames = burst.drain().zip(&*flows).enumerate();
+        let mut frames = burst.drain();
         // The fast stage takes the run of frames up to the first it
         // leaves; that one goes on here, then the next run. A frame
         // classify did not admit (IPv6 above all) skips the stage.
@@ -585,10 +585,18 @@ impl Worker {
         loop {
             let left = if fast.checked_shr(next).unwrap_or(0) & 1 == 0 {
                 frames
-                    .next()
-                    .map(|(i, (m, flow))| (i, Left::Unclassified(m), flow))
+                    .next_indexed()
+                    .map(|(i, m)| (i, Left::Unclassified(m), &flows[i % BURST]))
             } else {
-                self.fast(pi, &mut frames, fast, (now, s), tables, &mut memo.v4)
+                let flows = &*flows;
+                self.fast(
+                    pi,
+                    (&mut frames, flows),
+                    fast,
+                    (now, s),
+                    tables,
+                    &mut memo.v4,
+                )
             };
             let Some((i, m, flow)) = left else {
                 break;
@@ -818,13 +826,14 @@ impl Worker {
     fn fast<'f>(
         &mut self,
         pi: usize,
-        frames: &mut Frames<'_, 'f>,
+        (frames, flows): (&mut Drain<'_>, &'f [V4Flow; BURST]),
         fast: u32,
         (now, s): (Nanos, crate::lb::conntrack::Secs),
         tables: &Tables,
         memo: &mut [NextHop<[u8; 4]>; 2],
     ) -> Option<(usize, Left, &'f V4Flow)> {
-        for (i, (m, flow)) in frames {
+        while let Some((i, m)) = frames.next_indexed() {
+            let flow = &flows[i % BURST]; // i < BURST: no bounds check
             if fast >> i & 1 == 0 {
                 return Some((i, Left::Unclassified(m), flow));
             }
@@ -1413,9 +1422,6 @@ struct Memo {
     v4: [NextHop<[u8; 4]>; 2],
     v6: [NextHop<[u8; 16]>; 2],
 }
-
-/// A received burst's frames with their classify records, in order.
-type Frames<'b, 'f> = std::iter::Enumerate<std::iter::Zip<Drain<'b>, std::slice::Iter<'f, V4Flow>>>;
 
 /// A frame the fast stage leaves to the rest of `wire_burst`.
 enum Left {

@@ -248,7 +248,10 @@ impl Burst {
     #[inline]
     pub fn drain(&mut self) -> Drain<'_> {
         let n = std::mem::take(&mut self.len);
-        Drain(self.ptrs[..n].iter())
+        Drain {
+            ptrs: &self.ptrs[..n],
+            next: 0,
+        }
     }
 
     /// Adds `m` to the burst (frames handed over by another worker are
@@ -287,19 +290,35 @@ impl Drop for Burst {
 /// A burst's packets, handed out one by one ([`Burst::drain`]); those
 /// not taken are freed with the iterator.
 #[derive(Debug)]
-pub struct Drain<'a>(std::slice::Iter<'a, *mut rte_mbuf>);
+pub struct Drain<'a> {
+    ptrs: &'a [*mut rte_mbuf],
+    /// The index of the next packet to hand out.
+    next: usize,
+}
+
+impl Drain<'_> {
+    /// The next packet and its index in the burst: one index of state, so
+    /// that a stage that takes a run of packets keeps it in a register
+    /// (the `enumerate().zip()` of the records it replaced kept eight
+    /// words in memory: 17 instructions a packet in the fast stage).
+    #[inline(always)]
+    pub fn next_indexed(&mut self) -> Option<(usize, Mbuf)> {
+        let i = self.next;
+        let p = *self.ptrs.get(i)?;
+        self.next = i + 1;
+        // SAFETY: the pointers are the first `len` of a burst, which came
+        // from rx_burst (or `push`) and whose `len` `drain` reset: each is
+        // handed out exactly once, here (`next` only grows).
+        Some((i, unsafe { Mbuf::from_raw(NonNull::new_unchecked(p)) }))
+    }
+}
 
 impl Iterator for Drain<'_> {
     type Item = Mbuf;
 
     #[inline]
     fn next(&mut self) -> Option<Mbuf> {
-        // SAFETY: the pointers are the first `len` of a burst, which came
-        // from rx_burst (or `push`) and whose `len` `drain` reset: each is
-        // handed out exactly once, here.
-        self.0
-            .next()
-            .map(|p| unsafe { Mbuf::from_raw(NonNull::new_unchecked(*p)) })
+        self.next_indexed().map(|(_, m)| m)
     }
 }
 
