@@ -1469,14 +1469,7 @@ impl ConnTable {
         value: FlowValue,
         now: Secs,
     ) -> Result<FlowRef<'_>, InsertError> {
-        match key.family() {
-            Family::V4 => self
-                .v4
-                .insert::<true>(key, hash, value, now, &mut self.flood),
-            Family::V6 => self
-                .v6
-                .insert::<true>(key, hash, value, now, &mut self.flood),
-        }
+        self.insert_in::<true>(key, hash, value, now)
     }
 
     /// [`insert`](Self::insert) of a `key` the caller knows is not live
@@ -1491,13 +1484,26 @@ impl ConnTable {
         now: Secs,
     ) -> Result<FlowRef<'_>, InsertError> {
         debug_assert!(self.peek(key, hash, now).is_none(), "{key:?} is live");
+        self.insert_in::<false>(key, hash, value, now)
+    }
+
+    /// [`insert`](Self::insert) into `key`'s family's table (`SCAN`: look
+    /// for a live `key` first).
+    #[inline]
+    fn insert_in<const SCAN: bool>(
+        &mut self,
+        key: &FlowKey,
+        hash: u64,
+        value: FlowValue,
+        now: Secs,
+    ) -> Result<FlowRef<'_>, InsertError> {
         match key.family() {
             Family::V4 => self
                 .v4
-                .insert::<false>(key, hash, value, now, &mut self.flood),
+                .insert::<SCAN>(key, hash, value, now, &mut self.flood),
             Family::V6 => self
                 .v6
-                .insert::<false>(key, hash, value, now, &mut self.flood),
+                .insert::<SCAN>(key, hash, value, now, &mut self.flood),
         }
     }
 
