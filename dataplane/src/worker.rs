@@ -278,7 +278,7 @@ impl Worker {
         // packet (adopting allocates).
         self.l4.adopt(&self.tables.load().vs);
         // The tables as of this pass: a relaxed load and a compare while
-        // they stay the same (`ArcSwap::load`'s guard cost ~150
+        // they stay the same (`ArcSwap::load`'s guard cost ~65
         // instructions and two atomic read-modify-writes a pass).
         let mut snapshot = arc_swap::Cache::new(Arc::clone(&self.tables));
         let mut last_now = clock.now();
