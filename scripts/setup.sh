@@ -31,7 +31,8 @@ command -v cargo >/dev/null || { echo "setup: cargo not found: install Rust >= 1
 if [ "$(cat /proc/sys/vm/nr_hugepages)" -lt 512 ] 2>/dev/null; then
   echo 512 > /proc/sys/vm/nr_hugepages 2>/dev/null || say "could not reserve hugepages (benchmarks fall back to --no-huge)"
 fi
-if ! grep -q "hugetlbfs /dev/hugepages" /proc/mounts; then
+# (/proc/mounts reads "nodev /dev/hugepages hugetlbfs ...": match the fields.)
+if ! awk '$2 == "/dev/hugepages" && $3 == "hugetlbfs" { found = 1 } END { exit !found }' /proc/mounts; then
   mkdir -p /dev/hugepages && mount -t hugetlbfs -o pagesize=2M nodev /dev/hugepages 2>/dev/null || true
 fi
 
