@@ -13,7 +13,9 @@
 #               tcp   handshake, each direction's first ACK, then data one
 #                     way and ACKs the other
 #             new-M.pcap: each flow's creation frames (new flows and TCP
-#             state changes: the slow path);
+#             state changes: the slow path), in rounds (every flow's
+#             first frame, then every flow's second, ...: a handshake's
+#             frames are a round trip apart, never in one burst);
 #             est-M.pcap: the same, then PASSES passes of established
 #             traffic (each pass: one frame per flow per direction).
 #   pollux    the real `pollux run` binary on net_pcap (rx_pcap = the file,

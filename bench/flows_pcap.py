@@ -10,7 +10,8 @@ Modes (--mode), each flow's frames in order:
   udp2  creation: client -> VIP (UDP);        each pass: client -> VIP,
                                                          member -> client
   tcp   creation: SYN, SYN-ACK, ACK, ACK (the handshake, and each
-        direction's first ACK: the state changes);
+        direction's first ACK: the state changes), in rounds (every
+        flow's SYN, then every SYN-ACK, ...: see main);
                                               each pass: client PSH-ACK,
                                                          member ACK
   udp6  creation: client -> VIP (UDP over IPv6); each pass: client -> VIP
@@ -157,8 +158,14 @@ def main() -> None:
     if a.mode == "udp6":
         frames.append(neighbor_solicitation(mac(a.member_mac), ip6(MEMBER6), ip6(SELF6)))
     per_flow = [flow_frames(a, a.mode, i, a.passes) for i in range(a.flows)]
-    for create, _ in per_flow:
-        frames += create
+    # Creation in rounds: every flow's first frame, then every flow's
+    # second, and so on. A TCP handshake's frames are a round trip apart
+    # on a real link (the SYN-ACK answers the SYN pollux forwarded), never
+    # in one receive burst: frames of one flow in one burst would meet
+    # stages that run before the burst's first decision (the probe sees
+    # no entry for the handshake's ACKs and prepares them as new flows).
+    for k in range(max(len(create) for create, _ in per_flow)):
+        frames += [create[k] for create, _ in per_flow if k < len(create)]
     for _ in range(a.passes - 1):
         for _, each in per_flow:
             frames += each
