@@ -79,12 +79,27 @@ TESTPMD = binary("TESTPMD", "dpdk-testpmd", "dpdk-testpmd")
 PMD_ARGS = os.environ.get("DPDK_PMD_ARGS", "").split()
 TAG = f"pxbsc-{os.getpid()}"
 VIP_PORT = 80
-FLOWS = 1000
+# Flows per worker: 1k (rows h), or SCALE_FLOWS, with the connection table
+# then sized to them as bench/l4.py sizes it (a flow takes two slots; about
+# half full); else pollux's default table (2^18 slots).
+FLOWS = int(os.environ.get("SCALE_FLOWS", "1000"))
+SLOTS = max(1 << 16, 1 << (4 * FLOWS - 1).bit_length()) if "SCALE_FLOWS" in os.environ else 1 << 18
+# testpmd's RX/TX burst (its default, 32; TESTPMD_BURST: a control that the
+# reference is not held back by its burst size when pollux's differs).
+TESTPMD_BURST = int(os.environ.get("TESTPMD_BURST", "32"))
 DEBUG = bool(os.environ.get("SCALE_DEBUG"))
 CSV_HEADER = "row,name,unit,runs,pollux_median,pollux_min,pollux_max,ref_name,ref_median,ref_min,ref_max,ratio,goal"
 
 import benchproc  # noqa: E402  (bench/ is on sys.path: the script's folder)
 from benchproc import Fail, GenControl, PolluxControl, Proc, log, wait_for  # noqa: E402
+
+
+def flows_label(n):
+    """1000 -> "1k", 1000000 -> "1M"."""
+    for unit, size in (("M", 1_000_000), ("k", 1000)):
+        if n >= size and n % size == 0:
+            return f"{n // size}{unit}"
+    return str(n)
 
 
 def gen_mac(i):
@@ -143,6 +158,7 @@ dataplane:
   workers: {json.dumps(cpus)}
   pollMode: {poll}
   newFlowsPerSec: 0
+  connections: {SLOTS}
   eal: {json.dumps(eal)}
   ports:
 {ports}
@@ -177,7 +193,7 @@ class Testpmd:
         cmd = ["stdbuf", "-oL", TESTPMD, f"--lcores={lcores}", "--main-lcore", "0", "--no-pci",
                f"--file-prefix={TAG}-{name}-tp", *mem, *PMD_ARGS]
         cmd += [f"--vdev=net_memif{i},role=client,id=0,socket={s},mac={dut_mac(i)}" for i, s in enumerate(socks)]
-        cmd += ["--", "-i", "--no-flush-rx", f"--total-num-mbufs={16384 * max(n, queues)}", "--burst=32",
+        cmd += ["--", "-i", "--no-flush-rx", f"--total-num-mbufs={16384 * max(n, queues)}", f"--burst={TESTPMD_BURST}",
                 "--forward-mode=io", f"--nb-cores={len(cpus)}", "--port-topology=loop",
                 f"--rxq={queues}", f"--txq={queues}"]
         self.proc = Proc(f"testpmd ({name})", cmd, logdir / f"{name}-testpmd.log", stdin=True)
@@ -491,7 +507,7 @@ def main():
         q = p[0] / t[0] if p and t and t[0] > 0 and not lays[n]["over"] else None
         where = (f"one link of {n} queue(s)" if a.mode == "queues"
                  else f"{n} one-queue link(s), flows handed over between workers")
-        w.writerow([f"h{tag}", f"L4 NAT established, 1k flows per worker, 64 B, {n} workers, {where}{over}", "Mpps", runs,
+        w.writerow([f"h{tag}", f"L4 NAT established, {flows_label(FLOWS)} flows per worker, 64 B, {n} workers, {where}{over}", "Mpps", runs,
                     fmt(p and p[0]), fmt(p and p[1]), fmt(p and p[2]), "testpmd io",
                     fmt(t and t[0]), fmt(t and t[1]), fmt(t and t[2]), fmt(q), ""])
     for n in ns:

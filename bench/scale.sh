@@ -30,7 +30,10 @@
 # 1024"), WIN (measurement window, 2 s), DPDK_PMD_ARGS (added to every EAL
 # command line; set by .bundle/env.sh, which this script sources if it exists
 # and DPDK_PMD_ARGS is unset), POLLUX, POLLUX_GEN, TESTPMD (binaries; default
-# .bundle/bin/<name> if there, else target/release/<name> and dpdk-testpmd).
+# .bundle/bin/<name> if there, else target/release/<name> and dpdk-testpmd),
+# SCALE_FLOWS (flows per worker instead of 1k, the connection table sized to
+# them as bench/l4.py sizes it: pairs of runs at 1M flows, row b's traffic,
+# alternated like row h's), TESTPMD_BURST (testpmd's --burst, default 32).
 # Own names only: DPDK --file-prefix pxbsc-<pid>-*, memif sockets
 # /run/pxbsc-<pid>-*.sock, TAPs pxsc<pid>p<i>; every wait is bounded; what it
 # started is stopped on exit, SIGINT or SIGTERM (generators paused before
