@@ -8,21 +8,21 @@
 //!                  fast path, minus the host stage and routing)
 //! ```
 //!
-//! Per iteration a burst of 32 established UDP frames (client -> VIP) is
-//! copied from templates (the rewrite changes them) and handled; the flows
-//! cycle through all N, so at 1 M flows the table lines come from memory as
-//! in row b. Run: `cargo bench -p bench --bench stages` (the numbers are
-//! time per burst; divide by 32).
+//! Per iteration a burst (the worker's [`BURST`], 64) of established UDP
+//! frames (client -> VIP) is copied from templates (the rewrite changes
+//! them) and handled; the flows cycle through all N, so at 1 M flows the
+//! table lines come from memory as in row b. Run: `cargo bench -p bench
+//! --bench stages` (the numbers are time per burst; divide by 64).
 
 use std::hint::black_box;
 use std::net::IpAddr;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use dataplane::dpdk::BURST;
 use dataplane::lb::{classify_v4, Backing, L4Config, MemberSpec, Proto, Snat, VsSpec, VsTable, L4};
 use dataplane::wire::Mac;
 
 const OUR_MAC: Mac = Mac([0x02, 0, 0, 0, 0, 0x02]);
-const BURST: usize = 32;
 
 fn csum(b: &[u8]) -> u16 {
     let mut s: u32 = b

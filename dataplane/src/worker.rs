@@ -191,10 +191,19 @@ pub struct Worker {
 /// burst (rebuilt for each, the records cost 6 instructions a packet): a
 /// stage writes every field that it or a later stage reads of a frame it
 /// admits, and nothing reads a frame's record that classify did not.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Records {
     flows: [V4Flow; BURST],
     picks: [Pick; BURST],
+}
+
+impl Default for Records {
+    fn default() -> Self {
+        Records {
+            flows: [V4Flow::default(); BURST],
+            picks: [Pick::default(); BURST],
+        }
+    }
 }
 
 /// What [`Worker`] counts of its hand-offs.
@@ -783,7 +792,7 @@ impl Worker {
         burst: &Burst,
         Records { flows, picks }: &mut Records,
         tables: &Tables,
-    ) -> u32 {
+    ) -> u64 {
         let host = &self.ports[pi].host;
         let classifier = Classifier::new(&host.mac, host.mtu, self.l4.hasher());
         let mut fast = 0;
@@ -807,7 +816,7 @@ impl Worker {
     #[inline(never)]
     fn probe(
         &self,
-        fast: u32,
+        fast: u64,
         flows: &mut [V4Flow; BURST],
         picks: &mut [Pick; BURST],
         tables: &VsTable,
@@ -831,7 +840,7 @@ impl Worker {
         &mut self,
         pi: usize,
         (frames, flows): (&mut Drain<'_>, &'f [V4Flow; BURST]),
-        fast: u32,
+        fast: u64,
         (now, s): (Nanos, crate::lb::conntrack::Secs),
         tables: &Tables,
         memo: &mut [NextHop<[u8; 4]>; 2],
