@@ -125,7 +125,7 @@ fn stages(c: &mut Criterion) {
                     }
                 }
                 for flow in flows.iter_mut().flatten() {
-                    l4.prefetch_entry(flow, &t);
+                    l4.prefetch_entry(flow, &t, |_| true);
                 }
                 for (f, flow) in burst.iter_mut().zip(&flows) {
                     let flow = flow.as_ref().expect("fast class");

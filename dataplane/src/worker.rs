@@ -41,8 +41,8 @@ use crate::dpdk::{Burst, Clock, Drain, Mbuf, Mempool, RxQueue, TxBuffer, BURST};
 use crate::host::neighbor::{Nanos, Pending};
 use crate::host::{FromTap, FromWire, Host, HostIo};
 use crate::lb::{
-    Classified, Classifier, Expired, L4Verdict, Miss, Owner, Pick, Side, Steering, V4Flow, V6Flow,
-    VsTable, L4,
+    Classified, Classifier, Expired, L4Verdict, Miss, Owner, Pick, Side, Steering, V4Flow, V4Key,
+    V6Flow, VsTable, L4,
 };
 use crate::shared::{BfdCommand, PollMode, SharedBfd, SharedL4, Tables};
 use crate::wire::Mac;
@@ -574,19 +574,19 @@ impl Worker {
         if self.capture.armed() && steer {
             self.capture.record(pi, Dir::In, burst.frames());
         }
+        let steer = steer && self.steering.workers() > 1;
         let mut fast = 0;
         let ready = self.ports[pi].host.vlan.is_none() && self.l4.fast_ready(&tables.vs);
         if ready && self.ports[pi].rx_ip_checksum {
-            fast = self.classify::<true>(pi, burst, records, tables);
+            fast = self.classify::<true>(pi, burst, records, tables, steer);
         } else if ready {
-            fast = self.classify::<false>(pi, burst, records, tables);
+            fast = self.classify::<false>(pi, burst, records, tables, steer);
         } else if !tables.vs.is_empty() {
             let vlan = self.ports[pi].host.tag_len();
             for frame in burst.frames() {
                 self.l4.prefetch(frame, vlan);
             }
         }
-        let steer = steer && self.steering.workers() > 1;
         let mut memo = Memo::default();
         let s = secs(now);
         let Records { flows, picks } = records;
@@ -785,6 +785,8 @@ impl Worker {
     /// `DEVICE_CHECKS`: the port's device verifies IPv4 header checksums
     /// (its verdict is read only then: two instances, so that a device
     /// that does not, like the benches' net_pcap and memif, pays nothing).
+    /// `steer`: the frames came from the wire to a worker of several (not
+    /// handed over), so some may be other workers' flows.
     #[inline(never)]
     fn classify<const DEVICE_CHECKS: bool>(
         &self,
@@ -792,6 +794,7 @@ impl Worker {
         burst: &Burst,
         Records { flows, picks }: &mut Records,
         tables: &Tables,
+        steer: bool,
     ) -> u64 {
         let host = &self.ports[pi].host;
         let classifier = Classifier::new(&host.mac, host.mtu, self.l4.hasher());
@@ -803,16 +806,18 @@ impl Worker {
                 self.l4.prefetch_flow(flow);
             }
         }
-        self.probe(fast, flows, picks, &tables.vs);
+        self.probe(fast, flows, picks, &tables.vs, steer);
         fast
     }
 
     /// Classify's second pass, over the fast-class frames (`fast`): the
     /// buckets of the first frames have arrived by now, so it starts the
     /// dependent miss, each frame's entry, for the whole burst too (a new
-    /// flow's: the buckets of its reverse entry, and its pick). Out of
-    /// line: in classify's body, its registers made the first pass spill
-    /// (+5 instructions a packet, measured).
+    /// flow's: the buckets of its reverse entry, and its pick; not for a
+    /// client's frame that `steer` will hand to the worker owning its
+    /// client, which decides it there). Out of line: in classify's body,
+    /// its registers made the first pass spill (+5 instructions a packet,
+    /// measured).
     #[inline(never)]
     fn probe(
         &self,
@@ -820,10 +825,14 @@ impl Worker {
         flows: &mut [V4Flow; BURST],
         picks: &mut [Pick; BURST],
         tables: &VsTable,
+        steer: bool,
     ) {
+        let me = self.index as u16;
+        let decides_here =
+            |k: &V4Key| !steer || self.steering.client_owner_v4(k.src, k.sport) == me;
         for (i, flow) in flows.iter_mut().enumerate() {
             if fast >> i & 1 != 0 {
-                if let Some(pick) = self.l4.prefetch_entry(flow, tables) {
+                if let Some(pick) = self.l4.prefetch_entry(flow, tables, decides_here) {
                     picks[i] = pick;
                 }
             }

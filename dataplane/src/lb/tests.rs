@@ -2160,7 +2160,7 @@ fn run_fast(l4: &mut L4, t: &VsTable, now: u32, input: &[u8]) -> (L4Verdict, Vec
     if l4.fast_ready(t) {
         if let Some(mut flow) = classify_v4(input, &mac, 1500, l4.hasher()) {
             // The probe stage too: a new flow's decision takes its pick.
-            let pick = l4.prefetch_entry(&mut flow, t);
+            let pick = l4.prefetch_entry(&mut flow, t, |_| true);
             return match l4.fast_match(&flow, now, t) {
                 Ok(hit) => {
                     let mut out = input.to_vec();
@@ -2668,6 +2668,15 @@ fn both_directions_of_every_flow_meet_on_one_worker() {
                 let f = frame(&format!("198.18.{i}.3"), VIP, 64, udp(9, 53), b"");
                 if let Owner::Worker(w) = s.owner(&f, 0, &t) {
                     n[usize::from(w)] += 1;
+                    // The probe stage's shortcut for a client's frame to
+                    // a VIP (which worker decides its new flow).
+                    let sport = u16::from(i) * 255 + 9;
+                    let f = frame(&format!("198.18.{i}.3"), VIP, 64, udp(sport, 53), b"");
+                    assert_eq!(
+                        s.owner(&f, 0, &t),
+                        Owner::Worker(s.client_owner_v4([198, 18, i, 3], sport)),
+                        "seed {seed:#x}, client 198.18.{i}.3:{sport}"
+                    );
                 }
             }
             assert!(

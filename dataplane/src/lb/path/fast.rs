@@ -371,11 +371,18 @@ impl L4 {
     /// new flow's decision will need ([`prefetch_new`](Self::prefetch_new))
     /// and returns what that decision will pick, for the caller to hand
     /// it ([`process_classified`](Self::process_classified); `flow`
-    /// says it was [`picked`](V4Flow::picked)).
+    /// says it was [`picked`](V4Flow::picked)) — if `decides_here` says
+    /// this worker will decide a new flow of the key (else another
+    /// worker does, and finds its own pick).
     #[inline(always)]
-    pub fn prefetch_entry(&self, flow: &mut V4Flow, tables: &VsTable) -> Option<Pick> {
+    pub fn prefetch_entry(
+        &self,
+        flow: &mut V4Flow,
+        tables: &VsTable,
+        decides_here: impl FnOnce(&V4Key) -> bool,
+    ) -> Option<Pick> {
         flow.hint = self.ct.probe(flow.hash);
-        if flow.hint == Hint::NONE && tables.may_be_vip4(flow.key.dst) {
+        if flow.hint == Hint::NONE && tables.may_be_vip4(flow.key.dst) && decides_here(&flow.key) {
             let pick = self.prefetch_new(flow, tables)?;
             flow.hint = Hint::PICKED;
             return Some(pick);

@@ -140,6 +140,16 @@ impl Steering {
         Owner::Worker(self.hash(dst, dport))
     }
 
+    /// The owner of a TCP or UDP frame from IPv4 client `src:sport` to a
+    /// virtual server's VIP and port (what [`owner`](Self::owner) finds
+    /// for it, from the two alone).
+    #[inline]
+    pub fn client_owner_v4(&self, src: [u8; 4], sport: u16) -> u16 {
+        let mut addr = [0; 16];
+        addr[..4].copy_from_slice(&src);
+        self.hash(&addr, sport)
+    }
+
     /// A client endpoint's worker: the keyed endpoint through a 64-bit
     /// finaliser (MurmurHash3's fmix64: every input bit moves every output
     /// bit, so structured addresses still spread), reduced to 0..workers
