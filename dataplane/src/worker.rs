@@ -206,6 +206,11 @@ impl Default for Records {
     }
 }
 
+/// A burst's frames as bits (bit `i`: the `i`th frame), as classify marks
+/// the fast class.
+type FrameMask = u64;
+const _: () = assert!(BURST <= FrameMask::BITS as usize);
+
 /// What [`Worker`] counts of its hand-offs.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Handoffs {
@@ -795,7 +800,7 @@ impl Worker {
         Records { flows, picks }: &mut Records,
         tables: &Tables,
         steer: bool,
-    ) -> u64 {
+    ) -> FrameMask {
         let host = &self.ports[pi].host;
         let classifier = Classifier::new(&host.mac, host.mtu, self.l4.hasher());
         let mut fast = 0;
@@ -821,7 +826,7 @@ impl Worker {
     #[inline(never)]
     fn probe(
         &self,
-        fast: u64,
+        fast: FrameMask,
         flows: &mut [V4Flow; BURST],
         picks: &mut [Pick; BURST],
         tables: &VsTable,
@@ -849,7 +854,7 @@ impl Worker {
         &mut self,
         pi: usize,
         (frames, flows): (&mut Drain<'_>, &'f [V4Flow; BURST]),
-        fast: u64,
+        fast: FrameMask,
         (now, s): (Nanos, crate::lb::conntrack::Secs),
         tables: &Tables,
         memo: &mut [NextHop<[u8; 4]>; 2],
