@@ -130,7 +130,7 @@ fn stages(c: &mut Criterion) {
                 for (f, flow) in burst.iter_mut().zip(&flows) {
                     let flow = flow.as_ref().expect("fast class");
                     let hit = l4.fast_match(flow, 2, &t).expect("tracked");
-                    l4.fast_commit(&hit, flow, f, 2);
+                    l4.fast_commit(&hit, flow, f);
                 }
                 black_box(&burst);
             })

@@ -898,7 +898,7 @@ impl Worker {
         }
         self.count_fast_rx(pi, &m);
         let frame = m.data_mut();
-        self.l4.fast_commit(&hit, flow, frame, s);
+        self.l4.fast_commit(&hit, flow, frame);
         frame[..12].copy_from_slice(&memo.macs);
         self.send_fast(pi, m, memo);
         Ok(())

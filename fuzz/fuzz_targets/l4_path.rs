@@ -136,7 +136,7 @@ fuzz_target!(|data: &[u8]| {
             if let Some(mut flow) = classify_v4(&buf[..frame.len()], &MAC, 1500, l4.hasher()) {
                 let pick = l4.prefetch_entry(&mut flow, t, |_| true);
                 match l4.fast_match(&flow, now, t) {
-                    Ok(hit) => l4.fast_commit(&hit, &flow, &mut buf[..frame.len()], now),
+                    Ok(hit) => l4.fast_commit(&hit, &flow, &mut buf[..frame.len()]),
                     Err(miss) => {
                         let f = (Classified::V4(&flow), miss, pick);
                         let _ = l4.process_classified(now, &mut buf, frame.len(), f, t);

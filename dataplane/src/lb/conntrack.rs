@@ -274,6 +274,15 @@ impl Bucket {
         })
     }
 
+    /// Slot `s` seen at `now`.
+    #[inline(always)]
+    fn see(&mut self, s: usize, now: Secs) {
+        let seen = &mut self.last_seen[s];
+        if *seen != now {
+            *seen = now; // only dirty the line when the second changes
+        }
+    }
+
     #[inline(always)]
     fn live(&self, s: usize, now: Secs) -> bool {
         let t = self.timeout[s];
@@ -1037,10 +1046,7 @@ impl<S: Stored> Table<S> {
     #[inline(always)]
     fn touch(&mut self, slot: Slot, now: Secs) {
         self.counters.hits += 1;
-        let seen = &mut self.buckets[slot.bucket()].last_seen[slot.slot()];
-        if *seen != now {
-            *seen = now; // only dirty the line when the second changes
-        }
+        self.buckets[slot.bucket()].see(slot.slot(), now);
     }
 
     #[inline]
@@ -1226,22 +1232,29 @@ impl Table<V4Slot> {
         Hint(first as u32)
     }
 
-    /// The slot `hint` names if it holds the live flow `key`.
+    /// The slot `hint` names if it holds the live flow `key`, marked
+    /// seen at `now`.
     #[inline(always)]
-    fn check_hint(&self, key: &V4Key, hint: Hint, now: Secs) -> Option<Slot> {
+    fn check_hint(&mut self, key: &V4Key, hint: Hint, now: Secs) -> Option<Slot> {
         let i = hint.0 as usize;
         let (b, s) = (i / SLOTS_PER_BUCKET, i % SLOTS_PER_BUCKET);
-        let hit = self.buckets.get(b)?.live(s, now) && self.entries[i].matches_v4(key);
-        hit.then_some(Slot(hint.0))
+        let bucket = self.buckets.get_mut(b)?;
+        if !(bucket.live(s, now) && self.entries[i].matches_v4(key)) {
+            return None;
+        }
+        bucket.see(s, now);
+        Some(Slot(hint.0))
     }
 
-    /// The live slot among `m` (a slot mask) of bucket `b` holding `key`.
+    /// The live slot among `m` (a slot mask) of bucket `b` holding `key`,
+    /// marked seen at `now`.
     #[inline(always)]
-    fn find_v4_in(&self, b: usize, mut m: u32, key: &V4Key, now: Secs) -> Option<Slot> {
-        let bucket = &self.buckets[b];
+    fn find_v4_in(&mut self, b: usize, mut m: u32, key: &V4Key, now: Secs) -> Option<Slot> {
+        let bucket = &mut self.buckets[b];
         while m != 0 {
             let s = m.trailing_zeros() as usize;
             if bucket.live(s, now) && self.entries[b * SLOTS_PER_BUCKET + s].matches_v4(key) {
+                bucket.see(s, now);
                 return Some(Slot::new(b, s));
             }
             m &= m - 1;
@@ -1370,24 +1383,30 @@ impl ConnTable {
     /// [`find_v4`](Self::find_v4), starting from the slot a
     /// [`probe`](Self::probe) of the key's hash found.
     #[inline(always)]
-    pub fn find_hinted(&self, key: &V4Key, hash: u64, hint: Hint, now: Secs) -> Option<Slot> {
+    pub fn find_hinted(&mut self, key: &V4Key, hash: u64, hint: Hint, now: Secs) -> Option<Slot> {
         match self.v4.check_hint(key, hint, now) {
             Some(slot) => Some(slot),
             None => self.find_v4(key, hash, now),
         }
     }
 
-    /// The live IPv4 flow `key` (`hash` = its flow hash), without marking
-    /// it seen or counting: the fast path looks first and commits with
-    /// [`touch`](Self::touch) only once it knows it will forward the packet
-    /// (so a packet it hands to the slow path is counted once, there).
+    /// The live IPv4 flow `key` (`hash` = its flow hash), marked seen at
+    /// `now` while its bucket is at hand, not counted: the fast path
+    /// counts the hit ([`count_hit`](Self::count_hit)) only once it knows
+    /// it will forward the packet, so a packet it hands to the slow path
+    /// is counted once, there — whose lookup marks the flow seen again,
+    /// at the same second: the mark here changes nothing it would not.
     #[inline(always)]
-    pub fn find_v4(&self, key: &V4Key, hash: u64, now: Secs) -> Option<Slot> {
-        let t = &self.v4;
+    pub fn find_v4(&mut self, key: &V4Key, hash: u64, now: Secs) -> Option<Slot> {
+        let t = &mut self.v4;
         let (b1, b2, sig) = t.locate(hash);
-        [b1, b2]
-            .into_iter()
-            .find_map(|b| t.find_v4_in(b, t.buckets[b].sig_mask(sig), key, now))
+        for b in [b1, b2] {
+            let m = t.buckets[b].sig_mask(sig);
+            if let Some(slot) = t.find_v4_in(b, m, key, now) {
+                return Some(slot);
+            }
+        }
+        None
     }
 
     /// The IPv4 slot at `slot` (from [`find_v4`](Self::find_v4)).
@@ -1396,11 +1415,11 @@ impl ConnTable {
         &self.v4.entries[slot.index()]
     }
 
-    /// What [`lookup`](Self::lookup) does on a hit: count it and mark the
-    /// flow seen at `now`.
+    /// What [`lookup`](Self::lookup) does on a hit, of an IPv4 flow
+    /// [`find_v4`](Self::find_v4) found (which marked it seen): count it.
     #[inline(always)]
-    pub fn touch(&mut self, slot: Slot, now: Secs) {
-        self.v4.touch(slot, now);
+    pub fn count_hit(&mut self) {
+        self.v4.counters.hits += 1;
     }
 
     /// A new TCP state and its timeout for the IPv4 flow at `slot` (what

@@ -2164,7 +2164,7 @@ fn run_fast(l4: &mut L4, t: &VsTable, now: u32, input: &[u8]) -> (L4Verdict, Vec
             return match l4.fast_match(&flow, now, t) {
                 Ok(hit) => {
                     let mut out = input.to_vec();
-                    l4.fast_commit(&hit, &flow, &mut out, now);
+                    l4.fast_commit(&hit, &flow, &mut out);
                     let dst = IpAddr::from(hit.dst(&flow));
                     (L4Verdict::Forward { dst }, out, true)
                 }

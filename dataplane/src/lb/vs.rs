@@ -633,7 +633,7 @@ impl VsTable {
 
     /// The VS for traffic to `dst:port` (`proto`): the exact port, else
     /// the VIP's all-ports VS.
-    #[inline]
+    #[inline(always)]
     pub fn lookup(&self, dst: &[u8; 16], family: Family, port: u16, proto: u8) -> Option<u32> {
         if let Some(&v) = self.by_key.get(&vs_key(dst, family, port, proto)) {
             return Some(v);

@@ -22,14 +22,16 @@
 //!                                 or one of the few in their secondary):
 //!                                 the secondary prefetched, and to a
 //!                                 VIP the reverse entry's buckets
-//!   match     (per frame, no side effects)  find_v4 in the connection
+//!   match     (per frame; its one effect, a found flow marked seen,
+//!                                 is the slow path's lookup's too)
+//!                                 find_v4 in the connection
 //!                                 table; the entry must be live, not
 //!                                 being reset, not closing under a
 //!                                 client's SYN, and fit its virtual
 //!                                 server
 //!                                 -> FastHit {translation, TCP state
 //!                                 change if the flags make one}
-//!   commit    mark seen, set the new state and its timeout, count
+//!   commit    set the new state and its timeout, count
 //!                                 (exactly what the slow path does),
 //!                                 rewrite in place
 //! ```
@@ -434,13 +436,19 @@ impl L4 {
     }
 
     /// The match stage: what the slow path would do with this packet of a
-    /// tracked flow, if it is one the fast path handles. Changes nothing.
-    /// The entry's member as the table's [`Fast4`] record: fitting the
+    /// tracked flow, if it is one the fast path handles. Changes nothing
+    /// but the found flow's last-seen second, to `now`, which the slow
+    /// path's lookup of a frame left to it sets too. The entry's member as the table's [`Fast4`] record: fitting the
     /// packet is a masked compare, the address rewrite's checksum terms
     /// are the record's; the VS itself is read only for a state change's
     /// timeout and SNAT.
     #[inline(always)]
-    pub fn fast_match(&self, flow: &V4Flow, now: Secs, tables: &VsTable) -> Result<FastHit, Miss> {
+    pub fn fast_match(
+        &mut self,
+        flow: &V4Flow,
+        now: Secs,
+        tables: &VsTable,
+    ) -> Result<FastHit, Miss> {
         let slot = self
             .ct
             .find_hinted(&flow.key, flow.hash, flow.hint, now)
@@ -532,12 +540,13 @@ impl L4 {
         }
     }
 
-    /// The commit stage: marks the flow seen, rewrites the frame in place
-    /// and counts it, exactly as the slow path does for this packet.
+    /// The commit stage: sets the flow's new state, rewrites the frame in
+    /// place and counts it, exactly as the slow path does for this packet
+    /// (whose lookup marked the flow seen, as the match stage's did).
     /// `frame` is the whole frame (`len` bytes); the caller sends it.
     #[inline(always)]
-    pub fn fast_commit(&mut self, hit: &FastHit, flow: &V4Flow, frame: &mut [u8], now: Secs) {
-        self.ct.touch(hit.slot, now);
+    pub fn fast_commit(&mut self, hit: &FastHit, flow: &V4Flow, frame: &mut [u8]) {
+        self.ct.count_hit();
         if let Some((state, timeout)) = hit.state {
             self.ct.set_state_v4(hit.slot, state, timeout);
         }
