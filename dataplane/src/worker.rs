@@ -38,6 +38,7 @@ use crate::bfd::{self, PeerKey, RxMeta, SessionTable, StateChange};
 use crate::capture::{self, Dir};
 use crate::counters::{Drop, SharedPort, SharedWorker, WorkerCounters};
 use crate::dpdk::{Burst, Clock, Drain, Mbuf, Mempool, RxQueue, TxBuffer, BURST};
+use crate::host::fib::Hop;
 use crate::host::neighbor::{Nanos, Pending};
 use crate::host::{FromTap, FromWire, Host, HostIo};
 use crate::lb::{
@@ -892,8 +893,8 @@ impl Worker {
         };
         let dst = hit.dst(flow);
         let memo = &mut memo[usize::from(hit.is_reply())];
-        let route = || tables.fib.lookup_v4(dst);
-        if memo.dst != Some(dst) && !self.resolve(dst, route, now, memo) {
+        let route = || tables.fib.hop_v4(dst);
+        if !memo.holds(dst) && !self.resolve(dst, route, now, memo) {
             return Err((m, Miss::Slow));
         }
         self.count_fast_rx(pi, &m);
@@ -934,8 +935,8 @@ impl Worker {
         };
         let dst = hit.dst(&flow);
         let memo = &mut memo[usize::from(hit.is_reply())];
-        if memo.dst != Some(dst) {
-            let route = || tables.fib.lookup(IpAddr::from(dst));
+        if !memo.holds(dst) {
+            let route = || tables.fib.hop(IpAddr::from(dst));
             if !self.resolve(dst, route, now, memo) {
                 *left = Some((flow, Miss::Slow));
                 return Err(m);
@@ -962,7 +963,7 @@ impl Worker {
     /// worker if this one has no queue there (which addresses it again:
     /// the MACs written were zeros).
     #[inline(always)]
-    fn send_fast<A>(&mut self, pi: usize, m: Mbuf, memo: &NextHop<A>) {
+    fn send_fast<A: Dst>(&mut self, pi: usize, m: Mbuf, memo: &NextHop<A>) {
         let p = &mut self.ports[memo.port];
         let Some(tx) = &mut p.tx else {
             let (home, port, next_hop) = (p.home, memo.port, memo.next_hop);
@@ -985,8 +986,10 @@ impl Worker {
     }
 
     /// Points `memo` at the untagged egress port and next-hop MACs for
-    /// `dst` (whose FIB route `route` finds), if both are known now (what
-    /// [`route`](Self::route) would send to at once); false if not.
+    /// `dst` (whose FIB answer `route` finds), if both are known now (what
+    /// [`route`](Self::route) would send to at once), for every
+    /// destination the FIB sends the same way ([`Hop::span`]: all the
+    /// clients behind a gateway); false if not, `memo` unchanged.
     /// Consecutive frames through the same next hop (a gateway, a member)
     /// skip the neighbour lookup. A port without a queue of this worker's
     /// needs no MAC: its home worker resolves and sends. Out of line and
@@ -994,17 +997,23 @@ impl Worker {
     /// body inlined there made the stage spill more for every packet.
     #[cold]
     #[inline(never)]
-    fn resolve<A>(
+    fn resolve<A: Dst>(
         &self,
         dst: A,
-        route: impl FnOnce() -> Option<(usize, IpAddr)>,
+        route: impl FnOnce() -> Option<Hop>,
         now: Nanos,
         memo: &mut NextHop<A>,
     ) -> bool {
-        let Some((port, next_hop)) = route() else {
+        let Some(Hop {
+            port,
+            next_hop,
+            span,
+        }) = route()
+        else {
             return false;
         };
-        if memo.dst.is_none() || memo.next_hop != next_hop || memo.port != port {
+        // (An empty memo's port is none.)
+        if memo.next_hop != next_hop || memo.port != port {
             let Some(p) = self.ports.get(port) else {
                 return false;
             };
@@ -1019,14 +1028,10 @@ impl Worker {
                 };
                 host.set_macs(&mut macs, mac);
             }
-            *memo = NextHop {
-                dst: None,
-                next_hop,
-                port,
-                macs,
-            };
+            (memo.next_hop, memo.port, memo.macs) = (next_hop, port, macs);
         }
-        memo.dst = Some(dst);
+        memo.mask = A::mask(span);
+        memo.net = dst.bits() & memo.mask;
         true
     }
 
@@ -1152,7 +1157,7 @@ impl Worker {
             L4Verdict::Forward {
                 dst: IpAddr::V4(dst),
             } => {
-                let route = || tables.fib.lookup_v4(dst.octets());
+                let route = || tables.fib.hop_v4(dst.octets());
                 match self.send_memoised(pi, m, dst.octets(), route, now, &mut memo.v4[0]) {
                     Ok(()) => return,
                     Err(m) => m,
@@ -1161,7 +1166,7 @@ impl Worker {
             L4Verdict::Forward {
                 dst: IpAddr::V6(dst),
             } => {
-                let route = || tables.fib.lookup(IpAddr::V6(dst));
+                let route = || tables.fib.hop(IpAddr::V6(dst));
                 match self.send_memoised(pi, m, dst.octets(), route, now, &mut memo.v6[0]) {
                     Ok(()) => return,
                     Err(m) => m,
@@ -1177,16 +1182,16 @@ impl Worker {
     /// fast path does; `Err` hands it back untouched when the next hop is
     /// not known now (the caller routes it the slow way).
     #[inline(always)]
-    fn send_memoised<A: PartialEq + Copy>(
+    fn send_memoised<A: Dst>(
         &mut self,
         pi: usize,
         mut m: Mbuf,
         dst: A,
-        route: impl FnOnce() -> Option<(usize, IpAddr)>,
+        route: impl FnOnce() -> Option<Hop>,
         now: Nanos,
         memo: &mut NextHop<A>,
     ) -> Result<(), Mbuf> {
-        if memo.dst != Some(dst) && !self.resolve(dst, route, now, memo) {
+        if !memo.holds(dst) && !self.resolve(dst, route, now, memo) {
             return Err(m);
         }
         m.data_mut()[..12].copy_from_slice(&memo.macs);
@@ -1415,13 +1420,17 @@ fn secs(now: Nanos) -> crate::lb::conntrack::Secs {
     (now / 1_000_000_000) as crate::lb::conntrack::Secs
 }
 
-/// The last route the fast path resolved in this burst (consecutive
-/// frames mostly go to the same member or gateway), for destinations `A`
-/// (IPv4 or IPv6 address bytes).
+/// The last route the fast path resolved in this burst, and the
+/// destinations it holds for (consecutive frames mostly go to the same
+/// member, or through the same gateway to many clients), for destinations
+/// `A` (IPv4 or IPv6 address bytes).
 #[derive(Debug, Clone, Copy)]
-struct NextHop<A> {
-    /// The last destination routed through it (`None`: nothing yet).
-    dst: Option<A>,
+struct NextHop<A: Dst> {
+    /// The destinations routed here: those whose bits under `mask` are
+    /// `net` (the FIB's [`Hop::span`] around the last one resolved; none
+    /// yet: `A::NOWHERE`).
+    net: A::Bits,
+    mask: A::Bits,
     next_hop: IpAddr,
     /// The egress port (its index in the data plane and in `ports`).
     port: usize,
@@ -1430,14 +1439,66 @@ struct NextHop<A> {
     macs: [u8; 12],
 }
 
-impl<A> Default for NextHop<A> {
+impl<A: Dst> NextHop<A> {
+    /// Whether `dst` goes where this memo says.
+    #[inline(always)]
+    fn holds(&self, dst: A) -> bool {
+        dst.bits() & self.mask == self.net
+    }
+}
+
+impl<A: Dst> Default for NextHop<A> {
     fn default() -> Self {
+        let (net, mask) = A::NOWHERE;
         NextHop {
-            dst: None,
+            net,
+            mask,
             next_hop: IpAddr::from([0, 0, 0, 0]),
             port: usize::MAX,
             macs: [0; 12],
         }
+    }
+}
+
+/// A destination address as a [`NextHop`] memo matches it: its bytes as
+/// one integer in the machine's byte order (no swap a packet), masks
+/// likewise.
+trait Dst: Copy {
+    type Bits: Copy + PartialEq + std::ops::BitAnd<Output = Self::Bits>;
+    /// A (net, mask) that no address matches.
+    const NOWHERE: (Self::Bits, Self::Bits);
+    fn bits(self) -> Self::Bits;
+    /// The mask of the first `len` bits (of the address in network order).
+    fn mask(len: u8) -> Self::Bits;
+}
+
+impl Dst for [u8; 4] {
+    type Bits = u32;
+    const NOWHERE: (u32, u32) = (1, 0);
+    #[inline(always)]
+    fn bits(self) -> u32 {
+        u32::from_ne_bytes(self)
+    }
+    fn mask(len: u8) -> u32 {
+        let m = u32::MAX
+            .checked_shl(32 - u32::from(len.min(32)))
+            .unwrap_or(0);
+        u32::from_ne_bytes(m.to_be_bytes())
+    }
+}
+
+impl Dst for [u8; 16] {
+    type Bits = u128;
+    const NOWHERE: (u128, u128) = (1, 0);
+    #[inline(always)]
+    fn bits(self) -> u128 {
+        u128::from_ne_bytes(self)
+    }
+    fn mask(len: u8) -> u128 {
+        let m = u128::MAX
+            .checked_shl(128 - u32::from(len.min(128)))
+            .unwrap_or(0);
+        u128::from_ne_bytes(m.to_be_bytes())
     }
 }
 
@@ -1548,4 +1609,51 @@ fn flush(tx: &mut TxBuffer, sent: &mut u64, dropped: &mut u64) {
     let (s, d) = tx.flush();
     *sent += s as u64;
     *dropped += d as u64;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A memo set as `resolve` sets it: the span of `len` bits around `dst`.
+    fn memo<A: Dst>(dst: A, len: u8) -> NextHop<A> {
+        let mut m = NextHop::<A>::default();
+        m.mask = A::mask(len);
+        m.net = dst.bits() & m.mask;
+        m
+    }
+
+    #[test]
+    fn an_empty_memo_holds_no_destination() {
+        for d in [[0; 4], [255; 4], [10, 1, 2, 3]] {
+            assert!(!NextHop::<[u8; 4]>::default().holds(d));
+        }
+        for d in [[0; 16], [255; 16]] {
+            assert!(!NextHop::<[u8; 16]>::default().holds(d));
+        }
+    }
+
+    proptest! {
+        /// The memo holds exactly the addresses whose first `len` bits
+        /// (in network order) are `dst`'s: what the FIB's span promises.
+        #[test]
+        fn a_memo_holds_its_span_v4(dst in any::<u32>(), noise in any::<u32>(), from in 0u32..=32, len in 0u8..=32) {
+            // Another address agreeing with `dst` on at least `from` bits.
+            let other = dst ^ noise.checked_shr(from).unwrap_or(0);
+            let shared = (dst ^ other).leading_zeros();
+            let m = memo(dst.to_be_bytes(), len);
+            prop_assert_eq!(m.holds(other.to_be_bytes()), shared >= u32::from(len));
+            prop_assert!(m.holds(dst.to_be_bytes()));
+        }
+
+        #[test]
+        fn a_memo_holds_its_span_v6(dst in any::<u128>(), noise in any::<u128>(), from in 0u32..=128, len in 0u8..=128) {
+            let other = dst ^ noise.checked_shr(from).unwrap_or(0);
+            let shared = (dst ^ other).leading_zeros();
+            let m = memo(dst.to_be_bytes(), len);
+            prop_assert_eq!(m.holds(other.to_be_bytes()), shared >= u32::from(len));
+            prop_assert!(m.holds(dst.to_be_bytes()));
+        }
+    }
 }

@@ -64,6 +64,22 @@ pub struct Route {
     pub via: Option<IpAddr>,
 }
 
+/// The FIB's answer for one destination, and the destinations it holds
+/// for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hop {
+    /// Index of the egress port.
+    pub port: usize,
+    pub next_hop: IpAddr,
+    /// Every destination that shares this many leading bits with the one
+    /// looked up gets this same answer: the matched route's prefix length,
+    /// more where a more-specific route lies inside that prefix (the span
+    /// stops short of it); the whole address for a connected route, whose
+    /// next hop is the destination itself. So a gateway's answer holds for
+    /// all the clients behind it (the fast path's next-hop memo).
+    pub span: u8,
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Fib {
     routes: Vec<Route>,
@@ -99,22 +115,60 @@ impl Fib {
         Fib { routes, v4 }
     }
 
-    /// [`lookup`](Self::lookup) of an IPv4 destination given as bytes.
+    /// [`hop`](Self::hop) of an IPv4 destination given as bytes.
     #[inline]
-    pub fn lookup_v4(&self, dst: [u8; 4]) -> Option<(usize, IpAddr)> {
+    pub fn hop_v4(&self, dst: [u8; 4]) -> Option<Hop> {
         let d = u32::from_be_bytes(dst);
-        self.v4
-            .iter()
-            .find(|r| d & r.mask == r.net)
-            .map(|r| (r.route.port, r.route.via.unwrap_or(IpAddr::from(dst))))
+        let i = self.v4.iter().position(|r| d & r.mask == r.net)?;
+        let r = &self.v4[i];
+        let span = match r.route.via {
+            None => 32,
+            // The routes before it are as long or longer: those inside
+            // its prefix do not hold `d` (else one had matched), and the
+            // span stops a bit after `d` parts from each.
+            Some(_) => self.v4[..i]
+                .iter()
+                .filter(|q| q.net & r.mask == r.net)
+                .map(|q| (d ^ q.net).leading_zeros() as u8 + 1)
+                .fold(r.route.prefix.len, u8::max),
+        };
+        Some(Hop {
+            port: r.route.port,
+            next_hop: r.route.via.unwrap_or(IpAddr::from(dst)),
+            span,
+        })
+    }
+
+    /// Where the FIB sends `dst`, and how far that answer holds.
+    pub fn hop(&self, dst: IpAddr) -> Option<Hop> {
+        let d = match dst {
+            IpAddr::V4(a) => return self.hop_v4(a.octets()),
+            IpAddr::V6(a) => u128::from(a),
+        };
+        let i = self.routes.iter().position(|r| r.prefix.contains(dst))?;
+        let r = &self.routes[i];
+        let span = match r.via {
+            None => 128,
+            // As `hop_v4`'s; an IPv4 route is inside no IPv6 prefix.
+            Some(_) => self.routes[..i]
+                .iter()
+                .filter(|q| r.prefix.contains(q.prefix.addr))
+                .filter_map(|q| match q.prefix.addr {
+                    IpAddr::V6(n) => Some((d ^ u128::from(n)).leading_zeros() as u8 + 1),
+                    IpAddr::V4(_) => None,
+                })
+                .fold(r.prefix.len, u8::max),
+        };
+        Some(Hop {
+            port: r.port,
+            next_hop: r.via.unwrap_or(dst),
+            span,
+        })
     }
 
     /// (egress port, next hop) for `dst`.
     pub fn lookup(&self, dst: IpAddr) -> Option<(usize, IpAddr)> {
-        self.routes
-            .iter()
-            .find(|r| r.prefix.contains(dst))
-            .map(|r| (r.port, r.via.unwrap_or(dst)))
+        self.hop(dst).map(|h| (h.port, h.next_hop))
     }
 
     pub fn routes(&self) -> &[Route] {
@@ -129,17 +183,24 @@ mod tests {
 
     proptest! {
         #[test]
-        fn lookup_v4_is_lookup(
+        fn a_span_holds_for_every_address_in_it(
             routes in prop::collection::vec((any::<[u8; 4]>(), 0u8..=32, 0usize..3, any::<bool>()), 0..8),
             v6 in any::<bool>(),
             dst in any::<[u8; 4]>(),
+            other in any::<u32>(),
         ) {
+            // Half the prefixes near `dst` (it, one bit flipped or not),
+            // so that some hold it and some lie inside others.
             let mut rs: Vec<Route> = routes
                 .iter()
-                .map(|&(a, len, port, via)| Route {
-                    prefix: Prefix::new(IpAddr::from(a), len),
-                    port,
-                    via: via.then(|| IpAddr::from([10, 0, 0, 1])),
+                .map(|&(a, len, port, via)| {
+                    let near = u32::from_be_bytes(dst) ^ (u32::from(a[1] % 2) << (a[2] % 32));
+                    let a = if a[0] % 2 == 0 { near.to_be_bytes() } else { a };
+                    Route {
+                        prefix: Prefix::new(IpAddr::from(a), len),
+                        port,
+                        via: via.then(|| IpAddr::from([10, 0, 0, 1])),
+                    }
                 })
                 .collect();
             if v6 {
@@ -150,7 +211,53 @@ mod tests {
                 rs.push(Route { prefix: Prefix::new(IpAddr::from(dst), 24), port: 7, via: None });
             }
             let fib = Fib::new(rs);
-            prop_assert_eq!(fib.lookup_v4(dst), fib.lookup(IpAddr::from(dst)));
+            let hop = fib.hop_v4(dst);
+            prop_assert_eq!(hop, fib.hop(IpAddr::from(dst)));
+            // The longest matching prefix, the first in the list.
+            let first = fib.routes().iter().find(|r| r.prefix.contains(IpAddr::from(dst)));
+            prop_assert_eq!(hop.map(|h| (h.port, h.next_hop)), first.map(|r| (r.port, r.via.unwrap_or(IpAddr::from(dst)))));
+            // Every destination in the span is routed the same way: with
+            // random host bits, `dst`'s complemented, all zeros, all ones.
+            if let Some(h) = hop {
+                let d = u32::from_be_bytes(dst);
+                let inside = |host: u32| {
+                    let keep = u32::MAX.checked_shl(32 - u32::from(h.span)).unwrap_or(0);
+                    IpAddr::from((d & keep | host & !keep).to_be_bytes())
+                };
+                for o in [inside(other), inside(!d), inside(0), inside(u32::MAX)] {
+                    let got = fib.lookup(o);
+                    prop_assert_eq!(got, Some((h.port, h.next_hop)), "{} in span /{} of {:?}", o, h.span, dst);
+                }
+            }
+        }
+
+        #[test]
+        fn a_span_holds_for_every_address_in_it_v6(
+            routes in prop::collection::vec((any::<u8>(), 0u8..=128, 0usize..3, any::<bool>()), 0..8),
+            dst in any::<u128>(),
+            other in any::<u128>(),
+        ) {
+            // Prefixes near `dst` (its first byte, or one bit off), so
+            // that some hold it and some lie inside others.
+            let rs: Vec<Route> = routes
+                .iter()
+                .map(|&(flip, len, port, via)| {
+                    let a = dst ^ (u128::from(flip % 2) << (flip / 2 % 128));
+                    Route {
+                        prefix: Prefix::new(IpAddr::from(a.to_be_bytes()), len),
+                        port,
+                        via: via.then(|| "fd00::1".parse().unwrap()),
+                    }
+                })
+                .collect();
+            let fib = Fib::new(rs);
+            let d = IpAddr::from(dst.to_be_bytes());
+            if let Some(h) = fib.hop(d) {
+                prop_assert_eq!(fib.lookup(d), Some((h.port, h.next_hop)));
+                let keep = u128::MAX.checked_shl(128 - u32::from(h.span)).unwrap_or(0);
+                let o = IpAddr::from((dst & keep | other & !keep).to_be_bytes());
+                prop_assert_eq!(fib.lookup(o), Some((h.port, h.next_hop)), "{} in span /{} of {}", o, h.span, d);
+            }
         }
     }
 
@@ -194,6 +301,16 @@ mod tests {
         assert_eq!(fib.lookup(ip("8.8.8.8")), Some((0, ip("10.0.0.1"))));
         assert_eq!(fib.lookup(ip("fd00::5")), Some((0, ip("fd00::5"))));
         assert_eq!(fib.lookup(ip("fd01::5")), None);
+        // How far each answer holds: a connected route's for one address;
+        // the default route's up to the first bit where 8.8.8.8 parts from
+        // 10.0.0.0/24 and 10.1.0.0/24 (000010 alike, then 0 vs 1):
+        // 8.0.0.0/7.
+        let span = |s: &str| fib.hop(ip(s)).map(|h| h.span);
+        assert_eq!(span("10.0.0.7"), Some(32));
+        assert_eq!(span("192.168.50.3"), Some(24));
+        assert_eq!(span("8.8.8.8"), Some(7));
+        assert_eq!(span("200.1.2.3"), Some(5)); // 11001 vs 192.168.50.0's 11000
+        assert_eq!(span("fd00::5"), Some(128));
     }
 
     #[test]
