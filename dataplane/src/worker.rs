@@ -858,7 +858,7 @@ impl Worker {
         fast: FrameMask,
         (now, s): (Nanos, crate::lb::conntrack::Secs),
         tables: &Tables,
-        memo: &mut [NextHop<[u8; 4]>; 2],
+        memo: &mut Hops<[u8; 4]>,
     ) -> Option<(usize, Left, &'f V4Flow)> {
         while let Some((i, m)) = frames.next_indexed() {
             let flow = &flows[i % BURST]; // i < BURST: no bounds check
@@ -882,7 +882,7 @@ impl Worker {
         flow: &V4Flow,
         (now, s): (Nanos, crate::lb::conntrack::Secs),
         tables: &Tables,
-        memo: &mut [NextHop<[u8; 4]>; 2],
+        memo: &mut Hops<[u8; 4]>,
     ) -> Result<(), (Mbuf, Miss)> {
         if m.segments() != 1 {
             return Err((m, Miss::Slow));
@@ -892,7 +892,7 @@ impl Worker {
             Err(why) => return Err((m, why)),
         };
         let dst = hit.dst(flow);
-        let memo = &mut memo[usize::from(hit.is_reply())];
+        let memo = memo.to(dst, hit.is_reply());
         let route = || tables.fib.hop_v4(dst);
         if !memo.holds(dst) && !self.resolve(dst, route, now, memo) {
             return Err((m, Miss::Slow));
@@ -915,7 +915,7 @@ impl Worker {
         mut m: Mbuf,
         (now, s): (Nanos, crate::lb::conntrack::Secs),
         tables: &Tables,
-        memo: &mut [NextHop<[u8; 16]>; 2],
+        memo: &mut Hops<[u8; 16]>,
         left: &mut Option<(V6Flow, Miss)>,
     ) -> Result<(), Mbuf> {
         if m.segments() != 1 {
@@ -934,7 +934,7 @@ impl Worker {
             }
         };
         let dst = hit.dst(&flow);
-        let memo = &mut memo[usize::from(hit.is_reply())];
+        let memo = memo.to(dst, hit.is_reply());
         if !memo.holds(dst) {
             let route = || tables.fib.hop(IpAddr::from(dst));
             if !self.resolve(dst, route, now, memo) {
@@ -1158,7 +1158,8 @@ impl Worker {
                 dst: IpAddr::V4(dst),
             } => {
                 let route = || tables.fib.hop_v4(dst.octets());
-                match self.send_memoised(pi, m, dst.octets(), route, now, &mut memo.v4[0]) {
+                let (dst, memo) = (dst.octets(), &mut memo.v4);
+                match self.send_memoised(pi, m, dst, route, now, memo.to(dst, false)) {
                     Ok(()) => return,
                     Err(m) => m,
                 }
@@ -1167,7 +1168,8 @@ impl Worker {
                 dst: IpAddr::V6(dst),
             } => {
                 let route = || tables.fib.hop(IpAddr::V6(dst));
-                match self.send_memoised(pi, m, dst.octets(), route, now, &mut memo.v6[0]) {
+                let (dst, memo) = (dst.octets(), &mut memo.v6);
+                match self.send_memoised(pi, m, dst, route, now, memo.to(dst, false)) {
                     Ok(()) => return,
                     Err(m) => m,
                 }
@@ -1464,12 +1466,21 @@ impl<A: Dst> Default for NextHop<A> {
 /// one integer in the machine's byte order (no swap a packet), masks
 /// likewise.
 trait Dst: Copy {
-    type Bits: Copy + PartialEq + std::ops::BitAnd<Output = Self::Bits>;
+    type Bits: Copy + PartialEq + std::ops::BitAnd<Output = Self::Bits> + std::fmt::Debug;
     /// A (net, mask) that no address matches.
     const NOWHERE: (Self::Bits, Self::Bits);
     fn bits(self) -> Self::Bits;
     /// The mask of the first `len` bits (of the address in network order).
     fn mask(len: u8) -> Self::Bits;
+    /// A hash of the address's last four bytes (where the members of a
+    /// subnet differ), for [`Hops`]: any `usize`.
+    fn way(self) -> usize;
+}
+
+/// Fibonacci hashing of an address's last four bytes: its top bits.
+#[inline(always)]
+fn way_of(last: [u8; 4]) -> usize {
+    (u32::from_ne_bytes(last).wrapping_mul(0x9e37_79b1) >> 24) as usize
 }
 
 impl Dst for [u8; 4] {
@@ -1484,6 +1495,10 @@ impl Dst for [u8; 4] {
             .checked_shl(32 - u32::from(len.min(32)))
             .unwrap_or(0);
         u32::from_ne_bytes(m.to_be_bytes())
+    }
+    #[inline(always)]
+    fn way(self) -> usize {
+        way_of(self)
     }
 }
 
@@ -1500,15 +1515,52 @@ impl Dst for [u8; 16] {
             .unwrap_or(0);
         u128::from_ne_bytes(m.to_be_bytes())
     }
+    #[inline(always)]
+    fn way(self) -> usize {
+        way_of([self[12], self[13], self[14], self[15]])
+    }
 }
 
-/// The fast path's next-hop memos for one burst: per family, one per
-/// direction (client -> member frames mostly share a member's next hop,
-/// member -> client frames a gateway).
+/// The fast path's next-hop memos for one burst, per family.
 #[derive(Debug, Default)]
 struct Memo {
-    v4: [NextHop<[u8; 4]>; 2],
-    v6: [NextHop<[u8; 16]>; 2],
+    v4: Hops<[u8; 4]>,
+    v6: Hops<[u8; 16]>,
+}
+
+/// How many next-hop memos a burst keeps for frames to members: a
+/// virtual server spreads a burst over its members, each its own next
+/// hop (one memo for them all resolved again at nearly every frame).
+const MEMBER_MEMOS: usize = 16;
+
+/// One family's next-hop memos: client -> member frames (and a new flow's
+/// first) by a hash of the member's address, direct-mapped (two members
+/// on one memo take turns, each resolved again); member -> client frames
+/// in one, as their clients mostly share a gateway (one span).
+#[derive(Debug)]
+struct Hops<A: Dst> {
+    members: [NextHop<A>; MEMBER_MEMOS],
+    clients: NextHop<A>,
+}
+
+impl<A: Dst> Hops<A> {
+    /// The memo for a frame to `dst`, a client if `reply`, else a member.
+    #[inline(always)]
+    fn to(&mut self, dst: A, reply: bool) -> &mut NextHop<A> {
+        match reply {
+            true => &mut self.clients,
+            false => &mut self.members[dst.way() % MEMBER_MEMOS],
+        }
+    }
+}
+
+impl<A: Dst> Default for Hops<A> {
+    fn default() -> Self {
+        Hops {
+            members: [NextHop::default(); MEMBER_MEMOS],
+            clients: NextHop::default(),
+        }
+    }
 }
 
 /// A frame the fast stage leaves to the rest of `wire_burst`.
@@ -1632,6 +1684,22 @@ mod tests {
         for d in [[0; 16], [255; 16]] {
             assert!(!NextHop::<[u8; 16]>::default().holds(d));
         }
+    }
+
+    #[test]
+    fn members_of_a_subnet_get_memos_of_their_own() {
+        let mut hops = Hops::<[u8; 4]>::default();
+        let ways: std::collections::HashSet<usize> = (0..8u8)
+            .map(|i| [10, 0, 0, 50 + i].way() % MEMBER_MEMOS)
+            .collect();
+        assert_eq!(ways.len(), 8, "eight consecutive addresses, eight memos");
+        let member: *const NextHop<[u8; 4]> = hops.to([10, 0, 0, 50], false);
+        assert!(std::ptr::eq(member, hops.to([10, 0, 0, 50], false)));
+        assert!(!std::ptr::eq(member, hops.to([10, 0, 0, 51], false)));
+        // Replies share one memo, whatever the client.
+        let client: *const NextHop<[u8; 4]> = hops.to([10, 1, 0, 7], true);
+        assert!(std::ptr::eq(client, hops.to([10, 1, 9, 9], true)));
+        assert!(std::ptr::eq(client, &hops.clients));
     }
 
     proptest! {
