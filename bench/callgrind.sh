@@ -12,6 +12,8 @@
 #               udp2  client -> VIP and member -> client
 #               tcp   handshake, each direction's first ACK, then data one
 #                     way and ACKs the other
+#               members  udp's frames to a virtual server of 4 members
+#                     (each its own next hop: a burst spreads over them)
 #             new-M.pcap: each flow's creation frames (new flows and TCP
 #             state changes: the slow path), in rounds (every flow's
 #             first frame, then every flow's second, ...: a handshake's
@@ -104,12 +106,13 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-MODES="udp udp2 tcp udp6 snat tcpclose"
+MODES="udp udp2 tcp udp6 snat tcpclose members"
 for m in $MODES; do
   passes=$((1 + PASSES)); [ "$m" = tcpclose ] && passes=2   # one close per flow
-  python3 "$REPO/bench/flows_pcap.py" "$WORK/new-$m.pcap" --mode "$m" --flows "$FLOWS" --passes 1 \
+  frames=$m; [ "$m" = members ] && frames=udp
+  python3 "$REPO/bench/flows_pcap.py" "$WORK/new-$m.pcap" --mode "$frames" --flows "$FLOWS" --passes 1 \
     --dst-mac $PCAP_MAC >"$WORK/new-$m.n" || die "pcap"
-  python3 "$REPO/bench/flows_pcap.py" "$WORK/est-$m.pcap" --mode "$m" --flows "$FLOWS" --passes $passes \
+  python3 "$REPO/bench/flows_pcap.py" "$WORK/est-$m.pcap" --mode "$frames" --flows "$FLOWS" --passes $passes \
     --dst-mac $PCAP_MAC >"$WORK/est-$m.n" || die "pcap"
 done
 if [ "$CACHE_FLOWS" -gt 0 ]; then
@@ -120,7 +123,8 @@ if [ "$CACHE_FLOWS" -gt 0 ]; then
 fi
 
 # config NAME PCAP: a one-port pollux on net_pcap with one virtual server
-# (the protocol of the case's mode), a route to the clients via the router.
+# (the protocol of the case's mode; the members cases: 4 members, static
+# neighbours too), a route to the clients via the router.
 # The hand-off cases (udp-2w) run two workers on the port's one queue: the
 # home worker receives every frame and hands the other's flows over.
 config() {
@@ -128,6 +132,13 @@ config() {
   local connections=$((FLOWS * 8))
   case "$1" in *tcp*) proto=tcp ;; *udp6*) vip=fd00::100 member="fd00::50" ;; esac
   case "$1" in *snat*) snat=automap ;; esac
+  local members="[{ address: \"$member\", port: 8080 }]" more=""
+  case "$1" in *members*)
+    members="[{ address: 10.0.0.50, port: 8080 }, { address: 10.0.0.51, port: 8080 },"
+    members+=" { address: 10.0.0.52, port: 8080 }, { address: 10.0.0.53, port: 8080 }]"
+    for i in 51 52 53; do more+="
+        - { address: 10.0.0.$i, mac: \"02:00:00:00:00:$i\" }"; done ;;
+  esac
   # the cache case's table is sized to its flows: two slots a flow, half full
   case "$1" in *cache*) connections=$((CACHE_FLOWS * 4)) ;; esac
   case "$1" in *-2w*) workers="[0, 1]" queues="queues: 1" ;; esac
@@ -152,7 +163,7 @@ dataplane:
       neighbors:
         - { address: 10.0.0.50, mac: "02:00:00:00:00:50" }
         - { address: 10.0.0.1, mac: "02:00:00:00:00:01" }
-        - { address: "fd00::50", mac: "02:00:00:00:00:50" }
+        - { address: "fd00::50", mac: "02:00:00:00:00:50" }$more
   routes: [{ prefix: 10.1.0.0/16, via: 10.0.0.1 }]
 virtualServers:
   - name: bench
@@ -160,7 +171,7 @@ virtualServers:
     port: 80
     protocol: $proto
     snat: $snat
-    members: [{ address: "$member", port: 8080 }]
+    members: $members
 api: { socket: /run/$TAG-$1.sock }
 EOF
 }
@@ -335,12 +346,14 @@ declare -A WHAT=([udp]="established UDP, client -> VIP" [udp2]="established UDP,
                  [tcp]="established TCP, data one way and ACKs the other"
                  [udp6]="established UDP over IPv6, client -> VIP (IPv6 fast path)"
                  [snat]="established UDP through a SNAT (automap) virtual server, client -> VIP"
-                 [tcpclose]="TCP close (client FIN, member FIN, client ACK), per frame (state changes)")
+                 [tcpclose]="TCP close (client FIN, member FIN, client ACK), per frame (state changes)"
+                 [members]="established UDP to a virtual server of 4 members, client -> VIP")
 declare -A CREATE=([udp]="first packet of a UDP flow" [udp2]="first packet of a UDP flow"
                    [tcp]="TCP handshake + first ACK each way, per flow (4 frames)"
                    [udp6]="first packet of a UDP flow over IPv6"
                    [snat]="first packet of a UDP flow with a SNAT port taken"
-                   [tcpclose]="TCP handshake + first ACK each way, per flow (4 frames)")
+                   [tcpclose]="TCP handshake + first ACK each way, per flow (4 frames)"
+                   [members]="first packet of a UDP flow to a virtual server of 4 members")
 for m in $MODES; do
   est_frames=$(( $(cut -d' ' -f2 "$WORK/est-$m.n") - $(cut -d' ' -f2 "$WORK/new-$m.n") ))
   EST=$(awk -v e="${IR[est-$m]}" -v n="${IR[new-$m]}" -v k="$est_frames" 'BEGIN {printf "%.1f", (e-n)/k}')
