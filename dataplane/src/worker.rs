@@ -196,6 +196,8 @@ pub struct Worker {
 struct Records {
     flows: [V4Flow; BURST],
     picks: [Pick; BURST],
+    /// The fast stages' next hops, cleared at each burst's start.
+    memo: Memo,
 }
 
 impl Default for Records {
@@ -203,6 +205,7 @@ impl Default for Records {
         Records {
             flows: [V4Flow::default(); BURST],
             picks: [Pick::default(); BURST],
+            memo: Memo::default(),
         }
     }
 }
@@ -593,9 +596,9 @@ impl Worker {
                 self.l4.prefetch(frame, vlan);
             }
         }
-        let mut memo = Memo::default();
         let s = secs(now);
-        let Records { flows, picks } = records;
+        let Records { flows, picks, memo } = records;
+        memo.clear();
         let mut frames = burst.drain();
         // The fast stage takes the run of frames up to the first it
         // leaves; that one goes on here, then the next run. A frame
@@ -655,11 +658,11 @@ impl Worker {
                         Some((f, _)) => (Classified::V6(f), None),
                         None => (Classified::V4(flow), flow.picked().then(|| picks[i])),
                     };
-                    self.slow_classified(pi, m, (flow, why, pick), now, tables, &mut memo);
+                    self.slow_classified(pi, m, (flow, why, pick), now, tables, memo);
                 }
                 None => {
                     // The slow path may learn a neighbour or change the table.
-                    memo = Memo::default();
+                    memo.clear();
                     self.slow(pi, m, now, tables);
                 }
             }
@@ -798,7 +801,7 @@ impl Worker {
         &self,
         pi: usize,
         burst: &Burst,
-        Records { flows, picks }: &mut Records,
+        Records { flows, picks, .. }: &mut Records,
         tables: &Tables,
         steer: bool,
     ) -> FrameMask {
@@ -892,11 +895,12 @@ impl Worker {
             Err(why) => return Err((m, why)),
         };
         let dst = hit.dst(flow);
-        let memo = memo.to(dst, hit.is_reply());
+        let i = Hops::index(dst, hit.is_reply());
         let route = || tables.fib.hop_v4(dst);
-        if !memo.holds(dst) && !self.resolve(dst, route, now, memo) {
+        if !memo.memos[i].holds(dst) && !self.resolve(dst, route, now, (memo, i)) {
             return Err((m, Miss::Slow));
         }
+        let memo = &memo.memos[i];
         self.count_fast_rx(pi, &m);
         let frame = m.data_mut();
         self.l4.fast_commit(&hit, flow, frame);
@@ -934,14 +938,15 @@ impl Worker {
             }
         };
         let dst = hit.dst(&flow);
-        let memo = memo.to(dst, hit.is_reply());
-        if !memo.holds(dst) {
+        let i = Hops::index(dst, hit.is_reply());
+        if !memo.memos[i].holds(dst) {
             let route = || tables.fib.hop(IpAddr::from(dst));
-            if !self.resolve(dst, route, now, memo) {
+            if !self.resolve(dst, route, now, (memo, i)) {
                 *left = Some((flow, Miss::Slow));
                 return Err(m);
             }
         }
+        let memo = &memo.memos[i];
         self.count_fast_rx(pi, &m);
         let frame = m.data_mut();
         self.l4.fast_commit_v6(&hit, &flow, frame, s, &tables.vs);
@@ -985,11 +990,11 @@ impl Worker {
         );
     }
 
-    /// Points `memo` at the untagged egress port and next-hop MACs for
-    /// `dst` (whose FIB answer `route` finds), if both are known now (what
-    /// [`route`](Self::route) would send to at once), for every
+    /// Points memo `i` of `hops` at the untagged egress port and next-hop
+    /// MACs for `dst` (whose FIB answer `route` finds), if both are known
+    /// now (what [`route`](Self::route) would send to at once), for every
     /// destination the FIB sends the same way ([`Hop::span`]: all the
-    /// clients behind a gateway); false if not, `memo` unchanged.
+    /// clients behind a gateway); false if not, the memo unchanged.
     /// Consecutive frames through the same next hop (a gateway, a member)
     /// skip the neighbour lookup. A port without a queue of this worker's
     /// needs no MAC: its home worker resolves and sends. Out of line and
@@ -1002,7 +1007,7 @@ impl Worker {
         dst: A,
         route: impl FnOnce() -> Option<Hop>,
         now: Nanos,
-        memo: &mut NextHop<A>,
+        (hops, i): (&mut Hops<A>, usize),
     ) -> bool {
         let Some(Hop {
             port,
@@ -1012,6 +1017,7 @@ impl Worker {
         else {
             return false;
         };
+        let memo = &mut hops.memos[i];
         // (An empty memo's port is none.)
         if memo.next_hop != next_hop || memo.port != port {
             let Some(p) = self.ports.get(port) else {
@@ -1032,6 +1038,7 @@ impl Worker {
         }
         memo.mask = A::mask(span);
         memo.net = dst.bits() & memo.mask;
+        hops.filled |= 1 << i;
         true
     }
 
@@ -1158,8 +1165,7 @@ impl Worker {
                 dst: IpAddr::V4(dst),
             } => {
                 let route = || tables.fib.hop_v4(dst.octets());
-                let (dst, memo) = (dst.octets(), &mut memo.v4);
-                match self.send_memoised(pi, m, dst, route, now, memo.to(dst, false)) {
+                match self.send_memoised(pi, m, dst.octets(), route, now, &mut memo.v4) {
                     Ok(()) => return,
                     Err(m) => m,
                 }
@@ -1168,8 +1174,7 @@ impl Worker {
                 dst: IpAddr::V6(dst),
             } => {
                 let route = || tables.fib.hop(IpAddr::V6(dst));
-                let (dst, memo) = (dst.octets(), &mut memo.v6);
-                match self.send_memoised(pi, m, dst, route, now, memo.to(dst, false)) {
+                match self.send_memoised(pi, m, dst.octets(), route, now, &mut memo.v6) {
                     Ok(()) => return,
                     Err(m) => m,
                 }
@@ -1191,11 +1196,13 @@ impl Worker {
         dst: A,
         route: impl FnOnce() -> Option<Hop>,
         now: Nanos,
-        memo: &mut NextHop<A>,
+        memo: &mut Hops<A>,
     ) -> Result<(), Mbuf> {
-        if !memo.holds(dst) && !self.resolve(dst, route, now, memo) {
+        let i = Hops::index(dst, false);
+        if !memo.memos[i].holds(dst) && !self.resolve(dst, route, now, (memo, i)) {
             return Err(m);
         }
+        let memo = &memo.memos[i];
         m.data_mut()[..12].copy_from_slice(&memo.macs);
         self.send_fast(pi, m, memo);
         Ok(())
@@ -1528,6 +1535,16 @@ struct Memo {
     v6: Hops<[u8; 16]>,
 }
 
+impl Memo {
+    /// Forgets every next hop (a new burst; the slow path may have
+    /// learnt a neighbour or changed the tables).
+    #[inline(always)]
+    fn clear(&mut self) {
+        self.v4.clear();
+        self.v6.clear();
+    }
+}
+
 /// How many next-hop memos a burst keeps for frames to members: a
 /// virtual server spreads a burst over its members, each its own next
 /// hop (one memo for them all resolved again at nearly every frame).
@@ -1536,29 +1553,45 @@ const MEMBER_MEMOS: usize = 16;
 /// One family's next-hop memos: client -> member frames (and a new flow's
 /// first) by a hash of the member's address, direct-mapped (two members
 /// on one memo take turns, each resolved again); member -> client frames
-/// in one, as their clients mostly share a gateway (one span).
+/// in one, the last, as their clients mostly share a gateway (one span).
+/// Cleared memo by memo, only those filled since the last clear: a burst
+/// fills one or a few, and a clear of them all (2 KiB, both families)
+/// cost ≈ 140 instructions a burst.
 #[derive(Debug)]
 struct Hops<A: Dst> {
-    members: [NextHop<A>; MEMBER_MEMOS],
-    clients: NextHop<A>,
+    memos: [NextHop<A>; MEMBER_MEMOS + 1],
+    /// The memos filled since the last clear, as bits.
+    filled: u32,
 }
 
 impl<A: Dst> Hops<A> {
-    /// The memo for a frame to `dst`, a client if `reply`, else a member.
+    /// Which memo a frame to `dst` takes (a client if `reply`, else a
+    /// member); [`Worker::resolve`] fills it if it does not hold `dst`.
     #[inline(always)]
-    fn to(&mut self, dst: A, reply: bool) -> &mut NextHop<A> {
+    fn index(dst: A, reply: bool) -> usize {
         match reply {
-            true => &mut self.clients,
-            false => &mut self.members[dst.way() % MEMBER_MEMOS],
+            true => MEMBER_MEMOS,
+            false => dst.way() % MEMBER_MEMOS,
         }
     }
+
+    fn clear(&mut self) {
+        let mut filled = self.filled;
+        while filled != 0 {
+            self.memos[filled.trailing_zeros() as usize] = NextHop::default();
+            filled &= filled - 1;
+        }
+        self.filled = 0;
+    }
 }
+
+const _: () = assert!(MEMBER_MEMOS < u32::BITS as usize);
 
 impl<A: Dst> Default for Hops<A> {
     fn default() -> Self {
         Hops {
-            members: [NextHop::default(); MEMBER_MEMOS],
-            clients: NextHop::default(),
+            memos: [NextHop::default(); MEMBER_MEMOS + 1],
+            filled: 0,
         }
     }
 }
@@ -1688,18 +1721,46 @@ mod tests {
 
     #[test]
     fn members_of_a_subnet_get_memos_of_their_own() {
-        let mut hops = Hops::<[u8; 4]>::default();
         let ways: std::collections::HashSet<usize> = (0..8u8)
-            .map(|i| [10, 0, 0, 50 + i].way() % MEMBER_MEMOS)
+            .map(|i| Hops::index([10, 0, 0, 50 + i], false))
             .collect();
         assert_eq!(ways.len(), 8, "eight consecutive addresses, eight memos");
-        let member: *const NextHop<[u8; 4]> = hops.to([10, 0, 0, 50], false);
-        assert!(std::ptr::eq(member, hops.to([10, 0, 0, 50], false)));
-        assert!(!std::ptr::eq(member, hops.to([10, 0, 0, 51], false)));
-        // Replies share one memo, whatever the client.
-        let client: *const NextHop<[u8; 4]> = hops.to([10, 1, 0, 7], true);
-        assert!(std::ptr::eq(client, hops.to([10, 1, 9, 9], true)));
-        assert!(std::ptr::eq(client, &hops.clients));
+        assert!(ways.iter().all(|&i| i < MEMBER_MEMOS));
+        // Replies share the last memo, whatever the client.
+        for c in [[10, 1, 0, 7], [192, 0, 2, 1], [10, 0, 0, 50]] {
+            assert_eq!(Hops::index(c, true), MEMBER_MEMOS);
+        }
+    }
+
+    #[test]
+    fn a_clear_empties_exactly_the_filled_memos() {
+        let mut hops = Hops::<[u8; 4]>::default();
+        let members = [[10, 0, 0, 50], [10, 0, 0, 51]];
+        for (dst, reply) in [
+            (members[0], false),
+            (members[1], false),
+            ([10, 1, 0, 7], true),
+        ] {
+            let i = Hops::index(dst, reply);
+            hops.memos[i] = memo(dst, 32);
+            hops.filled |= 1 << i;
+        }
+        // One memo holds a destination without being marked filled: a
+        // clear leaves it (nothing but `resolve` fills a memo, and it
+        // marks what it fills).
+        let unmarked = (0..MEMBER_MEMOS)
+            .find(|i| hops.filled & 1 << i == 0)
+            .unwrap();
+        hops.memos[unmarked] = memo([1, 2, 3, 4], 32);
+        hops.clear();
+        assert_eq!(hops.filled, 0);
+        for dst in [members[0], members[1], [10, 1, 0, 7]] {
+            assert!(
+                hops.memos.iter().all(|m| !m.holds(dst)),
+                "{dst:?} forgotten"
+            );
+        }
+        assert!(hops.memos.iter().any(|m| m.holds([1, 2, 3, 4])));
     }
 
     proptest! {
