@@ -1484,7 +1484,8 @@ trait Dst: Copy {
     fn way(self) -> usize;
 }
 
-/// Fibonacci hashing of an address's last four bytes: its top bits.
+/// Fibonacci hashing of an address's last four bytes: the product's top
+/// byte (well mixed in every bit; `Hops` takes it modulo its memos).
 #[inline(always)]
 fn way_of(last: [u8; 4]) -> usize {
     (u32::from_ne_bytes(last).wrapping_mul(0x9e37_79b1) >> 24) as usize
