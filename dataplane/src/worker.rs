@@ -895,12 +895,10 @@ impl Worker {
             Err(why) => return Err((m, why)),
         };
         let dst = hit.dst(flow);
-        let i = Hops::index(dst, hit.is_reply());
         let route = || tables.fib.hop_v4(dst);
-        if !memo.memos[i].holds(dst) && !self.resolve(dst, route, now, (memo, i)) {
+        let Some(memo) = self.next_hop(memo, dst, hit.is_reply(), route, now) else {
             return Err((m, Miss::Slow));
-        }
-        let memo = &memo.memos[i];
+        };
         self.count_fast_rx(pi, &m);
         let frame = m.data_mut();
         self.l4.fast_commit(&hit, flow, frame);
@@ -938,15 +936,11 @@ impl Worker {
             }
         };
         let dst = hit.dst(&flow);
-        let i = Hops::index(dst, hit.is_reply());
-        if !memo.memos[i].holds(dst) {
-            let route = || tables.fib.hop(IpAddr::from(dst));
-            if !self.resolve(dst, route, now, (memo, i)) {
-                *left = Some((flow, Miss::Slow));
-                return Err(m);
-            }
-        }
-        let memo = &memo.memos[i];
+        let route = || tables.fib.hop(IpAddr::from(dst));
+        let Some(memo) = self.next_hop(memo, dst, hit.is_reply(), route, now) else {
+            *left = Some((flow, Miss::Slow));
+            return Err(m);
+        };
         self.count_fast_rx(pi, &m);
         let frame = m.data_mut();
         self.l4.fast_commit_v6(&hit, &flow, frame, s, &tables.vs);
@@ -988,6 +982,25 @@ impl Worker {
             &mut c.tx_packets,
             &mut c.drops[Drop::TxFull as usize],
         );
+    }
+
+    /// The memo of `hops` for a frame to `dst` (a client if `reply`, else
+    /// a member), [`resolve`](Self::resolve)d first if it does not hold
+    /// `dst`; `None` if that fails.
+    #[inline(always)]
+    fn next_hop<'h, A: Dst>(
+        &self,
+        hops: &'h mut Hops<A>,
+        dst: A,
+        reply: bool,
+        route: impl FnOnce() -> Option<Hop>,
+        now: Nanos,
+    ) -> Option<&'h NextHop<A>> {
+        let i = Hops::index(dst, reply);
+        if !hops.memos[i].holds(dst) && !self.resolve(dst, route, now, (&mut *hops, i)) {
+            return None;
+        }
+        Some(&hops.memos[i])
     }
 
     /// Points memo `i` of `hops` at the untagged egress port and next-hop
@@ -1198,11 +1211,9 @@ impl Worker {
         now: Nanos,
         memo: &mut Hops<A>,
     ) -> Result<(), Mbuf> {
-        let i = Hops::index(dst, false);
-        if !memo.memos[i].holds(dst) && !self.resolve(dst, route, now, (memo, i)) {
+        let Some(memo) = self.next_hop(memo, dst, false, route, now) else {
             return Err(m);
-        }
-        let memo = &memo.memos[i];
+        };
         m.data_mut()[..12].copy_from_slice(&memo.macs);
         self.send_fast(pi, m, memo);
         Ok(())
@@ -1567,7 +1578,7 @@ struct Hops<A: Dst> {
 
 impl<A: Dst> Hops<A> {
     /// Which memo a frame to `dst` takes (a client if `reply`, else a
-    /// member); [`Worker::resolve`] fills it if it does not hold `dst`.
+    /// member); [`Worker::next_hop`] fills it if it does not hold `dst`.
     #[inline(always)]
     fn index(dst: A, reply: bool) -> usize {
         match reply {

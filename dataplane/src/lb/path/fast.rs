@@ -438,10 +438,10 @@ impl L4 {
     /// The match stage: what the slow path would do with this packet of a
     /// tracked flow, if it is one the fast path handles. Changes nothing
     /// but the found flow's last-seen second, to `now`, which the slow
-    /// path's lookup of a frame left to it sets too. The entry's member as the table's [`Fast4`] record: fitting the
-    /// packet is a masked compare, the address rewrite's checksum terms
-    /// are the record's; the VS itself is read only for a state change's
-    /// timeout and SNAT.
+    /// path's lookup of a frame left to it sets too. The entry's member
+    /// as the table's [`Fast4`] record: fitting the packet is a masked
+    /// compare, the address rewrite's checksum terms are the record's;
+    /// the VS itself is read only for a state change's timeout and SNAT.
     #[inline(always)]
     pub fn fast_match(
         &mut self,
