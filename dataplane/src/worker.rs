@@ -821,8 +821,10 @@ impl Worker {
 
     /// Classify's second pass, over the fast-class frames (`fast`): the
     /// buckets of the first frames have arrived by now, so it starts the
-    /// dependent miss, each frame's entry, for the whole burst too (a new
-    /// flow's: the buckets of its reverse entry, and its pick; not for a
+    /// dependent miss, each frame's entry, for the whole burst too. A
+    /// frame not in its primary bucket gets a third pass, once its
+    /// secondary's line has come: its entry there; or, in neither, a new
+    /// flow's: the buckets of its reverse entry, and its pick (not for a
     /// client's frame that `steer` will hand to the worker owning its
     /// client, which decides it there). Out of line: in classify's body,
     /// its registers made the first pass spill (+5 instructions a packet,
@@ -839,11 +841,17 @@ impl Worker {
         let me = self.index as u16;
         let decides_here =
             |k: &V4Key| !steer || self.steering.client_owner_v4(k.src, k.sport) == me;
+        let mut second: FrameMask = 0;
         for (i, flow) in flows.iter_mut().enumerate() {
-            if fast >> i & 1 != 0 {
-                if let Some(pick) = self.l4.prefetch_entry(flow, tables, decides_here) {
-                    picks[i] = pick;
-                }
+            if fast >> i & 1 != 0 && self.l4.probe_primary(flow) {
+                second |= 1 << i;
+            }
+        }
+        while second != 0 {
+            let i = second.trailing_zeros() as usize % BURST;
+            second &= second - 1;
+            if let Some(pick) = self.l4.probe_secondary(&mut flows[i], tables, decides_here) {
+                picks[i] = pick;
             }
         }
     }

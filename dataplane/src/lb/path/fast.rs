@@ -20,8 +20,10 @@
 //!                                 match -> V4Flow.hint, its entry's
 //!                                 lines prefetched; none (a new flow,
 //!                                 or one of the few in their secondary):
-//!                                 the secondary prefetched, and to a
-//!                                 VIP the reverse entry's buckets
+//!                                 the secondary prefetched, and a pass
+//!                                 later looked at the same way; in
+//!                                 neither, to a VIP: the reverse
+//!                                 entry's buckets
 //!   match     (per frame; its one effect, a found flow marked seen,
 //!                                 is the slow path's lookup's too)
 //!                                 find_v4 in the connection
@@ -365,17 +367,12 @@ impl L4 {
         self.ct.prefetch_primary(flow.hash);
     }
 
-    /// Prefetches the entry `flow` most likely matches (once its primary
-    /// bucket is in: a stage after [`prefetch_flow`](Self::prefetch_flow))
-    /// and keeps what it saw for the match stage. If no entry of the
-    /// primary can match (no signature did: a new flow, if to a VIP, or
-    /// one of the few flows in their secondary bucket), prefetches what a
-    /// new flow's decision will need ([`prefetch_new`](Self::prefetch_new))
-    /// and returns what that decision will pick, for the caller to hand
-    /// it ([`process_classified`](Self::process_classified); `flow`
-    /// says it was [`picked`](V4Flow::picked)) — if `decides_here` says
-    /// this worker will decide a new flow of the key (else another
-    /// worker does, and finds its own pick).
+    /// The probe stage, both looks at once (for callers with one frame
+    /// at hand: the worker runs [`probe_primary`](Self::probe_primary)
+    /// over the burst, then [`probe_secondary`](Self::probe_secondary)
+    /// over the frames it left, so that the secondary's line has time to
+    /// arrive). Returns what a new flow's decision will pick, if it found
+    /// one.
     #[inline(always)]
     pub fn prefetch_entry(
         &self,
@@ -383,7 +380,41 @@ impl L4 {
         tables: &VsTable,
         decides_here: impl FnOnce(&V4Key) -> bool,
     ) -> Option<Pick> {
+        if self.probe_primary(flow) {
+            return self.probe_secondary(flow, tables, decides_here);
+        }
+        None
+    }
+
+    /// Prefetches the entry `flow` most likely matches (once its primary
+    /// bucket is in: a stage after [`prefetch_flow`](Self::prefetch_flow))
+    /// and keeps what it saw for the match stage. True if no entry of the
+    /// primary can match (no signature did): then the secondary's line is
+    /// on its way, for [`probe_secondary`](Self::probe_secondary).
+    #[inline(always)]
+    pub fn probe_primary(&self, flow: &mut V4Flow) -> bool {
         flow.hint = self.ct.probe(flow.hash);
+        flow.hint == Hint::NONE
+    }
+
+    /// For a flow not in its primary bucket
+    /// ([`probe_primary`](Self::probe_primary) said so): prefetches the
+    /// entry of its secondary it most likely matches. If none can (a new
+    /// flow, if to a VIP), prefetches what a new flow's decision will need
+    /// ([`prefetch_new`](Self::prefetch_new)) and returns what that
+    /// decision will pick, for the caller to hand it
+    /// ([`process_classified`](Self::process_classified); `flow` says it
+    /// was [`picked`](V4Flow::picked)) — if `decides_here` says this
+    /// worker will decide a new flow of the key (else another worker does,
+    /// and finds its own pick).
+    #[inline(always)]
+    pub fn probe_secondary(
+        &self,
+        flow: &mut V4Flow,
+        tables: &VsTable,
+        decides_here: impl FnOnce(&V4Key) -> bool,
+    ) -> Option<Pick> {
+        flow.hint = self.ct.probe_secondary(flow.hash);
         if flow.hint == Hint::NONE && tables.may_be_vip4(flow.key.dst) && decides_here(&flow.key) {
             let pick = self.prefetch_new(flow, tables)?;
             flow.hint = Hint::PICKED;
