@@ -177,25 +177,36 @@ impl<'a> Classifier<'a> {
         let Some(h) = frame.first_chunk::<MIN_FRAME>() else {
             return false;
         };
-        // Our MAC, untagged IPv4, version 4 with a 20-byte header: two loads.
-        let w0 = u64::from_le_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]);
-        let w12 = u32::from_be_bytes([h[12], h[13], h[14], h[15]]);
-        if (w0 ^ self.ours) << 16 != 0 || w12 >> 8 != 0x08_00_45 {
+        // The headers as four little-endian words: bytes 0..8 (our MAC),
+        // 12..20 (EtherType, version and length, TOS, total length, ID),
+        // 20..28 (fragment, TTL, protocol, checksum, two bytes of the
+        // source), 26..34 (both addresses).
+        let w0 = le64(h, 0);
+        let w12 = le64(h, 12);
+        let w20 = le64(h, 20);
+        let addrs = le64(h, 26);
+        // Our MAC, untagged IPv4, version 4 with a 20-byte header.
+        if (w0 ^ self.ours) << 16 != 0 || w12 & 0xff_ffff != 0x45_0008 {
             return false;
         }
-        let total = usize::from(be16(h, 16));
+        let total = usize::from(u16::from_be((w12 >> 32) as u16));
         // Not a fragment (MF or offset), TTL left after the decrement.
-        if 14 + total > len || len - 14 > self.mtu || be16(h, 20) & 0x3fff != 0 || h[22] <= 1 {
+        if 14 + total > len || len - 14 > self.mtu || w20 & 0xff3f != 0 || (w20 >> 16) as u8 <= 1 {
             return false;
         }
         // Multicast, class E and limited broadcast are the host's business.
-        let dst = [h[30], h[31], h[32], h[33]];
-        if dst[0] >= 224 || !(ip_verified || header_checksum_ok(h)) {
+        let dst = (addrs >> 32) as u32;
+        if dst as u8 >= 224 || !(ip_verified || header_checksum_ok(w12, w20, addrs)) {
             return false;
         }
-        let proto = h[23];
+        let proto = (w20 >> 24) as u8;
         let l4_len = total.wrapping_sub(20);
-        let (sport, dport) = (be16(h, L4_AT), be16(h, L4_AT + 2));
+        // Both ports from one load: the big-endian pair, swapped whole,
+        // then turned back into place.
+        let mut p = [0; 4];
+        p.copy_from_slice(&h[L4_AT..L4_AT + 4]);
+        let ports = u32::from_le_bytes(p).swap_bytes().rotate_left(16);
+        let (sport, dport) = (ports as u16, (ports >> 16) as u16);
         match proto {
             PROTO_TCP => {
                 let Some(t) = frame.get(L4_AT..).and_then(|t| t.first_chunk::<20>()) else {
@@ -221,7 +232,8 @@ impl<'a> Classifier<'a> {
             }
             _ => return false,
         }
-        let src = [h[26], h[27], h[28], h[29]];
+        let src = (addrs as u32).to_le_bytes();
+        let dst = dst.to_le_bytes();
         flow.key = V4Key {
             src,
             dst,
@@ -236,15 +248,26 @@ impl<'a> Classifier<'a> {
     }
 }
 
-/// The IPv4 header checksum of a 20-byte header is right: its
-/// one's-complement sum folds to 0xffff (RFC 1071 §2(B)). In the frame's
-/// byte order, as the sum does not depend on it and 0xffff reads the same
-/// both ways; without the folds, as a fold keeps the sum modulo 0xffff
-/// (2^16 ≡ 1) and gives 0xffff exactly for the non-zero multiples of it.
+/// The little-endian word of bytes `at..at + 8` of `h`.
 #[inline(always)]
-fn header_checksum_ok(h: &[u8; MIN_FRAME]) -> bool {
-    let w = |at: usize| u64::from(u32::from_ne_bytes([h[at], h[at + 1], h[at + 2], h[at + 3]]));
-    let sum = w(14) + w(18) + w(22) + w(26) + w(30);
+fn le64(h: &[u8; MIN_FRAME], at: usize) -> u64 {
+    let mut w = [0; 8];
+    w.copy_from_slice(&h[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// The IPv4 header checksum of a 20-byte header is right: its
+/// one's-complement sum folds to 0xffff (RFC 1071 §2(B)). The header is
+/// bytes 14..34 of the frame, here in the words `w12` (bytes 12..20, so
+/// its top 48 bits), `w20` (20..28: its low 48 bits, 20..26) and `addrs`
+/// (26..34). In the frame's byte order, as the sum does not depend on it
+/// and 0xffff reads the same both ways; without the folds, as a fold keeps
+/// the sum modulo 0xffff (2^16 ≡ 1, so any 16-bit aligned piece counts as
+/// the sum of its words) and gives 0xffff exactly for the non-zero
+/// multiples of it.
+#[inline(always)]
+fn header_checksum_ok(w12: u64, w20: u64, addrs: u64) -> bool {
+    let sum = (w12 >> 16) + (w20 & 0xffff_ffff_ffff) + (addrs & 0xffff_ffff) + (addrs >> 32);
     sum % 0xffff == 0 && sum != 0
 }
 
@@ -703,10 +726,15 @@ mod tests {
         f
     }
 
+    /// [`header_checksum_ok`] of the header in `f`, from classify's words.
+    fn checksum_ok(f: &[u8; MIN_FRAME]) -> bool {
+        header_checksum_ok(le64(f, 12), le64(f, 20), le64(f, 26))
+    }
+
     proptest! {
         #[test]
         fn header_checksum_check_is_rfc_1071s(header in any::<[u8; 20]>()) {
-            prop_assert_eq!(header_checksum_ok(&frame(header)), folded(&header) == 0xffff);
+            prop_assert_eq!(checksum_ok(&frame(header)), folded(&header) == 0xffff);
         }
 
         #[test]
@@ -718,7 +746,7 @@ mod tests {
             // everything else was zero (then 0x0000 stands in the field
             // and the sum stays zero: no valid header looks like that).
             let zero = header.iter().all(|&b| b == 0);
-            prop_assert_eq!(header_checksum_ok(&frame(header)), !zero);
+            prop_assert_eq!(checksum_ok(&frame(header)), !zero);
         }
     }
 
@@ -749,13 +777,13 @@ mod tests {
 
     #[test]
     fn headers_summing_to_zero_or_to_multiples_of_0xffff() {
-        assert!(!header_checksum_ok(&frame([0; 20])));
+        assert!(!checksum_ok(&frame([0; 20])));
         let mut h = [0; 20];
         h[0..2].copy_from_slice(&[0xff, 0xff]);
-        assert!(header_checksum_ok(&frame(h))); // 0xffff
+        assert!(checksum_ok(&frame(h))); // 0xffff
         h[2..4].copy_from_slice(&[0xff, 0xff]);
-        assert!(header_checksum_ok(&frame(h))); // 0x1fffe folds to 0xffff
+        assert!(checksum_ok(&frame(h))); // 0x1fffe folds to 0xffff
         h[4] = 1;
-        assert!(!header_checksum_ok(&frame(h)));
+        assert!(!checksum_ok(&frame(h)));
     }
 }
