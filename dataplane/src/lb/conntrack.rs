@@ -522,15 +522,7 @@ impl Stored for V4Slot {
 
     #[inline(always)]
     fn matches(&self, key: &FlowKey) -> bool {
-        let (src, dst, sport, dport, proto, family) = key.parts();
-        family == Family::V4
-            && self.matches_v4(&V4Key {
-                src: [src[0], src[1], src[2], src[3]],
-                dst: [dst[0], dst[1], dst[2], dst[3]],
-                sport,
-                dport,
-                proto,
-            })
+        key.family() == Family::V4 && self.matches_v4(&V4Key::of(key))
     }
 
     fn entry(&self) -> Entry {
@@ -590,6 +582,22 @@ pub struct V4Key {
     pub sport: u16,
     pub dport: u16,
     pub proto: u8,
+}
+
+impl V4Key {
+    /// The parts of `key` (of an IPv4 flow: its addresses' first four
+    /// bytes).
+    #[inline(always)]
+    fn of(key: &FlowKey) -> V4Key {
+        let (src, dst, sport, dport, proto, _) = key.parts();
+        V4Key {
+            src: [src[0], src[1], src[2], src[3]],
+            dst: [dst[0], dst[1], dst[2], dst[3]],
+            sport,
+            dport,
+            proto,
+        }
+    }
 }
 
 /// What a look at a flow's buckets found ([`ConnTable::probe`], then
@@ -1851,16 +1859,6 @@ mod tests {
     /// it lives; a flow never inserted gets no hint that holds it.
     #[test]
     fn probes_hint_every_flow_in_either_bucket() {
-        let v4 = |k: &FlowKey| {
-            let (src, dst, sport, dport, proto, _) = k.parts();
-            V4Key {
-                src: [src[0], src[1], src[2], src[3]],
-                dst: [dst[0], dst[1], dst[2], dst[3]],
-                sport,
-                dport,
-                proto,
-            }
-        };
         let mut t = table(1 << 12);
         let n = t.v4().capacity() as u32 / 2;
         for i in 0..n {
@@ -1876,7 +1874,7 @@ mod tests {
                 hint = t.probe_secondary(h);
                 second += u32::from(i < n);
             }
-            let held = t.v4.check_hint(&v4(&k), hint, 1).is_some();
+            let held = t.v4.check_hint(&V4Key::of(&k), hint, 1).is_some();
             assert_eq!(held, i < n, "flow {i}: hint {hint:?}");
         }
         assert!(second > 0, "some flows live in their secondary");

@@ -258,9 +258,9 @@ fn le64(h: &[u8; MIN_FRAME], at: usize) -> u64 {
 
 /// The IPv4 header checksum of a 20-byte header is right: its
 /// one's-complement sum folds to 0xffff (RFC 1071 §2(B)). The header is
-/// bytes 14..34 of the frame, here in the words `w12` (bytes 12..20, so
-/// its top 48 bits), `w20` (20..28: its low 48 bits, 20..26) and `addrs`
-/// (26..34). In the frame's byte order, as the sum does not depend on it
+/// bytes 14..34 of the frame: the top 48 bits of `w12` (bytes 12..20),
+/// the low 48 of `w20` (20..28) and all of `addrs` (26..34), classify's
+/// words. In the frame's byte order, as the sum does not depend on it
 /// and 0xffff reads the same both ways; without the folds, as a fold keeps
 /// the sum modulo 0xffff (2^16 ≡ 1, so any 16-bit aligned piece counts as
 /// the sum of its words) and gives 0xffff exactly for the non-zero
