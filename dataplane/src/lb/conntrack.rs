@@ -1829,17 +1829,24 @@ mod tests {
         assert_eq!(t.occupied(), 16);
     }
 
-    /// The fast path prefetches a flow's primary bucket, and its secondary
-    /// only a pass later, when the flow is not in the primary: at the
-    /// loads tables run at, nearly every flow must be there.
-    #[test]
-    fn at_half_load_few_flows_live_in_their_secondary() {
-        let mut t = table(1 << 16);
+    /// A table of `capacity` IPv4 slots, half of them holding flows
+    /// `key(0..n)`; and `n`.
+    fn half_full(capacity: usize) -> (ConnTable, u32) {
+        let mut t = table(capacity);
         let n = t.v4().capacity() as u32 / 2;
         for i in 0..n {
             let k = key(i);
             t.insert(&k, H.hash(&k), val(0, 60), 0).unwrap();
         }
+        (t, n)
+    }
+
+    /// The fast path prefetches a flow's primary bucket, and its secondary
+    /// only a pass later, when the flow is not in the primary: at the
+    /// loads tables run at, nearly every flow must be there.
+    #[test]
+    fn at_half_load_few_flows_live_in_their_secondary() {
+        let (t, n) = half_full(1 << 16);
         let secondary = (0..n)
             .filter(|&i| {
                 let k = key(i);
@@ -1859,12 +1866,7 @@ mod tests {
     /// it lives; a flow never inserted gets no hint that holds it.
     #[test]
     fn probes_hint_every_flow_in_either_bucket() {
-        let mut t = table(1 << 12);
-        let n = t.v4().capacity() as u32 / 2;
-        for i in 0..n {
-            let k = key(i);
-            t.insert(&k, H.hash(&k), val(0, 60), 0).unwrap();
-        }
+        let (mut t, n) = half_full(1 << 12);
         let mut second = 0;
         for i in 0..n + 1000 {
             let k = key(i);
