@@ -22,6 +22,7 @@
 use std::net::IpAddr;
 
 use super::hash::{fold_mul, P0, P1, P2, P3, P4};
+use crate::wire::le64;
 
 /// Address family of a [`FlowKey`]; its value is the IP version number.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -310,13 +311,6 @@ impl CtHasher {
 #[inline(always)]
 fn w4(src_port: u16, dst_port: u16, proto: u8, family: Family) -> u64 {
     u64::from(src_port) | u64::from(dst_port) << 16 | u64::from(proto) << 32 | (family as u64) << 40
-}
-
-#[inline(always)]
-fn le64(b: &[u8; 16], at: usize) -> u64 {
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(w)
 }
 
 const fn const_fold_mul(a: u64, b: u64) -> u64 {

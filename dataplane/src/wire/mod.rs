@@ -119,6 +119,15 @@ pub(crate) fn be16(b: &[u8], at: usize) -> u16 {
     u16::from_be_bytes([b[at], b[at + 1]])
 }
 
+/// The little-endian word of bytes `at..at + 8` of `b` (a fixed-size
+/// array: with `at` a constant, no bounds check is left).
+#[inline(always)]
+pub(crate) fn le64<const N: usize>(b: &[u8; N], at: usize) -> u64 {
+    let mut w = [0; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
 pub(crate) fn put16(b: &mut [u8], at: usize, v: u16) {
     b[at..at + 2].copy_from_slice(&v.to_be_bytes());
 }

@@ -55,7 +55,7 @@ use super::{on_flags, pool_index, Direction, RevKey, FLAG_RESETTING, FLAG_REVERS
 use crate::lb::conntrack::{Hint, Secs, Slot, TcpState, V4Key};
 use crate::lb::flow::{CtHasher, Family, FlowHasher, PROTO_TCP, PROTO_UDP};
 use crate::lb::vs::{v4, Fast4, Vs, VsTable};
-use crate::wire::{be16, checksum, tcp, Mac};
+use crate::wire::{be16, checksum, le64, tcp, Mac};
 
 /// Ethernet + IPv4 (no options): where the transport header starts.
 const L4_AT: usize = 14 + 20;
@@ -246,14 +246,6 @@ impl<'a> Classifier<'a> {
         flow.hint = Hint::NONE;
         true
     }
-}
-
-/// The little-endian word of bytes `at..at + 8` of `h`.
-#[inline(always)]
-fn le64(h: &[u8; MIN_FRAME], at: usize) -> u64 {
-    let mut w = [0; 8];
-    w.copy_from_slice(&h[at..at + 8]);
-    u64::from_le_bytes(w)
 }
 
 /// The IPv4 header checksum of a 20-byte header is right: its
