@@ -566,24 +566,32 @@ impl L4 {
                     m.out_delta + ports,
                 ));
             }
-            let rev = RevKey {
-                h: flow.hash,
-                mport: k.sport,
-                port: k.dport,
-                proto: k.proto,
-                dst: &k.dst,
-            };
-            let r = self
-                .snat_flow(vs()?, (e.vs, e.member), &rev)
-                .ok_or(Miss::Slow)?;
-            let client = V4Nat {
-                addr: v4(r.fwd.src_bytes()),
-                port: r.fwd.src_port(),
-            };
+            let client = self.snat_client(vs()?, (e.vs, e.member), flow)?;
             let ip = m.out_delta + Fast4::term(k.dst, client.addr);
             let l4 = ip + ports + port_term(k.dport, client.port);
             Ok(hit(Direction::Out, to, Some(client), ip, l4))
         }
+    }
+
+    /// The client of the SNAT flow whose reply `flow` is (its reverse
+    /// entry: VS `vs`, its index and member `owner`), from the flow's
+    /// record. Out of line: a DNAT flow's match stage has no use for its
+    /// registers.
+    #[inline(never)]
+    fn snat_client(&self, vs: &Vs, owner: (u32, u16), flow: &V4Flow) -> Result<V4Nat, Miss> {
+        let k = &flow.key;
+        let rev = RevKey {
+            h: flow.hash,
+            mport: k.sport,
+            port: k.dport,
+            proto: k.proto,
+            dst: &k.dst,
+        };
+        let r = self.snat_flow(vs, owner, &rev).ok_or(Miss::Slow)?;
+        Ok(V4Nat {
+            addr: v4(r.fwd.src_bytes()),
+            port: r.fwd.src_port(),
+        })
     }
 
     /// The commit stage: sets the flow's new state, rewrites the frame in
