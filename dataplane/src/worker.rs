@@ -196,6 +196,9 @@ pub struct Worker {
 struct Records {
     flows: [V4Flow; BURST],
     picks: [Pick; BURST],
+    /// The record of the IPv6 frame at hand (`fast6` classifies one at a
+    /// time).
+    flow6: V6Flow,
     /// The fast stages' next hops, cleared at each burst's start.
     memo: Memo,
 }
@@ -205,6 +208,7 @@ impl Default for Records {
         Records {
             flows: [V4Flow::default(); BURST],
             picks: [Pick::default(); BURST],
+            flow6: V6Flow::default(),
             memo: Memo::default(),
         }
     }
@@ -597,7 +601,12 @@ impl Worker {
             }
         }
         let s = secs(now);
-        let Records { flows, picks, memo } = records;
+        let Records {
+            flows,
+            picks,
+            flow6,
+            memo,
+        } = records;
         memo.clear();
         let mut frames = burst.drain();
         // The fast stage takes the run of frames up to the first it
@@ -626,17 +635,17 @@ impl Worker {
             next = i as u32 + 1;
             // A classified frame the fast path left, and why.
             let mut miss = None;
-            let mut flow6 = None;
+            let mut v6 = false;
             let m = match m {
                 Left::Missed(m, why) => {
                     miss = Some(why);
                     m
                 }
                 Left::Unclassified(m) if ready => {
-                    match self.fast6(pi, m, (now, s), tables, &mut memo.v6, &mut flow6) {
+                    match self.fast6(pi, m, (now, s), tables, &mut memo.v6, flow6) {
                         Ok(()) => continue,
-                        Err(m) => {
-                            miss = flow6.as_ref().map(|(_, why)| *why);
+                        Err((m, why)) => {
+                            (miss, v6) = (why, why.is_some());
                             m
                         }
                     }
@@ -654,9 +663,9 @@ impl Worker {
             match miss {
                 // Neither learns a neighbour nor changes the FIB.
                 Some(why) => {
-                    let (flow, pick) = match &flow6 {
-                        Some((f, _)) => (Classified::V6(f), None),
-                        None => (Classified::V4(flow), flow.picked().then(|| picks[i])),
+                    let (flow, pick) = match v6 {
+                        true => (Classified::V6(flow6), None),
+                        false => (Classified::V4(flow), flow.picked().then(|| picks[i])),
                     };
                     self.slow_classified(pi, m, (flow, why, pick), now, tables, memo);
                 }
@@ -916,8 +925,9 @@ impl Worker {
     }
 
     /// The fast path for an IPv6 frame (classify, match, commit in one:
-    /// no prefetch stages); `Err` hands the frame back untouched, with its
-    /// record and why in `left` if it was classified.
+    /// no prefetch stages), its record in `flow`; `Err` hands the frame
+    /// back untouched, with why if it was classified (`flow` holds its
+    /// record then).
     #[inline(never)]
     fn fast6(
         &mut self,
@@ -926,32 +936,28 @@ impl Worker {
         (now, s): (Nanos, crate::lb::conntrack::Secs),
         tables: &Tables,
         memo: &mut Hops<[u8; 16]>,
-        left: &mut Option<(V6Flow, Miss)>,
-    ) -> Result<(), Mbuf> {
+        flow: &mut V6Flow,
+    ) -> Result<(), (Mbuf, Option<Miss>)> {
         if m.segments() != 1 {
-            return Err(m);
+            return Err((m, None));
         }
         let host = &self.ports[pi].host;
         let classifier = Classifier::new(&host.mac, host.mtu, self.l4.hasher());
-        let Some(flow) = classifier.classify_v6(m.data()) else {
-            return Err(m);
-        };
-        let hit = match self.l4.fast_match_v6(&flow, s, &tables.vs) {
+        if !classifier.classify_v6_into(m.data(), flow) {
+            return Err((m, None));
+        }
+        let hit = match self.l4.fast_match_v6(flow, s, &tables.vs) {
             Ok(hit) => hit,
-            Err(why) => {
-                *left = Some((flow, why));
-                return Err(m);
-            }
+            Err(why) => return Err((m, Some(why))),
         };
-        let dst = hit.dst(&flow);
+        let dst = hit.dst(flow);
         let route = || tables.fib.hop(IpAddr::from(dst));
         let Some(memo) = self.next_hop(memo, dst, hit.is_reply(), route, now) else {
-            *left = Some((flow, Miss::Slow));
-            return Err(m);
+            return Err((m, Some(Miss::Slow)));
         };
         self.count_fast_rx(pi, &m);
         let frame = m.data_mut();
-        self.l4.fast_commit_v6(&hit, &flow, frame, s, &tables.vs);
+        self.l4.fast_commit_v6(&hit, flow, frame, s, &tables.vs);
         frame[..12].copy_from_slice(&memo.macs);
         self.send_fast(pi, m, memo);
         Ok(())
