@@ -1434,7 +1434,7 @@ impl ConnTable {
     /// [`find_v4`](Self::find_v4) for [`find_hinted`](Self::find_hinted)
     /// when the hint named no slot of the key's (a new flow, mostly). Out
     /// of line: inlined, its loop's registers cost the established flow's
-    /// match stage, whose lookup is the hinted slot's, 16 instructions a
+    /// match stage, whose lookup is the hinted slot's, 17 instructions a
     /// packet (measured).
     #[inline(never)]
     fn find_unhinted(&mut self, key: &V4Key, hash: u64, now: Secs) -> Option<Slot> {

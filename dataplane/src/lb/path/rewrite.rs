@@ -1,10 +1,11 @@
 //! The NAT rewrite of one packet: a flow's translation (`Rewrite`), built
 //! for the forward direction by `forward_rewrite`, and `apply`, which
 //! rewrites the frame in place (addresses, ports, TTL, incremental
-//! checksums). Every packet the slow path forwards goes through here:
-//! IPv4 TCP and UDP in one pass (`apply_v4`, the fast path's arithmetic),
-//! the rest through `nat`'s helpers, general over both families. All of
-//! them are `#[inline(always)]`.
+//! checksums). Every packet the slow path forwards goes through here, and
+//! every IPv6 packet the fast path does: TCP and UDP in one pass per
+//! family (`apply_v4`, `apply_v6`: the fast path's arithmetic), the rest
+//! through `nat`'s helpers, general over both families. All of them are
+//! `#[inline(always)]`.
 
 use super::fast::{fold, port_term, TTL_TERM};
 use super::parse::Pkt;
