@@ -142,7 +142,9 @@ fn apply_v4(frame: &mut [u8], p: &Pkt, rw: &Rewrite) -> bool {
 /// [`apply_v4`] for IPv6: the same one pass and arithmetic (an address
 /// is four 32-bit terms), no header checksum, the hop limit decremented;
 /// a UDP checksum of zero is not "none" over IPv6 (RFC 8200 §8.1) and is
-/// updated as any other, as the general path does.
+/// updated as any other, as the general path does. Its checks repeat
+/// `apply_v4`'s on purpose: one helper for both made IPv6 +41
+/// instructions a packet (what LLVM inlined where; measured).
 #[inline(always)]
 fn apply_v6(frame: &mut [u8], p: &Pkt, rw: &Rewrite) -> bool {
     let sum_at = match p.proto {
