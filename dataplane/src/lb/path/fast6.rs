@@ -77,8 +77,9 @@ impl Classifier<'_> {
     /// untagged, not multicast, not BFD) and that the L4 path would parse
     /// without an error into a TCP or UDP packet with hop limit
     /// left; its record in `flow` (written whole when true, and
-    /// whatever else when false). In place: returned, the record (≈ 150
-    /// bytes) was built, then moved (28 instructions a packet).
+    /// whatever else when false). In place, as IPv4's classify writes
+    /// its record: returned, the record (≈ 150 bytes) was built, then
+    /// moved (19 instructions a new IPv6 flow, measured).
     #[inline(always)]
     pub fn classify_v6_into(&self, frame: &[u8], flow: &mut V6Flow) -> bool {
         self.classify_v6_in(frame, flow).is_some()
