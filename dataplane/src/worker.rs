@@ -633,19 +633,20 @@ impl Worker {
                 break;
             };
             next = i as u32 + 1;
-            // A classified frame the fast path left, and why.
-            let mut miss = None;
-            let mut v6 = false;
+            // A classified frame the fast path left: its record, why, and
+            // a new flow's pick.
+            let mut left = None;
             let m = match m {
                 Left::Missed(m, why) => {
-                    miss = Some(why);
+                    let pick = flow.picked().then(|| picks[i]);
+                    left = Some((Classified::V4(flow), why, pick));
                     m
                 }
                 Left::Unclassified(m) if ready => {
                     match self.fast6(pi, m, (now, s), tables, &mut memo.v6, flow6) {
                         Ok(()) => continue,
                         Err((m, why)) => {
-                            (miss, v6) = (why, why.is_some());
+                            left = why.map(|why| (Classified::V6(flow6), why, None));
                             m
                         }
                     }
@@ -660,15 +661,9 @@ impl Worker {
             } else {
                 m
             };
-            match miss {
+            match left {
                 // Neither learns a neighbour nor changes the FIB.
-                Some(why) => {
-                    let (flow, pick) = match v6 {
-                        true => (Classified::V6(flow6), None),
-                        false => (Classified::V4(flow), flow.picked().then(|| picks[i])),
-                    };
-                    self.slow_classified(pi, m, (flow, why, pick), now, tables, memo);
-                }
+                Some(left) => self.slow_classified(pi, m, left, now, tables, memo),
                 None => {
                     // The slow path may learn a neighbour or change the table.
                     memo.clear();
