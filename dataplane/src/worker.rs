@@ -952,7 +952,7 @@ impl Worker {
         };
         self.count_fast_rx(pi, &m);
         let frame = m.data_mut();
-        self.l4.fast_commit_v6(&hit, flow, frame, s, &tables.vs);
+        self.l4.fast_commit_v6(&hit, flow, frame, s);
         frame[..12].copy_from_slice(&memo.macs);
         self.send_fast(pi, m, memo);
         Ok(())

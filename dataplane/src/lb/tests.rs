@@ -2176,7 +2176,7 @@ fn run_fast(l4: &mut L4, t: &VsTable, now: u32, input: &[u8]) -> (L4Verdict, Vec
             return match l4.fast_match_v6(&flow, now, t) {
                 Ok(hit) => {
                     let mut out = input.to_vec();
-                    l4.fast_commit_v6(&hit, &flow, &mut out, now, t);
+                    l4.fast_commit_v6(&hit, &flow, &mut out, now);
                     let dst = IpAddr::from(hit.dst(&flow));
                     (L4Verdict::Forward { dst }, out, true)
                 }

@@ -231,6 +231,57 @@ impl Fast4 {
     }
 }
 
+/// One member of an IPv6 virtual server as the IPv6 fast path checks and
+/// rewrites its DNAT packets (`lb/path/fast6.rs`), built with the table:
+/// what `fits_forward` and `fits_reverse` compare, and the
+/// one's-complement terms of the address the rewrite replaces (four
+/// 32-bit words each way), which are constants once the packet fits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, align(64))]
+pub(crate) struct Fast6 {
+    pub vip: [u8; 16],
+    pub addr: [u8; 16],
+    /// `!VIP + member` and `!member + VIP` summed over the addresses'
+    /// 32-bit words in the frame's byte order: what each direction's
+    /// address rewrite adds to the L4 checksum.
+    pub in_delta: u64,
+    pub out_delta: u64,
+    /// The virtual server's port and the member's (0: any, and the
+    /// client's destination port stays).
+    pub vs_port: u16,
+    pub port: u16,
+    pub proto: u8,
+    /// An IPv6 DNAT virtual server's member not retired: the only kind
+    /// whose packets may fit (SNAT's take the general translation).
+    pub fits: bool,
+}
+
+impl Fast6 {
+    /// The one's-complement term of replacing IPv6 address `old` by `new`
+    /// (as they lie in the frame): `apply_v6`'s sum, word by word.
+    #[inline(always)]
+    pub fn term(old: &[u8; 16], new: &[u8; 16]) -> u64 {
+        let word = |a: &[u8; 16], i: usize| [a[i], a[i + 1], a[i + 2], a[i + 3]];
+        (0..16)
+            .step_by(4)
+            .map(|i| Fast4::term(word(old, i), word(new, i)))
+            .sum()
+    }
+
+    fn new(vs: &Vs, m: &VsMember) -> Fast6 {
+        Fast6 {
+            vip: vs.vip_bytes,
+            addr: m.bytes,
+            in_delta: Fast6::term(&vs.vip_bytes, &m.bytes),
+            out_delta: Fast6::term(&m.bytes, &vs.vip_bytes),
+            vs_port: vs.port,
+            port: m.port,
+            proto: vs.proto_number,
+            fits: vs.family == Family::V6 && !m.retired && !vs.snats(),
+        }
+    }
+}
+
 /// A virtual server in the snapshot.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Vs {
@@ -287,8 +338,9 @@ pub struct VsTable {
     /// Index of each VS's first member counter in a flat per-member
     /// array, and its member count.
     member_base: Vec<(u32, u32)>,
-    /// Each member's [`Fast4`], in that flat order.
+    /// Each member's [`Fast4`] and [`Fast6`], in that flat order.
     fast4: Vec<Fast4>,
+    fast6: Vec<Fast6>,
     members_total: usize,
     by_key: FixedMap<u32>,
     vips: FixedMap<()>,
@@ -476,6 +528,10 @@ impl VsTable {
             .iter()
             .flat_map(|vs| vs.members.iter().map(move |m| Fast4::new(vs, m)))
             .collect();
+        let fast6 = vss
+            .iter()
+            .flat_map(|vs| vs.members.iter().map(move |m| Fast6::new(vs, m)))
+            .collect();
         // SNAT addresses: never a VIP (their return traffic would be taken
         // for new flows).
         let mut snat_addrs = FixedMap::with_capacity(8);
@@ -526,6 +582,7 @@ impl VsTable {
             vss,
             member_base,
             fast4,
+            fast6,
             members_total,
             by_key,
             vips,
@@ -553,8 +610,9 @@ impl VsTable {
             m.retired = true;
             m.healthy = false;
             m.weight = 0;
-            let f = Fast4::new(v, &v.members[member]);
-            self.fast4[self.member_base[vs].0 as usize + member] = f;
+            let at = self.member_base[vs].0 as usize + member;
+            self.fast4[at] = Fast4::new(v, &v.members[member]);
+            self.fast6[at] = Fast6::new(v, &v.members[member]);
         }
     }
 
@@ -567,6 +625,7 @@ impl VsTable {
         self.vss == other.vss
             && self.member_base == other.member_base
             && self.fast4 == other.fast4
+            && self.fast6 == other.fast6
             && self.members_total == other.members_total
             && self.by_key == other.by_key
             && self.vips == other.vips
@@ -619,12 +678,22 @@ impl VsTable {
     /// member.
     #[inline(always)]
     pub(crate) fn fast4(&self, vs: u32, member: u16) -> Option<(&Fast4, usize)> {
-        let &(base, count) = self.member_base.get(vs as usize)?;
-        if u32::from(member) >= count {
-            return None;
-        }
-        let i = base as usize + usize::from(member);
+        let i = self.member_at(vs, member)?;
         Some((self.fast4.get(i)?, i))
+    }
+
+    /// [`fast4`](Self::fast4) for the IPv6 fast path.
+    #[inline(always)]
+    pub(crate) fn fast6(&self, vs: u32, member: u16) -> Option<(&Fast6, usize)> {
+        let i = self.member_at(vs, member)?;
+        Some((self.fast6.get(i)?, i))
+    }
+
+    /// Member `member` of VS `vs`'s index in the flat per-member arrays.
+    #[inline(always)]
+    fn member_at(&self, vs: u32, member: u16) -> Option<usize> {
+        let &(base, count) = self.member_base.get(vs as usize)?;
+        (u32::from(member) < count).then(|| base as usize + usize::from(member))
     }
 
     pub fn members_total(&self) -> usize {

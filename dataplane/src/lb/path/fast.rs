@@ -340,21 +340,10 @@ impl FastHit {
 }
 
 /// The TCP state a packet of protocol `proto` with `flags` moves its
-/// flow's entry (in `state`, of virtual server `vs`) to, and that state's
-/// timeout; `None` if it stays (what the slow path's lookup step does).
+/// flow's entry (in `state`) to; `None` if it stays (what the slow path's
+/// lookup step does).
 #[inline(always)]
-pub(super) fn state_change(
-    proto: u8,
-    state: TcpState,
-    flags: u8,
-    vs: &Vs,
-) -> Option<(TcpState, u16)> {
-    next_state(proto, state, flags).map(|next| (next, vs.timeouts.for_state(PROTO_TCP, next)))
-}
-
-/// [`state_change`]'s new state, without its timeout.
-#[inline(always)]
-fn next_state(proto: u8, state: TcpState, flags: u8) -> Option<TcpState> {
+pub(super) fn next_state(proto: u8, state: TcpState, flags: u8) -> Option<TcpState> {
     // The common case first: not TCP, or data or an ACK on an established
     // flow.
     if proto != PROTO_TCP || (state == TcpState::Established && flags & (tcp::FIN | tcp::RST) == 0)

@@ -3,26 +3,31 @@
 //! extension headers.
 //!
 //! It classifies by fixed offsets into the slow path's own `Pkt` and
-//! `Ports`, looks the flow up without marking it, and reuses the slow
+//! `Ports` and looks the flow up without marking it. A DNAT flow's packet
+//! is fitted and rewritten as IPv4's is: its member's [`Fast6`] record
+//! (built with the table) holds what `fits_forward` and `fits_reverse`
+//! compare and the address's checksum term, so the rewrite writes one
+//! address and port and folds one sum (`apply_v6`'s bytes, which the
+//! differential test holds it to). A SNAT flow's packet takes the slow
 //! path's fit checks, translation ([`L4::translation`]) and rewrite
-//! (`apply`): the frames it sends are the slow path's by construction,
-//! and the differential test holds it to that. A frame it classifies but
-//! leaves (a new flow, a client's SYN on a closing flow) goes on to
-//! [`L4::process_classified`] with that record, as an IPv4 one does. What
-//! it skips is the host stage, the generic parse with its extension-header
-//! walk, the entry decode of a `FlowRef` and the verdict's routing through
-//! the FIB and the neighbour cache (the worker memoises the next hop per
-//! burst). One
-//! frame at a time: no prefetch stages yet (an IPv6 key is 40 bytes and
-//! its entry 48; the IPv4 path's pipeline is the model when IPv6 traffic
-//! needs it at millions of flows).
+//! (`apply`). A frame it classifies but leaves (a new flow, a client's SYN
+//! on a closing flow) goes on to [`L4::process_classified`] with that
+//! record, as an IPv4 one does. What it skips is the host stage, the
+//! generic parse with its extension-header walk, the entry decode of a
+//! `FlowRef` and the verdict's routing through the FIB and the neighbour
+//! cache (the worker memoises the next hop per burst). One frame at a
+//! time: no prefetch stages yet (an IPv6 key is 40 bytes and its entry
+//! 48; the IPv4 path's pipeline is the model when IPv6 traffic needs it
+//! at millions of flows).
+//!
+//! [`Fast6`]: crate::lb::vs::Fast6
 
 use super::parse::{Pkt, Ports};
 use super::{fits_forward, fits_reverse, Direction, Rewrite, FLAG_RESETTING, FLAG_REVERSE, L4};
-use crate::lb::conntrack::{Secs, Slot, TcpState};
+use crate::lb::conntrack::{Entry, Secs, Slot, TcpState};
 use crate::lb::flow::{Family, FlowKey, PROTO_TCP, PROTO_UDP};
-use crate::lb::path::fast::{reopens, state_change, Classifier, Miss, BFD_PORTS};
-use crate::lb::vs::VsTable;
+use crate::lb::path::fast::{fold, port_term, reopens, Classifier, Miss, BFD_PORTS};
+use crate::lb::vs::{Vs, VsTable};
 use crate::wire::be16;
 
 /// Ethernet + IPv6 (no extension header): where the transport starts.
@@ -119,40 +124,41 @@ impl Classifier<'_> {
         };
         let src: [u8; 16] = h[22..38].try_into().ok()?;
         let dst: [u8; 16] = h[38..54].try_into().ok()?;
-        let key = FlowKey::v6(src, dst, sport, dport, proto);
-        *flow = V6Flow {
-            p: Pkt {
-                family: Family::V6,
-                ip: 14,
-                l4: L4_AT,
-                end: L4_AT + payload,
-                proto,
-                src,
-                dst,
-                ttl: hop_limit,
-                frag: false,
-            },
-            ports: Ports {
-                sport,
-                dport,
-                flags,
-                hlen,
-            },
-            hash: self.hasher.hash(&key),
-            key,
+        // Field by field: the record's constant fields (family, offsets)
+        // are its default's, and a whole-record store rewrote them.
+        flow.key = FlowKey::v6(src, dst, sport, dport, proto);
+        flow.hash = self.hasher.hash(&flow.key);
+        let p = &mut flow.p;
+        (p.end, p.proto, p.src, p.dst, p.ttl) = (L4_AT + payload, proto, src, dst, hop_limit);
+        flow.ports = Ports {
+            sport,
+            dport,
+            flags,
+            hlen,
         };
         Some(())
     }
+}
+
+/// How the commit stage rewrites an IPv6 packet.
+#[derive(Clone, Copy, Debug)]
+enum Rewrite6 {
+    /// A DNAT flow's (the member's [`Fast6`] fit it): the one address and
+    /// port the direction translates (a client's destination, a member's
+    /// source) and the address's checksum term.
+    Dnat { to: [u8; 16], port: u16, delta: u64 },
+    /// A SNAT flow's: the slow path's translation, applied as it does.
+    General(Rewrite),
 }
 
 /// The slow path's decision for a packet of an established IPv6 flow.
 #[derive(Clone, Copy, Debug)]
 pub struct FastHit6 {
     slot: Slot,
-    vs: u32,
-    member: u16,
+    /// The member's index in the table's flat per-member array.
+    member_slot: usize,
     dir: Direction,
-    rw: Rewrite,
+    rw: Rewrite6,
     /// The TCP state the packet moves its entry to, and its timeout.
     state: Option<(TcpState, u16)>,
 }
@@ -167,13 +173,20 @@ impl FastHit6 {
     /// The packet's destination after the rewrite (where to route it).
     #[inline(always)]
     pub fn dst(&self, flow: &V6Flow) -> [u8; 16] {
-        self.rw.dst.map_or(flow.p.dst, |d| d.0)
+        match (&self.rw, self.dir) {
+            (Rewrite6::Dnat { to, .. }, Direction::In) => *to,
+            (Rewrite6::Dnat { .. }, Direction::Out) => flow.p.dst,
+            (Rewrite6::General(rw), _) => rw.dst.map_or(flow.p.dst, |d| d.0),
+        }
     }
 }
 
 impl L4 {
     /// The IPv6 match stage: what the slow path would do with this packet
-    /// of a tracked flow, if the fast path can do it. Changes nothing.
+    /// of a tracked flow, if the fast path can do it. Changes nothing. A
+    /// DNAT flow's member as the table's `Fast6` record (the fit and the
+    /// address's checksum term are its), a SNAT flow's through the slow
+    /// path's own fit checks and translation.
     #[inline(always)]
     pub fn fast_match_v6(
         &self,
@@ -189,7 +202,47 @@ impl L4 {
         if e.flags & FLAG_RESETTING != 0 || reopens(flow.ports.flags, e.state, e.flags) {
             return Err(Miss::Slow);
         }
-        let vs = tables.get(e.vs).ok_or(Miss::Slow)?;
+        let (m, member_slot) = tables.fast6(e.vs, e.member).ok_or(Miss::Slow)?;
+        let vs = || tables.get(e.vs).ok_or(Miss::Slow);
+        let (p, ports) = (&flow.p, flow.ports);
+        let (dir, rw) = if !m.fits {
+            self.general_v6(vs()?, flow, e)?
+        } else if e.flags & FLAG_REVERSE == 0 {
+            // fits_forward
+            if p.dst != m.vip || p.proto != m.proto || (m.vs_port != 0 && m.vs_port != ports.dport)
+            {
+                return Err(Miss::Slow);
+            }
+            let port = if m.port == 0 { ports.dport } else { m.port };
+            let (to, delta) = (m.addr, m.in_delta);
+            (Direction::In, Rewrite6::Dnat { to, port, delta })
+        } else {
+            // fits_reverse
+            if p.src != m.addr || p.proto != m.proto || (m.port != 0 && m.port != ports.sport) {
+                return Err(Miss::Slow);
+            }
+            let (to, port, delta) = (m.vip, e.nat_port, m.out_delta);
+            (Direction::Out, Rewrite6::Dnat { to, port, delta })
+        };
+        let state = match super::fast::next_state(p.proto, e.state, ports.flags) {
+            Some(next) => Some((next, vs()?.timeouts.for_state(PROTO_TCP, next))),
+            None => None,
+        };
+        Ok(FastHit6 {
+            slot,
+            member_slot,
+            dir,
+            rw,
+            state,
+        })
+    }
+
+    /// A packet of a flow whose member has no [`Fast6`] fit (a SNAT
+    /// virtual server's, or one the fit refuses: then the slow path's
+    /// checks refuse it too): the slow path's checks and translation.
+    /// Out of line: DNAT's match stage has no use for its registers.
+    #[inline(never)]
+    fn general_v6(&self, vs: &Vs, flow: &V6Flow, e: &Entry) -> Result<(Direction, Rewrite6), Miss> {
         let fits = if e.flags & FLAG_REVERSE == 0 {
             fits_forward(vs, &flow.p, flow.ports.dport, e.member)
         } else {
@@ -201,33 +254,63 @@ impl L4 {
         let (rw, dir) = self
             .translation(vs, &flow.p, flow.ports, e, flow.hash)
             .ok_or(Miss::Slow)?;
-        Ok(FastHit6 {
-            slot,
-            vs: e.vs,
-            member: e.member,
-            dir,
-            rw,
-            state: state_change(flow.p.proto, e.state, flow.ports.flags, vs),
-        })
+        Ok((dir, Rewrite6::General(rw)))
     }
 
     /// The IPv6 commit stage: marks the flow seen, rewrites the frame in
     /// place and counts it, as the slow path does (`pass`).
     #[inline(always)]
-    pub fn fast_commit_v6(
-        &mut self,
-        hit: &FastHit6,
-        flow: &V6Flow,
-        frame: &mut [u8],
-        now: Secs,
-        tables: &VsTable,
-    ) {
+    pub fn fast_commit_v6(&mut self, hit: &FastHit6, flow: &V6Flow, frame: &mut [u8], now: Secs) {
         self.ct.touch_v6(hit.slot, now);
         if let Some((state, timeout)) = hit.state {
             self.ct.set_state_v6(hit.slot, state, timeout);
         }
-        super::apply(frame, &flow.p, hit.rw);
-        let member_slot = tables.member_base(hit.vs) + usize::from(hit.member);
-        self.count_pass(hit.dir, member_slot, frame.len() as u64);
+        match hit.rw {
+            Rewrite6::Dnat { to, port, delta } => {
+                rewrite_dnat(frame, flow, hit.dir, (&to, port, delta))
+            }
+            Rewrite6::General(rw) => {
+                super::apply(frame, &flow.p, rw);
+            }
+        }
+        self.count_pass(hit.dir, hit.member_slot, frame.len() as u64);
     }
+}
+
+/// `apply_v6` for a DNAT packet of the fast class whose address the
+/// member's record fit (so the address replaced is the one its `delta`
+/// was found from): the same bytes, checksum included (the same sum,
+/// folded once), without summing the addresses' words again.
+#[inline(always)]
+fn rewrite_dnat(
+    frame: &mut [u8],
+    flow: &V6Flow,
+    dir: Direction,
+    (to, port, delta): (&[u8; 16], u16, u64),
+) {
+    const SRC_AT: usize = 14 + 8;
+    const DST_AT: usize = 14 + 24;
+    let udp = flow.p.proto == PROTO_UDP;
+    let sum_at = L4_AT + if udp { 6 } else { 16 };
+    let Some(f) = frame.get_mut(..flow.p.end) else {
+        return; // classify saw the frame hold the packet
+    };
+    let Some(h) = f.get_mut(..sum_at + 2) else {
+        return; // and a whole UDP or TCP header
+    };
+    let (addr_at, port_at) = match dir {
+        Direction::In => (DST_AT, L4_AT + 2),
+        Direction::Out => (SRC_AT, L4_AT),
+    };
+    let old = u16::from_be_bytes([h[port_at], h[port_at + 1]]);
+    let sum = delta + port_term(old, port);
+    h[addr_at..addr_at + 16].copy_from_slice(to);
+    h[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
+    h[14 + 7] -= 1; // classify: hop limit > 1
+    let old = u16::from_ne_bytes([h[sum_at], h[sum_at + 1]]);
+    let mut c = fold(u64::from(!old) + sum);
+    if udp && c == 0 {
+        c = 0xffff;
+    }
+    h[sum_at..sum_at + 2].copy_from_slice(&c.to_ne_bytes());
 }
