@@ -361,8 +361,8 @@ impl Entry {
     #[inline(always)]
     fn matches(&self, key: &FlowKey) -> bool {
         let (src, dst, src_port, dst_port, proto, family) = key.parts();
-        self.src == *src
-            && self.dst == *dst
+        let differ = |a: &[u8; 16], b: &[u8; 16]| u128::from_ne_bytes(*a) ^ u128::from_ne_bytes(*b);
+        differ(&self.src, src) | differ(&self.dst, dst) == 0
             && self.src_port == src_port
             && self.dst_port == dst_port
             && self.proto == proto
