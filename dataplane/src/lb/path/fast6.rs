@@ -27,7 +27,7 @@ use super::{fits_forward, fits_reverse, Direction, Rewrite, FLAG_RESETTING, FLAG
 use crate::lb::conntrack::{Entry, Secs, Slot, TcpState};
 use crate::lb::flow::{Family, FlowKey, PROTO_TCP, PROTO_UDP};
 use crate::lb::path::fast::{fold, port_term, reopens, Classifier, Miss, BFD_PORTS};
-use crate::lb::vs::{Vs, VsTable};
+use crate::lb::vs::{Fast6, Vs, VsTable};
 use crate::wire::be16;
 
 /// Ethernet + IPv6 (no extension header): where the transport starts.
@@ -142,28 +142,29 @@ impl Classifier<'_> {
 
 /// How the commit stage rewrites an IPv6 packet.
 #[derive(Clone, Copy, Debug)]
-enum Rewrite6 {
-    /// A DNAT flow's (the member's [`Fast6`] fit it): the one address and
-    /// port the direction translates (a client's destination, a member's
-    /// source) and the address's checksum term.
-    Dnat { to: [u8; 16], port: u16, delta: u64 },
+enum Rewrite6<'t> {
+    /// A DNAT flow's: its member's record (which the packet fit) and the
+    /// port the direction translates to (a client's destination port, a
+    /// member's source port); the address and its checksum term are the
+    /// record's.
+    Dnat { m: &'t Fast6, port: u16 },
     /// A SNAT flow's: the slow path's translation, applied as it does.
     General(Rewrite),
 }
 
 /// The slow path's decision for a packet of an established IPv6 flow.
 #[derive(Clone, Copy, Debug)]
-pub struct FastHit6 {
+pub struct FastHit6<'t> {
     slot: Slot,
     /// The member's index in the table's flat per-member array.
     member_slot: usize,
     dir: Direction,
-    rw: Rewrite6,
+    rw: Rewrite6<'t>,
     /// The TCP state the packet moves its entry to, and its timeout.
     state: Option<(TcpState, u16)>,
 }
 
-impl FastHit6 {
+impl FastHit6<'_> {
     /// Member -> client (else client -> member).
     #[inline(always)]
     pub fn is_reply(&self) -> bool {
@@ -174,7 +175,7 @@ impl FastHit6 {
     #[inline(always)]
     pub fn dst(&self, flow: &V6Flow) -> [u8; 16] {
         match (&self.rw, self.dir) {
-            (Rewrite6::Dnat { to, .. }, Direction::In) => *to,
+            (Rewrite6::Dnat { m, .. }, Direction::In) => m.addr,
             (Rewrite6::Dnat { .. }, Direction::Out) => flow.p.dst,
             (Rewrite6::General(rw), _) => rw.dst.map_or(flow.p.dst, |d| d.0),
         }
@@ -188,12 +189,12 @@ impl L4 {
     /// address's checksum term are its), a SNAT flow's through the slow
     /// path's own fit checks and translation.
     #[inline(always)]
-    pub fn fast_match_v6(
+    pub fn fast_match_v6<'t>(
         &self,
         flow: &V6Flow,
         now: Secs,
-        tables: &VsTable,
-    ) -> Result<FastHit6, Miss> {
+        tables: &'t VsTable,
+    ) -> Result<FastHit6<'t>, Miss> {
         let slot = self
             .ct
             .find_v6(&flow.key, flow.hash, now)
@@ -214,15 +215,19 @@ impl L4 {
                 return Err(Miss::Slow);
             }
             let port = if m.port == 0 { ports.dport } else { m.port };
-            let (to, delta) = (m.addr, m.in_delta);
-            (Direction::In, Rewrite6::Dnat { to, port, delta })
+            (Direction::In, Rewrite6::Dnat { m, port })
         } else {
             // fits_reverse
             if p.src != m.addr || p.proto != m.proto || (m.port != 0 && m.port != ports.sport) {
                 return Err(Miss::Slow);
             }
-            let (to, port, delta) = (m.vip, e.nat_port, m.out_delta);
-            (Direction::Out, Rewrite6::Dnat { to, port, delta })
+            (
+                Direction::Out,
+                Rewrite6::Dnat {
+                    m,
+                    port: e.nat_port,
+                },
+            )
         };
         let state = match super::fast::next_state(p.proto, e.state, ports.flags) {
             Some(next) => Some((next, vs()?.timeouts.for_state(PROTO_TCP, next))),
@@ -242,7 +247,12 @@ impl L4 {
     /// checks refuse it too): the slow path's checks and translation.
     /// Out of line: DNAT's match stage has no use for its registers.
     #[inline(never)]
-    fn general_v6(&self, vs: &Vs, flow: &V6Flow, e: &Entry) -> Result<(Direction, Rewrite6), Miss> {
+    fn general_v6(
+        &self,
+        vs: &Vs,
+        flow: &V6Flow,
+        e: &Entry,
+    ) -> Result<(Direction, Rewrite6<'static>), Miss> {
         let fits = if e.flags & FLAG_REVERSE == 0 {
             fits_forward(vs, &flow.p, flow.ports.dport, e.member)
         } else {
@@ -266,8 +276,12 @@ impl L4 {
             self.ct.set_state_v6(hit.slot, state, timeout);
         }
         match hit.rw {
-            Rewrite6::Dnat { to, port, delta } => {
-                rewrite_dnat(frame, flow, hit.dir, (&to, port, delta))
+            Rewrite6::Dnat { m, port } => {
+                let (to, delta) = match hit.dir {
+                    Direction::In => (&m.addr, m.in_delta),
+                    Direction::Out => (&m.vip, m.out_delta),
+                };
+                rewrite_dnat(frame, flow, hit.dir, (to, port, delta))
             }
             Rewrite6::General(rw) => {
                 super::apply(frame, &flow.p, rw);
