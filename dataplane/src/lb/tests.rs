@@ -1300,51 +1300,54 @@ fn a_syn_reopening_a_closing_flow_is_the_slow_paths_on_the_fast_path_too() {
 }
 
 /// A reload that removes a member (its slot retired, `VsTable::retire`)
-/// takes its flows off the fast path in both directions: the member's
-/// `Fast4` record no longer fits any packet, and the slow path decides
-/// (a UDP flow is taken for a new one, to the member left).
+/// takes its flows off the fast path in both directions, either family:
+/// the member's `Fast4` or `Fast6` record no longer fits any packet, and
+/// the slow path decides (a UDP flow is taken for a new one, to the
+/// member left).
 #[test]
 fn a_retired_members_flows_leave_the_fast_path_both_ways() {
-    let both = vec![member(M1, 8080), member(M2, 8080)];
-    let up = table(&[vs(VIP, 80, Proto::Udp, Snat::None, both.clone())]);
-    let mut removed = both;
-    removed[0].weight = 0;
-    removed[0].healthy = false;
-    let mut gone = table(&[vs(VIP, 80, Proto::Udp, Snat::None, removed)]);
-    gone.retire(0, 0);
-    let maglev = up.get(0).unwrap().maglev.as_ref().unwrap();
-    let p = (30000..)
-        .find(|&p| {
-            let k = FlowKey::new(ip(CLIENT), ip(VIP), p, 80, PROTO_UDP).unwrap();
-            maglev.lookup(FlowHasher::MAGLEV.hash(&k)) == 0
-        })
-        .unwrap();
-    let out = frame(CLIENT, VIP, 64, udp(p, 80), b"ping");
-    let back = frame(M1, CLIENT, 64, udp(8080, p), b"pong");
-    let other = frame(CLIENT, VIP, 64, udp(p + 1, 80), b"ping");
-    let (mut slow, mut fast) = (l4(), l4());
-    let script = [
-        (&up, &out, M1, false),
-        (&up, &out, M1, true),
-        (&up, &back, CLIENT, true),
-        // another flow's packet first: the slow path adopts the new table
-        (&gone, &other, M2, false),
-        // the removed member's late reply, then the client's next packet:
-        // both entries still name the retired member, so the slow path
-        // decides (the reply still reaches the client; the flow is taken
-        // for a new one, to the member left)
-        (&gone, &back, CLIENT, false),
-        (&gone, &out, M2, false),
-        (&gone, &out, M2, true),
-    ];
-    for (i, (t, f, to, want_fast)) in script.into_iter().enumerate() {
-        let (v1, out1) = run(&mut slow, t, 100, f);
-        let (v2, out2, took) = run_fast(&mut fast, t, 100, f);
-        assert_eq!(v1, L4Verdict::Forward { dst: ip(to) }, "step {i}");
-        assert_eq!((v1, hex(&out1)), (v2, hex(&out2)), "step {i}");
-        assert_eq!(took, want_fast, "step {i}");
+    for (client, vip, m1, m2) in [(CLIENT, VIP, M1, M2), (CLIENT6, VIP6, M6, M6B)] {
+        let both = vec![member(m1, 8080), member(m2, 8080)];
+        let up = table(&[vs(vip, 80, Proto::Udp, Snat::None, both.clone())]);
+        let mut removed = both;
+        removed[0].weight = 0;
+        removed[0].healthy = false;
+        let mut gone = table(&[vs(vip, 80, Proto::Udp, Snat::None, removed)]);
+        gone.retire(0, 0);
+        let maglev = up.get(0).unwrap().maglev.as_ref().unwrap();
+        let p = (30000..)
+            .find(|&p| {
+                let k = FlowKey::new(ip(client), ip(vip), p, 80, PROTO_UDP).unwrap();
+                maglev.lookup(FlowHasher::MAGLEV.hash(&k)) == 0
+            })
+            .unwrap();
+        let out = frame(client, vip, 64, udp(p, 80), b"ping");
+        let back = frame(m1, client, 64, udp(8080, p), b"pong");
+        let other = frame(client, vip, 64, udp(p + 1, 80), b"ping");
+        let (mut slow, mut fast) = (l4(), l4());
+        let script = [
+            (&up, &out, m1, false),
+            (&up, &out, m1, true),
+            (&up, &back, client, true),
+            // another flow's packet first: the slow path adopts the new table
+            (&gone, &other, m2, false),
+            // the removed member's late reply, then the client's next
+            // packet: both entries still name the retired member, so the
+            // slow path decides (the reply still reaches the client; the
+            // flow is taken for a new one, to the member left)
+            (&gone, &back, client, false),
+            (&gone, &out, m2, false),
+            (&gone, &out, m2, true),
+        ];
+        for (i, (t, f, to, want_fast)) in script.into_iter().enumerate() {
+            let (v1, out1) = run(&mut slow, t, 100, f);
+            let (v2, out2, took) = run_fast(&mut fast, t, 100, f);
+            assert_eq!(v1, L4Verdict::Forward { dst: ip(to) }, "{vip} step {i}");
+            assert_eq!((v1, hex(&out1)), (v2, hex(&out2)), "{vip} step {i}");
+            assert_eq!(took, want_fast, "{vip} step {i}");
+        }
+        assert_eq!(all_counters(&slow, &gone), all_counters(&fast, &gone));
     }
-    assert_eq!(all_counters(&slow, &gone), all_counters(&fast, &gone));
 }
 
 #[test]
