@@ -147,7 +147,7 @@ fuzz_target!(|data: &[u8]| {
             let classifier = Classifier::new(&MAC, 1500, l4.hasher());
             if let Some(flow) = classifier.classify_v6(&buf[..frame.len()]) {
                 match l4.fast_match_v6(&flow, now, t) {
-                    Ok(hit) => l4.fast_commit_v6(&hit, &flow, &mut buf[..frame.len()], now, t),
+                    Ok(hit) => l4.fast_commit_v6(&hit, &flow, &mut buf[..frame.len()], now),
                     Err(miss) => {
                         let f = (Classified::V6(&flow), miss, None);
                         let _ = l4.process_classified(now, &mut buf, frame.len(), f, t);
