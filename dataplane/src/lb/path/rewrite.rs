@@ -2,10 +2,11 @@
 //! for the forward direction by `forward_rewrite`, and `apply`, which
 //! rewrites the frame in place (addresses, ports, TTL, incremental
 //! checksums). Every packet the slow path forwards goes through here, and
-//! every IPv6 packet the fast path does: TCP and UDP in one pass per
-//! family (`apply_v4`, `apply_v6`: the fast path's arithmetic), the rest
-//! through `nat`'s helpers, general over both families. All of them are
-//! `#[inline(always)]`.
+//! every IPv6 SNAT packet the fast path does (its IPv6 DNAT packets take
+//! `fast6`'s `rewrite_dnat`, the same bytes from the member's precomputed
+//! terms): TCP and UDP in one pass per family (`apply_v4`, `apply_v6`: the
+//! fast path's arithmetic), the rest through `nat`'s helpers, general
+//! over both families. All of them are `#[inline(always)]`.
 
 use super::fast::{fold, port_term, TTL_TERM};
 use super::parse::Pkt;
