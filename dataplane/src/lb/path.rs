@@ -634,7 +634,7 @@ impl L4 {
     /// that fits it and is not being reset), and its direction; `None`
     /// for a return packet of a SNAT flow whose record is not that
     /// flow's (then it is no flow's). Shared by the slow path and the
-    /// IPv6 fast path.
+    /// IPv6 fast path's SNAT flows.
     #[inline(always)]
     fn translation(
         &self,
