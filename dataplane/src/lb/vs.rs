@@ -258,7 +258,8 @@ pub(crate) struct Fast6 {
 
 impl Fast6 {
     /// The one's-complement term of replacing IPv6 address `old` by `new`
-    /// (as they lie in the frame): `apply_v6`'s sum, word by word.
+    /// (as they lie in the frame), word by word: what `apply_v6` adds per
+    /// address, so a precomputed term folds to the same checksum.
     #[inline(always)]
     pub fn term(old: &[u8; 16], new: &[u8; 16]) -> u64 {
         let word = |a: &[u8; 16], i: usize| [a[i], a[i + 1], a[i + 2], a[i + 3]];

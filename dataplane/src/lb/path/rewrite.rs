@@ -12,7 +12,7 @@ use super::fast::{fold, port_term, TTL_TERM};
 use super::parse::Pkt;
 use crate::lb::flow::{Family, PROTO_TCP, PROTO_UDP};
 use crate::lb::nat;
-use crate::lb::vs::{v4, Fast4, Vs};
+use crate::lb::vs::{v4, Fast4, Fast6, Vs};
 
 /// The translation of one packet.
 #[derive(Clone, Copy, Debug)]
@@ -170,10 +170,9 @@ fn apply_v6(frame: &mut [u8], p: &Pkt, rw: &Rewrite) -> bool {
                    l4: &mut [u8],
                    (at, port_at): (usize, usize),
                    (a, port): &([u8; 16], u16)| {
-        for i in (0..16).step_by(4) {
-            let old = [ip[at + i], ip[at + i + 1], ip[at + i + 2], ip[at + i + 3]];
-            sum += Fast4::term(old, [a[i], a[i + 1], a[i + 2], a[i + 3]]);
-        }
+        let mut old = [0; 16];
+        old.copy_from_slice(&ip[at..at + 16]);
+        sum += Fast6::term(&old, a);
         ip[at..at + 16].copy_from_slice(a);
         let old = u16::from_be_bytes([l4[port_at], l4[port_at + 1]]);
         sum += port_term(old, *port);
