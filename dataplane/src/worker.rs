@@ -590,6 +590,9 @@ impl Worker {
         let steer = steer && self.steering.workers() > 1;
         let mut fast = 0;
         let ready = self.ports[pi].host.vlan.is_none() && self.l4.fast_ready(&tables.vs);
+        if ready {
+            self.l4.begin_probes();
+        }
         if ready && self.ports[pi].rx_ip_checksum {
             fast = self.classify::<true>(pi, burst, records, tables, steer);
         } else if ready {

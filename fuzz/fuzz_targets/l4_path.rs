@@ -134,6 +134,7 @@ fuzz_target!(|data: &[u8]| {
         l4.prefetch(&buf[..frame.len()], vlan);
         if ctl & 0x20 != 0 && l4.fast_ready(t) {
             if let Some(mut flow) = classify_v4(&buf[..frame.len()], &MAC, 1500, l4.hasher()) {
+                l4.begin_probes();
                 let pick = l4.prefetch_entry(&mut flow, t, |_| true);
                 match l4.fast_match(&flow, now, t) {
                     Ok(hit) => l4.fast_commit(&hit, &flow, &mut buf[..frame.len()]),

@@ -611,16 +611,25 @@ impl V4Key {
 pub struct Hint(u32);
 
 impl Hint {
-    /// No signature matched (or not probed): the lookup looks in both
-    /// buckets.
+    /// Not probed, or no signature in the primary (the secondary not
+    /// looked at): the lookup looks in both buckets.
     pub const NONE: Hint = Hint(u32::MAX);
-    /// As [`NONE`](Self::NONE) for the lookup (no slot is this far in),
-    /// and the probe stage found what a new flow's decision will pick
-    /// (`V4Flow::picked`).
+    /// No signature in either bucket: the key is in neither. The lookup
+    /// takes that for its answer while no flow was inserted since the
+    /// probes began ([`ConnTable::begin_probes`]), else looks in both.
+    pub const ABSENT: Hint = Hint(u32::MAX - 2);
+    /// [`ABSENT`](Self::ABSENT), and the probe stage found what a new
+    /// flow's decision will pick (`V4Flow::picked`).
     pub const PICKED: Hint = Hint(u32::MAX - 1);
+
+    /// [`ABSENT`](Self::ABSENT) or [`PICKED`](Self::PICKED).
+    #[inline(always)]
+    pub fn absent(self) -> bool {
+        self == Hint::ABSENT || self == Hint::PICKED
+    }
 }
 
-const _: () = assert!(MAX_CAPACITY < Hint::PICKED.0 as usize);
+const _: () = assert!(MAX_CAPACITY < Hint::ABSENT.0 as usize);
 
 impl Default for Hint {
     fn default() -> Self {
@@ -1242,12 +1251,12 @@ impl Table<V4Slot> {
     /// [`probe`](Self::probe)'s second look, at the secondary bucket of a
     /// flow not in its primary (a pass later: the probe asked for its
     /// line): the first slot whose signature matches, its entry
-    /// prefetched; else [`Hint::NONE`] (a new flow).
+    /// prefetched; else [`Hint::ABSENT`] (a new flow).
     #[inline(always)]
     fn probe_secondary(&self, hash: u64) -> Hint {
         let (_, b2, sig) = self.locate(hash);
         match self.buckets[b2].sig_mask(sig) {
-            0 => Hint::NONE,
+            0 => Hint::ABSENT,
             m2 => self.hint_at(b2, m2),
         }
     }
@@ -1298,6 +1307,11 @@ pub struct ConnTable {
     v4: V4Table,
     v6: V6Table,
     flood: Flood,
+    /// The IPv4 flows inserted since [`begin_probes`](Self::begin_probes),
+    /// a filter of their hashes' top bytes (one bit each; all set until
+    /// the first call): an [`ABSENT`](Hint::ABSENT) hint of a key whose
+    /// bit is clear still holds.
+    inserted: [u64; 8],
 }
 
 impl fmt::Debug for ConnTable {
@@ -1324,6 +1338,7 @@ impl ConnTable {
                 limit: config.new_flows_per_sec,
                 ..Flood::default()
             },
+            inserted: [u64::MAX; 8],
         })
     }
 
@@ -1413,7 +1428,7 @@ impl ConnTable {
     /// [`probe`](Self::probe) found no signature in its primary bucket (a
     /// pass later, so that the secondary's line it asked for has
     /// arrived): the first slot of the secondary whose signature matches,
-    /// its entry prefetched; [`Hint::NONE`] if none (a new flow). Without
+    /// its entry prefetched; [`Hint::ABSENT`] if none (a new flow). Without
     /// it a flow in its secondary (≈ 4 % of them at half load) waited for
     /// its entry in the lookup, a whole memory latency a packet.
     #[inline(always)]
@@ -1421,14 +1436,36 @@ impl ConnTable {
         self.v4.probe_secondary(hash)
     }
 
-    /// [`find_v4`](Self::find_v4), starting from the slot a
-    /// [`probe`](Self::probe) of the key's hash found.
+    /// The probe stage begins: until that key's insert, a probe's
+    /// [`ABSENT`](Hint::ABSENT) answers [`find_hinted`](Self::find_hinted)
+    /// (call it before the burst's probes, never between a probe and its
+    /// lookup: an insert in between would go unseen).
+    #[inline(always)]
+    pub fn begin_probes(&mut self) {
+        self.inserted = [0; 8];
+    }
+
+    /// Where `hash` is in the filter of inserted keys: a word and its bit.
+    #[inline(always)]
+    fn filter_bit(hash: u64) -> (usize, u64) {
+        let top = (hash >> 55) as usize;
+        (top / 64, 1 << (top % 64))
+    }
+
+    /// [`find_v4`](Self::find_v4), starting from what a
+    /// [`probe`](Self::probe) of the key's hash found: the slot it names,
+    /// or none at all for a key the probes found absent (a new flow's
+    /// first packet) while that still holds.
     #[inline(always)]
     pub fn find_hinted(&mut self, key: &V4Key, hash: u64, hint: Hint, now: Secs) -> Option<Slot> {
-        match self.v4.check_hint(key, hint, now) {
-            Some(slot) => Some(slot),
-            None => self.find_unhinted(key, hash, now),
+        if let Some(slot) = self.v4.check_hint(key, hint, now) {
+            return Some(slot);
         }
+        let (word, bit) = Self::filter_bit(hash);
+        if hint.absent() && self.inserted[word] & bit == 0 {
+            return None;
+        }
+        self.find_unhinted(key, hash, now)
     }
 
     /// [`find_v4`](Self::find_v4) for [`find_hinted`](Self::find_hinted)
@@ -1568,9 +1605,13 @@ impl ConnTable {
         now: Secs,
     ) -> Result<FlowRef<'_>, InsertError> {
         match key.family() {
-            Family::V4 => self
-                .v4
-                .insert::<SCAN>(key, hash, value, now, &mut self.flood),
+            Family::V4 => {
+                // (A move to make room moves a key that was there.)
+                let (word, bit) = Self::filter_bit(hash);
+                self.inserted[word] |= bit;
+                self.v4
+                    .insert::<SCAN>(key, hash, value, now, &mut self.flood)
+            }
             Family::V6 => self
                 .v6
                 .insert::<SCAN>(key, hash, value, now, &mut self.flood),
@@ -1890,6 +1931,42 @@ mod tests {
             assert_eq!(held, i < n, "flow {i}: hint {hint:?}");
         }
         assert!(second > 0, "some flows live in their secondary");
+    }
+
+    /// A key both probes found absent is looked up no further while the
+    /// probes hold (a new flow's first packet); once it is inserted, or
+    /// before any `begin_probes`, the lookup looks and finds it.
+    #[test]
+    fn an_absent_hint_holds_until_its_key_is_inserted() {
+        let (mut t, n) = half_full(1 << 10);
+        let probe = |t: &ConnTable, k: &FlowKey| {
+            let h = H.hash(k);
+            let hint = match t.probe(h) {
+                Hint::NONE => t.probe_secondary(h),
+                hint => hint,
+            };
+            (h, V4Key::of(k), hint)
+        };
+        // Before any begin_probes.
+        let k = key(n);
+        let (h, v4, hint) = probe(&t, &k);
+        assert_eq!(hint, Hint::ABSENT);
+        t.insert(&k, h, val(0, 60), 1).unwrap();
+        assert!(t.find_hinted(&v4, h, hint, 1).is_some(), "the lookup looks");
+        // Since begin_probes.
+        t.begin_probes();
+        let (k, other) = (key(n + 1), key(n + 2));
+        let (h, v4, hint) = probe(&t, &k);
+        assert_eq!(hint, Hint::ABSENT);
+        assert_eq!(t.find_hinted(&v4, h, hint, 1), None);
+        // Another key's insert leaves the hint holding (unless the two
+        // share a filter bit: not these two).
+        assert_ne!(H.hash(&other) >> 55, h >> 55);
+        t.insert(&other, H.hash(&other), val(0, 60), 1).unwrap();
+        assert_eq!(t.find_hinted(&v4, h, hint, 1), None);
+        t.insert(&k, h, val(0, 60), 1).unwrap();
+        let found = t.find_hinted(&v4, h, hint, 1);
+        assert!(found.is_some_and(|s| t.entry(s).matches_v4(&v4)));
     }
 
     /// A new IPv4 entry takes a slot whose 24 bytes lie in one line (0, 1,

@@ -364,6 +364,14 @@ pub(super) fn reopens(flags: u8, state: TcpState, entry_flags: u8) -> bool {
 }
 
 impl L4 {
+    /// The classify stage begins (before its probes): a flow the probes
+    /// find in neither bucket is new, unless one is inserted since
+    /// ([`ConnTable::begin_probes`](crate::lb::conntrack::ConnTable::begin_probes)).
+    #[inline(always)]
+    pub fn begin_probes(&mut self) {
+        self.ct.begin_probes();
+    }
+
     /// Prefetches the bucket line `flow` will most likely be found in
     /// (its primary: the probe stage asks for the secondary if not there).
     #[inline(always)]
@@ -419,7 +427,8 @@ impl L4 {
         decides_here: impl FnOnce(&V4Key) -> bool,
     ) -> Option<Pick> {
         flow.hint = self.ct.probe_secondary(flow.hash);
-        if flow.hint == Hint::NONE && tables.may_be_vip4(flow.key.dst) && decides_here(&flow.key) {
+        if flow.hint == Hint::ABSENT && tables.may_be_vip4(flow.key.dst) && decides_here(&flow.key)
+        {
             let pick = self.prefetch_new(flow, tables)?;
             flow.hint = Hint::PICKED;
             return Some(pick);
