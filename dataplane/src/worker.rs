@@ -568,6 +568,8 @@ impl Worker {
     ///              first it leaves, which goes on below
     ///     fast6    an IPv6 frame: classify, match, route, commit, queue
     ///     steer    another worker's flow or the port's home's: hand over
+    ///     fast_new a new flow's first frame the probe stage picked for:
+    ///              the L4 path's decision, the fast path's rewrite -> route
     ///     slow_classified   a classified frame the fast path left: the
     ///              L4 path's decision on classify's record -> route
     ///     slow     host stage -> BFD | reply | punt | L4 stage -> route
@@ -666,6 +668,12 @@ impl Worker {
             };
             match left {
                 // Neither learns a neighbour nor changes the FIB.
+                Some((Classified::V4(flow), Miss::Untracked, Some(pick))) => {
+                    if let Err(m) = self.fast_new(pi, m, (flow, &pick), now, tables, memo) {
+                        let left = (Classified::V4(flow), Miss::Untracked, Some(pick));
+                        self.slow_classified(pi, m, left, now, tables, memo);
+                    }
+                }
                 Some(left) => self.slow_classified(pi, m, left, now, tables, memo),
                 None => {
                     // The slow path may learn a neighbour or change the table.
@@ -1170,10 +1178,7 @@ impl Worker {
         if m.segments() != 1 {
             return self.slow(pi, m, now, tables); // dropped, counted
         }
-        let host = &mut self.ports[pi].host;
-        host.counters.rx_packets += 1;
-        host.counters.rx_bytes += m.len() as u64;
-        let verdict = host.classified(flow.dst());
+        self.count_fast_rx(pi, &m);
         let len = m.len();
         let l4 = self.l4.process_classified(
             secs(now),
@@ -1182,9 +1187,53 @@ impl Worker {
             (flow, miss, pick),
             &tables.vs,
         );
-        // A forward goes where `route` would send it, through the memo of
-        // the fast path's forward direction (a new flow's first packet
-        // goes to its member).
+        self.after_classified(pi, m, l4, flow, now, tables, memo);
+    }
+
+    /// The new flows' stage, for a frame the probe stage picked for
+    /// ([`L4::fast_new`]): its decision, and a packet forwarded to its
+    /// member sent as [`slow_classified`](Self::slow_classified) sends
+    /// it; `Err` hands the frame back untouched, for `slow_classified`.
+    #[inline(never)]
+    fn fast_new(
+        &mut self,
+        pi: usize,
+        mut m: Mbuf,
+        (flow, pick): (&V4Flow, &Pick),
+        now: Nanos,
+        tables: &Tables,
+        memo: &mut Memo,
+    ) -> Result<(), Mbuf> {
+        if m.segments() != 1 {
+            return Err(m);
+        }
+        let len = m.len();
+        let frame = (m.data_and_tailroom(), len);
+        let Some(l4) = self.l4.fast_new(secs(now), frame, flow, pick, &tables.vs) else {
+            return Err(m);
+        };
+        self.count_fast_rx(pi, &m);
+        self.after_classified(pi, m, l4, Classified::V4(flow), now, tables, memo);
+        Ok(())
+    }
+
+    /// A classified frame after the L4 path's verdict `l4`: a forward goes
+    /// where `route` would send it, through the memo of the fast path's
+    /// forward direction (a new flow's first packet goes to its member);
+    /// the rest as [`l4_verdict`](Self::l4_verdict) has it, after the host
+    /// stage's verdict for the frame (which classify's checks imply).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn after_classified(
+        &mut self,
+        pi: usize,
+        m: Mbuf,
+        l4: L4Verdict,
+        flow: Classified<'_>,
+        now: Nanos,
+        tables: &Tables,
+        memo: &mut Memo,
+    ) {
         let m = match l4 {
             L4Verdict::Forward {
                 dst: IpAddr::V4(dst),
@@ -1206,7 +1255,8 @@ impl Worker {
             }
             _ => m,
         };
-        self.l4_verdict(pi, m, l4, verdict, now, tables);
+        let host = self.ports[pi].host.classified(flow.dst());
+        self.l4_verdict(pi, m, l4, host, now, tables);
     }
 
     /// Addresses an untagged frame for `dst` through `memo` (resolved

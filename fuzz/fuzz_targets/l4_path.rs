@@ -13,8 +13,8 @@ use std::net::IpAddr;
 use std::sync::OnceLock;
 
 use dataplane::lb::{
-    classify_v4, Backing, Classified, Classifier, Expired, L4Config, MemberSpec, Proto, Side, Snat,
-    VsSpec, VsTable, L4,
+    classify_v4, Backing, Classified, Classifier, Expired, L4Config, MemberSpec, Miss, Proto, Side,
+    Snat, VsSpec, VsTable, L4,
 };
 use dataplane::wire::Mac;
 use libfuzzer_sys::fuzz_target;
@@ -139,8 +139,18 @@ fuzz_target!(|data: &[u8]| {
                 match l4.fast_match(&flow, now, t) {
                     Ok(hit) => l4.fast_commit(&hit, &flow, &mut buf[..frame.len()]),
                     Err(miss) => {
-                        let f = (Classified::V4(&flow), miss, pick);
-                        let _ = l4.process_classified(now, &mut buf, frame.len(), f, t);
+                        // The new flows' stage first, as the worker.
+                        let taken = match (miss, &pick) {
+                            (Miss::Untracked, Some(pick)) => {
+                                let f = (&mut buf[..], frame.len());
+                                l4.fast_new(now, f, &flow, pick, t).is_some()
+                            }
+                            _ => false,
+                        };
+                        if !taken {
+                            let f = (Classified::V4(&flow), miss, pick);
+                            let _ = l4.process_classified(now, &mut buf, frame.len(), f, t);
+                        }
                     }
                 }
                 continue;

@@ -2171,7 +2171,7 @@ fn run_fast(l4: &mut L4, t: &VsTable, now: u32, input: &[u8]) -> (L4Verdict, Vec
                     let dst = IpAddr::from(hit.dst(&flow));
                     (L4Verdict::Forward { dst }, out, true)
                 }
-                Err(miss) => run_classified(l4, t, now, input, (Classified::V4(&flow), miss, pick)),
+                Err(miss) => run_left(l4, t, now, input, (&flow, miss, pick)),
             };
         }
         let classifier = Classifier::new(&mac, 1500, l4.hasher());
@@ -2202,7 +2202,7 @@ fn run_fast_burst(
     now: u32,
     frames: &[Vec<u8>],
 ) -> Vec<(L4Verdict, Vec<u8>)> {
-    use super::path::{classify_v4, Classified};
+    use super::path::classify_v4;
     let mac = crate::wire::Mac(OUR_MAC);
     let ready = l4.fast_ready(t);
     if ready {
@@ -2232,13 +2232,41 @@ fn run_fast_burst(
                     (L4Verdict::Forward { dst }, out)
                 }
                 Err(miss) => {
-                    let (v, out, _) =
-                        run_classified(l4, t, now, f, (Classified::V4(&flow), miss, pick));
+                    let (v, out, _) = run_left(l4, t, now, f, (&flow, miss, pick));
                     (v, out)
                 }
             }
         })
         .collect()
+}
+
+/// An IPv4 frame the match stage left: the new flows' stage's decision
+/// if the probe stage picked for it and the stage takes it (the worker's
+/// `fast_new`), else the slow path's on classify's record.
+fn run_left(
+    l4: &mut L4,
+    t: &VsTable,
+    now: u32,
+    input: &[u8],
+    (flow, miss, pick): (
+        &super::path::V4Flow,
+        super::path::Miss,
+        Option<super::path::Pick>,
+    ),
+) -> (L4Verdict, Vec<u8>, bool) {
+    if let (super::path::Miss::Untracked, Some(pick)) = (miss, pick) {
+        let mut buf = vec![0u8; 2048];
+        buf[..input.len()].copy_from_slice(input);
+        if let Some(v) = l4.fast_new(now, (&mut buf, input.len()), flow, &pick, t) {
+            let n = match v {
+                L4Verdict::Reply(n) => n,
+                _ => input.len(),
+            };
+            return (v, buf[..n].to_vec(), false);
+        }
+    }
+    let left = (super::path::Classified::V4(flow), miss, pick);
+    run_classified(l4, t, now, input, left)
 }
 
 /// A classified frame the match stage left: the slow path's decision on
@@ -2425,6 +2453,39 @@ proptest! {
                 prop_assert_eq!(hex(&out1), hex(&out2));
             }
             prop_assert_eq!(all_counters(&slow, &t), all_counters(&fast, &t));
+        }
+    }
+}
+
+/// The new flows' stage takes a DNAT flow's first packet (UDP, a TCP
+/// SYN) that the probe stage picked for, with the slow path's frame and
+/// counts; a TCP segment without SYN, or a SNAT virtual server's flow (no
+/// pick), it leaves to the slow path.
+#[test]
+fn the_new_flows_stage_takes_dnat_first_packets() {
+    use super::path::{classify_v4, Miss};
+    let t = diff_table();
+    let mac = crate::wire::Mac(OUR_MAC);
+    // (kind, flags, taken): kind 2 UDP to the all-ports VS, 0 TCP to
+    // VIP:80 (flags 2 = SYN, 0 = ACK), 4 TCP to the SNAT VS.
+    for (kind, flags, taken) in [(2, 0, true), (0, 2, true), (0, 0, false), (4, 2, false)] {
+        let (mut slow, mut fast) = (l4(), l4());
+        let f = diff_frame(kind, 1, flags, 10, (7, 0, 0));
+        let (v1, out1) = run(&mut slow, &t, 100, &f);
+        fast.adopt(&t); // as the worker does at start
+        fast.begin_probes();
+        let mut flow = classify_v4(&f, &mac, 1500, fast.hasher()).unwrap();
+        let pick = fast.prefetch_entry(&mut flow, &t, |_| true);
+        assert_eq!(fast.fast_match(&flow, 100, &t).err(), Some(Miss::Untracked));
+        let mut buf = vec![0u8; 2048];
+        buf[..f.len()].copy_from_slice(&f);
+        let v2 = pick.and_then(|pick| fast.fast_new(100, (&mut buf, f.len()), &flow, &pick, &t));
+        assert_eq!(v2.is_some(), taken, "kind {kind} flags {flags}");
+        if let Some(v2) = v2 {
+            assert!(matches!(v2, L4Verdict::Forward { .. }), "{v2:?}");
+            assert_eq!((v1, hex(&out1)), (v2, hex(&buf[..f.len()])));
+            verify_checksums(&buf[..f.len()]);
+            assert_eq!(all_counters(&slow, &t), all_counters(&fast, &t));
         }
     }
 }

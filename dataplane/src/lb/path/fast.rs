@@ -36,10 +36,16 @@
 //!   commit    set the new state and its timeout, count
 //!                                 (exactly what the slow path does),
 //!                                 rewrite in place
+//!   new       (a frame the match stage found untracked, whose pick the
+//!                                 probe stage found: a DNAT flow's
+//!                                 first packet) the slow path's
+//!                                 decision (`admit`), the commit
+//!                                 stage's rewrite
 //! ```
 //!
-//! A classified frame the match stage leaves (a new flow, a SYN, an entry
-//! only the slow path may change) skips the host stage and the parse:
+//! A classified frame the match stage leaves otherwise (a SYN on a
+//! closing flow, an entry only the slow path may change, a SNAT flow's
+//! first packet) skips the host stage and the parse:
 //! [`L4::process_classified`] takes the slow path's decision on
 //! classify's key and hash.
 //!
@@ -50,12 +56,14 @@
 //! byte-identical frames and equal counters against the slow path for any
 //! frame sequence: it is a cache, never a second policy.
 
+use super::new_flow::Admitted;
 use super::parse::{Pkt, Ports};
-use super::{on_flags, pool_index, Direction, RevKey, FLAG_RESETTING, FLAG_REVERSE, L4};
+use super::{on_flags, pool_index, Direction, L4Verdict, RevKey, FLAG_RESETTING, FLAG_REVERSE, L4};
 use crate::lb::conntrack::{Hint, Secs, Slot, TcpState, V4Key};
-use crate::lb::flow::{CtHasher, Family, FlowHasher, PROTO_TCP, PROTO_UDP};
+use crate::lb::flow::{CtHasher, Family, FlowHasher, FlowKey, PROTO_TCP, PROTO_UDP};
 use crate::lb::vs::{v4, Fast4, Vs, VsTable};
 use crate::wire::{be16, checksum, le64, tcp, Mac};
+use std::net::IpAddr;
 
 /// Ethernet + IPv4 (no options): where the transport header starts.
 const L4_AT: usize = 14 + 20;
@@ -339,6 +347,40 @@ impl FastHit {
     }
 }
 
+/// A fast-class packet's translation (a [`FastHit`]'s, or a new flow's
+/// first packet's).
+#[derive(Clone, Copy, Debug)]
+struct Nat4 {
+    dir: Direction,
+    to: V4Nat,
+    other: Option<V4Nat>,
+    ip_delta: u64,
+    l4_delta: u64,
+}
+
+impl Nat4 {
+    /// A client's packet of key `k` to member `m` of a DNAT virtual
+    /// server, if it fits the member's virtual server (as
+    /// `forward_rewrite` has it: the destination becomes the member's).
+    #[inline(always)]
+    fn dnat(m: &Fast4, k: &V4Key) -> Option<Nat4> {
+        if m.snat || Fast4::word(k.dst, k.dport, k.proto) & m.in_mask != m.in_word {
+            return None;
+        }
+        let to = V4Nat {
+            addr: m.addr,
+            port: if m.port == 0 { k.dport } else { m.port },
+        };
+        Some(Nat4 {
+            dir: Direction::In,
+            to,
+            other: None,
+            ip_delta: m.in_delta,
+            l4_delta: m.in_delta + port_term(k.dport, to.port),
+        })
+    }
+}
+
 /// The TCP state a packet of protocol `proto` with `flags` moves its
 /// flow's entry (in `state`) to; `None` if it stays (what the slow path's
 /// lookup step does).
@@ -603,10 +645,81 @@ impl L4 {
             self.ct.set_state_v4(hit.slot, state, timeout);
         }
         let bytes = frame.len() as u64;
-        rewrite(frame, flow, hit);
+        let nat = Nat4 {
+            dir: hit.dir,
+            to: hit.to,
+            other: hit.other,
+            ip_delta: hit.ip_delta,
+            l4_delta: hit.l4_delta,
+        };
+        rewrite(frame, flow, &nat);
         // What `pass` counts.
         self.count_pass(hit.dir, hit.member_slot, bytes);
     }
+}
+
+impl L4 {
+    /// The new flows' stage, for a frame the match stage found untracked
+    /// and the probe stage picked for (`pick`: the flow of a DNAT virtual
+    /// server, decided on this worker): the slow path's decision on the
+    /// same record ([`admit`](Self::admit), as
+    /// [`process_classified`](Self::process_classified) takes it), and
+    /// for the packet it forwards to the member the commit stage's
+    /// rewrite from the member's [`Fast4`] record, not the slow path's
+    /// general one: the same bytes, the same counts. `frame`: the mbuf's
+    /// data and tailroom, of which the frame is the first `len` bytes.
+    /// `None`, the frame untouched and nothing changed, for what it
+    /// leaves to `process_classified`: a table generation to adopt first,
+    /// a TCP segment without SYN (the second chance may send it to a
+    /// draining peer).
+    pub fn fast_new(
+        &mut self,
+        now: Secs,
+        (frame, len): (&mut [u8], usize),
+        flow: &V4Flow,
+        pick: &Pick,
+        tables: &VsTable,
+    ) -> Option<L4Verdict> {
+        let k = &flow.key;
+        let syn = flow.tcp_flags & tcp::SYN != 0;
+        if tables.generation() != self.generation || (k.proto == PROTO_TCP && !syn) {
+            return None;
+        }
+        let (p, ports) = flow.parsed(frame)?;
+        let key = FlowKey::v4(k.src, k.dst, k.sport, k.dport, k.proto);
+        self.ct.count_miss(Family::V4);
+        let picked = (pick.vs, Some(*pick));
+        let Admitted { rw, vs, member } =
+            match self.admit(now, &p, ports, (&key, flow.hash), picked, tables) {
+                Ok(a) => a,
+                Err(verdict) => return Some(verdict),
+            };
+        let len = len.min(frame.len());
+        let fast = tables.fast4(vs, member);
+        let Some((nat, member_slot)) = fast.and_then(|(m, i)| Some((Nat4::dnat(m, k)?, i))) else {
+            return Some(self.forward(frame, len, &p, rw, vs, member, tables));
+        };
+        debug_assert!(rw.src.is_none());
+        debug_assert_eq!(
+            rw.dst.map(|(a, port)| (v4(&a), port)),
+            Some((nat.to.addr, nat.to.port))
+        );
+        // `pass`: its TTL check is classify's.
+        rewrite_outlined(&mut frame[..len], flow, &nat);
+        self.count_pass(Direction::In, member_slot, len as u64);
+        Some(L4Verdict::Forward {
+            dst: IpAddr::from(nat.to.addr),
+        })
+    }
+}
+
+/// [`rewrite`] out of line, for the new flows' stage: a second inlined
+/// copy changed how the fast stage's copy compiled (4 instructions more
+/// an established packet, measured), and a new flow does not miss the
+/// call.
+#[inline(never)]
+fn rewrite_outlined(frame: &mut [u8], flow: &V4Flow, hit: &Nat4) {
+    rewrite(frame, flow, hit)
 }
 
 /// Ethernet, IPv4 and the first 8 bytes of UDP or TCP: the UDP checksum
@@ -648,7 +761,7 @@ pub(super) fn fold(acc: u64) -> u16 {
 /// what is replaced are the hit's deltas (the frame holds the key the
 /// match stage found them from): the same sums, so the same folds.
 #[inline(always)]
-fn rewrite(frame: &mut [u8], flow: &V4Flow, hit: &FastHit) {
+fn rewrite(frame: &mut [u8], flow: &V4Flow, hit: &Nat4) {
     let Some(f) = frame.get_mut(..usize::from(flow.end)) else {
         return; // classify saw the frame hold the packet
     };

@@ -16,6 +16,16 @@ use crate::lb::flow::{FlowHasher, FlowKey, PROTO_TCP};
 use crate::lb::vs::VsTable;
 use crate::wire::tcp;
 
+/// How a new flow's first packet goes on ([`L4::admit`]'s answer when
+/// it forwards it): its rewrite, and the virtual server and member it is
+/// counted for.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Admitted {
+    pub rw: Rewrite,
+    pub vs: u32,
+    pub member: u16,
+}
+
 impl L4 {
     /// First packet of a flow to VS `v` (or a packet of a flow whose
     /// entry is gone: loose initialisation), whose key `key` (hash `h`)
@@ -29,21 +39,42 @@ impl L4 {
         len: usize,
         p: &Pkt,
         ports: Ports,
+        flow: (&FlowKey, u64),
+        pick: (u32, Option<Pick>),
+        tables: &VsTable,
+    ) -> L4Verdict {
+        match self.admit(now, p, ports, flow, pick, tables) {
+            Ok(Admitted { rw, vs, member }) => self.forward(frame, len, p, rw, vs, member, tables),
+            Err(verdict) => verdict,
+        }
+    }
+
+    /// [`new_flow`](Self::new_flow)'s decision, all but the packet's
+    /// rewrite: the flow tracked (both entries inserted, counted) and
+    /// its packet to forward as [`Admitted`] says; or forwarded untracked
+    /// (counted so: the table refused it, an RST); or the verdict that
+    /// ends it (dropped, counted).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn admit(
+        &mut self,
+        now: Secs,
+        p: &Pkt,
+        ports: Ports,
         (key, h): (&FlowKey, u64),
         (v, pick): (u32, Option<Pick>),
         tables: &VsTable,
-    ) -> L4Verdict {
+    ) -> Result<Admitted, L4Verdict> {
         let Some(vs) = tables.get(v) else {
-            return L4Verdict::NotL4;
+            return Err(L4Verdict::NotL4);
         };
         let Some(maglev) = vs.maglev.as_ref() else {
             if let Some(c) = self.vs_counters.get_mut(v as usize) {
                 c.no_member += 1;
             }
-            return self.drop_with(L4Drop::NoHealthyMember);
+            return Err(self.drop_with(L4Drop::NoHealthyMember));
         };
         if p.ttl <= 1 {
-            return self.drop_with(L4Drop::TtlExpired);
+            return Err(self.drop_with(L4Drop::TtlExpired));
         }
         let (m, mh) = match pick {
             // A DNAT virtual server's: no SNAT pool to pick either.
@@ -63,7 +94,7 @@ impl L4 {
         let tcp = p.proto == PROTO_TCP;
         let rst = tcp && ports.flags & tcp::RST != 0;
         if vs.snats() && tcp && ports.flags & tcp::SYN == 0 {
-            return self.drop_with(L4Drop::SnatNeedsSyn);
+            return Err(self.drop_with(L4Drop::SnatNeedsSyn));
         }
         let mut rev = None;
         let snat = if vs.snats() {
@@ -75,7 +106,7 @@ impl L4 {
                     rev = Some((rkey, rh));
                     Some((pool, port))
                 }
-                None => return self.drop_with(L4Drop::SnatExhausted),
+                None => return Err(self.drop_with(L4Drop::SnatExhausted)),
             }
         } else {
             None
@@ -84,25 +115,30 @@ impl L4 {
             src: snat.map(|(pool, port)| (vs.snat_bytes[pool], port)),
             dst: Some((member.bytes, mport)),
         };
-        let untracked = |l4: &mut L4, frame: &mut [u8]| {
+        let admitted = Admitted {
+            rw,
+            vs: v,
+            member: m,
+        };
+        let untracked = |l4: &mut L4| {
             if snat.is_some() {
-                return l4.drop_with(L4Drop::SnatUntracked);
+                return Err(l4.drop_with(L4Drop::SnatUntracked));
             }
             // Only what can come back: the member's replies must map to
             // this VS without state.
             let back = stateless_reverse(tables, &member.bytes, p.family, mport, p.proto);
             if back.is_none_or(|(bv, bm, _)| (bv, bm) != (v, m)) {
-                return l4.drop_with(L4Drop::UntrackedUnreturnable);
+                return Err(l4.drop_with(L4Drop::UntrackedUnreturnable));
             }
             l4.counters.untracked += 1;
             if let Some(c) = l4.vs_counters.get_mut(v as usize) {
                 c.untracked += 1;
             }
-            l4.forward(frame, len, p, rw, v, m, tables)
+            Ok(admitted)
         };
         if rst {
             // An RST for no flow: pass it on, do not start tracking.
-            return untracked(self, frame);
+            return untracked(self);
         }
         let state = if tcp {
             on_flags(TcpState::None, ports.flags)
@@ -124,7 +160,7 @@ impl L4 {
         };
         let evicted = match self.ct.insert_absent(key, h, value, now) {
             Ok(f) => f.evicted().copied(),
-            Err(_) => return untracked(self, frame),
+            Err(_) => return untracked(self),
         };
         self.on_evicted(evicted, tables);
         // The reverse entry: the member's replies, by their own 5-tuple
@@ -191,6 +227,6 @@ impl L4 {
             c.new_flows += 1;
             c.active_flows += 1;
         }
-        self.forward(frame, len, p, rw, v, m, tables)
+        Ok(admitted)
     }
 }
