@@ -615,8 +615,9 @@ impl Hint {
     /// looked at): the lookup looks in both buckets.
     pub const NONE: Hint = Hint(u32::MAX);
     /// No signature in either bucket: the key is in neither. The lookup
-    /// takes that for its answer while no flow was inserted since the
-    /// probes began ([`ConnTable::begin_probes`]), else looks in both.
+    /// takes that for its answer unless a key that may be this one was
+    /// inserted since the probes began ([`ConnTable::begin_probes`]),
+    /// else looks in both.
     pub const ABSENT: Hint = Hint(u32::MAX - 2);
     /// [`ABSENT`](Self::ABSENT), and the probe stage found what a new
     /// flow's decision will pick (`V4Flow::picked`).
@@ -1308,9 +1309,9 @@ pub struct ConnTable {
     v6: V6Table,
     flood: Flood,
     /// The IPv4 flows inserted since [`begin_probes`](Self::begin_probes),
-    /// a filter of their hashes' top bytes (one bit each; all set until
-    /// the first call): an [`ABSENT`](Hint::ABSENT) hint of a key whose
-    /// bit is clear still holds.
+    /// a filter of their hashes' top nine bits (one bit each; all set
+    /// until the first call): an [`ABSENT`](Hint::ABSENT) hint of a key
+    /// whose bit is clear still holds.
     inserted: [u64; 8],
 }
 
