@@ -358,19 +358,30 @@ struct Nat4 {
     l4_delta: u64,
 }
 
+/// The destination a client's packet of key `k` to member `m` takes (its
+/// address and port), if the packet fits the member's virtual server:
+/// `fits_forward` and `forward_rewrite`'s destination.
+#[inline(always)]
+fn member_dst(m: &Fast4, k: &V4Key) -> Option<V4Nat> {
+    if Fast4::word(k.dst, k.dport, k.proto) & m.in_mask != m.in_word {
+        return None;
+    }
+    Some(V4Nat {
+        addr: m.addr,
+        port: if m.port == 0 { k.dport } else { m.port },
+    })
+}
+
 impl Nat4 {
     /// A client's packet of key `k` to member `m` of a DNAT virtual
     /// server, if it fits the member's virtual server (as
     /// `forward_rewrite` has it: the destination becomes the member's).
     #[inline(always)]
     fn dnat(m: &Fast4, k: &V4Key) -> Option<Nat4> {
-        if m.snat || Fast4::word(k.dst, k.dport, k.proto) & m.in_mask != m.in_word {
+        if m.snat {
             return None;
         }
-        let to = V4Nat {
-            addr: m.addr,
-            port: if m.port == 0 { k.dport } else { m.port },
-        };
+        let to = member_dst(m, k)?;
         Some(Nat4 {
             dir: Direction::In,
             to,
@@ -565,13 +576,7 @@ impl L4 {
         };
         if e.flags & FLAG_REVERSE == 0 {
             // forward_rewrite
-            if Fast4::word(k.dst, k.dport, k.proto) & m.in_mask != m.in_word {
-                return Err(Miss::Slow);
-            }
-            let to = V4Nat {
-                addr: m.addr,
-                port: if m.port == 0 { k.dport } else { m.port },
-            };
+            let to = member_dst(m, k).ok_or(Miss::Slow)?;
             let ports = port_term(k.dport, to.port);
             // SNAT: the client's address too (none if the pool index is
             // out of the pool, as `forward_rewrite` has it).
