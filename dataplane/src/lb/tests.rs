@@ -2162,17 +2162,11 @@ fn run_fast(l4: &mut L4, t: &VsTable, now: u32, input: &[u8]) -> (L4Verdict, Vec
     let mac = crate::wire::Mac(OUR_MAC);
     if l4.fast_ready(t) {
         if let Some(mut flow) = classify_v4(input, &mac, 1500, l4.hasher()) {
-            // The probe stage too: a new flow's decision takes its pick.
+            // The probe stage too (a burst of one frame): a new flow's
+            // decision takes its pick.
+            l4.begin_probes();
             let pick = l4.prefetch_entry(&mut flow, t, |_| true);
-            return match l4.fast_match(&flow, now, t) {
-                Ok(hit) => {
-                    let mut out = input.to_vec();
-                    l4.fast_commit(&hit, &flow, &mut out);
-                    let dst = IpAddr::from(hit.dst(&flow));
-                    (L4Verdict::Forward { dst }, out, true)
-                }
-                Err(miss) => run_left(l4, t, now, input, (&flow, miss, pick)),
-            };
+            return run_probed(l4, t, now, input, (&flow, pick));
         }
         let classifier = Classifier::new(&mac, 1500, l4.hasher());
         if let Some(flow) = classifier.classify_v6(input) {
@@ -2220,24 +2214,33 @@ fn run_fast_burst(
         .iter()
         .zip(probed)
         .map(|(f, probed)| {
-            let Some((flow, pick)) = probed else {
-                let (v, out, _) = run_fast(l4, t, now, f);
-                return (v, out);
+            let (v, out, _) = match probed {
+                Some((flow, pick)) => run_probed(l4, t, now, f, (&flow, pick)),
+                None => run_fast(l4, t, now, f),
             };
-            match l4.fast_match(&flow, now, t) {
-                Ok(hit) => {
-                    let mut out = f.clone();
-                    l4.fast_commit(&hit, &flow, &mut out);
-                    let dst = IpAddr::from(hit.dst(&flow));
-                    (L4Verdict::Forward { dst }, out)
-                }
-                Err(miss) => {
-                    let (v, out, _) = run_left(l4, t, now, f, (&flow, miss, pick));
-                    (v, out)
-                }
-            }
+            (v, out)
         })
         .collect()
+}
+
+/// A classified, probed IPv4 frame: the match and commit stages if the
+/// fast path takes it (the last field true), else [`run_left`].
+fn run_probed(
+    l4: &mut L4,
+    t: &VsTable,
+    now: u32,
+    input: &[u8],
+    (flow, pick): (&super::path::V4Flow, Option<super::path::Pick>),
+) -> (L4Verdict, Vec<u8>, bool) {
+    match l4.fast_match(flow, now, t) {
+        Ok(hit) => {
+            let mut out = input.to_vec();
+            l4.fast_commit(&hit, flow, &mut out);
+            let dst = IpAddr::from(hit.dst(flow));
+            (L4Verdict::Forward { dst }, out, true)
+        }
+        Err(miss) => run_left(l4, t, now, input, (flow, miss, pick)),
+    }
 }
 
 /// An IPv4 frame the match stage left: the new flows' stage's decision
