@@ -343,7 +343,10 @@ pub struct VsTable {
     fast4: Vec<Fast4>,
     fast6: Vec<Fast6>,
     members_total: usize,
+    /// (VIP, port, protocol) -> the VS's index: IPv6 VIPs here, IPv4
+    /// ones in `by_key4` (one word to hash and compare).
     by_key: FixedMap<u32>,
+    by_key4: FixedMap<u32, Vs4Key>,
     vips: FixedMap<()>,
     /// The IPv4 VIPs as a 64-bit filter: bit [`vip4_bit`] of each is set
     /// ([`may_be_vip4`](Self::may_be_vip4)).
@@ -452,6 +455,7 @@ impl VsTable {
         }
         let mut vss = Vec::with_capacity(specs.len());
         let mut by_key = FixedMap::with_capacity(specs.len());
+        let mut by_key4 = FixedMap::with_capacity(specs.len());
         let mut vips = FixedMap::with_capacity(specs.len());
         let mut vip4_filter = 0u64;
         let mut member_base = Vec::with_capacity(specs.len());
@@ -461,14 +465,25 @@ impl VsTable {
             if s.idle_timeout == 0 {
                 return Err(VsError::IdleTimeout { index });
             }
-            let k = vs_key(&vip_bytes, family, s.port, s.proto.number());
-            if let Some(&first) = by_key.get(&k) {
+            let (port, proto) = (s.port, s.proto.number());
+            let (k, k4) = (
+                vs_key(&vip_bytes, family, port, proto),
+                Vs4Key::new(v4(&vip_bytes), port, proto),
+            );
+            let first = match family {
+                Family::V4 => by_key4.get(&k4),
+                Family::V6 => by_key.get(&k),
+            };
+            if let Some(&first) = first {
                 return Err(VsError::Duplicate {
                     first: first as usize,
                     index,
                 });
             }
-            by_key.insert(k, index as u32);
+            match family {
+                Family::V4 => by_key4.insert(k4, index as u32),
+                Family::V6 => by_key.insert(k, index as u32),
+            }
             vips.insert(addr_key(&vip_bytes, family), ());
             if family == Family::V4 {
                 vip4_filter |= 1 << vip4_bit(v4(&vip_bytes));
@@ -586,6 +601,7 @@ impl VsTable {
             fast6,
             members_total,
             by_key,
+            by_key4,
             vips,
             vip4_filter,
             by_member,
@@ -629,6 +645,7 @@ impl VsTable {
             && self.fast6 == other.fast6
             && self.members_total == other.members_total
             && self.by_key == other.by_key
+            && self.by_key4 == other.by_key4
             && self.vips == other.vips
             && self.by_member == other.by_member
             && self.refs == other.refs
@@ -705,10 +722,23 @@ impl VsTable {
     /// the VIP's all-ports VS.
     #[inline(always)]
     pub fn lookup(&self, dst: &[u8; 16], family: Family, port: u16, proto: u8) -> Option<u32> {
+        if family == Family::V4 {
+            return self.lookup_v4(v4(dst), port, proto);
+        }
         if let Some(&v) = self.by_key.get(&vs_key(dst, family, port, proto)) {
             return Some(v);
         }
         self.by_key.get(&vs_key(dst, family, 0, proto)).copied()
+    }
+
+    /// [`lookup`](Self::lookup) for an IPv4 destination: its key one
+    /// word.
+    #[inline]
+    pub fn lookup_v4(&self, dst: [u8; 4], port: u16, proto: u8) -> Option<u32> {
+        if let Some(&v) = self.by_key4.get(&Vs4Key::new(dst, port, proto)) {
+            return Some(v);
+        }
+        self.by_key4.get(&Vs4Key::new(dst, 0, proto)).copied()
     }
 
     /// Convenience over [`lookup`](Self::lookup) for ctrl and tests.
@@ -775,20 +805,54 @@ fn build_maglev(members: &[VsMember]) -> Result<Option<Table>, MaglevError> {
     }
 }
 
-/// A fixed open-addressing map from [`FlowKey`] to `V`, built in ctrl and
-/// read per packet: a power-of-two array at most half full, linear
-/// probing, the connection table's hash with a fixed seed (one multiply
-/// for an IPv4 key; the keys are the configuration's, so a probe's
-/// length does not depend on what arrives). No allocation on `get`.
-#[derive(Clone, PartialEq, Eq)]
-struct FixedMap<V: Copy> {
-    slots: Box<[Option<(FlowKey, V)>]>,
-    len: usize,
+/// A key of a [`FixedMap`]: its hash there (the low bits pick the slot).
+trait MapKey: Copy + Eq {
+    fn map_hash(&self) -> u64;
 }
 
 const MAP_HASH: CtHasher = CtHasher::new(0x706f_6c6c_7578_7673); // "polluxvs"
 
-impl<V: Copy> FixedMap<V> {
+impl MapKey for FlowKey {
+    #[inline(always)]
+    fn map_hash(&self) -> u64 {
+        MAP_HASH.hash(self)
+    }
+}
+
+/// An IPv4 virtual server's key in one word ([`VsTable::lookup_v4`]):
+/// address, port and protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Vs4Key(u64);
+
+impl Vs4Key {
+    #[inline(always)]
+    fn new(vip: [u8; 4], port: u16, proto: u8) -> Self {
+        Vs4Key(u64::from(u32::from_ne_bytes(vip)) | u64::from(port) << 32 | u64::from(proto) << 48)
+    }
+}
+
+impl MapKey for Vs4Key {
+    /// One multiply, its high half folded onto the low bits that pick
+    /// the slot.
+    #[inline(always)]
+    fn map_hash(&self) -> u64 {
+        let h = (self.0 ^ 0x706f_6c6c_7578_7673).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        h ^ h >> 32
+    }
+}
+
+/// A fixed open-addressing map from `K` ([`FlowKey`], [`Vs4Key`]) to `V`,
+/// built in ctrl and read per packet: a power-of-two array at most half
+/// full, linear probing, a hash with a fixed seed (the keys are the
+/// configuration's, so a probe's length does not depend on what arrives).
+/// No allocation on `get`.
+#[derive(Clone, PartialEq, Eq)]
+struct FixedMap<V: Copy, K: MapKey = FlowKey> {
+    slots: Box<[Option<(K, V)>]>,
+    len: usize,
+}
+
+impl<V: Copy, K: MapKey> FixedMap<V, K> {
     fn with_capacity(n: usize) -> Self {
         let cap = (n.max(4) * 2).next_power_of_two();
         FixedMap {
@@ -806,12 +870,12 @@ impl<V: Copy> FixedMap<V> {
     }
 
     /// Inserts or replaces (ctrl only).
-    fn insert(&mut self, k: FlowKey, v: V) {
+    fn insert(&mut self, k: K, v: V) {
         if (self.len + 1) * 2 > self.slots.len() {
             self.grow();
         }
         let mask = self.slots.len() - 1;
-        let mut i = MAP_HASH.hash(&k) as usize & mask;
+        let mut i = k.map_hash() as usize & mask;
         loop {
             match &mut self.slots[i] {
                 Some((sk, sv)) if *sk == k => {
@@ -829,9 +893,9 @@ impl<V: Copy> FixedMap<V> {
     }
 
     #[inline]
-    fn get(&self, k: &FlowKey) -> Option<&V> {
+    fn get(&self, k: &K) -> Option<&V> {
         let mask = self.slots.len() - 1;
-        let mut i = MAP_HASH.hash(k) as usize & mask;
+        let mut i = k.map_hash() as usize & mask;
         // At most half full: an empty slot ends every probe sequence.
         loop {
             match &self.slots[i] {
@@ -1011,6 +1075,11 @@ mod tests {
             err(&[ok.clone(), ok.clone()]),
             VsError::Duplicate { first: 0, index: 1 }
         );
+        let six = spec("fd00::80", 80, Proto::Tcp, vec![member("fd01::1", 80)]);
+        assert_eq!(
+            err(&[six.clone(), ok.clone(), six]),
+            VsError::Duplicate { first: 0, index: 2 }
+        );
         let mut s = ok.clone();
         s.members.push(member("fd00::1", 80));
         assert_eq!(
@@ -1078,5 +1147,25 @@ mod tests {
         assert_eq!(m.get(&addr_key(&b, Family::V6)), None);
         let _ = f;
         assert_eq!(m.len, 1000);
+    }
+
+    #[test]
+    fn the_one_word_map_keeps_address_port_and_protocol_apart() {
+        let mut m = FixedMap::with_capacity(1);
+        let key = |i: u32| {
+            Vs4Key::new(
+                (i / 8).to_be_bytes(),
+                (i % 4) as u16,
+                6 + 11 * (i / 4 % 2) as u8,
+            )
+        };
+        for i in 0..4000 {
+            m.insert(key(i), i);
+        }
+        for i in 0..4000 {
+            assert_eq!(m.get(&key(i)), Some(&i));
+        }
+        assert_eq!(m.get(&Vs4Key::new([0, 0, 0, 0], 0, 1)), None);
+        assert_eq!(m.len, 4000);
     }
 }

@@ -499,9 +499,7 @@ impl L4 {
     #[inline(never)]
     pub(crate) fn prefetch_new(&self, flow: &V4Flow, tables: &VsTable) -> Option<Pick> {
         let k = &flow.key;
-        let mut dst = [0; 16];
-        dst[..4].copy_from_slice(&k.dst);
-        let v = tables.lookup(&dst, Family::V4, k.dport, k.proto)?;
+        let v = tables.lookup_v4(k.dst, k.dport, k.proto)?;
         let vs = tables.get(v)?;
         let maglev = vs.maglev.as_ref().filter(|_| !vs.snats())?;
         let mh = FlowHasher::MAGLEV.hash_v4(k.src, k.dst, k.sport, k.dport, k.proto);
