@@ -624,14 +624,14 @@ impl Worker {
                     .next_indexed()
                     .map(|(i, m)| (i, Left::Unclassified(m), &flows[i % BURST]))
             } else {
-                let flows = &*flows;
+                let (flows, picks) = (&*flows, &*picks);
                 self.fast(
                     pi,
-                    (&mut frames, flows),
+                    (&mut frames, flows, picks),
                     fast,
                     (now, s),
                     tables,
-                    &mut memo.v4,
+                    memo,
                 )
             };
             let Some((i, m, flow)) = left else {
@@ -667,13 +667,9 @@ impl Worker {
                 m
             };
             match left {
-                // Neither learns a neighbour nor changes the FIB.
-                Some((Classified::V4(flow), Miss::Untracked, Some(pick))) => {
-                    if let Err(m) = self.fast_new(pi, m, (flow, &pick), now, tables, memo) {
-                        let left = (Classified::V4(flow), Miss::Untracked, Some(pick));
-                        self.slow_classified(pi, m, left, now, tables, memo);
-                    }
-                }
+                // Neither learns a neighbour nor changes the FIB. (A frame
+                // the fast stage gave the new flows' stage comes here only
+                // if that left it too.)
                 Some(left) => self.slow_classified(pi, m, left, now, tables, memo),
                 None => {
                     // The slow path may learn a neighbour or change the table.
@@ -873,26 +869,34 @@ impl Worker {
 
     /// Stage 2, over a run of frames: each frame of the fast class (bit
     /// `i` of `fast` for the `i`th) of a tracked flow, translated and
-    /// queued as the slow path would. Returns the first frame it leaves
-    /// and its index, untouched: not of the fast class, or classified and
-    /// missed (and why); `None` when the burst is done.
+    /// queued as the slow path would; and each the probe stage picked for
+    /// (`picks[i]`: a new flow's first frame), given to the new flows'
+    /// stage ([`fast_new`](Self::fast_new)). Returns the first frame it
+    /// leaves and its index, untouched: not of the fast class, or
+    /// classified and missed (and why); `None` when the burst is done.
     #[inline(never)]
     fn fast<'f>(
         &mut self,
         pi: usize,
-        (frames, flows): (&mut Drain<'_>, &'f [V4Flow; BURST]),
+        (frames, flows, picks): (&mut Drain<'_>, &'f [V4Flow; BURST], &[Pick; BURST]),
         fast: FrameMask,
         (now, s): (Nanos, crate::lb::conntrack::Secs),
         tables: &Tables,
-        memo: &mut Hops<[u8; 4]>,
+        memo: &mut Memo,
     ) -> Option<(usize, Left, &'f V4Flow)> {
         while let Some((i, m)) = frames.next_indexed() {
             let flow = &flows[i % BURST]; // i < BURST: no bounds check
             if fast >> i & 1 == 0 {
                 return Some((i, Left::Unclassified(m), flow));
             }
-            if let Err((m, why)) = self.fast_one(pi, m, flow, (now, s), tables, memo) {
-                return Some((i, Left::Missed(m, why), flow));
+            let m = match self.fast_one(pi, m, flow, (now, s), tables, &mut memo.v4) {
+                Ok(()) => continue,
+                // Picked: this worker decides it (no steering to do).
+                Err((m, Miss::Untracked)) if flow.picked() => m,
+                Err((m, why)) => return Some((i, Left::Missed(m, why), flow)),
+            };
+            if let Err(m) = self.fast_new(pi, m, (flow, &picks[i % BURST]), now, tables, memo) {
+                return Some((i, Left::Missed(m, Miss::Untracked), flow));
             }
         }
         None
