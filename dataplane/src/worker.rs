@@ -590,21 +590,29 @@ impl Worker {
             self.capture.record(pi, Dir::In, burst.frames());
         }
         let steer = steer && self.steering.workers() > 1;
-        let mut fast = 0;
         let ready = self.ports[pi].host.vlan.is_none() && self.l4.fast_ready(&tables.vs);
         if ready {
             self.l4.begin_probes();
         }
-        if ready && self.ports[pi].rx_ip_checksum {
-            fast = self.classify::<true>(pi, burst, records, tables, steer);
+        let (fast, bytes) = if ready && self.ports[pi].rx_ip_checksum {
+            self.classify::<true>(pi, burst, records, tables, steer)
         } else if ready {
-            fast = self.classify::<false>(pi, burst, records, tables, steer);
-        } else if !tables.vs.is_empty() {
-            let vlan = self.ports[pi].host.tag_len();
-            for frame in burst.frames() {
-                self.l4.prefetch(frame, vlan);
+            self.classify::<false>(pi, burst, records, tables, steer)
+        } else {
+            if !tables.vs.is_empty() {
+                let vlan = self.ports[pi].host.tag_len();
+                for frame in burst.frames() {
+                    self.l4.prefetch(frame, vlan);
+                }
             }
-        }
+            (0, burst.frames().map(<[u8]>::len).sum())
+        };
+        // Every frame of the burst counted received here, once: a frame
+        // `steer` hands to another worker is taken back out (that one
+        // counts it in its burst; one a full ring drops stays, a drop).
+        let c = &mut self.ports[pi].host.counters;
+        c.rx_packets += burst.len() as u64;
+        c.rx_bytes += bytes as u64;
         let s = secs(now);
         let Records {
             flows,
@@ -692,23 +700,28 @@ impl Worker {
         if to == self.index {
             return Some(m);
         }
-        self.hand(to, pi, Parcel::Rx { port: pi, m });
+        let len = m.len() as u64;
+        if self.hand(to, pi, Parcel::Rx { port: pi, m }) {
+            let c = &mut self.ports[pi].host.counters;
+            c.rx_packets -= 1;
+            c.rx_bytes -= len;
+        }
         None
     }
 
-    /// Puts `parcel` on the ring to worker `to`; a full ring drops it,
-    /// counted on port `pi`.
-    fn hand(&mut self, to: usize, pi: usize, parcel: Parcel) {
-        match self.rings.to.get(to).and_then(Option::as_ref) {
-            Some(ring) => match ring.push(parcel) {
-                Ok(()) => self.handoff.out += 1,
-                Err(_) => {
-                    self.handoff.full += 1;
-                    self.ports[pi].host.counters.drop(Drop::HandoffFull);
-                }
-            },
-            None => self.ports[pi].host.counters.drop(Drop::HandoffFull),
+    /// Puts `parcel` on the ring to worker `to` (true); a full ring drops
+    /// it, counted on port `pi` (false).
+    fn hand(&mut self, to: usize, pi: usize, parcel: Parcel) -> bool {
+        if let Some(ring) = self.rings.to.get(to).and_then(Option::as_ref) {
+            // (A parcel the ring refuses is freed here.)
+            if ring.push(parcel).is_ok() {
+                self.handoff.out += 1;
+                return true;
+            }
+            self.handoff.full += 1;
         }
+        self.ports[pi].host.counters.drop(Drop::HandoffFull);
+        false
     }
 
     /// Parcels from the other workers, up to two bursts from each; and
@@ -801,7 +814,8 @@ impl Worker {
     /// their entries (or secondary buckets, and what a new flow's
     /// decision will need, keeping its pick), so that the misses of the
     /// whole burst overlap.
-    /// Returns the fast-class frames as a mask (bit `i`: `flows[i]`).
+    /// Returns the fast-class frames as a mask (bit `i`: `flows[i]`), and
+    /// the burst's bytes (its frames' lengths, for the port's counters).
     /// `DEVICE_CHECKS`: the port's device verifies IPv4 header checksums
     /// (its verdict is read only then: two instances, so that a device
     /// that does not, like the benches' net_pcap and memif, pays nothing).
@@ -815,19 +829,20 @@ impl Worker {
         Records { flows, picks, .. }: &mut Records,
         tables: &Tables,
         steer: bool,
-    ) -> FrameMask {
+    ) -> (FrameMask, usize) {
         let host = &self.ports[pi].host;
         let classifier = Classifier::new(&host.mac, host.mtu, self.l4.hasher());
-        let mut fast = 0;
+        let (mut fast, mut bytes) = (0, 0);
         let frames = burst.frames_checked();
         for (i, (flow, (frame, verified))) in flows.iter_mut().zip(frames).enumerate() {
+            bytes += frame.len();
             if classifier.classify(frame, DEVICE_CHECKS && verified, flow) {
                 fast |= 1 << i;
                 self.l4.prefetch_flow(flow);
             }
         }
         self.probe(fast, flows, picks, &tables.vs, steer);
-        fast
+        (fast, bytes)
     }
 
     /// Classify's second pass, over the fast-class frames (`fast`): the
@@ -926,7 +941,6 @@ impl Worker {
         let Some(memo) = self.next_hop(memo, dst, hit.is_reply(), route, now) else {
             return Err((m, Miss::Slow));
         };
-        self.count_fast_rx(pi, &m);
         let frame = m.data_mut();
         self.l4.fast_commit(&hit, flow, frame);
         frame[..12].copy_from_slice(&memo.macs);
@@ -965,20 +979,11 @@ impl Worker {
         let Some(memo) = self.next_hop(memo, dst, hit.is_reply(), route, now) else {
             return Err((m, Some(Miss::Slow)));
         };
-        self.count_fast_rx(pi, &m);
         let frame = m.data_mut();
         self.l4.fast_commit_v6(&hit, flow, frame, s);
         frame[..12].copy_from_slice(&memo.macs);
         self.send_fast(pi, m, memo);
         Ok(())
-    }
-
-    /// What `slow` counts of a received frame.
-    #[inline(always)]
-    fn count_fast_rx(&mut self, pi: usize, m: &Mbuf) {
-        let c = &mut self.ports[pi].host.counters;
-        c.rx_packets += 1;
-        c.rx_bytes += m.len() as u64;
     }
 
     /// Queues a frame the fast path translated and addressed to `memo`'s
@@ -1086,8 +1091,6 @@ impl Worker {
         let p = &mut self.ports[pi];
         let pool = &*p.pool;
         let c = &mut p.host.counters;
-        c.rx_packets += 1;
-        c.rx_bytes += m.len() as u64;
         if m.segments() != 1 {
             c.drop(Drop::MultiSegment);
             return;
@@ -1182,7 +1185,6 @@ impl Worker {
         if m.segments() != 1 {
             return self.slow(pi, m, now, tables); // dropped, counted
         }
-        self.count_fast_rx(pi, &m);
         let len = m.len();
         let l4 = self.l4.process_classified(
             secs(now),
@@ -1216,7 +1218,6 @@ impl Worker {
         let Some(l4) = self.l4.fast_new(secs(now), frame, flow, pick, &tables.vs) else {
             return Err(m);
         };
-        self.count_fast_rx(pi, &m);
         self.after_classified(pi, m, l4, Classified::V4(flow), now, tables, memo);
         Ok(())
     }

@@ -16,6 +16,8 @@ an entry for a flow it does not own, that flow would be counted twice.
 """
 import json
 import os
+import re
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -98,3 +100,19 @@ def test_each_worker_owns_its_share_of_the_flows_and_no_flow_is_on_two(memif_pai
     assert all(n > FLOWS // 8 for n in per_worker), f"flows not shared: {per_worker}"
     # Each worker received on its own queue and took frames from the other.
     assert all(w["handoff"]["in"] > 0 for w in stats["workers"])
+    # Every frame counted received once: a worker counts its whole burst
+    # and takes back out each frame it hands over, which the other counts
+    # in its own burst. Once testpmd stops (SIGINT: it prints its totals),
+    # the port's count is what testpmd sent.
+    gen.send_signal(signal.SIGINT)
+    gen.wait(30)
+    log = (work / "testpmd.log").read_text()
+    totals = re.findall(r"Accumulated forward statistics.*?TX-packets:\s+(\d+)", log, re.S)
+    assert totals, log[-2000:]
+    sent = int(totals[-1])
+    assert sent > 0
+    try:
+        wait_for("the port to count every frame sent", lambda: p.port("mem")["rx_packets"] == sent,
+                 timeout=10, interval=0.2)
+    except AssertionError:
+        raise AssertionError(f"testpmd sent {sent} frames, the port counted {p.port('mem')['rx_packets']}")
