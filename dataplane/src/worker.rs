@@ -561,15 +561,17 @@ impl Worker {
     /// which are this worker's by construction).
     ///
     /// ```text
-    ///   classify   every frame: fast class? key, hash, prefetch buckets
+    ///   classify   every frame: fast class? key, hash, prefetch buckets;
+    ///              the burst counted received
     ///   in order:
     ///     fast     a run of classified frames, each: match a tracked
-    ///              flow, route (memoised), commit, queue; up to the
-    ///              first it leaves, which goes on below
+    ///              flow, route (memoised), commit, queue; or, a new
+    ///              flow's first frame the probe stage picked for,
+    ///              fast_new: the L4 path's decision, the fast path's
+    ///              rewrite -> route; up to the first it leaves, which
+    ///              goes on below
     ///     fast6    an IPv6 frame: classify, match, route, commit, queue
     ///     steer    another worker's flow or the port's home's: hand over
-    ///     fast_new a new flow's first frame the probe stage picked for:
-    ///              the L4 path's decision, the fast path's rewrite -> route
     ///     slow_classified   a classified frame the fast path left: the
     ///              L4 path's decision on classify's record -> route
     ///     slow     host stage -> BFD | reply | punt | L4 stage -> route
