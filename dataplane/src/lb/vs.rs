@@ -466,13 +466,9 @@ impl VsTable {
                 return Err(VsError::IdleTimeout { index });
             }
             let (port, proto) = (s.port, s.proto.number());
-            let (k, k4) = (
-                vs_key(&vip_bytes, family, port, proto),
-                Vs4Key::new(v4(&vip_bytes), port, proto),
-            );
             let first = match family {
-                Family::V4 => by_key4.get(&k4),
-                Family::V6 => by_key.get(&k),
+                Family::V4 => by_key4.get(&Vs4Key::new(v4(&vip_bytes), port, proto)),
+                Family::V6 => by_key.get(&vs_key(&vip_bytes, family, port, proto)),
             };
             if let Some(&first) = first {
                 return Err(VsError::Duplicate {
@@ -481,8 +477,10 @@ impl VsTable {
                 });
             }
             match family {
-                Family::V4 => by_key4.insert(k4, index as u32),
-                Family::V6 => by_key.insert(k, index as u32),
+                Family::V4 => {
+                    by_key4.insert(Vs4Key::new(v4(&vip_bytes), port, proto), index as u32)
+                }
+                Family::V6 => by_key.insert(vs_key(&vip_bytes, family, port, proto), index as u32),
             }
             vips.insert(addr_key(&vip_bytes, family), ());
             if family == Family::V4 {
