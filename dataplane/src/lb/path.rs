@@ -487,11 +487,9 @@ impl L4 {
         let known = (miss == Miss::Untracked).then_some(KnownUntracked(pick));
         match flow {
             Classified::V4(flow) => {
-                let Some((p, ports)) = flow.parsed(frame) else {
+                let Some((p, ports, key)) = flow.parsed(frame) else {
                     return self.process(now, frame, len, 0, tables);
                 };
-                let k = &flow.key;
-                let key = FlowKey::v4(k.src, k.dst, k.sport, k.dport, k.proto);
                 debug_assert_eq!(flow.hash, self.hasher.hash(&key));
                 self.decide(
                     now,

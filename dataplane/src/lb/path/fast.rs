@@ -108,9 +108,10 @@ impl V4Flow {
         self.hint == Hint::PICKED
     }
 
-    /// The slow path's `Pkt` and `Ports` of the frame this record was
-    /// classified from (`None` only if `frame` is not that frame).
-    pub(super) fn parsed(&self, frame: &[u8]) -> Option<(Pkt, Ports)> {
+    /// The slow path's `Pkt`, `Ports` and `FlowKey` of the frame this
+    /// record was classified from (`None` only if `frame` is not that
+    /// frame).
+    pub(super) fn parsed(&self, frame: &[u8]) -> Option<(Pkt, Ports, FlowKey)> {
         let h = frame
             .get(..usize::from(self.end))?
             .first_chunk::<MIN_FRAME>()?;
@@ -140,7 +141,8 @@ impl V4Flow {
             flags: self.tcp_flags,
             hlen,
         };
-        Some((p, ports))
+        let key = FlowKey::v4(k.src, k.dst, k.sport, k.dport, k.proto);
+        Some((p, ports, key))
     }
 }
 
@@ -688,8 +690,7 @@ impl L4 {
         if tables.generation() != self.generation || (k.proto == PROTO_TCP && !syn) {
             return None;
         }
-        let (p, ports) = flow.parsed(frame)?;
-        let key = FlowKey::v4(k.src, k.dst, k.sport, k.dport, k.proto);
+        let (p, ports, key) = flow.parsed(frame)?;
         self.ct.count_miss(Family::V4);
         let picked = (pick.vs, Some(*pick));
         let Admitted { rw, vs, member } =
