@@ -112,25 +112,19 @@ impl V4Flow {
     /// record was classified from (`None` only if `frame` is not that
     /// frame).
     pub(super) fn parsed(&self, frame: &[u8]) -> Option<(Pkt, Ports, FlowKey)> {
+        let (ttl, ports, key) = self.parts(frame)?;
+        Some((self.pkt(ttl), ports, key))
+    }
+
+    /// What a new flow's decision needs of the frame this record was
+    /// classified from: its TTL, `Ports` and `FlowKey` (`None` only if
+    /// `frame` is not that frame).
+    #[inline(always)]
+    pub(super) fn parts(&self, frame: &[u8]) -> Option<(u8, Ports, FlowKey)> {
         let h = frame
             .get(..usize::from(self.end))?
             .first_chunk::<MIN_FRAME>()?;
         let k = &self.key;
-        let mut src = [0; 16];
-        let mut dst = [0; 16];
-        src[..4].copy_from_slice(&k.src);
-        dst[..4].copy_from_slice(&k.dst);
-        let p = Pkt {
-            family: Family::V4,
-            ip: 14,
-            l4: L4_AT,
-            end: usize::from(self.end),
-            proto: k.proto,
-            src,
-            dst,
-            ttl: h[22],
-            frag: false,
-        };
         let hlen = match k.proto {
             PROTO_TCP => usize::from(frame.get(L4_AT + 12)? >> 4) * 4,
             _ => 8,
@@ -142,7 +136,28 @@ impl V4Flow {
             hlen,
         };
         let key = FlowKey::v4(k.src, k.dst, k.sport, k.dport, k.proto);
-        Some((p, ports, key))
+        Some((h[22], ports, key))
+    }
+
+    /// The slow path's `Pkt` of the frame this record was classified
+    /// from, whose TTL is `ttl`.
+    pub(super) fn pkt(&self, ttl: u8) -> Pkt {
+        let k = &self.key;
+        let mut src = [0; 16];
+        let mut dst = [0; 16];
+        src[..4].copy_from_slice(&k.src);
+        dst[..4].copy_from_slice(&k.dst);
+        Pkt {
+            family: Family::V4,
+            ip: 14,
+            l4: L4_AT,
+            end: usize::from(self.end),
+            proto: k.proto,
+            src,
+            dst,
+            ttl,
+            frag: false,
+        }
     }
 }
 
@@ -690,17 +705,18 @@ impl L4 {
         if tables.generation() != self.generation || (k.proto == PROTO_TCP && !syn) {
             return None;
         }
-        let (p, ports, key) = flow.parsed(frame)?;
+        let (ttl, ports, key) = flow.parts(frame)?;
         self.ct.count_miss(Family::V4);
         let picked = (pick.vs, Some(*pick));
         let Admitted { rw, vs, member } =
-            match self.admit(now, &p, ports, (&key, flow.hash), picked, tables) {
+            match self.admit(now, ttl, ports, (&key, flow.hash), picked, tables) {
                 Ok(a) => a,
                 Err(verdict) => return Some(verdict),
             };
         let len = len.min(frame.len());
         let fast = tables.fast4(vs, member);
         let Some((nat, member_slot)) = fast.and_then(|(m, i)| Some((Nat4::dnat(m, k)?, i))) else {
+            let p = flow.pkt(ttl);
             return Some(self.forward(frame, len, &p, rw, vs, member, tables));
         };
         debug_assert!(rw.src.is_none());

@@ -43,7 +43,7 @@ impl L4 {
         pick: (u32, Option<Pick>),
         tables: &VsTable,
     ) -> L4Verdict {
-        match self.admit(now, p, ports, flow, pick, tables) {
+        match self.admit(now, p.ttl, ports, flow, pick, tables) {
             Ok(Admitted { rw, vs, member }) => self.forward(frame, len, p, rw, vs, member, tables),
             Err(verdict) => verdict,
         }
@@ -53,12 +53,14 @@ impl L4 {
     /// rewrite: the flow tracked (both entries inserted, counted) and
     /// its packet to forward as [`Admitted`] says; or forwarded untracked
     /// (counted so: the table refused it, an RST); or the verdict that
-    /// ends it (dropped, counted).
+    /// ends it (dropped, counted). `ttl`: the packet's; the rest of what
+    /// it needs of the packet is in its key (the new flows' stage has no
+    /// [`Pkt`] to build).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn admit(
         &mut self,
         now: Secs,
-        p: &Pkt,
+        ttl: u8,
         ports: Ports,
         (key, h): (&FlowKey, u64),
         (v, pick): (u32, Option<Pick>),
@@ -73,9 +75,10 @@ impl L4 {
             }
             return Err(self.drop_with(L4Drop::NoHealthyMember));
         };
-        if p.ttl <= 1 {
+        if ttl <= 1 {
             return Err(self.drop_with(L4Drop::TtlExpired));
         }
+        let (family, proto) = (key.family(), key.proto());
         let (m, mh) = match pick {
             // A DNAT virtual server's: no SNAT pool to pick either.
             Some(pick) => (pick.member, None),
@@ -91,7 +94,7 @@ impl L4 {
         } else {
             member.port
         };
-        let tcp = p.proto == PROTO_TCP;
+        let tcp = proto == PROTO_TCP;
         let rst = tcp && ports.flags & tcp::RST != 0;
         if vs.snats() && tcp && ports.flags & tcp::SYN == 0 {
             return Err(self.drop_with(L4Drop::SnatNeedsSyn));
@@ -101,7 +104,7 @@ impl L4 {
             let mh = mh.unwrap_or_else(|| FlowHasher::MAGLEV.hash(key));
             let pool = super::hash::reduce(mh, vs.snat_bytes.len() as u32) as usize;
             let addr = &vs.snat_bytes[pool];
-            match self.alloc_snat_port(now, p, h, addr, &member.bytes, mport) {
+            match self.alloc_snat_port(now, key, h, addr, &member.bytes, mport) {
                 Some((port, rkey, rh)) => {
                     rev = Some((rkey, rh));
                     Some((pool, port))
@@ -126,7 +129,7 @@ impl L4 {
             }
             // Only what can come back: the member's replies must map to
             // this VS without state.
-            let back = stateless_reverse(tables, &member.bytes, p.family, mport, p.proto);
+            let back = stateless_reverse(tables, &member.bytes, family, mport, proto);
             if back.is_none_or(|(bv, bm, _)| (bv, bm) != (v, m)) {
                 return Err(l4.drop_with(L4Drop::UntrackedUnreturnable));
             }
@@ -145,7 +148,7 @@ impl L4 {
         } else {
             TcpState::None
         };
-        let timeout = vs.timeouts.for_state(p.proto, state);
+        let timeout = vs.timeouts.for_state(proto, state);
         let mut flags = snat.map_or(0, |(pool, _)| (pool as u8) << POOL_SHIFT);
         if tcp && vs.reset_on_timeout {
             flags |= FLAG_RESET_ON_TIMEOUT;
@@ -171,7 +174,7 @@ impl L4 {
             Some((rkey, rh)) => (rkey, *rh),
             None => {
                 built =
-                    FlowKey::from_parts(member.bytes, p.src, mport, ports.sport, p.proto, p.family);
+                    FlowKey::from_parts(member.bytes, *key.src_bytes(), mport, ports.sport, proto, family);
                 let rh = match pick {
                     Some(pick) => pick.rev_hash,
                     None => self.hasher.hash(&built),

@@ -6,7 +6,6 @@
 //! return path of every SNAT flow, the fast path's included, and stays
 //! `#[inline(always)]`.
 
-use super::parse::Pkt;
 use super::{pool_index, RevKey, FLAG_REVERSE, L4, SNAT_PROBES};
 use crate::lb::conntrack::Secs;
 use crate::lb::flow::FlowKey;
@@ -114,7 +113,7 @@ impl L4 {
                 })
     }
 
-    /// A SNAT port for a new flow (conntrack hash `h`) from `snat` (the
+    /// A SNAT port for a new flow `fwd` (conntrack hash `h`) from `snat` (the
     /// pool address) to `member`:`mport`: the first of up to
     /// [`SNAT_PROBES`] hash-chosen ports of this worker's slice whose
     /// reverse key's record is free. Returns the port, the
@@ -123,7 +122,7 @@ impl L4 {
     pub(super) fn alloc_snat_port(
         &self,
         now: Secs,
-        p: &Pkt,
+        fwd: &FlowKey,
         h: u64,
         snat: &[u8; 16],
         member: &[u8; 16],
@@ -144,7 +143,7 @@ impl L4 {
                 super::hash::fmix64(h.wrapping_add(u64::from(i + 1).wrapping_mul(super::hash::P0)));
             let off = super::hash::reduce(x, n);
             let port = self.snat_first + off as u16;
-            let rkey = FlowKey::from_parts(*member, *snat, mport, port, p.proto, p.family);
+            let rkey = FlowKey::from_parts(*member, *snat, mport, port, fwd.proto(), fwd.family());
             let rh = self.hasher.hash(&rkey);
             if self.snat_record_free(self.snat_index(rh), now) {
                 return Some((port, rkey, rh));
