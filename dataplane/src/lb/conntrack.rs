@@ -15,7 +15,7 @@
 //!
 //! ```text
 //! buckets: [Bucket; B]      one 64-byte line per bucket, 8 slots each
-//!   0   sigs[2]       u64   16 B   8 × hash bits 48..64 of the slot's key
+//!   0   sigs[8]       u16   16 B   hash bits 48..64 of the slot's key
 //!   16  last_seen[8]  u32   32 B   second of the last packet
 //!   48  timeout[8]    u16   16 B   idle timeout in seconds; 0 = free slot
 //! entries: [S; 8B]          the slots' full keys and values:
@@ -72,7 +72,7 @@ use std::fmt;
 
 use super::flow::{Family, FlowKey, PROTO_TCP};
 use crate::dpdk::hugemem::{prefetch, prefetch_span, Arena, Backing, HugeArray};
-use crate::dpdk::simd::eq_lanes16;
+use crate::dpdk::simd::{eq_lanes16, Lanes16};
 
 /// Free slots a primary bucket keeps new flows for itself while it has
 /// them (`insert`): few flows end in their secondary, and buckets stay
@@ -170,7 +170,7 @@ impl Default for Timeouts {
 /// The signature and timestamp line of 8 slots.
 ///
 /// ```text
-/// offset 0   sigs[2]       u64  16 B    4 signatures per word
+/// offset 0   sigs[8]       u16  16 B
 /// offset 16  last_seen[8]  u32  32 B
 /// offset 48  timeout[8]    u16  16 B    0 = free
 /// size 64, align 64: exactly one cache line (tested)
@@ -178,11 +178,11 @@ impl Default for Timeouts {
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
 struct Bucket {
-    /// Four 16-bit signatures per word, slot `s` in word `s / 4` at bit
-    /// `16 * (s % 4)`: compared all eight at once ([`Bucket::sig_mask`]).
-    sigs: [u64; SLOTS_PER_BUCKET / 4],
+    /// The slots' 16-bit signatures, compared all eight at once
+    /// ([`Bucket::sig_mask`]).
+    sigs: Lanes16,
     last_seen: [Secs; SLOTS_PER_BUCKET],
-    timeout: [u16; SLOTS_PER_BUCKET],
+    timeout: Lanes16,
 }
 
 /// How many slots a slot mask names. x86_64's baseline has no `popcnt`
@@ -226,29 +226,27 @@ fn first_slot<S>(free: u32) -> usize {
 }
 
 const EMPTY_BUCKET: Bucket = Bucket {
-    sigs: [0; SLOTS_PER_BUCKET / 4],
+    sigs: Lanes16([0; SLOTS_PER_BUCKET]),
     last_seen: [0; SLOTS_PER_BUCKET],
-    timeout: [0; SLOTS_PER_BUCKET],
+    timeout: Lanes16([0; SLOTS_PER_BUCKET]),
 };
 
 impl Bucket {
     #[inline(always)]
     fn sig(&self, s: usize) -> u16 {
-        (self.sigs[s / 4] >> (16 * (s % 4))) as u16
+        self.sigs[s]
     }
 
     #[inline(always)]
     fn set_sig(&mut self, s: usize, sig: u16) {
-        let shift = 16 * (s % 4);
-        let w = &mut self.sigs[s / 4];
-        *w = (*w & !(0xffff << shift)) | u64::from(sig) << shift;
+        self.sigs[s] = sig;
     }
 
     /// The slots whose signature is `sig`, as a bit mask (bit `s` for slot
     /// `s`): one vector compare of the eight lanes.
     #[inline(always)]
     fn sig_mask(&self, sig: u16) -> u32 {
-        eq_lanes16(self.sigs, sig)
+        eq_lanes16(&self.sigs, sig)
     }
 
     /// The free slots (timeout 0) as a slot mask: the same compare, of the
@@ -257,14 +255,7 @@ impl Bucket {
     /// only when neither candidate bucket has a free slot.)
     #[inline(always)]
     fn free_mask(&self) -> u32 {
-        let t = &self.timeout;
-        let word = |i: usize| {
-            u64::from(t[i])
-                | u64::from(t[i + 1]) << 16
-                | u64::from(t[i + 2]) << 32
-                | u64::from(t[i + 3]) << 48
-        };
-        eq_lanes16([word(0), word(4)], 0)
+        eq_lanes16(&self.timeout, 0)
     }
 
     /// The taken slots that are no longer live, as a slot mask.
@@ -1733,7 +1724,7 @@ mod tests {
         let b = EMPTY_BUCKET;
         let base = &b as *const Bucket as usize;
         assert_eq!(b.last_seen.as_ptr() as usize - base, 16);
-        assert_eq!(b.timeout.as_ptr() as usize - base, 48);
+        assert_eq!(b.timeout.0.as_ptr() as usize - base, 48);
         let e = EMPTY_ENTRY;
         let base = &e as *const Entry as usize;
         assert_eq!(&e.vs as *const u32 as usize - base, 32);

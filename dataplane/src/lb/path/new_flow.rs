@@ -173,8 +173,14 @@ impl L4 {
         let (rkey, rh) = match &rev {
             Some((rkey, rh)) => (rkey, *rh),
             None => {
-                built =
-                    FlowKey::from_parts(member.bytes, *key.src_bytes(), mport, ports.sport, proto, family);
+                built = FlowKey::from_parts(
+                    member.bytes,
+                    *key.src_bytes(),
+                    mport,
+                    ports.sport,
+                    proto,
+                    family,
+                );
                 let rh = match pick {
                     Some(pick) => pick.rev_hash,
                     None => self.hasher.hash(&built),
