@@ -747,6 +747,25 @@ impl fmt::Debug for FlowRef<'_> {
     }
 }
 
+/// Where an insert left its key: the slot, and whether the insert put it
+/// there (false: it was live already). What [`ConnTable::place`] returns
+/// (in two registers, where a [`FlowRef`] is built in memory).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Placed {
+    pub slot: Slot,
+    pub new: bool,
+}
+
+impl Placed {
+    #[inline(always)]
+    fn at(b: usize, s: usize, new: bool) -> Placed {
+        Placed {
+            slot: Slot::new(b, s),
+            new,
+        }
+    }
+}
+
 /// Why a new flow was not tracked; the caller forwards it statelessly.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InsertError {
@@ -1082,8 +1101,8 @@ impl<S: Stored> Table<S> {
         hash: u64,
         value: FlowValue,
         now: Secs,
-        flood: &mut Flood,
-    ) -> Result<FlowRef<'_>, InsertError> {
+        (flood, evicted): (&mut Flood, &mut Option<Expired>),
+    ) -> Result<Placed, InsertError> {
         let (b1, b2, sig) = self.locate(hash);
         // Per candidate bucket: its free slots (a mask). A live slot of the
         // same signature may hold the key already.
@@ -1100,7 +1119,7 @@ impl<S: Stored> Table<S> {
                 if bucket.live(s, now) && self.entries[b * SLOTS_PER_BUCKET + s].matches(key) {
                     self.counters.hits += 1;
                     self.buckets[b].last_seen[s] = now;
-                    return Ok(self.flow_ref(b, s, false, None));
+                    return Ok(Placed::at(b, s, false));
                 }
                 equal &= equal - 1;
             }
@@ -1115,19 +1134,20 @@ impl<S: Stored> Table<S> {
         // enough for inserts to rarely fail below ~90 %. Without a free
         // slot in either, an expired one is reused.
         let pick = usize::from(slots(free[0]) < PRIMARY_ROOM && slots(free[1]) > slots(free[0]));
-        let (b, s, evicted) = if free[pick] != 0 {
+        let (b, s) = if free[pick] != 0 {
             self.occupied += 1;
-            ([b1, b2][pick], first_slot::<S>(free[pick]), None)
+            ([b1, b2][pick], first_slot::<S>(free[pick]))
         } else {
             match self.expired_slot(b1, b2, now) {
                 Some((b, s)) => {
                     self.counters.expired += 1;
-                    (b, s, Some(self.entries[b * SLOTS_PER_BUCKET + s].entry()))
+                    *evicted = Some(self.entries[b * SLOTS_PER_BUCKET + s].entry());
+                    (b, s)
                 }
                 None => match self.displace(b1).or_else(|| self.displace(b2)) {
                     Some((b, s)) => {
                         self.occupied += 1;
-                        (b, s, None)
+                        (b, s)
                     }
                     None => {
                         self.counters.insert_failed_full += 1;
@@ -1142,7 +1162,7 @@ impl<S: Stored> Table<S> {
         bucket.set_sig(s, sig);
         bucket.last_seen[s] = now;
         bucket.timeout[s] = value.timeout.max(1);
-        Ok(self.flow_ref(b, s, true, evicted))
+        Ok(Placed::at(b, s, true))
     }
 
     /// Both buckets are full: the first expired slot of the one with more
@@ -1304,6 +1324,9 @@ pub struct ConnTable {
     /// until the first call): an [`ABSENT`](Hint::ABSENT) hint of a key
     /// whose bit is clear still holds.
     inserted: [u64; 8],
+    /// The expired entry the last insert reused the slot of, if it did
+    /// ([`take_evicted`](Self::take_evicted)).
+    evicted: Option<Expired>,
 }
 
 impl fmt::Debug for ConnTable {
@@ -1331,6 +1354,7 @@ impl ConnTable {
                 ..Flood::default()
             },
             inserted: [u64::MAX; 8],
+            evicted: None,
         })
     }
 
@@ -1568,7 +1592,8 @@ impl ConnTable {
         value: FlowValue,
         now: Secs,
     ) -> Result<FlowRef<'_>, InsertError> {
-        self.insert_in::<true>(key, hash, value, now)
+        let placed = self.insert_in::<true>(key, hash, value, now)?;
+        Ok(self.flow_ref(key.family(), placed))
     }
 
     /// [`insert`](Self::insert) of a `key` the caller knows is not live
@@ -1583,11 +1608,66 @@ impl ConnTable {
         now: Secs,
     ) -> Result<FlowRef<'_>, InsertError> {
         debug_assert!(self.peek(key, hash, now).is_none(), "{key:?} is live");
+        let placed = self.insert_in::<false>(key, hash, value, now)?;
+        Ok(self.flow_ref(key.family(), placed))
+    }
+
+    /// [`insert`](Self::insert) for a caller that needs only where the
+    /// flow is: the slot ([`assign`](Self::assign) writes it) and whether
+    /// it is new; the expired entry it evicted, if it did, waits in
+    /// [`take_evicted`](Self::take_evicted) until the next insert.
+    #[inline]
+    pub fn place(
+        &mut self,
+        key: &FlowKey,
+        hash: u64,
+        value: FlowValue,
+        now: Secs,
+    ) -> Result<Placed, InsertError> {
+        self.insert_in::<true>(key, hash, value, now)
+    }
+
+    /// [`place`](Self::place) of a `key` the caller knows is not live, as
+    /// [`insert_absent`](Self::insert_absent).
+    #[inline]
+    pub fn place_absent(
+        &mut self,
+        key: &FlowKey,
+        hash: u64,
+        value: FlowValue,
+        now: Secs,
+    ) -> Result<Placed, InsertError> {
+        debug_assert!(self.peek(key, hash, now).is_none(), "{key:?} is live");
         self.insert_in::<false>(key, hash, value, now)
     }
 
+    /// The expired entry whose slot the last [`place`](Self::place) (or
+    /// `place_absent`) reused, if it did: handle it as `sweep` output.
+    #[inline(always)]
+    pub fn take_evicted(&mut self) -> Option<Expired> {
+        self.evicted.take()
+    }
+
+    /// Makes the flow at `slot` of `family`'s table `v`'s (its key stays),
+    /// as [`FlowRef::assign`].
+    pub fn assign(&mut self, family: Family, slot: Slot, v: &FlowValue) {
+        self.flow_ref(family, Placed { slot, new: false }).assign(v);
+    }
+
+    /// The flow an insert placed, with the entry it evicted.
+    #[inline(always)]
+    fn flow_ref(&mut self, family: Family, placed: Placed) -> FlowRef<'_> {
+        let (b, s) = (placed.slot.bucket(), placed.slot.slot());
+        let evicted = self.evicted.take();
+        match family {
+            Family::V4 => self.v4.flow_ref(b, s, placed.new, evicted),
+            Family::V6 => self.v6.flow_ref(b, s, placed.new, evicted),
+        }
+    }
+
     /// [`insert`](Self::insert) into `key`'s family's table (`SCAN`: look
-    /// for a live `key` first).
+    /// for a live `key` first); the entry it evicts in `self.evicted`
+    /// (which its caller takes: none is left there from before).
     #[inline]
     fn insert_in<const SCAN: bool>(
         &mut self,
@@ -1595,18 +1675,17 @@ impl ConnTable {
         hash: u64,
         value: FlowValue,
         now: Secs,
-    ) -> Result<FlowRef<'_>, InsertError> {
+    ) -> Result<Placed, InsertError> {
+        debug_assert!(self.evicted.is_none(), "an eviction nobody took");
+        let stash = (&mut self.flood, &mut self.evicted);
         match key.family() {
             Family::V4 => {
                 // (A move to make room moves a key that was there.)
                 let (word, bit) = Self::filter_bit(hash);
                 self.inserted[word] |= bit;
-                self.v4
-                    .insert::<SCAN>(key, hash, value, now, &mut self.flood)
+                self.v4.insert::<SCAN>(key, hash, value, now, stash)
             }
-            Family::V6 => self
-                .v6
-                .insert::<SCAN>(key, hash, value, now, &mut self.flood),
+            Family::V6 => self.v6.insert::<SCAN>(key, hash, value, now, stash),
         }
     }
 

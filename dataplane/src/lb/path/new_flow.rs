@@ -161,10 +161,10 @@ impl L4 {
             flags,
             timeout,
         };
-        let evicted = match self.ct.insert_absent(key, h, value, now) {
-            Ok(f) => f.evicted().copied(),
-            Err(_) => return untracked(self),
-        };
+        if self.ct.place_absent(key, h, value, now).is_err() {
+            return untracked(self);
+        }
+        let evicted = self.ct.take_evicted();
         self.on_evicted(evicted, tables);
         // The reverse entry: the member's replies, by their own 5-tuple
         // (by reference: a copy of the key from either arm into one place
@@ -197,18 +197,18 @@ impl L4 {
             flags: FLAG_REVERSE,
             timeout,
         };
-        let evicted = match self.ct.insert(rkey, rh, rvalue, now) {
-            Ok(mut f) if !f.is_new() => {
+        let evicted = match self.ct.place(rkey, rh, rvalue, now) {
+            Ok(placed) if !placed.new => {
                 self.counters.reverse_conflicts += 1;
                 if snat.is_some() {
                     // The reverse entry of a SNAT flow whose forward entry
                     // is gone (its record was free): the key is this
                     // flow's now.
-                    f.assign(&rvalue);
+                    self.ct.assign(family, placed.slot, &rvalue);
                 }
                 None
             }
-            Ok(f) => f.evicted().copied(),
+            Ok(_) => self.ct.take_evicted(),
             // Replies fall back to the SNAT record or the reverse index.
             Err(_) => None,
         };
