@@ -169,9 +169,11 @@ impl VsCounters {
 /// Per member of a virtual server, this worker's share.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MemberCounters {
+    // Packets and bytes of a direction not side by side: a packet's two
+    // adds compiled to a vector add then (4 instructions more a packet).
     pub packets_in: u64,
-    pub bytes_in: u64,
     pub packets_out: u64,
+    pub bytes_in: u64,
     pub bytes_out: u64,
     pub new_flows: u64,
     pub active_flows: u64,
