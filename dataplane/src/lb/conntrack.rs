@@ -1283,17 +1283,21 @@ impl Table<V4Slot> {
     }
 
     /// The slot `hint` names if it holds the live flow `key`, marked
-    /// seen at `now`.
+    /// seen at `now`, and its entry.
     #[inline(always)]
-    fn check_hint(&mut self, key: &V4Key, hint: Hint, now: Secs) -> Option<Slot> {
+    fn check_hint(&mut self, key: &V4Key, hint: Hint, now: Secs) -> Option<(Slot, V4Slot)> {
         let i = hint.0 as usize;
         let (b, s) = (i / SLOTS_PER_BUCKET, i % SLOTS_PER_BUCKET);
         let bucket = self.buckets.get_mut(b)?;
-        if !(bucket.live(s, now) && self.entries[i].matches_v4(key)) {
+        if !bucket.live(s, now) {
+            return None;
+        }
+        let e = *self.entries.get(i)?;
+        if !e.matches_v4(key) {
             return None;
         }
         bucket.see(s, now);
-        Some(Slot(hint.0))
+        Some((Slot(hint.0), e))
     }
 
     /// The live slot among `m` (a slot mask) of bucket `b` holding `key`,
@@ -1471,17 +1475,25 @@ impl ConnTable {
     /// [`find_v4`](Self::find_v4), starting from what a
     /// [`probe`](Self::probe) of the key's hash found: the slot it names,
     /// or none at all for a key the probes found absent (a new flow's
-    /// first packet) while that still holds.
+    /// first packet) while that still holds. Returns its slot and entry
+    /// (a copy: the match stage reads a few fields, once).
     #[inline(always)]
-    pub fn find_hinted(&mut self, key: &V4Key, hash: u64, hint: Hint, now: Secs) -> Option<Slot> {
-        if let Some(slot) = self.v4.check_hint(key, hint, now) {
-            return Some(slot);
+    pub fn find_hinted(
+        &mut self,
+        key: &V4Key,
+        hash: u64,
+        hint: Hint,
+        now: Secs,
+    ) -> Option<(Slot, V4Slot)> {
+        if let Some(found) = self.v4.check_hint(key, hint, now) {
+            return Some(found);
         }
         let (word, bit) = Self::filter_bit(hash);
         if hint.absent() && self.inserted[word] & bit == 0 {
             return None;
         }
-        self.find_unhinted(key, hash, now)
+        let slot = self.find_unhinted(key, hash, now)?;
+        Some((slot, *self.entry(slot)))
     }
 
     /// [`find_v4`](Self::find_v4) for [`find_hinted`](Self::find_hinted)
@@ -2037,7 +2049,7 @@ mod tests {
         assert_eq!(t.find_hinted(&v4, h, hint, 1), None);
         t.insert(&k, h, val(0, 60), 1).unwrap();
         let found = t.find_hinted(&v4, h, hint, 1);
-        assert!(found.is_some_and(|s| t.entry(s).matches_v4(&v4)));
+        assert!(found.is_some_and(|(s, e)| e.matches_v4(&v4) && *t.entry(s) == e));
     }
 
     /// A new IPv4 entry takes a slot whose 24 bytes lie in one line (0, 1,

@@ -561,11 +561,10 @@ impl L4 {
         now: Secs,
         tables: &VsTable,
     ) -> Result<FastHit, Miss> {
-        let slot = self
+        let (slot, e) = self
             .ct
             .find_hinted(&flow.key, flow.hash, flow.hint, now)
             .ok_or(Miss::Untracked)?;
-        let e = self.ct.entry(slot);
         if e.flags & FLAG_RESETTING != 0 {
             return Err(Miss::Slow);
         }
