@@ -592,7 +592,16 @@ impl L4 {
                     return L4Verdict::Redirect { next_hop };
                 }
             }
-            return self.new_flow(now, frame, len, p, ports, (key, h), (v, pick), tables);
+            return self.new_flow(
+                now,
+                frame,
+                len,
+                p,
+                ports,
+                (key, h),
+                (v, pick.as_ref()),
+                tables,
+            );
         }
         if tables.is_vip(&p.dst, p.family) {
             return self.closed_port(now, frame, p, ports);

@@ -706,7 +706,7 @@ impl L4 {
         }
         let (ttl, ports, key) = flow.parts(frame)?;
         self.ct.count_miss(Family::V4);
-        let picked = (pick.vs, Some(*pick));
+        let picked = (pick.vs, Some(pick));
         let Admitted { rw, vs, member } =
             match self.admit(now, ttl, ports, (&key, flow.hash), picked, tables) {
                 Ok(a) => a,

@@ -40,7 +40,7 @@ impl L4 {
         p: &Pkt,
         ports: Ports,
         flow: (&FlowKey, u64),
-        pick: (u32, Option<Pick>),
+        pick: (u32, Option<&Pick>),
         tables: &VsTable,
     ) -> L4Verdict {
         match self.admit(now, p.ttl, ports, flow, pick, tables) {
@@ -63,7 +63,7 @@ impl L4 {
         ttl: u8,
         ports: Ports,
         (key, h): (&FlowKey, u64),
-        (v, pick): (u32, Option<Pick>),
+        (v, pick): (u32, Option<&Pick>),
         tables: &VsTable,
     ) -> Result<Admitted, L4Verdict> {
         let Some(vs) = tables.get(v) else {
