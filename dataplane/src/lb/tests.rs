@@ -1465,6 +1465,31 @@ fn udp_checksum_zero_stays_zero_through_nat_and_back() {
     );
 }
 
+/// RFC 768: a UDP checksum that computes to zero is sent as all ones (zero
+/// says "none"), by the fast path's rewrite as by the slow path's.
+#[test]
+fn a_udp_checksum_computing_to_zero_is_sent_as_all_ones() {
+    let t = table(&[vs(VIP, 53, Proto::Udp, Snat::None, vec![member(M1, 53)])]);
+    let (mut slow, mut fast) = (l4(), l4());
+    let sum_of = |f: &[u8]| u16::from_be_bytes([f[40], f[41]]);
+    let first = frame(CLIENT, VIP, 64, udp(5, 53), &[0, 0]);
+    let (_, out) = run(&mut slow, &t, 100, &first);
+    run_fast(&mut fast, &t, 100, &first);
+    // A payload word adds itself to the sum the checksum complements: the
+    // first packet's checksum as the word brings the sum to 0xffff, whose
+    // complement is zero.
+    let b = sum_of(&out);
+    assert_ne!(b, 0xffff);
+    let f = frame(CLIENT, VIP, 64, udp(5, 53), &b.to_be_bytes());
+    let (v1, out1) = run(&mut slow, &t, 100, &f);
+    let (v2, out2, took) = run_fast(&mut fast, &t, 100, &f);
+    assert!(took, "an established flow's packet: the fast path's");
+    assert_eq!(v1, L4Verdict::Forward { dst: ip(M1) });
+    assert_eq!(sum_of(&out1), 0xffff);
+    assert_eq!((v1, hex(&out1)), (v2, hex(&out2)));
+    verify_checksums(&out2);
+}
+
 #[test]
 fn tcp_states_set_the_timeouts_and_fin_closes() {
     let t = table(&[vs(VIP, 80, Proto::Tcp, Snat::None, vec![member(M1, 80)])]);
