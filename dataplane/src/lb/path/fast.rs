@@ -513,7 +513,7 @@ impl L4 {
     /// one `new_flow` will pick: the same VS lookup and Maglev choice on
     /// the same tables. DNAT virtual servers only (SNAT picks a port
     /// first). Changes nothing; returns what it found.
-    #[inline(never)]
+    #[inline]
     pub(crate) fn prefetch_new(&self, flow: &V4Flow, tables: &VsTable) -> Option<Pick> {
         let k = &flow.key;
         let v = tables.lookup_v4(k.dst, k.dport, k.proto)?;
