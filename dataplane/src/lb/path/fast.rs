@@ -724,21 +724,12 @@ impl L4 {
             Some((nat.to.addr, nat.to.port))
         );
         // `pass`: its TTL check is classify's.
-        rewrite_outlined(&mut frame[..len], flow, &nat);
+        rewrite(&mut frame[..len], flow, &nat);
         self.count_pass(Direction::In, member_slot, len as u64);
         Some(L4Verdict::Forward {
             dst: IpAddr::from(nat.to.addr),
         })
     }
-}
-
-/// [`rewrite`] out of line, for the new flows' stage: a second inlined
-/// copy changed how the fast stage's copy compiled (4 instructions more
-/// an established packet, measured), and a new flow does not miss the
-/// call.
-#[inline(never)]
-fn rewrite_outlined(frame: &mut [u8], flow: &V4Flow, hit: &Nat4) {
-    rewrite(frame, flow, hit)
 }
 
 /// Ethernet, IPv4 and the first 8 bytes of UDP or TCP: the UDP checksum
