@@ -276,8 +276,8 @@ impl Bucket {
 
     #[inline(always)]
     fn live(&self, s: usize, now: Secs) -> bool {
-        let t = self.timeout[s];
-        t != 0 && now.saturating_sub(self.last_seen[s]) < u32::from(t)
+        // A free slot's timeout is 0: no age is below it.
+        now.saturating_sub(self.last_seen[s]) < u32::from(self.timeout[s])
     }
 }
 
