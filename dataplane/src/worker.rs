@@ -1221,6 +1221,8 @@ impl Worker {
     /// ([`L4::fast_new`]): its decision, and a packet forwarded to its
     /// member sent as [`slow_classified`](Self::slow_classified) sends
     /// it; `Err` hands the frame back untouched, for `slow_classified`.
+    /// `m` is one segment (the fast stage's [`fast_one`](Self::fast_one)
+    /// leaves it here only then).
     #[inline(never)]
     fn fast_new(
         &mut self,
@@ -1231,9 +1233,7 @@ impl Worker {
         tables: &Tables,
         memo: &mut Memo,
     ) -> Result<(), Mbuf> {
-        if m.segments() != 1 {
-            return Err(m);
-        }
+        debug_assert_eq!(m.segments(), 1);
         let len = m.len();
         let frame = (m.data_and_tailroom(), len);
         let Some(l4) = self.l4.fast_new(secs(now), frame, flow, pick, &tables.vs) else {
