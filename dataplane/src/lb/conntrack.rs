@@ -1604,23 +1604,7 @@ impl ConnTable {
         value: FlowValue,
         now: Secs,
     ) -> Result<FlowRef<'_>, InsertError> {
-        let placed = self.insert_in::<true>(key, hash, value, now)?;
-        Ok(self.flow_ref(key.family(), placed))
-    }
-
-    /// [`insert`](Self::insert) of a `key` the caller knows is not live
-    /// (its lookup just missed, or it removed the flow since, and inserted
-    /// nothing in between): the same, without looking for it first.
-    #[inline]
-    pub fn insert_absent(
-        &mut self,
-        key: &FlowKey,
-        hash: u64,
-        value: FlowValue,
-        now: Secs,
-    ) -> Result<FlowRef<'_>, InsertError> {
-        debug_assert!(self.peek(key, hash, now).is_none(), "{key:?} is live");
-        let placed = self.insert_in::<false>(key, hash, value, now)?;
+        let placed = self.place(key, hash, value, now)?;
         Ok(self.flow_ref(key.family(), placed))
     }
 
@@ -1639,8 +1623,9 @@ impl ConnTable {
         self.insert_in::<true>(key, hash, value, now)
     }
 
-    /// [`place`](Self::place) of a `key` the caller knows is not live, as
-    /// [`insert_absent`](Self::insert_absent).
+    /// [`place`](Self::place) of a `key` the caller knows is not live (its
+    /// lookup just missed, or it removed the flow since, and inserted
+    /// nothing in between): the same, without looking for it first.
     #[inline]
     pub fn place_absent(
         &mut self,
