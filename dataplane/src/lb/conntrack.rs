@@ -47,8 +47,9 @@
 //! Time is a `u32` count of seconds from the worker's burst clock (read
 //! once per burst, passed down). A slot is *live* while
 //! `now - last_seen < timeout`. Expiry is lazy: an expired slot is treated
-//! as absent by `lookup`, reused by `insert` (which hands the evicted entry
-//! back, so nothing is lost for RST-on-timeout or gauges), and reaped by
+//! as absent by `lookup`, reused by an insert (which hands the evicted
+//! entry back, `FlowRef::evicted` or `take_evicted`, so nothing is lost
+//! for RST-on-timeout or gauges), and reaped by
 //! [`ConnTable::sweep`], which visits a bounded number of buckets per call
 //! and copies expired entries into a caller-owned buffer. Per-entry
 //! timeouts let each VS (idleTimeout) and each TCP state (SYN, closing) age
