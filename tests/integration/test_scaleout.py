@@ -141,7 +141,9 @@ class TestKill:
             snat = lab.client("load", "3", "60", f"{VIP_S}:80")
             dnat = lab.client("load", "3", "60", f"{VIP_D}:80")
             streams = lab.client("streams", "30", "12", "3000000", "1500000", f"{VIP_D}:9000")
-            wait_for("the streams under way", lambda: new_flows(a, "dnat-streams") - a0 + new_flows(b, "dnat-streams") - b0 >= 12, timeout=5)
+            # 15 s: a SYN lost while the routers settle (after a void try's
+            # flap) is retried 1 s, then 3 s, then 7 s later.
+            wait_for("the streams under way", lambda: new_flows(a, "dnat-streams") - a0 + new_flows(b, "dnat-streams") - b0 >= 12, timeout=15)
             on_a = new_flows(a, "dnat-streams") - a0
             t_kill, m0 = time.time(), time.monotonic()
             a.proc.kill()
