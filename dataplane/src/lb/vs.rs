@@ -446,6 +446,18 @@ fn member_key(addr: &[u8; 16], family: Family, port: u16, proto: u8) -> FlowKey 
     FlowKey::from_parts(*addr, [0; 16], port, 0, proto, family)
 }
 
+/// Maps `k` to VS `index`, unless an earlier VS has it: a duplicate.
+fn claim<K: MapKey>(map: &mut FixedMap<u32, K>, k: K, index: usize) -> Result<(), VsError> {
+    if let Some(&first) = map.get(&k) {
+        return Err(VsError::Duplicate {
+            first: first as usize,
+            index,
+        });
+    }
+    map.insert(k, index as u32);
+    Ok(())
+}
+
 impl VsTable {
     /// Validates `specs` and builds the snapshot (ctrl only: allocates,
     /// builds one Maglev table per VS).
@@ -466,21 +478,13 @@ impl VsTable {
                 return Err(VsError::IdleTimeout { index });
             }
             let (port, proto) = (s.port, s.proto.number());
-            let first = match family {
-                Family::V4 => by_key4.get(&Vs4Key::new(v4(&vip_bytes), port, proto)),
-                Family::V6 => by_key.get(&vs_key(&vip_bytes, family, port, proto)),
-            };
-            if let Some(&first) = first {
-                return Err(VsError::Duplicate {
-                    first: first as usize,
-                    index,
-                });
-            }
             match family {
-                Family::V4 => {
-                    by_key4.insert(Vs4Key::new(v4(&vip_bytes), port, proto), index as u32)
-                }
-                Family::V6 => by_key.insert(vs_key(&vip_bytes, family, port, proto), index as u32),
+                Family::V4 => claim(
+                    &mut by_key4,
+                    Vs4Key::new(v4(&vip_bytes), port, proto),
+                    index,
+                )?,
+                Family::V6 => claim(&mut by_key, vs_key(&vip_bytes, family, port, proto), index)?,
             }
             vips.insert(addr_key(&vip_bytes, family), ());
             if family == Family::V4 {
