@@ -2321,7 +2321,9 @@ fn run_classified(
 }
 
 /// The table of the differential tests: DNAT TCP to two members, an
-/// all-ports UDP VS, and a SNAT automap TCP VS; each over IPv4 and IPv6.
+/// all-ports UDP VS, and a SNAT automap TCP VS; each over IPv4 and IPv6;
+/// and an all-ports IPv4 TCP VS whose member has a port of its own (the
+/// port's checksum term then depends on the packet).
 fn diff_table() -> VsTable {
     table(&[
         vs(
@@ -2348,6 +2350,7 @@ fn diff_table() -> VsTable {
             Snat::Automap(ip(SELF6)),
             vec![member(M6, 443)],
         ),
+        vs(VIP, 0, Proto::Tcp, Snat::None, vec![member(M2, 9090)]),
     ])
 }
 
@@ -2381,7 +2384,8 @@ fn diff_frame(kind: u8, client: u8, flags: u8, payload: usize, corrupt: (u8, u16
         flags: fl,
     };
     let data = vec![0x5a; payload];
-    let mut f = match kind % 12 {
+    let kind = kind % 14;
+    let mut f = match kind {
         0 => frame(&c, VIP, 64, tcp(cport, 80, 7, 9), &data),
         1 => frame(M1, &c, 64, tcp(8080, cport, 9, 8), &data),
         2 => frame(&c, VIP, 64, udp(cport, 53), &data),
@@ -2393,16 +2397,20 @@ fn diff_frame(kind: u8, client: u8, flags: u8, payload: usize, corrupt: (u8, u16
         8 => frame(&c6, VIP6, 64, udp(cport, 53), &data),
         9 => frame(M6B, &c6, 64, udp(53, cport), &data),
         10 => frame(&c6, VIP6B, 64, tcp(cport, 443, 7, 9), &data),
-        _ => frame(M6, SELF6, 64, tcp(443, 40000, 9, 8), &data),
+        11 => frame(M6, SELF6, 64, tcp(443, 40000, 9, 8), &data),
+        // To the all-ports VS (any port but 80), and its member's answer.
+        12 => frame(&c, VIP, 64, tcp(cport, 81 + u16::from(client), 7, 9), &data),
+        _ => frame(M2, &c, 64, tcp(9090, cport, 9, 8), &data),
     };
+    let v4 = !(6..12).contains(&kind);
     // Corruptions the fast path must refuse exactly as the slow path does.
     match corrupt.0 % 10 {
         0 => {
             let i = usize::from(corrupt.1) % f.len();
             f[i] ^= corrupt.2 | 1;
         }
-        1 if kind % 12 < 6 => f[22] = corrupt.2 % 3, // TTL 0..2
-        1 => f[21] = corrupt.2 % 3,                  // hop limit 0..2
+        1 if v4 => f[22] = corrupt.2 % 3, // TTL 0..2
+        1 => f[21] = corrupt.2 % 3,       // hop limit 0..2
         2 => set_mf(&mut f),
         3 if kind % 2 == 0 && f[23] == PROTO_UDP => {
             f[40] = 0; // UDP checksum "none"
@@ -2533,7 +2541,8 @@ fn fast_path_takes_established_flows_both_ways() {
         })
         .unwrap();
     // (kind, flags, fast?): kind 0/1 TCP DNAT to/from the member, 2/3 UDP,
-    // 4/5 SNAT, 6..11 the same over IPv6; flags 2 = SYN, 3 = SYN-ACK,
+    // 4/5 SNAT, 6..11 the same over IPv6, 12/13 TCP to the all-ports VS
+    // whose member has a port of its own; flags 2 = SYN, 3 = SYN-ACK,
     // 0 = ACK, 1 = PSH-ACK, 4 = FIN-ACK. A flow's first packet takes the
     // slow path; from then on every packet of the flow takes the fast
     // path, state changes (a retransmitted SYN, the SYN-ACK, the first ACK
@@ -2572,6 +2581,12 @@ fn fast_path_takes_established_flows_both_ways() {
         (11, 0, true),
         (10, 1, true),
         (11, 1, true),
+        (12, 2, false),
+        (13, 3, true),
+        (12, 0, true),
+        (13, 0, true),
+        (12, 1, true),
+        (13, 1, true),
         // Closes: FIN each way, the last ACK; then a new SYN on the same
         // ports is the slow path's again.
         (0, 4, true),

@@ -37,6 +37,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::conntrack::Timeouts;
 use super::flow::{CtHasher, Family, FlowKey, PROTO_TCP, PROTO_UDP};
 use super::maglev::{self, MaglevError, Member, MemberKey, Table};
+use crate::wire::checksum::fold16;
 
 /// Largest SNAT pool of one virtual server: a flow stores its pool index
 /// in 5 bits of its connection-table entry's flags.
@@ -155,8 +156,10 @@ impl VsMember {
 /// rewrites its packets (`lb/path/fast.rs`), built with the table: what
 /// `fits_forward` and `fits_reverse` compare, packed so that each is one
 /// masked compare of a word built from the packet's key
-/// ([`Fast4::word`]), and the one's-complement terms of the address the
-/// rewrite replaces, which are constants once the packet fits.
+/// ([`Fast4::word`]), and the checksum deltas of the rewrite, which are
+/// constants once the packet fits: one's-complement sums folded once
+/// here ([`checksum::fold16`]), so that a packet's checksum takes each
+/// with one end-around add ([`checksum::add16`]), no fold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C, align(64))]
 pub(crate) struct Fast4 {
@@ -167,14 +170,25 @@ pub(crate) struct Fast4 {
     /// A member's packet fits if `word(src, sport, proto) & out_mask == out_word`.
     pub out_word: u64,
     pub out_mask: u64,
-    /// `!VIP + member` and `!member + VIP` (32-bit words in the frame's
-    /// byte order): the terms the rewrite of each direction's address adds.
-    pub in_delta: u64,
-    pub out_delta: u64,
     pub vip: [u8; 4],
     pub addr: [u8; 4],
     /// The member's port (0: the client's destination port stays).
     pub port: u16,
+    /// A client's packet's IPv4 header checksum delta: the address (VIP
+    /// to member) and the TTL's decrement.
+    pub in_ip: u16,
+    /// Its L4 checksum's: the address and the port (the member's for the
+    /// VS's, or none); unless `ports_vary`.
+    pub in_l4: u16,
+    /// The address's alone (what SNAT and a varying port add to).
+    pub in_addr: u16,
+    /// A member's packet's: IPv4 header (the address, member to VIP, and
+    /// the TTL), the address alone.
+    pub out_ip: u16,
+    pub out_addr: u16,
+    /// The VS takes every port and the member has one of its own: the
+    /// port's term depends on the packet (`in_l4` is not set).
+    pub ports_vary: bool,
     /// The VS translates the client's address too.
     pub snat: bool,
 }
@@ -184,6 +198,19 @@ pub(crate) struct Fast4 {
 pub(crate) fn v4(b: &[u8; 16]) -> [u8; 4] {
     [b[0], b[1], b[2], b[3]]
 }
+
+/// [`Fast4::term`] for replacing port `old` by `new` (host order): the L4
+/// checksum's.
+#[inline(always)]
+pub(crate) fn port_term(old: u16, new: u16) -> u64 {
+    u64::from(!old.to_be()) + u64::from(new.to_be())
+}
+
+/// The one's-complement term of the TTL's decrement: `!w + w'` for the
+/// TTL/protocol word `w` before and `w'` after, which is `0xffff` less
+/// the TTL's unit in that word (in the frame's byte order), whatever the
+/// TTL (> 1: no borrow) and the protocol.
+pub(crate) const TTL_TERM: u64 = 0xffff - u16::from_ne_bytes([1, 0]) as u64;
 
 /// Never equal to a masked [`Fast4::word`] (whose top byte is zero): the
 /// word of a member no IPv4 packet fits (an IPv6 VS's, a retired one).
@@ -205,9 +232,15 @@ impl Fast4 {
 
     fn new(vs: &Vs, m: &VsMember) -> Fast4 {
         let (vip, addr) = (v4(&vs.vip_bytes), v4(&m.bytes));
-        let term = Fast4::term;
+        let (to_member, to_vip) = (Fast4::term(vip, addr), Fast4::term(addr, vip));
         let mask = |port: u16| if port == 0 { !(0xffff << 32) } else { !0 };
         let fits = vs.family == Family::V4 && !m.retired;
+        // The port's term: the member's port for the VS's (which a
+        // fitting packet has), or the client's kept (`!p + p`).
+        let ports = match m.port {
+            0 => port_term(0, 0),
+            port => port_term(vs.port, port),
+        };
         Fast4 {
             in_word: if fits {
                 Fast4::word(vip, vs.port, vs.proto_number)
@@ -221,11 +254,15 @@ impl Fast4 {
                 NO_FIT
             },
             out_mask: mask(m.port),
-            in_delta: term(vip, addr),
-            out_delta: term(addr, vip),
             vip,
             addr,
             port: m.port,
+            in_ip: fold16(to_member + TTL_TERM),
+            in_l4: fold16(to_member + ports),
+            in_addr: fold16(to_member),
+            out_ip: fold16(to_vip + TTL_TERM),
+            out_addr: fold16(to_vip),
+            ports_vary: vs.port == 0 && m.port != 0,
             snat: vs.snats(),
         }
     }

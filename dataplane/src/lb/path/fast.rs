@@ -62,7 +62,8 @@ use super::{on_flags, pool_index, Direction, L4Verdict, RevKey, FLAG_RESETTING, 
 use crate::lb::conntrack::{Hint, Secs, Slot, TcpState, V4Key};
 use crate::lb::flow::{CtHasher, Family, FlowHasher, FlowKey, PROTO_TCP, PROTO_UDP};
 use crate::lb::vs::{v4, Fast4, Vs, VsTable};
-use crate::wire::{be16, checksum, le64, tcp, Mac};
+use crate::wire::checksum::{self, fold16};
+use crate::wire::{be16, le64, tcp, Mac};
 use std::net::IpAddr;
 
 /// Ethernet + IPv4 (no options): where the transport header starts.
@@ -340,10 +341,11 @@ pub struct FastHit {
     to: V4Nat,
     /// SNAT: the source of a client's packet, the destination of a member's.
     other: Option<V4Nat>,
-    /// The rewrite's terms in the IPv4 header checksum (addresses; the
-    /// TTL's is [`TTL_TERM`]) and in the L4 checksum (addresses, ports).
-    ip_delta: u64,
-    l4_delta: u64,
+    /// The rewrite's deltas ([`checksum::fold16`]ed) of the IPv4 header
+    /// checksum (addresses, the TTL) and of the L4 checksum (addresses,
+    /// ports).
+    ip_delta: u16,
+    l4_delta: u16,
 }
 
 impl FastHit {
@@ -371,22 +373,25 @@ struct Nat4 {
     dir: Direction,
     to: V4Nat,
     other: Option<V4Nat>,
-    ip_delta: u64,
-    l4_delta: u64,
+    ip_delta: u16,
+    l4_delta: u16,
 }
 
 /// The destination a client's packet of key `k` to member `m` takes (its
-/// address and port), if the packet fits the member's virtual server:
-/// `fits_forward` and `forward_rewrite`'s destination.
+/// address and port), if the packet fits the member's virtual server
+/// (`fits_forward` and `forward_rewrite`'s destination); and its L4
+/// checksum's delta (a DNAT's whole, SNAT's part).
 #[inline(always)]
-fn member_dst(m: &Fast4, k: &V4Key) -> Option<V4Nat> {
+fn member_dst(m: &Fast4, k: &V4Key) -> Option<(V4Nat, u16)> {
     if Fast4::word(k.dst, k.dport, k.proto) & m.in_mask != m.in_word {
         return None;
     }
-    Some(V4Nat {
-        addr: m.addr,
-        port: if m.port == 0 { k.dport } else { m.port },
-    })
+    let port = if m.port == 0 { k.dport } else { m.port };
+    let l4 = match m.ports_vary {
+        true => checksum::add16(m.in_addr, port_term16(k.dport, port)),
+        false => m.in_l4,
+    };
+    Some((V4Nat { addr: m.addr, port }, l4))
 }
 
 impl Nat4 {
@@ -398,13 +403,13 @@ impl Nat4 {
         if m.snat {
             return None;
         }
-        let to = member_dst(m, k)?;
+        let (to, l4_delta) = member_dst(m, k)?;
         Some(Nat4 {
             dir: Direction::In,
             to,
             other: None,
-            ip_delta: m.in_delta,
-            l4_delta: m.in_delta + port_term(k.dport, to.port),
+            ip_delta: m.in_ip,
+            l4_delta,
         })
     }
 }
@@ -590,8 +595,7 @@ impl L4 {
         };
         if e.flags & FLAG_REVERSE == 0 {
             // forward_rewrite
-            let to = member_dst(m, k).ok_or(Miss::Slow)?;
-            let ports = port_term(k.dport, to.port);
+            let (to, l4) = member_dst(m, k).ok_or(Miss::Slow)?;
             // SNAT: the client's address too (none if the pool index is
             // out of the pool, as `forward_rewrite` has it).
             let src = match m.snat {
@@ -602,10 +606,11 @@ impl L4 {
                 false => None,
             };
             let Some(s) = src else {
-                return Ok(hit(Direction::In, to, None, m.in_delta, m.in_delta + ports));
+                return Ok(hit(Direction::In, to, None, m.in_ip, l4));
             };
-            let ip = m.in_delta + Fast4::term(k.src, s.addr);
-            let l4 = ip + ports + port_term(k.sport, s.port);
+            let addr = fold16(Fast4::term(k.src, s.addr));
+            let ip = checksum::add16(m.in_ip, addr);
+            let l4 = checksum::add16(l4, checksum::add16(addr, port_term16(k.sport, s.port)));
             Ok(hit(Direction::In, to, src, ip, l4))
         } else {
             if Fast4::word(k.src, k.sport, k.proto) & m.out_mask != m.out_word {
@@ -615,19 +620,16 @@ impl L4 {
                 addr: m.vip,
                 port: e.nat_port,
             };
-            let ports = port_term(k.sport, to.port);
+            let ports = port_term16(k.sport, to.port);
             if !m.snat {
-                return Ok(hit(
-                    Direction::Out,
-                    to,
-                    None,
-                    m.out_delta,
-                    m.out_delta + ports,
-                ));
+                let l4 = checksum::add16(m.out_addr, ports);
+                return Ok(hit(Direction::Out, to, None, m.out_ip, l4));
             }
             let client = self.snat_client(vs()?, (e.vs, e.member), flow)?;
-            let ip = m.out_delta + Fast4::term(k.dst, client.addr);
-            let l4 = ip + ports + port_term(k.dport, client.port);
+            let addr = fold16(Fast4::term(k.dst, client.addr));
+            let ip = checksum::add16(m.out_ip, addr);
+            let l4 = checksum::add16(m.out_addr, checksum::add16(addr, ports));
+            let l4 = checksum::add16(l4, port_term16(k.dport, client.port));
             Ok(hit(Direction::Out, to, Some(client), ip, l4))
         }
     }
@@ -740,22 +742,16 @@ const TCP_SUM_AT: usize = L4_AT + 16;
 
 /// The 16-bit word at `at`, in the frame's byte order.
 #[inline(always)]
-fn ne16(h: &[u8; HEADERS], at: usize) -> u64 {
-    u64::from(u16::from_ne_bytes([h[at], h[at + 1]]))
+fn ne16(h: &[u8; HEADERS], at: usize) -> u16 {
+    u16::from_ne_bytes([h[at], h[at + 1]])
 }
 
-/// [`Fast4::term`] for replacing port `old` by `new` (host order): the L4
-/// checksum's.
+/// [`port_term`] folded: the L4 checksum's term for replacing port `old`
+/// by `new` (host order), as [`checksum::add16`] takes it.
 #[inline(always)]
-pub(super) fn port_term(old: u16, new: u16) -> u64 {
-    u64::from(!old.to_be()) + u64::from(new.to_be())
+fn port_term16(old: u16, new: u16) -> u16 {
+    checksum::add16(!old.to_be(), new.to_be())
 }
-
-/// The one's-complement term of the TTL's decrement: `!w + w'` for the
-/// TTL/protocol word `w` before and `w'` after, which is `0xffff` less
-/// the TTL's unit in that word (in the frame's byte order), whatever the
-/// TTL (> 1: no borrow) and the protocol.
-pub(super) const TTL_TERM: u64 = 0xffff - u16::from_ne_bytes([1, 0]) as u64;
 
 /// The checksum to store for the one's-complement sum `acc`.
 #[inline(always)]
@@ -770,7 +766,9 @@ pub(super) fn fold(acc: u64) -> u16 {
 /// swaps; an address is one 32-bit term, whose fold is the sum of its two
 /// 16-bit ones (zero only if both are): the same result. The terms of
 /// what is replaced are the hit's deltas (the frame holds the key the
-/// match stage found them from): the same sums, so the same folds.
+/// match stage found them from), folded already: added to a checksum's
+/// complement with end-around carry, the fold of the same sum
+/// ([`checksum::add16`]), so the same checksum.
 #[inline(always)]
 fn rewrite(frame: &mut [u8], flow: &V4Flow, hit: &Nat4) {
     let Some(f) = frame.get_mut(..usize::from(flow.end)) else {
@@ -802,16 +800,16 @@ fn rewrite(frame: &mut [u8], flow: &V4Flow, hit: &Nat4) {
         }
     }
     h[22] -= 1; // classify: TTL > 1
-    let ip = hit.ip_delta + TTL_TERM + (!ne16(h, 24) & 0xffff);
-    h[24..26].copy_from_slice(&fold(ip).to_ne_bytes());
+    let ip = !checksum::add16(!ne16(h, 24), hit.ip_delta);
+    h[24..26].copy_from_slice(&ip.to_ne_bytes());
     // One arm a protocol: merged, the UDP-only tests ran again after the
     // sum (3 instructions a packet).
     if flow.key.proto == PROTO_UDP {
-        let old = ne16(h, UDP_SUM_AT) as u16;
+        let old = ne16(h, UDP_SUM_AT);
         if old == 0 {
             return; // no checksum, and it stays so
         }
-        let c = fold(u64::from(!old) + hit.l4_delta);
+        let c = !checksum::add16(!old, hit.l4_delta);
         let c = if c == 0 { 0xffff } else { c };
         h[UDP_SUM_AT..UDP_SUM_AT + 2].copy_from_slice(&c.to_ne_bytes());
     } else {
@@ -820,7 +818,7 @@ fn rewrite(frame: &mut [u8], flow: &V4Flow, hit: &Nat4) {
             return;
         };
         let old = u16::from_ne_bytes(*sum);
-        *sum = fold(u64::from(!old) + hit.l4_delta).to_ne_bytes();
+        *sum = (!checksum::add16(!old, hit.l4_delta)).to_ne_bytes();
     }
 }
 

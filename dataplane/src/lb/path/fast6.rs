@@ -26,8 +26,8 @@ use super::parse::{Pkt, Ports};
 use super::{fits_forward, fits_reverse, Direction, Rewrite, FLAG_RESETTING, FLAG_REVERSE, L4};
 use crate::lb::conntrack::{Entry, Secs, Slot, TcpState};
 use crate::lb::flow::{Family, FlowKey, PROTO_TCP, PROTO_UDP};
-use crate::lb::path::fast::{fold, port_term, reopens, Classifier, Miss, BFD_PORTS};
-use crate::lb::vs::{Fast6, Vs, VsTable};
+use crate::lb::path::fast::{fold, reopens, Classifier, Miss, BFD_PORTS};
+use crate::lb::vs::{port_term, Fast6, Vs, VsTable};
 use crate::wire::be16;
 
 /// Ethernet + IPv6 (no extension header): where the transport starts.

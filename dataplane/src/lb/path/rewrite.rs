@@ -8,11 +8,11 @@
 //! fast path's arithmetic), the rest through `nat`'s helpers, general
 //! over both families. All of them are `#[inline(always)]`.
 
-use super::fast::{fold, port_term, TTL_TERM};
+use super::fast::fold;
 use super::parse::Pkt;
 use crate::lb::flow::{Family, PROTO_TCP, PROTO_UDP};
 use crate::lb::nat;
-use crate::lb::vs::{v4, Fast4, Fast6, Vs};
+use crate::lb::vs::{port_term, v4, Fast4, Fast6, Vs, TTL_TERM};
 
 /// The translation of one packet.
 #[derive(Clone, Copy, Debug)]
