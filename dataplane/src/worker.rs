@@ -42,8 +42,8 @@ use crate::host::fib::Hop;
 use crate::host::neighbor::{Nanos, Pending};
 use crate::host::{FromTap, FromWire, Host, HostIo};
 use crate::lb::{
-    Classified, Classifier, Expired, L4Verdict, Miss, Owner, Pick, Side, Steering, V4Flow, V4Key,
-    V6Flow, VsTable, L4,
+    Classified, Classifier, Expired, FastHit, L4Verdict, Miss, Owner, Pick, Side, Steering, V4Flow,
+    V4Key, V6Flow, VsTable, L4,
 };
 use crate::shared::{BfdCommand, PollMode, SharedBfd, SharedL4, Tables};
 use crate::wire::Mac;
@@ -944,7 +944,7 @@ impl Worker {
     fn fast_one(
         &mut self,
         pi: usize,
-        mut m: Mbuf,
+        m: Mbuf,
         flow: &V4Flow,
         (now, s): (Nanos, crate::lb::conntrack::Secs),
         tables: &Tables,
@@ -957,9 +957,29 @@ impl Worker {
             Ok(hit) => hit,
             Err(why) => return Err((m, why)),
         };
+        // One copy of the rest a direction, so that each tests it once.
+        match hit.is_reply() {
+            false => self.fast_send::<false>(pi, m, (flow, hit), now, tables, memo),
+            true => self.fast_send::<true>(pi, m, (flow, hit), now, tables, memo),
+        }
+    }
+
+    /// [`fast_one`](Self::fast_one) once its hit is found, for a member's
+    /// packet (`REPLY`) or a client's.
+    #[inline(always)]
+    fn fast_send<const REPLY: bool>(
+        &mut self,
+        pi: usize,
+        mut m: Mbuf,
+        (flow, hit): (&V4Flow, FastHit),
+        now: Nanos,
+        tables: &Tables,
+        memo: &mut Hops<[u8; 4]>,
+    ) -> Result<(), (Mbuf, Miss)> {
+        let hit = hit.replying::<REPLY>();
         let dst = hit.dst(flow);
         let route = || tables.fib.hop_v4(dst);
-        let Some(memo) = self.next_hop(memo, dst, hit.is_reply(), route, now) else {
+        let Some(memo) = self.next_hop(memo, dst, REPLY, route, now) else {
             return Err((m, Miss::Slow));
         };
         let frame = m.data_mut();

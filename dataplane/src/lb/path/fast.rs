@@ -355,6 +355,16 @@ impl FastHit {
         self.dir == Direction::Out
     }
 
+    /// The hit, its direction a constant where the caller knows it
+    /// (`reply`: [`is_reply`](Self::is_reply)), so that what is inlined
+    /// after does not test it again.
+    #[inline(always)]
+    pub fn replying<const REPLY: bool>(self) -> Self {
+        debug_assert_eq!(self.is_reply(), REPLY);
+        let dir = if REPLY { Direction::Out } else { Direction::In };
+        FastHit { dir, ..self }
+    }
+
     /// The packet's destination after the rewrite (where to route it).
     #[inline(always)]
     pub fn dst(&self, flow: &V4Flow) -> [u8; 4] {
