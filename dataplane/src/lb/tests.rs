@@ -2612,6 +2612,47 @@ fn fast_path_takes_established_flows_both_ways() {
     assert_eq!(all_counters(&slow, &t), all_counters(&fast, &t));
 }
 
+/// Classify's length checks at their edges: a UDP length or TCP data
+/// offset around what the IPv4 total length leaves for them, and a total
+/// length around the headers' and the frame's. On established flows the
+/// fast path takes what classify admits, and each answer (frame, verdict,
+/// counters) must be the slow path's.
+#[test]
+fn length_edges_get_the_slow_paths_answer_on_the_fast_path() {
+    let t = diff_table();
+    let (mut slow, mut fast) = (l4(), l4());
+    // A UDP flow; a TCP flow (SYN, SYN-ACK, ACK).
+    for (kind, flags) in [(2, 0), (0, 2), (1, 3), (0, 0)] {
+        let f = diff_frame(kind, 1, flags, 10, (7, 0, 0));
+        run(&mut slow, &t, 100, &f);
+        run_fast(&mut fast, &t, 100, &f);
+    }
+    let mut took = 0;
+    // (kind, the frame's total length as built, the field's values)
+    for (kind, built, fields) in [(2u8, 38u16, 0..=24u16), (0, 50, 0..=15)] {
+        for total in 16..=built + 2 {
+            for field in fields.clone() {
+                let mut f = diff_frame(kind, 1, 0, 10, (7, 0, 0));
+                let c = u16::from_be_bytes([f[24], f[25]]);
+                let c = crate::wire::checksum::update16(c, built, total);
+                f[16..18].copy_from_slice(&total.to_be_bytes());
+                f[24..26].copy_from_slice(&c.to_be_bytes());
+                match kind {
+                    2 => f[38..40].copy_from_slice(&field.to_be_bytes()),
+                    _ => f[46] = (field as u8) << 4,
+                }
+                let (v1, out1) = run(&mut slow, &t, 100, &f);
+                let (v2, out2, fast_took) = run_fast(&mut fast, &t, 100, &f);
+                let at = format!("kind {kind} total {total} field {field}");
+                assert_eq!((v1, hex(&out1)), (v2, hex(&out2)), "{at}");
+                took += usize::from(fast_took);
+            }
+        }
+    }
+    assert_eq!(all_counters(&slow, &t), all_counters(&fast, &t));
+    assert!(took > 0, "the fast path took none");
+}
+
 /// A TCP packet with no flag at all moves a new flow's entry out of
 /// SYN-seen (loose initialisation) on the fast path as on the slow one:
 /// eleven seconds later (past the SYN timeout) the flow is still there.

@@ -226,7 +226,6 @@ impl<'a> Classifier<'a> {
             return false;
         }
         let proto = (w20 >> 24) as u8;
-        let l4_len = total.wrapping_sub(20);
         // Both ports from one load: the big-endian pair, swapped whole,
         // then turned back into place.
         let mut p = [0; 4];
@@ -238,8 +237,10 @@ impl<'a> Classifier<'a> {
                 let Some(t) = frame.get(L4_AT..).and_then(|t| t.first_chunk::<20>()) else {
                     return false;
                 };
+                // The header's length fits the packet's (so does a
+                // 20-byte header: `total` >= 40).
                 let data_at = usize::from(t[12] >> 4) * 4;
-                if total < 40 || data_at < 20 || data_at > l4_len {
+                if data_at < 20 || 20 + data_at > total {
                     return false;
                 }
                 flow.tcp_flags = t[13];
@@ -247,12 +248,9 @@ impl<'a> Classifier<'a> {
             PROTO_UDP => {
                 let ulen = usize::from(be16(h, L4_AT + 4));
                 flow.tcp_flags = 0;
-                if total < 28
-                    || ulen < 8
-                    || ulen > l4_len
-                    || dport == BFD_PORTS[0]
-                    || dport == BFD_PORTS[1]
-                {
+                // The datagram's length fits the packet's (so does an
+                // 8-byte header: `total` >= 28).
+                if ulen < 8 || 20 + ulen > total || dport == BFD_PORTS[0] || dport == BFD_PORTS[1] {
                     return false;
                 }
             }
