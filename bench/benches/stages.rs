@@ -23,6 +23,8 @@ use dataplane::lb::{classify_v4, Backing, L4Config, MemberSpec, Proto, Snat, VsS
 use dataplane::wire::Mac;
 
 const OUR_MAC: Mac = Mac([0x02, 0, 0, 0, 0, 0x02]);
+/// The MACs the commit stage addresses a frame with: the next hop's, ours.
+const NEXT_HOP_MACS: [u8; 12] = [0x02, 0, 0, 0, 1, 1, 0x02, 0, 0, 0, 0, 0x02];
 
 fn csum(b: &[u8]) -> u16 {
     let mut s: u32 = b
@@ -130,7 +132,7 @@ fn stages(c: &mut Criterion) {
                 for (f, flow) in burst.iter_mut().zip(&flows) {
                     let flow = flow.as_ref().expect("fast class");
                     let hit = l4.fast_match(flow, 2, &t).expect("tracked");
-                    l4.fast_commit(&hit, flow, f);
+                    l4.fast_commit(&hit, flow, f, &NEXT_HOP_MACS);
                 }
                 black_box(&burst);
             })

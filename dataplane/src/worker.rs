@@ -982,9 +982,7 @@ impl Worker {
         let Some(memo) = self.next_hop(memo, dst, REPLY, route, now) else {
             return Err((m, Miss::Slow));
         };
-        let frame = m.data_mut();
-        self.l4.fast_commit(&hit, flow, frame);
-        frame[..12].copy_from_slice(&memo.macs);
+        self.l4.fast_commit(&hit, flow, m.data_mut(), &memo.macs);
         self.send_fast(pi, m, memo);
         Ok(())
     }

@@ -2260,7 +2260,10 @@ fn run_probed(
     match l4.fast_match(flow, now, t) {
         Ok(hit) => {
             let mut out = input.to_vec();
-            l4.fast_commit(&hit, flow, &mut out);
+            // The worker writes the next hop's MACs; the L4 path keeps the
+            // frame's.
+            let macs = out[..12].try_into().unwrap();
+            l4.fast_commit(&hit, flow, &mut out, &macs);
             let dst = IpAddr::from(hit.dst(flow));
             (L4Verdict::Forward { dst }, out, true)
         }

@@ -665,10 +665,11 @@ impl L4 {
 
     /// The commit stage: sets the flow's new state, rewrites the frame in
     /// place and counts it, exactly as the slow path does for this packet
-    /// (whose lookup marked the flow seen, as the match stage's did).
+    /// (whose lookup marked the flow seen, as the match stage's did); and
+    /// addresses it to its next hop (`macs`: destination, source).
     /// `frame` is the whole frame (`len` bytes); the caller sends it.
     #[inline(always)]
-    pub fn fast_commit(&mut self, hit: &FastHit, flow: &V4Flow, frame: &mut [u8]) {
+    pub fn fast_commit(&mut self, hit: &FastHit, flow: &V4Flow, frame: &mut [u8], macs: &[u8; 12]) {
         self.ct.count_hit();
         if let Some((state, timeout)) = hit.state {
             self.ct.set_state_v4(hit.slot, state, timeout);
@@ -681,7 +682,11 @@ impl L4 {
             ip_delta: hit.ip_delta,
             l4_delta: hit.l4_delta,
         };
-        rewrite(frame, flow, &nat);
+        // (classify saw the frame hold the headers)
+        if let Some((h, rest)) = frame.split_first_chunk_mut::<HEADERS>() {
+            rewrite((h, rest), flow, &nat);
+            h[..12].copy_from_slice(macs);
+        }
         // What `pass` counts.
         self.count_pass(hit.dir, hit.member_slot, bytes);
     }
@@ -734,7 +739,9 @@ impl L4 {
             Some((nat.to.addr, nat.to.port))
         );
         // `pass`: its TTL check is classify's.
-        rewrite(&mut frame[..len], flow, &nat);
+        if let Some(headers) = frame[..len].split_first_chunk_mut::<HEADERS>() {
+            rewrite(headers, flow, &nat);
+        }
         self.count_pass(Direction::In, member_slot, len as u64);
         Some(L4Verdict::Forward {
             dst: IpAddr::from(nat.to.addr),
@@ -777,14 +784,10 @@ pub(super) fn fold(acc: u64) -> u16 {
 /// match stage found them from), folded already: added to a checksum's
 /// complement with end-around carry, the fold of the same sum
 /// ([`checksum::add16`]), so the same checksum.
+/// `h` and `rest`: the frame, split after the headers that hold what
+/// changes (all of it within the packet, whose headers classify checked).
 #[inline(always)]
-fn rewrite(frame: &mut [u8], flow: &V4Flow, hit: &Nat4) {
-    let Some(f) = frame.get_mut(..usize::from(flow.end)) else {
-        return; // classify saw the frame hold the packet
-    };
-    let Some((h, rest)) = f.split_first_chunk_mut::<HEADERS>() else {
-        return;
-    };
+fn rewrite((h, rest): (&mut [u8; HEADERS], &mut [u8]), flow: &V4Flow, hit: &Nat4) {
     let (to, port) = (hit.to.addr, hit.to.port.to_be_bytes());
     let other = hit.other.map(|o| (o.addr, o.port.to_be_bytes()));
     // Two arms with fixed offsets, not one with offsets chosen by
