@@ -279,10 +279,11 @@ pub(crate) struct Fast6 {
     pub vip: [u8; 16],
     pub addr: [u8; 16],
     /// `!VIP + member` and `!member + VIP` summed over the addresses'
-    /// 32-bit words in the frame's byte order: what each direction's
-    /// address rewrite adds to the L4 checksum.
-    pub in_delta: u64,
-    pub out_delta: u64,
+    /// 32-bit words in the frame's byte order and folded
+    /// ([`checksum::fold16`]): what each direction's address rewrite adds
+    /// to the L4 checksum.
+    pub in_delta: u16,
+    pub out_delta: u16,
     /// The virtual server's port and the member's (0: any, and the
     /// client's destination port stays).
     pub vs_port: u16,
@@ -310,8 +311,8 @@ impl Fast6 {
         Fast6 {
             vip: vs.vip_bytes,
             addr: m.bytes,
-            in_delta: Fast6::term(&vs.vip_bytes, &m.bytes),
-            out_delta: Fast6::term(&m.bytes, &vs.vip_bytes),
+            in_delta: fold16(Fast6::term(&vs.vip_bytes, &m.bytes)),
+            out_delta: fold16(Fast6::term(&m.bytes, &vs.vip_bytes)),
             vs_port: vs.port,
             port: m.port,
             proto: vs.proto_number,

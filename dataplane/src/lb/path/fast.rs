@@ -764,7 +764,7 @@ fn ne16(h: &[u8; HEADERS], at: usize) -> u16 {
 /// [`port_term`] folded: the L4 checksum's term for replacing port `old`
 /// by `new` (host order), as [`checksum::add16`] takes it.
 #[inline(always)]
-fn port_term16(old: u16, new: u16) -> u16 {
+pub(super) fn port_term16(old: u16, new: u16) -> u16 {
     checksum::add16(!old.to_be(), new.to_be())
 }
 

@@ -26,9 +26,10 @@ use super::parse::{Pkt, Ports};
 use super::{fits_forward, fits_reverse, Direction, Rewrite, FLAG_RESETTING, FLAG_REVERSE, L4};
 use crate::lb::conntrack::{Entry, Secs, Slot, TcpState};
 use crate::lb::flow::{Family, FlowKey, PROTO_TCP, PROTO_UDP};
-use crate::lb::path::fast::{fold, reopens, Classifier, Miss, BFD_PORTS};
-use crate::lb::vs::{port_term, Fast6, Vs, VsTable};
+use crate::lb::path::fast::{port_term16, reopens, Classifier, Miss, BFD_PORTS};
+use crate::lb::vs::{Fast6, Vs, VsTable};
 use crate::wire::be16;
+use crate::wire::checksum;
 
 /// Ethernet + IPv6 (no extension header): where the transport starts.
 const L4_AT: usize = 14 + 40;
@@ -293,14 +294,15 @@ impl L4 {
 
 /// `apply_v6` for a DNAT packet of the fast class whose address the
 /// member's record fit (so the address replaced is the one its `delta`
-/// was found from): the same bytes, checksum included (the same sum,
-/// folded once), without summing the addresses' words again.
+/// was found from): the same bytes, checksum included (the same sum, its
+/// pieces folded: [`checksum::add16`]), without summing the addresses'
+/// words again.
 #[inline(always)]
 fn rewrite_dnat(
     frame: &mut [u8],
     flow: &V6Flow,
     dir: Direction,
-    (to, port, delta): (&[u8; 16], u16, u64),
+    (to, port, delta): (&[u8; 16], u16, u16),
 ) {
     const SRC_AT: usize = 14 + 8;
     const DST_AT: usize = 14 + 24;
@@ -317,12 +319,12 @@ fn rewrite_dnat(
         Direction::Out => (SRC_AT, L4_AT),
     };
     let old = u16::from_be_bytes([h[port_at], h[port_at + 1]]);
-    let sum = delta + port_term(old, port);
+    let sum = checksum::add16(delta, port_term16(old, port));
     h[addr_at..addr_at + 16].copy_from_slice(to);
     h[port_at..port_at + 2].copy_from_slice(&port.to_be_bytes());
     h[14 + 7] -= 1; // classify: hop limit > 1
     let old = u16::from_ne_bytes([h[sum_at], h[sum_at + 1]]);
-    let mut c = fold(u64::from(!old) + sum);
+    let mut c = !checksum::add16(!old, sum);
     if udp && c == 0 {
         c = 0xffff;
     }
