@@ -158,8 +158,8 @@ impl VsMember {
 /// masked compare of a word built from the packet's key
 /// ([`Fast4::word`]), and the checksum deltas of the rewrite, which are
 /// constants once the packet fits: one's-complement sums folded once
-/// here ([`checksum::fold16`]), so that a packet's checksum takes each
-/// with one end-around add ([`checksum::add16`]), no fold.
+/// here ([`fold16`]), so that a packet's checksum takes each with one
+/// end-around add ([`add16`](crate::wire::checksum::add16)), no fold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C, align(64))]
 pub(crate) struct Fast4 {
@@ -178,7 +178,7 @@ pub(crate) struct Fast4 {
     /// to member) and the TTL's decrement.
     pub in_ip: u16,
     /// Its L4 checksum's: the address and the port (the member's for the
-    /// VS's, or none); unless `ports_vary`.
+    /// VS's, or none); not used where `ports_vary`.
     pub in_l4: u16,
     /// The address's alone (what SNAT and a varying port add to).
     pub in_addr: u16,
@@ -187,7 +187,7 @@ pub(crate) struct Fast4 {
     pub out_ip: u16,
     pub out_addr: u16,
     /// The VS takes every port and the member has one of its own: the
-    /// port's term depends on the packet (`in_l4` is not set).
+    /// port's term depends on the packet (`in_l4` does not hold it).
     pub ports_vary: bool,
     /// The VS translates the client's address too.
     pub snat: bool,
@@ -279,9 +279,8 @@ pub(crate) struct Fast6 {
     pub vip: [u8; 16],
     pub addr: [u8; 16],
     /// `!VIP + member` and `!member + VIP` summed over the addresses'
-    /// 32-bit words in the frame's byte order and folded
-    /// ([`checksum::fold16`]): what each direction's address rewrite adds
-    /// to the L4 checksum.
+    /// 32-bit words in the frame's byte order and folded ([`fold16`]):
+    /// what each direction's address rewrite adds to the L4 checksum.
     pub in_delta: u16,
     pub out_delta: u16,
     /// The virtual server's port and the member's (0: any, and the

@@ -353,9 +353,9 @@ impl FastHit {
         self.dir == Direction::Out
     }
 
-    /// The hit, its direction a constant where the caller knows it
-    /// (`reply`: [`is_reply`](Self::is_reply)), so that what is inlined
-    /// after does not test it again.
+    /// The hit, its direction the constant `REPLY` (what
+    /// [`is_reply`](Self::is_reply) said), so that the code inlined after
+    /// a caller's branch on it does not test it again.
     #[inline(always)]
     pub fn replying<const REPLY: bool>(self) -> Self {
         debug_assert_eq!(self.is_reply(), REPLY);
@@ -761,8 +761,9 @@ fn ne16(h: &[u8; HEADERS], at: usize) -> u16 {
     u16::from_ne_bytes([h[at], h[at + 1]])
 }
 
-/// [`port_term`] folded: the L4 checksum's term for replacing port `old`
-/// by `new` (host order), as [`checksum::add16`] takes it.
+/// [`port_term`](crate::lb::vs::port_term) folded: the L4 checksum's
+/// term for replacing port `old` by `new` (host order), as
+/// [`checksum::add16`] takes it.
 #[inline(always)]
 pub(super) fn port_term16(old: u16, new: u16) -> u16 {
     checksum::add16(!old.to_be(), new.to_be())
@@ -784,6 +785,7 @@ pub(super) fn fold(acc: u64) -> u16 {
 /// match stage found them from), folded already: added to a checksum's
 /// complement with end-around carry, the fold of the same sum
 /// ([`checksum::add16`]), so the same checksum.
+///
 /// `h` and `rest`: the frame, split after the headers that hold what
 /// changes (all of it within the packet, whose headers classify checked).
 #[inline(always)]
