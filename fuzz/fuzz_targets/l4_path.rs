@@ -137,7 +137,11 @@ fuzz_target!(|data: &[u8]| {
                 l4.begin_probes();
                 let pick = l4.prefetch_entry(&mut flow, t, |_| true);
                 match l4.fast_match(&flow, now, t) {
-                    Ok(hit) => l4.fast_commit(&hit, &flow, &mut buf[..frame.len()]),
+                    Ok(hit) => {
+                        // The next hop's MACs, as the worker writes them.
+                        let macs = [0x02, 0, 0, 0, 0, 0x09, 0x02, 0, 0, 0, 0, 0x01];
+                        l4.fast_commit(&hit, &flow, &mut buf[..frame.len()], &macs)
+                    }
                     Err(miss) => {
                         // The new flows' stage first, as the worker.
                         let taken = match (miss, &pick) {
