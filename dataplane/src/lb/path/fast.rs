@@ -35,7 +35,9 @@
 //!                                 change if the flags make one}
 //!   commit    set the new state and its timeout, count
 //!                                 (exactly what the slow path does),
-//!                                 rewrite in place
+//!                                 rewrite in place (checksums by the
+//!                                 member's folded deltas), write the
+//!                                 next hop's MACs
 //!   new       (a frame the match stage found untracked, whose pick the
 //!                                 probe stage found: a DNAT flow's
 //!                                 first packet) the slow path's
