@@ -37,7 +37,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use super::conntrack::Timeouts;
 use super::flow::{CtHasher, Family, FlowKey, PROTO_TCP, PROTO_UDP};
 use super::maglev::{self, MaglevError, Member, MemberKey, Table};
-use crate::wire::checksum::fold16;
+use crate::wire::checksum::{add16, fold16};
 
 /// Largest SNAT pool of one virtual server: a flow stores its pool index
 /// in 5 bits of its connection-table entry's flags.
@@ -159,7 +159,7 @@ impl VsMember {
 /// ([`Fast4::word`]), and the checksum deltas of the rewrite, which are
 /// constants once the packet fits: one's-complement sums folded once
 /// here ([`fold16`]), so that a packet's checksum takes each with one
-/// end-around add ([`add16`](crate::wire::checksum::add16)), no fold.
+/// end-around add ([`add16`]), no fold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C, align(64))]
 pub(crate) struct Fast4 {
@@ -204,6 +204,12 @@ pub(crate) fn v4(b: &[u8; 16]) -> [u8; 4] {
 #[inline(always)]
 pub(crate) fn port_term(old: u16, new: u16) -> u64 {
     u64::from(!old.to_be()) + u64::from(new.to_be())
+}
+
+/// [`port_term`] folded, as [`add16`] takes it.
+#[inline(always)]
+pub(crate) fn port_term16(old: u16, new: u16) -> u16 {
+    add16(!old.to_be(), new.to_be())
 }
 
 /// The one's-complement term of the TTL's decrement: `!w + w'` for the

@@ -63,7 +63,7 @@ use super::parse::{Pkt, Ports};
 use super::{on_flags, pool_index, Direction, L4Verdict, RevKey, FLAG_RESETTING, FLAG_REVERSE, L4};
 use crate::lb::conntrack::{Hint, Secs, Slot, TcpState, V4Key};
 use crate::lb::flow::{CtHasher, Family, FlowHasher, FlowKey, PROTO_TCP, PROTO_UDP};
-use crate::lb::vs::{v4, Fast4, Vs, VsTable};
+use crate::lb::vs::{port_term16, v4, Fast4, Vs, VsTable};
 use crate::wire::checksum::{self, fold16};
 use crate::wire::{be16, le64, tcp, Mac};
 use std::net::IpAddr;
@@ -761,20 +761,6 @@ const TCP_SUM_AT: usize = L4_AT + 16;
 #[inline(always)]
 fn ne16(h: &[u8; HEADERS], at: usize) -> u16 {
     u16::from_ne_bytes([h[at], h[at + 1]])
-}
-
-/// [`port_term`](crate::lb::vs::port_term) folded: the L4 checksum's
-/// term for replacing port `old` by `new` (host order), as
-/// [`checksum::add16`] takes it.
-#[inline(always)]
-pub(super) fn port_term16(old: u16, new: u16) -> u16 {
-    checksum::add16(!old.to_be(), new.to_be())
-}
-
-/// The checksum to store for the one's-complement sum `acc`.
-#[inline(always)]
-pub(super) fn fold(acc: u64) -> u16 {
-    checksum::fold(checksum::fold64(acc))
 }
 
 /// `nat::rewrite_ip` + `nat::rewrite_l4` for a fast-class frame, checksums

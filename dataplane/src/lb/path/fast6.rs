@@ -26,8 +26,8 @@ use super::parse::{Pkt, Ports};
 use super::{fits_forward, fits_reverse, Direction, Rewrite, FLAG_RESETTING, FLAG_REVERSE, L4};
 use crate::lb::conntrack::{Entry, Secs, Slot, TcpState};
 use crate::lb::flow::{Family, FlowKey, PROTO_TCP, PROTO_UDP};
-use crate::lb::path::fast::{port_term16, reopens, Classifier, Miss, BFD_PORTS};
-use crate::lb::vs::{Fast6, Vs, VsTable};
+use crate::lb::path::fast::{reopens, Classifier, Miss, BFD_PORTS};
+use crate::lb::vs::{port_term16, Fast6, Vs, VsTable};
 use crate::wire::be16;
 use crate::wire::checksum;
 

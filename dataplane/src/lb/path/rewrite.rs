@@ -8,11 +8,11 @@
 //! fast path's arithmetic), the rest through `nat`'s helpers, general
 //! over both families. All of them are `#[inline(always)]`.
 
-use super::fast::fold;
 use super::parse::Pkt;
 use crate::lb::flow::{Family, PROTO_TCP, PROTO_UDP};
 use crate::lb::nat;
 use crate::lb::vs::{port_term, v4, Fast4, Fast6, Vs, TTL_TERM};
+use crate::wire::checksum;
 
 /// The translation of one packet.
 #[derive(Clone, Copy, Debug)]
@@ -77,6 +77,12 @@ fn general(frame: &mut [u8], p: &Pkt, rw: &Rewrite) {
         rw.src.map(|s| s.1),
         rw.dst.map(|d| d.1),
     );
+}
+
+/// The checksum to store for the one's-complement sum `acc`.
+#[inline(always)]
+fn fold(acc: u64) -> u16 {
+    checksum::fold(checksum::fold64(acc))
 }
 
 /// [`apply`] for a TCP or UDP packet over IPv4 in one pass, with the fast
